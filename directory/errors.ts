@@ -1,0 +1,69 @@
+/**
+ * The error catalogue: every failure mailmesh reports has a stable code.
+ * Protocol codes (HTTP status, SMTP reply, LDAP result, DNS rcode) are attached
+ * at the edges from `kind`; clients see `message`, logs also see `detail`.
+ */
+export type ErrorKind = 'invalid' | 'not_found' | 'conflict' | 'forbidden' | 'unavailable' | 'internal';
+
+export const CATALOGUE = {
+  CONFIG_INVALID: { kind: 'invalid', message: 'the configuration is invalid' },
+  DOMAIN_INVALID: { kind: 'invalid', message: 'not a valid domain name' },
+  ADDRESS_INVALID: { kind: 'invalid', message: 'not a valid mail address' },
+  DOMAIN_NOT_FOUND: { kind: 'not_found', message: 'no such member domain' },
+  DOMAIN_EXISTS: { kind: 'conflict', message: 'the domain already exists' },
+  KEY_UNREADABLE: { kind: 'invalid', message: 'the key material cannot be read' },
+  KEY_WRONG_DOMAIN: { kind: 'invalid', message: 'the key does not belong to the domain' },
+  KEY_EXPIRED: { kind: 'invalid', message: 'the key or certificate has expired' },
+  KEY_NOT_YET_VALID: { kind: 'invalid', message: 'the certificate is not valid yet' },
+  KEY_REVOKED: { kind: 'invalid', message: 'the key has been revoked' },
+  KEY_TOO_WEAK: { kind: 'invalid', message: 'the key is too weak' },
+  KEY_NO_ENCRYPTION: { kind: 'invalid', message: 'the key has no encryption-capable (sub)key' },
+  KEY_USAGE: { kind: 'invalid', message: 'the certificate is not allowed for e-mail protection' },
+  CHAIN_INVALID: { kind: 'invalid', message: 'the certificate chain does not verify' },
+  MASTER_KEY_MISMATCH: {
+    kind: 'forbidden',
+    message: 'the master key does not open this store (wrong key file or MAILMESH_MASTER_KEY)',
+  },
+  MASTER_KEY_INVALID: { kind: 'invalid', message: 'the master key must be 32 bytes, base64 or hex encoded' },
+  SEALED_DATA_CORRUPT: { kind: 'internal', message: 'sealed data cannot be opened' },
+  SERIAL_CONFLICT: { kind: 'conflict', message: 'the record was changed concurrently; retry' },
+  STORE_UNAVAILABLE: { kind: 'unavailable', message: 'the store is unreachable' },
+  BAD_REQUEST: { kind: 'invalid', message: 'the request is malformed' },
+  NOT_FOUND: { kind: 'not_found', message: 'not found' },
+  RATE_LIMITED: { kind: 'unavailable', message: 'too many requests' },
+  INTERNAL: { kind: 'internal', message: 'internal error' },
+} as const satisfies Record<string, { kind: ErrorKind; message: string }>;
+
+export type ErrorCode = keyof typeof CATALOGUE;
+
+export class MailmeshError extends Error {
+  readonly code: ErrorCode;
+  readonly kind: ErrorKind;
+  /** Detail for logs and operators; never more sensitive than the input that caused it. */
+  readonly detail?: string;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    const entry = CATALOGUE[code];
+    super(detail ? `${entry.message}: ${detail}` : entry.message, options);
+    this.name = 'MailmeshError';
+    this.code = code;
+    this.kind = entry.kind;
+    this.detail = detail;
+  }
+
+  /** The generic text a remote client is shown. */
+  get publicMessage(): string {
+    return this.kind === 'internal' ? CATALOGUE.INTERNAL.message : this.message;
+  }
+}
+
+export function isMailmeshError(e: unknown, code?: ErrorCode): e is MailmeshError {
+  return e instanceof MailmeshError && (code === undefined || e.code === code);
+}
+
+/** Wrap anything thrown into a MailmeshError, keeping stable ones as they are. */
+export function asMailmeshError(e: unknown, fallback: ErrorCode = 'INTERNAL'): MailmeshError {
+  if (e instanceof MailmeshError) return e;
+  const detail = e instanceof Error ? e.message : String(e);
+  return new MailmeshError(fallback, detail, { cause: e });
+}

@@ -1,0 +1,87 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance, RouteHandlerMethod } from 'fastify';
+import { parse as parseYaml } from 'yaml';
+
+/** The parts of an OpenAPI 3.1 document this server reads. */
+export interface OpenApiParameter {
+  name: string;
+  in: 'path' | 'query' | 'header';
+  required?: boolean;
+  schema?: Record<string, unknown>;
+  example?: unknown;
+}
+export interface OpenApiOperation {
+  operationId: string;
+  parameters?: OpenApiParameter[];
+  responses: Record<string, { content?: Record<string, { schema?: Record<string, unknown> }> }>;
+}
+export interface OpenApiDocument {
+  paths: Record<string, Record<string, OpenApiOperation>>;
+  components: { schemas: Record<string, Record<string, unknown>> };
+}
+
+const METHODS = ['get', 'head', 'post', 'put', 'delete', 'patch'] as const;
+
+/** openapi.yaml at the project root, found from this file in the source tree or in dist/. */
+export function openApiPath(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const candidate = join(dir, 'openapi.yaml');
+    if (existsSync(candidate)) return candidate;
+    if (dirname(dir) === dir) throw new Error('openapi.yaml not found above ' + import.meta.url);
+  }
+}
+
+let cached: OpenApiDocument | undefined;
+export function loadOpenApi(): OpenApiDocument {
+  cached ??= parseYaml(readFileSync(openApiPath(), 'utf8')) as OpenApiDocument;
+  return cached;
+}
+
+export function* operations(doc: OpenApiDocument): Generator<{ path: string; method: string; op: OpenApiOperation }> {
+  for (const [path, item] of Object.entries(doc.paths)) {
+    for (const method of METHODS) {
+      const op = item[method];
+      if (op) yield { path, method, op };
+    }
+  }
+}
+
+/** OpenAPI path template to a fastify route: `/v1/domains/{domain}` → `/v1/domains/:domain`. */
+export function fastifyPath(path: string): string {
+  return path.replace(/\{([^}]+)\}/g, ':$1');
+}
+
+function paramSchema(params: OpenApiParameter[], where: 'path' | 'query') {
+  const mine = params.filter((p) => p.in === where);
+  if (mine.length === 0) return undefined;
+  return {
+    type: 'object',
+    properties: Object.fromEntries(mine.map((p) => [p.name, p.schema ?? { type: 'string' }])),
+    required: mine.filter((p) => p.required).map((p) => p.name),
+  };
+}
+
+/**
+ * Registers one route per OpenAPI operation, with request validation from its parameters.
+ * Every operation needs a handler and every handler an operation, so the file cannot drift.
+ */
+export function registerOperations(app: FastifyInstance, doc: OpenApiDocument, handlers: Record<string, RouteHandlerMethod>): void {
+  const unused = new Set(Object.keys(handlers));
+  for (const { path, method, op } of operations(doc)) {
+    const handler = handlers[op.operationId];
+    if (!handler) throw new Error(`openapi.yaml: no handler for operation ${op.operationId} (${method.toUpperCase()} ${path})`);
+    unused.delete(op.operationId);
+    const params = op.parameters ?? [];
+    app.route({
+      method: method.toUpperCase() as 'GET',
+      url: fastifyPath(path),
+      schema: Object.fromEntries(
+        Object.entries({ params: paramSchema(params, 'path'), querystring: paramSchema(params, 'query') }).filter(([, v]) => v),
+      ),
+      handler,
+    });
+  }
+  if (unused.size) throw new Error(`handlers without an operation in openapi.yaml: ${[...unused].join(', ')}`);
+}

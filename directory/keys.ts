@@ -1,0 +1,44 @@
+import type { Domain } from './domain.js';
+import { generateOpenPgpKey, openPgpKeyInfo, readOpenPgpKey, validateOpenPgpKey, type OpenPgpAlgorithm } from './openpgp.js';
+import type { DomainRecord, DomainSecrets, OpenPgpKeyInfo, SmimeKeyInfo } from './record.js';
+import { generateSmime, orderChain, readCertificates, smimeKeyInfo, validateSmimeChain } from './smime.js';
+
+export interface KeyOptions {
+  openpgp: OpenPgpAlgorithm;
+  /** Validity of generated keys and leaf certificates; the domain CA lives twice as long. */
+  validDays: number;
+}
+
+export interface DomainKeySet {
+  keys: DomainRecord['keys'];
+  secrets: DomainSecrets;
+}
+
+/** A new OpenPGP key and S/MIME certificate (with its domain CA) for a domain. */
+export async function generateDomainKeys(domain: Domain, opts: KeyOptions, now: Date): Promise<DomainKeySet> {
+  const [pgp, smime] = await Promise.all([
+    generateOpenPgpKey(domain, { algorithm: opts.openpgp, now, validDays: opts.validDays }),
+    generateSmime(domain, { now, validDays: opts.validDays }),
+  ]);
+  return {
+    keys: { openpgp: await openPgpKeyInfo(pgp.publicKey), smime: smimeKeyInfo([smime.leaf, smime.ca]) },
+    secrets: {
+      openpgp: { armored: pgp.privateArmored },
+      smime: { keyPkcs8Pem: smime.keyPkcs8Pem, caKeyPkcs8Pem: smime.caKeyPkcs8Pem },
+    },
+  };
+}
+
+/** Reads and validates a partner's OpenPGP key (armored or binary) for a domain. */
+export async function importOpenPgp(data: string | Uint8Array, domain: Domain, now: Date): Promise<OpenPgpKeyInfo> {
+  const key = await readOpenPgpKey(data);
+  await validateOpenPgpKey(key, domain, now);
+  return openPgpKeyInfo(key);
+}
+
+/** Reads and validates a certificate or chain (PEM or DER) for a domain. */
+export async function importCertificates(data: string | Uint8Array, domain: Domain, now: Date): Promise<SmimeKeyInfo> {
+  const chain = orderChain(readCertificates(data));
+  await validateSmimeChain(chain, domain, now);
+  return smimeKeyInfo(chain);
+}

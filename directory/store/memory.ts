@@ -1,0 +1,56 @@
+import type { Domain } from '../domain.js';
+import type { DomainRecord, RecordDraft } from '../record.js';
+import { assertSerial, decodeRecord, encodeDraft, type PutOptions, type Store } from './store.js';
+
+/** For tests and throw-away runs: everything in this process, gone when it ends. */
+export class MemoryStore implements Store {
+  readonly kind = 'memory' as const;
+  #records = new Map<Domain, { json: string; serial: number; status: string }>();
+  #secrets = new Map<Domain, Buffer>();
+  #meta = new Map<string, string>();
+  #serial = 0;
+
+  async getRecord(domain: Domain): Promise<DomainRecord | undefined> {
+    const r = this.#records.get(domain);
+    return r && decodeRecord(r.json, r.serial);
+  }
+
+  async putRecord(draft: RecordDraft, opts: PutOptions = {}): Promise<DomainRecord> {
+    assertSerial(draft.domain, this.#records.get(draft.domain), opts.ifSerial);
+    const json = encodeDraft(draft);
+    const serial = ++this.#serial;
+    this.#records.set(draft.domain, { json, serial, status: draft.status });
+    if (opts.secrets) this.#secrets.set(draft.domain, Buffer.from(opts.secrets));
+    else if (opts.secrets === null) this.#secrets.delete(draft.domain);
+    return decodeRecord(json, serial);
+  }
+
+  async getSecrets(domain: Domain): Promise<Buffer | undefined> {
+    const s = this.#secrets.get(domain);
+    return s && Buffer.from(s);
+  }
+
+  async listSince(since: number, limit: number): Promise<DomainRecord[]> {
+    return [...this.#records.values()]
+      .filter((r) => r.serial > since)
+      .sort((a, b) => a.serial - b.serial)
+      .slice(0, limit)
+      .map((r) => decodeRecord(r.json, r.serial));
+  }
+
+  async serial(): Promise<number> {
+    return this.#serial;
+  }
+
+  async getMeta(name: string): Promise<string | undefined> {
+    return this.#meta.get(name);
+  }
+
+  async setMetaIfAbsent(name: string, value: string): Promise<string> {
+    if (!this.#meta.has(name)) this.#meta.set(name, value);
+    return this.#meta.get(name)!;
+  }
+
+  async ping(): Promise<void> {}
+  async close(): Promise<void> {}
+}

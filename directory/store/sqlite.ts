@@ -1,0 +1,99 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Domain } from '../domain.js';
+import { MailmeshError } from '../errors.js';
+import type { DomainRecord, RecordDraft } from '../record.js';
+import { assertSerial, decodeRecord, encodeDraft, type PutOptions, type Store } from './store.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS records (
+  domain TEXT PRIMARY KEY,
+  serial INTEGER NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  json   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS secrets (domain TEXT PRIMARY KEY, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+`;
+
+/** The embedded default: one SQLite file, WAL journal, every write one transaction. */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  readonly #db: Database.Database;
+  readonly #put: (draft: RecordDraft, opts: PutOptions) => DomainRecord;
+
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    try {
+      this.#db = new Database(file);
+      this.#db.pragma('journal_mode = WAL');
+      this.#db.pragma('busy_timeout = 5000');
+      this.#db.exec(SCHEMA);
+    } catch (e) {
+      throw new MailmeshError('STORE_UNAVAILABLE', `sqlite ${file}: ${(e as Error).message}`, { cause: e });
+    }
+    const get = this.#db.prepare<[string], { serial: number; status: string }>('SELECT serial, status FROM records WHERE domain = ?');
+    const next = this.#db.prepare(
+      `INSERT INTO meta (name, value) VALUES ('serial', '1')
+       ON CONFLICT(name) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER) AS serial`,
+    );
+    const upsert = this.#db.prepare(
+      `INSERT INTO records (domain, serial, status, json) VALUES (?, ?, ?, ?)
+       ON CONFLICT(domain) DO UPDATE SET serial = excluded.serial, status = excluded.status, json = excluded.json`,
+    );
+    const setSecret = this.#db.prepare('INSERT OR REPLACE INTO secrets (domain, blob) VALUES (?, ?)');
+    const delSecret = this.#db.prepare('DELETE FROM secrets WHERE domain = ?');
+    this.#put = this.#db.transaction((draft: RecordDraft, opts: PutOptions) => {
+      assertSerial(draft.domain, get.get(draft.domain), opts.ifSerial);
+      const { serial } = next.get() as { serial: number };
+      const json = encodeDraft(draft);
+      upsert.run(draft.domain, serial, draft.status, json);
+      if (opts.secrets) setSecret.run(draft.domain, opts.secrets);
+      else if (opts.secrets === null) delSecret.run(draft.domain);
+      return decodeRecord(json, serial);
+    });
+  }
+
+  async getRecord(domain: Domain): Promise<DomainRecord | undefined> {
+    const row = this.#db.prepare<[string], { json: string; serial: number }>('SELECT json, serial FROM records WHERE domain = ?').get(domain);
+    return row && decodeRecord(row.json, row.serial);
+  }
+
+  async putRecord(draft: RecordDraft, opts: PutOptions = {}): Promise<DomainRecord> {
+    return this.#put(draft, opts);
+  }
+
+  async getSecrets(domain: Domain): Promise<Buffer | undefined> {
+    const row = this.#db.prepare<[string], { blob: Buffer }>('SELECT blob FROM secrets WHERE domain = ?').get(domain);
+    return row?.blob;
+  }
+
+  async listSince(since: number, limit: number): Promise<DomainRecord[]> {
+    return this.#db
+      .prepare<[number, number], { json: string; serial: number }>('SELECT json, serial FROM records WHERE serial > ? ORDER BY serial LIMIT ?')
+      .all(since, limit)
+      .map((r) => decodeRecord(r.json, r.serial));
+  }
+
+  async serial(): Promise<number> {
+    return Number((await this.getMeta('serial')) ?? 0);
+  }
+
+  async getMeta(name: string): Promise<string | undefined> {
+    return this.#db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE name = ?').get(name)?.value;
+  }
+
+  async setMetaIfAbsent(name: string, value: string): Promise<string> {
+    this.#db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run(name, value);
+    return (await this.getMeta(name))!;
+  }
+
+  async ping(): Promise<void> {
+    this.#db.prepare('SELECT 1').get();
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+  }
+}

@@ -1,0 +1,56 @@
+import type { Domain } from '../domain.js';
+import { MailmeshError } from '../errors.js';
+import type { DomainRecord, RecordDraft } from '../record.js';
+
+export interface PutOptions {
+  /**
+   * Compare-and-set: `null` means the domain must not exist yet (else DOMAIN_EXISTS);
+   * a number means the stored serial must still be that one (else SERIAL_CONFLICT).
+   */
+  ifSerial?: number | null;
+  /** Sealed private keys to store with the record in the same atomic write; `null` deletes them. */
+  secrets?: Buffer | null;
+}
+
+/**
+ * Where domain records live. Every implementation passes test/directory/store/contract.ts:
+ * writes are atomic, and every write takes the next value of one store-wide serial that
+ * only grows, so a reader can sync with `listSince(serial)`.
+ */
+export interface Store {
+  readonly kind: 'sqlite' | 'redis' | 'memory';
+  /** The record as stored, including stale and deleted (tombstone) records. */
+  getRecord(domain: Domain): Promise<DomainRecord | undefined>;
+  putRecord(draft: RecordDraft, opts?: PutOptions): Promise<DomainRecord>;
+  getSecrets(domain: Domain): Promise<Buffer | undefined>;
+  /** Records whose serial is greater than `since`, by ascending serial, at most `limit`. */
+  listSince(since: number, limit: number): Promise<DomainRecord[]>;
+  /** The highest serial handed out so far (0 for an empty store). */
+  serial(): Promise<number>;
+  getMeta(name: string): Promise<string | undefined>;
+  /** Sets a value only if none is set; returns the value that is set afterwards. */
+  setMetaIfAbsent(name: string, value: string): Promise<string>;
+  /** Throws STORE_UNAVAILABLE if the store cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The compare-and-set rule of PutOptions.ifSerial, in one place for every implementation. */
+export function assertSerial(domain: Domain, current: { serial: number; status: string } | undefined, ifSerial: number | null | undefined): void {
+  if (ifSerial === undefined) return;
+  if (ifSerial === null) {
+    if (current && current.status !== 'deleted') throw new MailmeshError('DOMAIN_EXISTS', domain);
+    return;
+  }
+  if (current?.serial !== ifSerial) throw new MailmeshError('SERIAL_CONFLICT', `${domain}: expected serial ${ifSerial}, found ${current?.serial ?? 'none'}`);
+}
+
+/** Parses what a store kept, merging the serial it assigned. */
+export function decodeRecord(json: string, serial: number): DomainRecord {
+  return { ...(JSON.parse(json) as RecordDraft), serial };
+}
+
+export function encodeDraft(draft: RecordDraft): string {
+  const { serial: _drop, ...rest } = draft as RecordDraft & { serial?: number };
+  return JSON.stringify(rest);
+}
