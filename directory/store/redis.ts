@@ -10,7 +10,7 @@ import { decodeRecord, encodeDraft, type PutOptions, type Store } from './store.
  */
 const PUT = `
 local cur = redis.call('HMGET', KEYS[1], 'serial', 'status')
-if ARGV[3] == 'new' and cur[1] and cur[2] ~= 'deleted' then return redis.error_reply('DOMAIN_EXISTS') end
+if ARGV[3] == 'new' and cur[1] and cur[2] ~= 'deleted' then return redis.error_reply('DOMAIN_EXISTS exists') end
 if ARGV[3] == 'cas' and cur[1] ~= ARGV[4] then return redis.error_reply('SERIAL_CONFLICT ' .. tostring(cur[1])) end
 local n = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'json', ARGV[1], 'serial', n, 'status', ARGV[2])
@@ -65,8 +65,9 @@ export class RedisStore implements Store {
       return await f();
     } catch (e) {
       const msg = (e as Error).message ?? '';
-      if (msg.startsWith('DOMAIN_EXISTS')) throw new MailmeshError('DOMAIN_EXISTS', msg);
-      if (msg.startsWith('SERIAL_CONFLICT')) throw new MailmeshError('SERIAL_CONFLICT', msg);
+      // Redis may prefix a script's error reply (e.g. "ERR DOMAIN_EXISTS").
+      const code = /\b(DOMAIN_EXISTS|SERIAL_CONFLICT)\b/.exec(msg)?.[1] as 'DOMAIN_EXISTS' | 'SERIAL_CONFLICT' | undefined;
+      if (code) throw new MailmeshError(code, msg);
       throw new MailmeshError('STORE_UNAVAILABLE', `redis: ${msg}`, { cause: e });
     }
   }

@@ -24,8 +24,8 @@ export class SqliteStore implements Store {
   readonly #put: (draft: RecordDraft, opts: PutOptions) => DomainRecord;
 
   constructor(file: string) {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     try {
+      if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
       this.#db = new Database(file);
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma('busy_timeout = 5000');

@@ -1,0 +1,342 @@
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Logger } from 'pino';
+import type { Directory } from '../directory.js';
+import { parseDomain } from '../domain.js';
+import { isMailmeshError, MailmeshError } from '../errors.js';
+import { followChanges } from '../follow.js';
+import { renderMasterFile } from './master.js';
+import {
+  encodeHeader, encodeOpt, encodeQuestion, encodeRR, EXTENDED_BADVERS, FLAG, HEADER_SIZE, lowerName, nameToWire,
+  parseQuery, RCODE, TYPE, UDP_MIN, type Query,
+} from './wire.js';
+import { buildZones, checkZoneOptions, type BuiltZones, type KeyRdata, type Zone, type ZoneOptions } from './zone.js';
+
+export { renderMasterFile } from './master.js';
+export { buildZones, checkZoneOptions, type Zone, type ZoneOptions } from './zone.js';
+
+/**
+ * The directory's authoritative DNS face (DESIGN.md "Publication"): UDP and TCP on one port,
+ * answers precomputed in wire format whenever a record changes; the hot path only looks the
+ * question up, copies it and patches the header.
+ */
+export interface DnsServerOptions extends ZoneOptions {
+  directory: Directory;
+  logger?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+  /** Largest UDP answer we send, whatever the client offers (RFC 6891 §6.2.5). Default 1232 (DNS Flag Day 2020: no IP fragmentation). */
+  maxUdpPayload?: number;
+  /** Target size of one AXFR message (RFC 5936 §2.2: a transfer is one or more messages). Default 16 KiB. */
+  axfrMessageSize?: number;
+  /** Idle TCP connections are closed after this (RFC 7766 §6.2.3). Default 10 s. */
+  tcpIdleTimeoutMs?: number;
+  maxTcpConnections?: number;
+}
+
+/** Prebuilt answer RRs of one RRset (or of all RRsets for ANY), owner written as a pointer to the question. */
+interface Answer {
+  count: number;
+  data: Buffer;
+}
+
+interface CompiledZone {
+  apex: string;
+  /** The SOA with its full owner name: the authority section of NXDOMAIN/NODATA (RFC 2308 §3). */
+  soa: Buffer;
+  /** Every record with full owner names, the SOA first, for AXFR (RFC 5936 §2.2). */
+  all: Buffer[];
+}
+
+interface Node {
+  zone: CompiledZone;
+  /** Empty for an empty non-terminal (RFC 8020: it exists, so NODATA). */
+  rrsets: Map<number, Answer>;
+}
+
+interface Table {
+  serial: number;
+  nodes: Map<string, Node>;
+  zones: Map<string, CompiledZone>;
+}
+
+// RFC 1035 §4.1.4: a pointer (0b11 + offset 12) to the question name, the owner of every answer RR.
+const QNAME_POINTER = Buffer.from([0xc0, HEADER_SIZE]);
+const key = (text: string) => lowerName(nameToWire(text)).toString('latin1');
+
+/** Compiles zones into the lookup table: one entry per name (empty non-terminals included) and type. */
+function compile(zones: Zone[], serial: number): Table {
+  const table: Table = { serial, nodes: new Map(), zones: new Map() };
+  for (const z of zones) {
+    const all = z.records.map((r) => encodeRR(nameToWire(r.owner), r.type, r.ttl, r.rdata));
+    const cz: CompiledZone = { apex: z.apex, soa: all[0]!, all };
+    const apexKey = key(z.apex);
+    table.zones.set(apexKey, cz);
+    const sets = new Map<string, Map<number, Buffer[]>>();
+    for (const r of z.records) {
+      const k = key(r.owner);
+      if (!sets.has(k)) sets.set(k, new Map());
+      const byType = sets.get(k)!;
+      if (!byType.has(r.type)) byType.set(r.type, []);
+      byType.get(r.type)!.push(encodeRR(QNAME_POINTER, r.type, r.ttl, r.rdata));
+      // Every ancestor up to the apex exists too, as an empty non-terminal if it owns nothing.
+      for (let p = k; p !== apexKey && p.length > 1; p = p.slice(p.charCodeAt(0) + 1)) {
+        if (!table.nodes.has(p)) table.nodes.set(p, { zone: cz, rrsets: new Map() });
+      }
+    }
+    table.nodes.set(apexKey, { zone: cz, rrsets: new Map() });
+    for (const [k, byType] of sets) {
+      const node = table.nodes.get(k)!;
+      const every = [...byType.values()].flat();
+      for (const [type, rrs] of byType) node.rrsets.set(type, { count: rrs.length, data: Buffer.concat(rrs) });
+      node.rrsets.set(TYPE.ANY, { count: every.length, data: Buffer.concat(every) });
+    }
+  }
+  return table;
+}
+
+/** The zone a name falls in: the longest apex it ends with, at a label boundary. */
+function zoneOf(table: Table, k: string): CompiledZone | undefined {
+  for (let p = 0; p < k.length; p += k.charCodeAt(p) + 1) {
+    const z = table.zones.get(p === 0 ? k : k.slice(p));
+    if (z) return z;
+    if (k.charCodeAt(p) === 0) break;
+  }
+  return undefined;
+}
+
+/** The zones as they are in the store now, at a serial that only grows (the store's). */
+async function snapshot(d: Directory, opts: ZoneOptions, cache?: Map<string, { serial: number; rdata: KeyRdata }>): Promise<BuiltZones & { serial: number }> {
+  // The serial is read first, so the content is at least as new as the serial it is served under.
+  const storeSerial = await d.store.serial();
+  const records = await d.listDomains();
+  const serial = records.reduce((max, r) => Math.max(max, r.serial), storeSerial);
+  return { ...(await buildZones(records, serial, opts, cache)), serial };
+}
+
+/** `mailmesh zone export`: one zone (default the federation zone) in RFC 1035 §5 master-file form. */
+export async function exportZone(d: Directory, opts: ZoneOptions, apex?: string): Promise<string> {
+  const { zones, skipped, serial } = await snapshot(d, opts);
+  const want = apex ? parseDomain(apex) : zones[0]!.apex;
+  const zone = zones.find((z) => z.apex === want);
+  if (!zone) throw new MailmeshError('NOT_FOUND', `${want} is not a zone of this directory (dns.zone or dns.authoritativeFor)`);
+  const notes = skipped.map((s) => `; left out ${s.domain}: ${s.reason}\n`).join('');
+  return renderMasterFile(zone, `serial ${serial}`) + notes;
+}
+
+export class DnsServer {
+  readonly #opts: DnsServerOptions & Required<Pick<DnsServerOptions, 'maxUdpPayload' | 'axfrMessageSize' | 'tcpIdleTimeoutMs' | 'maxTcpConnections'>>;
+  #table: Table;
+  readonly #cache = new Map<string, { serial: number; rdata: KeyRdata }>();
+  #follow?: ReturnType<typeof followChanges>;
+  #udp?: dgram.Socket;
+  #tcp?: net.Server;
+  readonly #sockets = new Set<net.Socket>();
+
+  private constructor(opts: DnsServerOptions) {
+    this.#opts = {
+      ...opts,
+      ...checkZoneOptions(opts),
+      maxUdpPayload: Math.min(Math.max(opts.maxUdpPayload ?? 1232, UDP_MIN), 65535),
+      axfrMessageSize: opts.axfrMessageSize ?? 16384,
+      tcpIdleTimeoutMs: opts.tcpIdleTimeoutMs ?? 10_000,
+      maxTcpConnections: opts.maxTcpConnections ?? 1000,
+    };
+    this.#table = compile([], 0);
+  }
+
+  /** Builds the first table, then follows the directory's 'change' events. */
+  static async create(opts: DnsServerOptions): Promise<DnsServer> {
+    const s = new DnsServer(opts);
+    // Follow first, so no change between the first build and the subscription is lost.
+    s.#follow = followChanges(opts.directory, () => s.#rebuild(), (err) =>
+      opts.logger?.error({ err }, 'dns: rebuilding the zones failed; serving the previous ones'));
+    try {
+      await s.#rebuild();
+    } catch (e) {
+      s.#follow.stop();
+      throw e;
+    }
+    return s;
+  }
+
+  /** The SOA serial being served. */
+  get serial(): number {
+    return this.#table.serial;
+  }
+
+  /** Resolves when every change seen so far is in the served table. */
+  async settled(): Promise<void> {
+    await this.#follow?.settled();
+  }
+
+  async #rebuild(): Promise<void> {
+    const { zones, skipped, serial } = await snapshot(this.#opts.directory, this.#opts, this.#cache);
+    // Two builds may overlap (the first one and a change); the one that read the newer serial wins.
+    if (serial < this.#table.serial) return;
+    for (const s of skipped) this.#opts.logger?.warn(s, 'dns: domain left out of the zone');
+    this.#table = compile(zones, serial);
+    this.#opts.logger?.debug({ serial, zones: zones.map((z) => z.apex) }, 'dns: zones rebuilt');
+  }
+
+  /**
+   * Answers one message; returns the messages to send back (none for what must not be
+   * answered, several for AXFR). Never throws.
+   */
+  handle(msg: Buffer, transport: 'udp' | 'tcp'): Buffer[] {
+    // RFC 1035 §4.1.1: no answer without a header to take the ID from, and never to a response (QR set).
+    if (msg.length < HEADER_SIZE || msg[2]! & 0x80) return [];
+    const id = msg.readUInt16BE(0);
+    const word = msg.readUInt16BE(2);
+    const opcode = (word >> 11) & 0xf;
+    const base = FLAG.QR | (word & (FLAG.RD | FLAG.CD));
+    const bare = (rcode: number) => [encodeHeader({ id, flags: base, opcode, rcode, qd: 0, an: 0, ns: 0, ar: 0 })];
+    if (opcode !== 0) return bare(RCODE.NOTIMP);
+    try {
+      return this.#answer(parseQuery(msg), transport);
+    } catch (e) {
+      if (isMailmeshError(e, 'DNS_MALFORMED')) return bare(RCODE.FORMERR);
+      this.#opts.logger?.error({ err: e }, 'dns: answering failed');
+      return bare(RCODE.SERVFAIL);
+    }
+  }
+
+  #answer(q: Query, transport: 'udp' | 'tcp'): Buffer[] {
+    const table = this.#table;
+    const question = encodeQuestion(q.qname, q.qtype, q.qclass);
+    // RFC 6891 §6.1.1: echo an OPT record when the query has one; advertise our own payload size.
+    const opt = q.edns ? encodeOpt(this.#opts.maxUdpPayload) : undefined;
+    const reply = (rcode: number, aa: boolean, an?: Answer, ns?: Buffer, tc = false, extOpt = opt): Buffer => {
+      const parts = [question, an?.data, ns, extOpt].filter((b): b is Buffer => !!b);
+      const flags = FLAG.QR | q.copyFlags | (aa ? FLAG.AA : 0) | (tc ? FLAG.TC : 0);
+      const header = encodeHeader({ id: q.id, flags, rcode, qd: 1, an: an?.count ?? 0, ns: ns ? 1 : 0, ar: extOpt ? 1 : 0 });
+      return Buffer.concat([header, ...parts]);
+    };
+    // RFC 6891 §6.1.3: we speak EDNS version 0 only; BADVERS is extended RCODE 16.
+    if (q.edns && q.edns.version !== 0) return [reply(0, false, undefined, undefined, false, encodeOpt(this.#opts.maxUdpPayload, EXTENDED_BADVERS))];
+    if (q.qclass !== 1) return [reply(RCODE.REFUSED, false)];
+
+    const node = table.nodes.get(q.key);
+    const zone = node?.zone ?? zoneOf(table, q.key);
+    // RFC 1035 §4.1.1 REFUSED: a name outside every zone we serve.
+    if (!zone) return [reply(RCODE.REFUSED, false)];
+    if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return this.#transfer(q, table, transport, reply);
+    // RFC 8482 §4.4 spirit: ANY over UDP gets TC (no amplification); over TCP, every RRset.
+    if (q.qtype === TYPE.ANY && transport === 'udp') return [reply(RCODE.NOERROR, true, undefined, undefined, true)];
+
+    const an = node?.rrsets.get(q.qtype);
+    // RFC 2308 §2.1/§2.2: NXDOMAIN when the name does not exist, NODATA (NOERROR, no answer) when
+    // it exists without that type; both carry the zone's SOA in the authority section.
+    const full = an ? reply(RCODE.NOERROR, true, an) : reply(node ? RCODE.NOERROR : RCODE.NXDOMAIN, true, undefined, zone.soa);
+    // RFC 1035 §4.2.1 / RFC 6891 §6.2.5: 512 octets without EDNS, else what the client offers (not less
+    // than 512), capped by ours. RFC 2181 §9: a truncated answer is header + question (+ OPT), TC set.
+    const limit = transport === 'tcp' ? 65535 : q.edns ? Math.min(Math.max(q.edns.udpSize, UDP_MIN), this.#opts.maxUdpPayload) : UDP_MIN;
+    if (full.length <= limit) return [full];
+    return [reply(full.readUInt16BE(2) & 0xf, true, undefined, undefined, true)];
+  }
+
+  /** RFC 5936 §2.2 (AXFR) and RFC 1995 §4 (IXFR answered with a full transfer): TCP only, at a zone apex. */
+  #transfer(q: Query, table: Table, transport: 'udp' | 'tcp', reply: (rcode: number, aa: boolean, an?: Answer) => Buffer): Buffer[] {
+    const zone = table.zones.get(q.key);
+    if (!zone) return [reply(RCODE.NOTAUTH, false)];
+    const soaAnswer = table.nodes.get(q.key)!.rrsets.get(TYPE.SOA)!;
+    if (transport === 'udp') {
+      // RFC 1995 §2: an IXFR over UDP that does not fit is answered with the current SOA alone. AXFR is TCP only (RFC 5936 §4.2).
+      return [q.qtype === TYPE.IXFR ? reply(RCODE.NOERROR, true, soaAnswer) : reply(RCODE.REFUSED, false)];
+    }
+    const rrs = [...zone.all, zone.soa]; // RFC 5936 §2.2: the SOA first and last
+    const out: Buffer[] = [];
+    const opt = q.edns ? encodeOpt(this.#opts.maxUdpPayload) : undefined;
+    for (let i = 0; i < rrs.length; ) {
+      // RFC 5936 §2.2.1: the question is in the first message; the rest may leave it out.
+      const question = out.length === 0 ? encodeQuestion(q.qname, q.qtype, q.qclass) : Buffer.alloc(0);
+      const batch: Buffer[] = [];
+      let size = HEADER_SIZE + question.length + (opt?.length ?? 0);
+      while (i < rrs.length && (batch.length === 0 || size + rrs[i]!.length <= this.#opts.axfrMessageSize)) {
+        size += rrs[i]!.length;
+        batch.push(rrs[i++]!);
+      }
+      const header = encodeHeader({ id: q.id, flags: FLAG.QR | FLAG.AA | q.copyFlags, rcode: 0, qd: question.length ? 1 : 0, an: batch.length, ns: 0, ar: opt ? 1 : 0 });
+      out.push(Buffer.concat([header, question, ...batch, ...(opt ? [opt] : [])]));
+    }
+    return out;
+  }
+
+  /**
+   * Listens on UDP and TCP on the same port. With port 0, UDP picks the port and TCP takes the
+   * same one; if that is taken for TCP, both try again.
+   */
+  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    for (let attempt = 0; ; attempt++) {
+      const udp = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
+      udp.on('message', (msg, rinfo) => {
+        for (const out of this.handle(msg, 'udp')) udp.send(out, rinfo.port, rinfo.address);
+      });
+      udp.on('error', (err) => this.#opts.logger?.warn({ err }, 'dns: UDP socket error'));
+      await new Promise<void>((resolve, reject) => {
+        udp.once('error', reject);
+        udp.bind(port, host, () => {
+          udp.off('error', reject);
+          resolve();
+        });
+      });
+      const actual = udp.address().port;
+      const tcp = net.createServer((s) => this.#serveTcp(s));
+      tcp.maxConnections = this.#opts.maxTcpConnections;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          tcp.once('error', reject);
+          tcp.listen(actual, host, () => {
+            tcp.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (e) {
+        udp.close();
+        if (port === 0 && (e as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 20) continue;
+        throw e;
+      }
+      tcp.on('error', (err) => this.#opts.logger?.warn({ err }, 'dns: TCP server error'));
+      this.#udp = udp;
+      this.#tcp = tcp;
+      return { host, port: actual };
+    }
+  }
+
+  /** RFC 1035 §4.2.2 / RFC 7766: each message has a 2-octet length prefix; many queries per connection. */
+  #serveTcp(socket: net.Socket): void {
+    this.#sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.setTimeout(this.#opts.tcpIdleTimeoutMs, () => socket.destroy());
+    socket.on('close', () => this.#sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    let pending: Buffer = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      while (pending.length >= 2) {
+        const len = pending.readUInt16BE(0);
+        if (pending.length < 2 + len) break;
+        const msg = pending.subarray(2, 2 + len);
+        pending = pending.subarray(2 + len);
+        if (len < HEADER_SIZE) return void socket.destroy();
+        for (const out of this.handle(msg, 'tcp')) {
+          const prefix = Buffer.alloc(2);
+          prefix.writeUInt16BE(out.length);
+          socket.write(Buffer.concat([prefix, out]));
+        }
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#follow?.stop();
+    for (const s of this.#sockets) s.destroy();
+    await Promise.all([
+      this.#udp && new Promise<void>((r) => this.#udp!.close(() => r())),
+      this.#tcp && new Promise<void>((r) => this.#tcp!.close(() => r())),
+    ]);
+    await this.settled();
+  }
+}
+
+export function createDnsServer(opts: DnsServerOptions): Promise<DnsServer> {
+  return DnsServer.create(opts);
+}

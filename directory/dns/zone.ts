@@ -1,0 +1,186 @@
+import { openPgpKeyData, openPgpKeyOwner, pinText, PIN_LABEL, smimeaData, smimeaOwner } from '../dane.js';
+import { domainKeyAddress, parseAddress, parseDomain, type Domain } from '../domain.js';
+import { isMailmeshError, MailmeshError } from '../errors.js';
+import type { DomainRecord } from '../record.js';
+import { addressRdata, labelsToWire, nameToWire, smimeaRdata, soaRdata, txtRdata, txtStrings, TYPE } from './wire.js';
+
+/**
+ * The zones the directory is authoritative for, as resource records with both their wire
+ * RDATA and their master-file text (RFC 1035 §5), built from domain records. Pure: the
+ * server compiles it into answers, `zone export` prints it.
+ */
+
+export interface ZoneOptions {
+  /** The federation zone, e.g. dir.mailmesh.test. */
+  zone: string;
+  ttl: number;
+  /** SOA RNAME as a mail address (RFC 1035 §8). */
+  hostmaster: string;
+  /** NS names; the first is the SOA MNAME. */
+  nameservers: string[];
+  /** Member domains whose RFC 7929/8162 owner names (and `_mailmesh` pin) we serve as their authority. */
+  authoritativeFor: string[];
+  /** Put into every pin TXT as `dir=`. */
+  directoryUrl: string;
+  /** Addresses of the name servers that lie inside a zone we serve: their A/AAAA (glue, RFC 1034 §4.2.1). */
+  nameserverAddresses?: string[];
+}
+
+export interface ZoneRecord {
+  /** Lower-case text name, no trailing dot. */
+  owner: string;
+  type: number;
+  ttl: number;
+  rdata: Buffer;
+  /** RDATA in master-file presentation form. */
+  text: string;
+}
+
+export interface Zone {
+  apex: Domain;
+  /** records[0] is the SOA. */
+  records: ZoneRecord[];
+}
+
+/** SOA timers (RFC 1035 §3.3.13): secondaries poll every 10 minutes, retry after 1, keep the zone two weeks. */
+export const SOA_TIMERS = { refresh: 600, retry: 60, expire: 1209600 } as const;
+
+/** Options checked once at start: names canonical, every problem a CONFIG_INVALID. */
+export function checkZoneOptions(o: ZoneOptions): ZoneOptions {
+  try {
+    if (o.nameservers.length === 0) throw new MailmeshError('CONFIG_INVALID', 'dns.nameservers: at least one name server');
+    const hm = parseAddress(o.hostmaster);
+    return {
+      ...o,
+      zone: parseDomain(o.zone),
+      hostmaster: `${hm.local}@${hm.domain}`,
+      nameservers: o.nameservers.map((n) => parseDomain(n)),
+      authoritativeFor: [...new Set(o.authoritativeFor.map((d) => parseDomain(d)))],
+      nameserverAddresses: (o.nameserverAddresses ?? []).map((ip) => (addressRdata(ip), ip)),
+    };
+  } catch (e) {
+    if (isMailmeshError(e, 'CONFIG_INVALID')) throw e;
+    throw new MailmeshError('CONFIG_INVALID', `dns: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** RFC 1035 §5.1: a label in text form, with '.', '"', '\', ';' and non-printable octets escaped. */
+function labelText(label: string): string {
+  return [...Buffer.from(label, 'utf8')]
+    .map((c) => (c <= 0x20 || c >= 0x7f ? `\\${String(c).padStart(3, '0')}` : /[."\\;()$@]/.test(String.fromCharCode(c)) ? `\\${String.fromCharCode(c)}` : String.fromCharCode(c)))
+    .join('');
+}
+
+/** RFC 1035 §5.1: a <character-string> in quotes, with '"' and '\' escaped and non-printable octets as \DDD. */
+function quoted(s: Buffer): string {
+  let out = '"';
+  for (const c of s) {
+    if (c < 0x20 || c >= 0x7f) out += `\\${String(c).padStart(3, '0')}`;
+    else if (c === 0x22 || c === 0x5c) out += `\\${String.fromCharCode(c)}`;
+    else out += String.fromCharCode(c);
+  }
+  return out + '"';
+}
+
+function soaRecord(apex: Domain, o: ZoneOptions, serial: number): ZoneRecord {
+  const hm = parseAddress(o.hostmaster);
+  // RFC 1035 §8: the RNAME's first label is the mailbox's local part (dots in it stay inside the label).
+  const rnameLabels = [hm.local, ...hm.domain.split('.')];
+  const t = { ...SOA_TIMERS, serial, minimum: o.ttl }; // RFC 2308 §4: MINIMUM is the negative-caching TTL
+  return {
+    owner: apex,
+    type: TYPE.SOA,
+    ttl: o.ttl,
+    rdata: soaRdata({ mname: nameToWire(o.nameservers[0]!), rname: labelsToWire(rnameLabels), ...t }),
+    text: `${o.nameservers[0]}. ${rnameLabels.map(labelText).join('.')}. ${t.serial} ${t.refresh} ${t.retry} ${t.expire} ${t.minimum}`,
+  };
+}
+
+function apexRecords(apex: Domain, o: ZoneOptions, serial: number): ZoneRecord[] {
+  const inZone = o.nameservers.filter((ns) => ns === apex || ns.endsWith(`.${apex}`));
+  return [
+    soaRecord(apex, o, serial),
+    ...o.nameservers.map((ns) => ({ owner: apex, type: TYPE.NS, ttl: o.ttl, rdata: nameToWire(ns), text: `${ns}.` })),
+    // RFC 1034 §4.2.1: a name server inside its own zone needs its address in the zone.
+    ...inZone.flatMap((ns) => (o.nameserverAddresses ?? []).map((ip) => ({ owner: ns, ttl: o.ttl, text: ip, ...addressRdata(ip) }))),
+  ];
+}
+
+/** The published forms of one record's keys; cached by the caller per (domain, serial). */
+export interface KeyRdata {
+  txt: string;
+  openpgpkey?: Buffer;
+  smimea?: { usage: 3; selector: 0; matchingType: 0; data: Buffer };
+}
+
+export async function keyRdata(r: DomainRecord, directoryUrl: string): Promise<KeyRdata> {
+  const leaf = r.keys.smime?.chain[0];
+  return {
+    txt: pinText(r, directoryUrl),
+    openpgpkey: r.keys.openpgp && (await openPgpKeyData(r.keys.openpgp.armored)),
+    smimea: leaf ? smimeaData(leaf) : undefined,
+  };
+}
+
+function keyRecords(owner: { txt?: string; openpgpkey: string; smimea: string }, k: KeyRdata, ttl: number): ZoneRecord[] {
+  const out: ZoneRecord[] = [];
+  if (owner.txt) {
+    out.push({ owner: owner.txt, type: TYPE.TXT, ttl, rdata: txtRdata(k.txt), text: txtStrings(k.txt).map(quoted).join(' ') });
+  }
+  // RFC 7929 §2.3: the presentation form of OPENPGPKEY RDATA is base64.
+  if (k.openpgpkey) out.push({ owner: owner.openpgpkey, type: TYPE.OPENPGPKEY, ttl, rdata: k.openpgpkey, text: k.openpgpkey.toString('base64') });
+  // RFC 6698 §2.2: usage, selector and matching type as numbers, the data in hex.
+  if (k.smimea) {
+    const s = k.smimea;
+    out.push({ owner: owner.smimea, type: TYPE.SMIMEA, ttl, rdata: smimeaRdata(s), text: `${s.usage} ${s.selector} ${s.matchingType} ${s.data.toString('hex').toUpperCase()}` });
+  }
+  return out;
+}
+
+export interface BuiltZones {
+  zones: Zone[];
+  /** Domains left out, with the reason (a name too long for the zone, unreadable key material). */
+  skipped: { domain: string; reason: string }[];
+}
+
+/**
+ * The federation zone and each `authoritativeFor` zone at one serial (RFC 1035 §3.3.13: the
+ * same SOA serial for all; it only grows because the store serial only grows).
+ * - `<D>.<zone>`: TXT pin, OPENPGPKEY, SMIMEA (DESIGN.md "Publication") for every live record;
+ *   stale records are published as well (their keys are still the domain's; see docs/dns.md).
+ * - in zone D when D is in `authoritativeFor`: SOA/NS at D, `_mailmesh.D` TXT, and
+ *   `<hash>._openpgpkey.D` / `<hash>._smimecert.D` for domainkey@D (RFC 7929 §3, RFC 8162 §3).
+ */
+export async function buildZones(
+  records: DomainRecord[],
+  serial: number,
+  opts: ZoneOptions,
+  cache: Map<string, { serial: number; rdata: KeyRdata }> = new Map(),
+): Promise<BuiltZones> {
+  const o = checkZoneOptions(opts);
+  const fed: Zone = { apex: o.zone as Domain, records: apexRecords(o.zone as Domain, o, serial) };
+  const own = new Map<string, Zone>(o.authoritativeFor.map((d) => [d, { apex: d as Domain, records: apexRecords(d as Domain, o, serial) }]));
+  const skipped: BuiltZones['skipped'] = [];
+  const seen = new Set<string>();
+  for (const r of [...records].sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0))) {
+    if (r.status === 'deleted') continue;
+    seen.add(r.domain);
+    try {
+      let k = cache.get(r.domain);
+      if (!k || k.serial !== r.serial) cache.set(r.domain, (k = { serial: r.serial, rdata: await keyRdata(r, o.directoryUrl) }));
+      const name = `${r.domain}.${o.zone}`;
+      nameToWire(name); // RFC 1035 §3.1: D plus the zone must still fit in 255 octets
+      fed.records.push(...keyRecords({ txt: name, openpgpkey: name, smimea: name }, k.rdata, o.ttl));
+      const zone = own.get(r.domain);
+      if (zone) {
+        const a = domainKeyAddress(r.domain);
+        zone.records.push(...keyRecords({ txt: `${PIN_LABEL}.${r.domain}`, openpgpkey: openPgpKeyOwner(a), smimea: smimeaOwner(a) }, k.rdata, o.ttl));
+      }
+    } catch (e) {
+      if (!isMailmeshError(e)) throw e;
+      skipped.push({ domain: r.domain, reason: e.message });
+    }
+  }
+  for (const d of cache.keys()) if (!seen.has(d)) cache.delete(d);
+  return { zones: [fed, ...own.values()], skipped };
+}

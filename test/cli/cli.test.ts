@@ -1,0 +1,127 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import t from 'tap';
+import { gpgHome, run, tempDir } from '../helpers.js';
+
+// The built CLI, as `npm start` runs it (npm test builds first).
+const MAIN = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+const QUIET = { MAILMESH_LOG__PRETTY: 'false', MAILMESH_HTTP__PORT: '0', MAILMESH_DNS__PORT: '0', MAILMESH_LDAP__PORT: '0' };
+
+function cli(cwd: string, args: string[], env: Record<string, string> = {}) {
+  return run('node', [MAIN, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true });
+}
+
+/** Starts `mailmesh serve`, resolves once it logs that it is serving (no sleeps). */
+async function startServe(t: Parameters<Parameters<typeof tap.test>[1]>[0], cwd: string, env: Record<string, string> = {}) {
+  const child = spawn('node', [MAIN, 'serve'], { cwd, env: { ...process.env, ...QUIET, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => void child.kill('SIGKILL'));
+  const lines: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const ready = new Promise<{ http: string }>((resolve, reject) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      try {
+        const l = JSON.parse(line) as Record<string, unknown>;
+        lines.push(l);
+        if (l.msg === 'mailmesh is serving') resolve(l.addresses as { http: string });
+      } catch {
+        /* not JSON */
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, lines, addresses: await ready, exited };
+}
+const tap = t;
+
+t.test('the built CLI exists (npm test builds it)', async (t) => {
+  t.ok(existsSync(MAIN), MAIN);
+});
+
+t.test('serve: demo domain on first start, record over HTTP, gpg and openssl take its keys, Ctrl-C stops it', async (t) => {
+  const cwd = tempDir(t);
+  const s = await startServe(t, cwd);
+  t.ok(statSync(join(cwd, 'data', 'mailmesh.db')).isFile(), 'embedded store in ./data');
+  t.equal(statSync(join(cwd, 'data', 'master.key')).mode & 0o777, 0o600, 'key file mode 0600');
+  t.ok(s.lines.some((l) => l.msg === 'demo domain created'));
+  const base = `http://${s.addresses.http}`;
+  const health = JSON.parse((await run('curl', ['-sf', `${base}/healthz`])).stdout.toString());
+  t.same(health, { status: 'ok', store: 'sqlite', serial: 1 });
+  const rec = JSON.parse((await run('curl', ['-sf', `${base}/v1/domains/demo.mailmesh.test`])).stdout.toString());
+  t.equal(rec.domain, 'demo.mailmesh.test');
+  t.equal(rec.keys.smime.chain.length, 2);
+
+  const { gpg } = gpgHome(t);
+  await gpg(['--import'], rec.keys.openpgp.armored);
+  t.match((await gpg(['--with-colons', '--list-keys'])).stdout.toString(), `fpr:::::::::${rec.keys.openpgp.fingerprint}:`);
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'leaf.pem'), rec.keys.smime.chain[0]);
+  writeFileSync(join(dir, 'ca.pem'), rec.keys.smime.chain[1]);
+  t.match((await run('openssl', ['x509', '-in', join(dir, 'leaf.pem'), '-noout', '-subject'])).stdout.toString(), 'demo.mailmesh.test');
+  t.match((await run('openssl', ['verify', '-purpose', 'smimeencrypt', '-CAfile', join(dir, 'ca.pem'), join(dir, 'leaf.pem')])).stdout.toString(), ': OK');
+
+  const missing = await run('curl', ['-s', '-w', '\n%{http_code}', `${base}/v1/domains/nobody.example`]);
+  const [body, status] = missing.stdout.toString().split('\n');
+  t.equal(status, '404');
+  t.same(JSON.parse(body!).error.code, 'DOMAIN_NOT_FOUND');
+
+  s.child.kill('SIGINT');
+  t.equal(await s.exited, 0, 'Ctrl-C shuts down cleanly');
+  t.ok(s.lines.some((l) => l.msg === 'shutting down'));
+
+  const again = await startServe(t, cwd);
+  t.notOk(again.lines.some((l) => l.msg === 'demo domain created'), 'the second start reuses the demo domain');
+  again.child.kill('SIGTERM');
+  t.equal(await again.exited, 0);
+});
+
+t.test('domain add/list/show/export/remove; restart keeps keys; a wrong master key changes nothing', async (t) => {
+  const cwd = tempDir(t);
+  const add = await cli(cwd, ['domain', 'add', 'Example.ORG', '--format', 'pgp-mime']);
+  t.equal(add.code, 0, add.stderr);
+  const fpr = /openpgp\s+([0-9A-F]{40})/.exec(add.stdout.toString())![1]!;
+  const smime = /smime\s+([0-9a-f]{64})/.exec(add.stdout.toString())![1]!;
+  t.equal((await cli(cwd, ['domain', 'add', 'example.org'])).code, 1, 'adding twice fails');
+
+  const shown = JSON.parse((await cli(cwd, ['domain', 'show', 'example.org', '--json'])).stdout.toString());
+  t.same([shown.keys.openpgp.fingerprint, shown.keys.smime.fingerprint, shown.formats], [fpr, smime, ['pgp-mime']], 'restart: same fingerprints');
+  t.match((await cli(cwd, ['domain', 'list'])).stdout.toString(), new RegExp(`^example\\.org\\tactive\\t1\\t${fpr}\\t${smime}$`, 'm'));
+
+  const der = join(cwd, 'leaf.der');
+  t.equal((await cli(cwd, ['domain', 'export', 'example.org', '--what', 'smime-der', '--out', der])).code, 0);
+  t.match((await run('openssl', ['x509', '-inform', 'DER', '-in', der, '-noout', '-ext', 'subjectAltName'])).stdout.toString(), 'email:domainkey@example.org');
+  t.match((await cli(cwd, ['domain', 'export', 'example.org'])).stdout.toString(), /^-----BEGIN PGP PUBLIC KEY BLOCK-----/);
+
+  const wrong = await cli(cwd, ['domain', 'add', 'second.example'], { MAILMESH_MASTER_KEY: randomBytes(32).toString('base64') });
+  t.equal(wrong.code, 1);
+  t.match(wrong.stderr, /MASTER_KEY_MISMATCH: the master key does not open this store/);
+  const list = (await cli(cwd, ['domain', 'list'])).stdout.toString();
+  t.notMatch(list, 'second.example', 'nothing was written with the wrong key');
+  t.match(list, /^example\.org\tactive\t1\t/m, 'serial unchanged');
+
+  const bad = await cli(cwd, ['domain', 'add', 'not_a_domain']);
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /DOMAIN_INVALID/);
+  t.match((await cli(cwd, ['domain', 'show', 'nobody.example'])).stderr, /DOMAIN_NOT_FOUND/);
+
+  t.equal((await cli(cwd, ['domain', 'remove', 'example.org'])).code, 0);
+  t.equal((await cli(cwd, ['domain', 'list'])).stdout.toString(), '');
+});
+
+t.test('init and config print', async (t) => {
+  const cwd = tempDir(t);
+  const init = await cli(cwd, ['init']);
+  t.equal(init.code, 0, init.stderr);
+  t.ok(existsSync(join(cwd, 'mailmesh.yaml')));
+  t.ok(existsSync(join(cwd, 'data', 'master.key')));
+  const printed = await cli(cwd, ['config', 'print'], { MAILMESH_MASTER_KEY: randomBytes(32).toString('base64') });
+  t.match(printed.stdout.toString(), /masterKey:\n(\s+file: .*\n)?\s+value: "\*{8}"/);
+  t.match(printed.stdout.toString(), `source: ${join(cwd, 'mailmesh.yaml')}`);
+  const broken = await cli(cwd, ['config', 'print'], { MAILMESH_HTTP__PORT: '-1' });
+  t.equal(broken.code, 1);
+  t.match(broken.stderr, /CONFIG_INVALID: .*http\.port/);
+});

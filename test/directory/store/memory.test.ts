@@ -1,0 +1,12 @@
+import t from 'tap';
+import { MemoryStore } from '../../../directory/store/memory.js';
+import { draft, storeContract } from './contract.js';
+
+storeContract(t, async () => new MemoryStore());
+
+t.test('memory store hands out copies', async (t) => {
+  const s = new MemoryStore();
+  const r = await s.putRecord(draft('a.example'));
+  r.formats.push('smime');
+  t.same((await s.getRecord(r.domain))!.formats, ['pgp-mime']);
+});

@@ -1,0 +1,20 @@
+import { randomBytes } from 'node:crypto';
+import t from 'tap';
+import { RedisStore } from '../../../directory/store/redis.js';
+import { rejectsCode, TEST_REDIS_URL } from '../../helpers.js';
+import { storeContract } from './contract.js';
+
+// A real Redis (CI starts one); every store gets its own key prefix, removed afterwards.
+// When Redis is unreachable these tests fail: they are never skipped.
+storeContract(t, async () => {
+  const s = await new RedisStore(TEST_REDIS_URL, { prefix: `mailmesh-test:{${randomBytes(6).toString('hex')}}:` }).connect();
+  t.teardown(async () => {
+    await s.destroy();
+    await s.close();
+  });
+  return s;
+});
+
+t.test('an unreachable Redis is STORE_UNAVAILABLE', async (t) => {
+  await rejectsCode(t, new RedisStore('redis://127.0.0.1:1', { prefix: 'x:', connectTimeoutMs: 500 }).connect(), 'STORE_UNAVAILABLE');
+});
