@@ -37,3 +37,48 @@ export function tempDir(t: Asserts, prefix = 'mailmesh-test-'): string {
 
 /** The Redis the tests use; CI fails (never skips) when it is unreachable. */
 export const TEST_REDIS_URL = process.env.MAILMESH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+
+/** A seeded PRNG (mulberry32) for property and fuzz loops, so a failing run can be repeated. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Runs a real client (gpg, openssl, kdig …) and returns its output; throws with stderr on a non-zero exit. */
+export async function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string; allowFail?: boolean } = {},
+): Promise<{ stdout: Buffer; stderr: string; code: number }> {
+  const { spawn } = await import('node:child_process');
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    p.stdout.on('data', (d: Buffer) => out.push(d));
+    p.stderr.on('data', (d: Buffer) => err.push(d));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      const r = { stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString(), code: code ?? -1 };
+      if (r.code !== 0 && !opts.allowFail) reject(new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}`));
+      else resolve(r);
+    });
+    p.stdin.end(opts.input ?? '');
+  });
+}
+
+/** A throw-away GnuPG home; its agent is stopped when the test ends. */
+export function gpgHome(t: Asserts): { home: string; gpg: (args: string[], input?: string | Buffer) => ReturnType<typeof run> } {
+  const home = tempDir(t, 'mailmesh-gpg-');
+  t.teardown(() => run('gpgconf', ['--kill', 'all'], { env: { GNUPGHOME: home }, allowFail: true }));
+  return {
+    home,
+    gpg: (args, input) => run('gpg', ['--batch', '--yes', '--pinentry-mode', 'loopback', '--passphrase', '', ...args], { env: { GNUPGHOME: home }, input }),
+  };
+}

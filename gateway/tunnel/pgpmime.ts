@@ -1,0 +1,130 @@
+/**
+ * The PGP/MIME tunnel (RFC 3156 §4): `multipart/encrypted; protocol="application/pgp-encrypted"`
+ * with a `Version: 1` part and an `application/octet-stream` part holding an armored OpenPGP
+ * message (RFC 4880 §6.2). Its literal data is the whole original message in binary mode
+ * (RFC 4880 §5.9 format 'b': bytes unchanged), signed one-pass (§5.4) with the sender's domain
+ * key and encrypted to the recipient's domain key.
+ */
+import { randomBytes } from 'node:crypto';
+import * as openpgp from 'openpgp';
+import { MailmeshError } from '../../directory/errors.js';
+import { readOpenPgpKey } from '../../directory/openpgp.js';
+import { decodeBody, fieldValue, makeBoundary, malformed, outerHeader, parseContentType, parseEntity, splitMultipart, toCrlf } from './mime.js';
+import type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain } from './types.js';
+
+async function privateKeyOf(own: OwnDomain): Promise<openpgp.PrivateKey> {
+  const armored = own.secrets.openpgp?.armored;
+  if (!armored) throw new MailmeshError('TUNNEL_NO_KEY', `${own.domain} has no OpenPGP key`);
+  try {
+    return await openpgp.readPrivateKey({ armoredKey: armored });
+  } catch (e) {
+    throw new MailmeshError('KEY_UNREADABLE', e instanceof Error ? e.message : String(e), { cause: e });
+  }
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex').toUpperCase();
+}
+
+/** Signs the original with the sender's domain key and encrypts it to the recipient's (RFC 3156 §6.2: sign, then encrypt, in one OpenPGP message). */
+export async function pgpEncrypt(original: Buffer, sender: OwnDomain, recipient: PeerDomain, opts: EncryptOptions = {}): Promise<Buffer> {
+  const signingKey = await privateKeyOf(sender);
+  if (!recipient.keys.openpgp) throw new MailmeshError('TUNNEL_NO_KEY', `${recipient.domain} has no OpenPGP key`);
+  const encryptionKey = await readOpenPgpKey(recipient.keys.openpgp.armored);
+  const fields = parseEntity(original).fields;
+  const now = opts.now ?? new Date();
+  const armored = await openpgp.encrypt({
+    message: await openpgp.createMessage({ binary: new Uint8Array(original), format: 'binary', date: now }),
+    encryptionKeys: encryptionKey,
+    signingKeys: signingKey,
+    format: 'armored',
+    date: now,
+  });
+  const boundary = makeBoundary(opts.random ?? randomBytes);
+  const header = outerHeader(fields, 'pgp-mime', [`Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="${boundary}"`], opts);
+  // RFC 3156 §4: the first part is application/pgp-encrypted with "Version: 1", the second the encrypted data.
+  const body =
+    'This is an OpenPGP/MIME encrypted message (RFC 3156).\r\n' +
+    `--${boundary}\r\n` +
+    'Content-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version identification\r\n\r\nVersion: 1\r\n\r\n' +
+    `--${boundary}\r\n` +
+    'Content-Type: application/octet-stream; name="encrypted.asc"\r\nContent-Description: OpenPGP encrypted message\r\n' +
+    'Content-Disposition: inline; filename="encrypted.asc"\r\n\r\n' +
+    toCrlf(armored).replace(/(\r\n)?$/, '\r\n') +
+    `\r\n--${boundary}--\r\n`;
+  return Buffer.concat([header, Buffer.from(body, 'latin1')]);
+}
+
+/** RFC 3156 §4: the armored OpenPGP message of a multipart/encrypted entity. */
+export function pgpMimePayload(message: Buffer): string {
+  const outer = parseEntity(message);
+  const ct = parseContentType(fieldValue(outer.fields, 'content-type'));
+  if (ct.type !== 'multipart' || ct.subtype !== 'encrypted' || ct.params.protocol?.toLowerCase() !== 'application/pgp-encrypted') {
+    throw malformed(`not a PGP/MIME encrypted message (${ct.type}/${ct.subtype})`);
+  }
+  if (!ct.params.boundary) throw malformed('multipart/encrypted without boundary');
+  const parts = splitMultipart(outer.body, ct.params.boundary);
+  if (parts.length !== 2) throw malformed(`multipart/encrypted with ${parts.length} parts, RFC 3156 §4 needs 2`);
+  const version = parseEntity(parts[0]!);
+  const vct = parseContentType(fieldValue(version.fields, 'content-type'));
+  if (vct.type !== 'application' || vct.subtype !== 'pgp-encrypted' || !/^Version:\s*1\s*$/m.test(decodeBody(version).toString('latin1'))) {
+    throw malformed('the first part is not application/pgp-encrypted "Version: 1"');
+  }
+  return decodeBody(parseEntity(parts[1]!)).toString('latin1');
+}
+
+/** Reads the armored message (RFC 4880 §6.2); any failure is TUNNEL_MALFORMED. */
+export async function readPgpMessage(armored: string): Promise<openpgp.Message<Uint8Array>> {
+  try {
+    return (await openpgp.readMessage({ armoredMessage: armored })) as unknown as openpgp.Message<Uint8Array>;
+  } catch (e) {
+    throw new MailmeshError('TUNNEL_MALFORMED', `OpenPGP message: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/** RFC 4880 §5.1: is one of the public-key encrypted session key packets for this key (or a wildcard, "hidden recipient")? */
+export function isEncryptedTo(message: openpgp.Message<Uint8Array>, key: openpgp.Key): boolean {
+  const mine = key.getKeys().map((k) => k.getKeyID());
+  return message.getEncryptionKeyIDs().some((id) => mine.some((k) => k.equals(id, true)));
+}
+
+/** Decrypts a PGP/MIME tunnel message with our domain key and checks the signature against the sender's record. */
+export async function pgpDecrypt(message: Buffer, own: OwnDomain, sender?: PeerDomain, opts: DecryptOptions = {}): Promise<DecryptResult> {
+  const decryptionKey = await privateKeyOf(own);
+  const msg = await readPgpMessage(pgpMimePayload(message));
+  if (!isEncryptedTo(msg, decryptionKey)) throw new MailmeshError('TUNNEL_NOT_FOR_US', `encrypted to ${msg.getEncryptionKeyIDs().map((k) => k.toHex()).join(', ') || 'nobody'}`);
+  const senderKey = sender?.keys.openpgp ? await readOpenPgpKey(sender.keys.openpgp.armored) : undefined;
+  let result: openpgp.DecryptMessageResult & { data: Uint8Array };
+  try {
+    result = await openpgp.decrypt({
+      message: msg,
+      decryptionKeys: decryptionKey,
+      verificationKeys: senderKey ? [senderKey] : [],
+      format: 'binary',
+      date: opts.now ?? new Date(),
+      expectSigned: false,
+    });
+  } catch (e) {
+    throw new MailmeshError('TUNNEL_DECRYPT_FAILED', e instanceof Error ? e.message : String(e), { cause: e });
+  }
+  const inner = Buffer.from(result.data);
+  const sig = result.signatures[0];
+  if (!sig) return { format: 'pgp-mime', inner, signature: 'absent' };
+  const bySender = senderKey?.getKeys().some((k) => k.getKeyID().equals(sig.keyID)) ?? false;
+  if (!bySender) {
+    let issuer: Uint8Array | null | undefined;
+    try {
+      issuer = (await sig.signature).packets[0]?.issuerFingerprint;
+    } catch {
+      issuer = undefined;
+    }
+    return { format: 'pgp-mime', inner, signature: 'unknown-signer', signerFingerprint: issuer ? hex(issuer) : undefined, detail: `signed by key ID ${sig.keyID.toHex().toUpperCase()}` };
+  }
+  const base = { format: 'pgp-mime' as const, inner, signerFingerprint: senderKey!.getFingerprint().toUpperCase(), signerDomain: sender!.domain };
+  try {
+    await sig.verified;
+    return { ...base, signature: 'valid' };
+  } catch (e) {
+    return { ...base, signature: 'invalid', detail: e instanceof Error ? e.message : String(e) };
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Tunnel crypto: pure functions from message bytes to message bytes (DESIGN.md "Tunnel messages").
+ * The SMTP gateway calls encryptTunnel on the way out, classifyMessage + decryptTunnel +
+ * addAuthenticationResults on the way in.
+ */
+import type { TunnelFormat } from '../../directory/record.js';
+import { MailmeshError } from '../../directory/errors.js';
+import { parseEnvelope, namesCertificate } from './cms/envelope.js';
+import { pkijsCertificate } from './cms/asn1.js';
+import { decodeBody, fieldValue, parseContentType, parseEntity, type ContentType } from './mime.js';
+import { isEncryptedTo, pgpDecrypt, pgpEncrypt, pgpMimePayload, readPgpMessage } from './pgpmime.js';
+import { readOpenPgpKey } from '../../directory/openpgp.js';
+import { isPkcs7Mime, smimeDecrypt, smimeEncrypt, smimeType } from './smime.js';
+import type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain } from './types.js';
+
+export type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain, SignatureStatus } from './types.js';
+export { addAuthenticationResults, authenticationResults, AUTH_METHOD } from './authresults.js';
+export { TUNNEL_HEADER } from './mime.js';
+export { pgpDecrypt, pgpEncrypt } from './pgpmime.js';
+export { smimeDecrypt, smimeEncrypt } from './smime.js';
+
+/** Wraps the original message into a tunnel message of the given format. */
+export function encryptTunnel(format: TunnelFormat, original: Buffer, sender: OwnDomain, recipient: PeerDomain, opts?: EncryptOptions): Promise<Buffer> {
+  return format === 'pgp-mime' ? pgpEncrypt(original, sender, recipient, opts) : smimeEncrypt(original, sender, recipient, opts);
+}
+
+/** Unwraps a tunnel message of either format; `sender` is the sender domain's record, if the directory knows it. */
+export async function decryptTunnel(message: Buffer, own: OwnDomain, sender?: PeerDomain, opts?: DecryptOptions): Promise<DecryptResult> {
+  const format = encryptedFormat(contentTypeOf(message));
+  if (!format) throw new MailmeshError('TUNNEL_MALFORMED', 'neither PGP/MIME nor S/MIME enveloped');
+  return format === 'pgp-mime' ? pgpDecrypt(message, own, sender, opts) : smimeDecrypt(message, own, sender, opts);
+}
+
+export type Classification = { kind: 'plain' } | { kind: 'tunnel' | 'personal'; format: TunnelFormat | 'inline-pgp' };
+
+function contentTypeOf(message: Buffer): ContentType | undefined {
+  try {
+    return parseContentType(fieldValue(parseEntity(message).fields, 'content-type'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** RFC 3156 §4 multipart/encrypted, RFC 8551 §3.3/§3.4 enveloped or authEnveloped pkcs7-mime. */
+function encryptedFormat(ct: ContentType | undefined): TunnelFormat | undefined {
+  if (!ct) return undefined;
+  if (ct.type === 'multipart' && ct.subtype === 'encrypted' && ct.params.protocol?.toLowerCase() === 'application/pgp-encrypted') return 'pgp-mime';
+  const t = smimeType(ct);
+  if (isPkcs7Mime(ct) && (t === 'enveloped-data' || t === 'authenveloped-data' || (t === undefined && /\.p7m$/i.test(ct.params.name ?? '')))) return 'smime';
+  return undefined;
+}
+
+/**
+ * What a message is, from the gateway's point of view:
+ * - tunnel: encrypted (PGP/MIME or S/MIME) to one of `domainKeys` (our own domain keys);
+ * - personal: encrypted, but not to those keys (someone's end-to-end mail) — pass it untouched;
+ *   also inline PGP (a text body that is an armored OpenPGP message, RFC 4880 §6.2);
+ * - plain: anything else (including a message whose header cannot be read).
+ * Never throws.
+ */
+export async function classifyMessage(message: Buffer, domainKeys?: OwnDomain['keys']): Promise<Classification> {
+  const ct = contentTypeOf(message);
+  const format = encryptedFormat(ct);
+  if (!format) {
+    if (ct?.type === 'text' && /^\s*-----BEGIN PGP MESSAGE-----/.test(parseEntity(message).body.subarray(0, 4096).toString('latin1'))) {
+      return { kind: 'personal', format: 'inline-pgp' };
+    }
+    return { kind: 'plain' };
+  }
+  let ours = false;
+  try {
+    if (format === 'pgp-mime' && domainKeys?.openpgp) {
+      ours = isEncryptedTo(await readPgpMessage(pgpMimePayload(message)), await readOpenPgpKey(domainKeys.openpgp.armored));
+    } else if (format === 'smime' && domainKeys?.smime?.chain[0]) {
+      const cert = pkijsCertificate(domainKeys.smime.chain[0]);
+      ours = parseEnvelope(decodeBody(parseEntity(message))).recipients.some((r) => namesCertificate(r, cert));
+    }
+  } catch {
+    ours = false; // unreadable: not something we can open, so not ours to touch
+  }
+  return { kind: ours ? 'tunnel' : 'personal', format };
+}
+
+/** A message already encrypted to a person's own key passes the gateway untouched (DESIGN.md "Tunnel messages"). */
+export async function isPersonallyEncrypted(message: Buffer, domainKeys?: OwnDomain['keys']): Promise<boolean> {
+  return (await classifyMessage(message, domainKeys)).kind === 'personal';
+}

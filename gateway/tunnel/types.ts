@@ -1,0 +1,49 @@
+import type { Domain } from '../../directory/domain.js';
+import type { DomainRecord, DomainSecrets, TunnelFormat } from '../../directory/record.js';
+
+/** Our own member domain: its published keys and its private keys. */
+export interface OwnDomain {
+  domain: Domain;
+  keys: DomainRecord['keys'];
+  secrets: DomainSecrets;
+}
+
+/** A peer member domain as the directory (or an import) describes it. */
+export interface PeerDomain {
+  domain: Domain;
+  keys: DomainRecord['keys'];
+}
+
+export interface EncryptOptions {
+  /** Keep the original Subject on the outer message instead of `...`. */
+  keepSubject?: boolean;
+  /** Signature creation time (default: now). */
+  now?: Date;
+  /** Randomness for MIME boundaries (default: crypto.randomBytes). */
+  random?: (n: number) => Buffer;
+}
+
+export interface DecryptOptions {
+  /** The time at which signatures and certificates are checked (default: now). */
+  now?: Date;
+}
+
+export type SignatureStatus = 'valid' | 'invalid' | 'absent' | 'unknown-signer';
+
+export interface DecryptResult {
+  format: TunnelFormat;
+  /** The original message, bytes unchanged. */
+  inner: Buffer;
+  /**
+   * valid: made by the sender domain's key; invalid: by the sender domain's key (or a key it
+   * certifies) but the check failed; absent: no signature; unknown-signer: not by a key of the
+   * sender domain given (or no sender domain given).
+   */
+  signature: SignatureStatus;
+  /** OpenPGP: upper-case hex fingerprint; S/MIME: SHA-256 of the signer certificate, lower-case hex. */
+  signerFingerprint?: string;
+  /** The sender domain, when the signature is by its key. */
+  signerDomain?: Domain;
+  /** Why the signature is not valid, for logs. */
+  detail?: string;
+}
