@@ -1,7 +1,15 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
 import type { Directory } from '../directory.js';
-import { asMailmeshError, MailmeshError, type ErrorKind } from '../errors.js';
+import { parseDomain } from '../domain.js';
+import type { DomainRecord } from '../record.js';
+import { asMailmeshError, MailmeshError, type ErrorCode, type ErrorKind } from '../errors.js';
+import { pemToDer } from '../smime.js';
+import { negotiate } from './accept.js';
+import { keyServerHandlers } from './keyserver.js';
+import { PublishedKeys } from './keys.js';
 import { loadOpenApi, registerOperations } from './openapi.js';
+import { tlsMaterial, type TlsConfig } from './tls.js';
 
 /** The edge mapping from error kinds to HTTP status codes (RFC 9110 §15). */
 const STATUS: Record<ErrorKind, number> = {
@@ -12,35 +20,90 @@ const STATUS: Record<ErrorKind, number> = {
   unavailable: 503,
   internal: 500,
 };
+/** Codes with a status of their own: RFC 6585 §4 (429), RFC 9110 §15.5.14 (413). */
+const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = { RATE_LIMITED: 429, BODY_TOO_LARGE: 413 };
 
 export function httpStatus(e: MailmeshError): number {
-  return e.code === 'RATE_LIMITED' ? 429 : STATUS[e.kind];
+  return STATUS_BY_CODE[e.code] ?? STATUS[e.kind];
 }
 
 export function sendError(reply: FastifyReply, e: MailmeshError): FastifyReply {
   return reply.code(httpStatus(e)).type('application/json').send({ error: { code: e.code, message: e.publicMessage } });
 }
 
+/** The `http` section of the configuration that the face reads (cli/config.ts). */
+export interface HttpConfig {
+  /** Listen address, also put into a self-signed certificate. */
+  host?: string;
+  tls?: TlsConfig;
+  /** Requests per client address and window; max 0 turns the limit off. */
+  rateLimit?: { max: number; windowSec: number };
+}
+
+/** Join, leave and import (federation/, wired by cli/app.ts); without them these operations answer FEDERATION_DISABLED. */
+export interface FederationOps {
+  join(body: unknown): Promise<DomainRecord>;
+  leave(domain: string, body: unknown): Promise<DomainRecord>;
+  importKeys?(body: unknown, authorization: string | undefined): Promise<DomainRecord>;
+}
+
 export interface HttpOptions {
   directory: Directory;
   logger: FastifyBaseLogger;
+  federation?: FederationOps;
+  /** Without it: plain HTTP, no rate limit. */
+  config?: HttpConfig;
 }
 
-/** The directory's HTTP face: routes from openapi.yaml, JSON errors with stable codes. */
+export const BODY_LIMIT = 256 * 1024;
+
+// Representations of a domain key, the default first (see docs/http.md "Content negotiation").
+const OPENPGP_TYPES = ['application/octet-stream', 'application/pgp-keys', 'text/plain'] as const;
+const SMIME_TYPES = ['application/pkix-cert', 'application/pem-certificate-chain', 'application/x-pem-file', 'text/plain'] as const;
+
+/** The directory's HTTP face: routes from openapi.yaml, JSON errors with stable codes. HTTPS when configured. */
 export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstance> {
   const { directory } = opts;
-  const app = Fastify({ loggerInstance: opts.logger, bodyLimit: 256 * 1024 });
+  const tls = await tlsMaterial(opts.config?.tls, opts.config?.host ?? '127.0.0.1');
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    bodyLimit: BODY_LIMIT,
+    // Every route, HEAD included, is declared in openapi.yaml.
+    exposeHeadRoutes: false,
+    // Malformed URLs (bad %-escapes) get the same JSON error as everything else.
+    frameworkErrors: (err, _req, reply) => sendError(reply, new MailmeshError('BAD_REQUEST', err.message)),
+    ...(tls ? { https: tls } : {}),
+  }) as unknown as FastifyInstance;
 
   app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number }, req, reply) => {
     if (err.validation) return sendError(reply, new MailmeshError('BAD_REQUEST', err.message));
     const e = asMailmeshError(err);
     if (e.kind === 'internal' || e.kind === 'unavailable') req.log.error({ err }, 'request failed');
     if (e.code === 'INTERNAL' && err.statusCode && err.statusCode < 500) {
-      return sendError(reply, new MailmeshError(err.statusCode === 404 ? 'NOT_FOUND' : 'BAD_REQUEST', err.message));
+      const code: ErrorCode = err.statusCode === 404 ? 'NOT_FOUND' : err.statusCode === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST';
+      return sendError(reply, new MailmeshError(code, err.message));
     }
     return sendError(reply, e);
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, new MailmeshError('NOT_FOUND', `${req.method} ${req.url.split('?')[0]}`)));
+
+  // Everything served is public and read-only: any web page may read it (Fetch standard CORS).
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.method === 'GET' || req.method === 'HEAD') reply.header('access-control-allow-origin', '*');
+  });
+
+  const limit = opts.config?.rateLimit;
+  if (limit && limit.max > 0) {
+    await app.register(rateLimit, {
+      max: limit.max,
+      timeWindow: limit.windowSec * 1000,
+      allowList: (req) => req.url === '/healthz',
+      errorResponseBuilder: (_req, ctx) => new MailmeshError('RATE_LIMITED', `retry after ${ctx.after}`),
+    });
+  }
+
+  const keys = new PublishedKeys(directory);
+  const domainParam = (req: FastifyRequest) => (req.params as { domain: string }).domain;
 
   registerOperations(app, loadOpenApi(), {
     async getHealth(_req, reply) {
@@ -51,9 +114,57 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
         return reply.code(503).send({ status: 'unavailable', store: directory.store.kind });
       }
     },
-    async getDomain(req: FastifyRequest) {
-      const { domain } = req.params as { domain: string };
-      return directory.getRecord(domain);
+
+    // Sync: records changed after `since`, tombstones included; `next` is the `since` of the next page.
+    async listDomains(req) {
+      const { since, limit } = req.query as { since: number; limit: number };
+      const { records, serial } = await directory.changesSince(since, limit + 1);
+      const page = records.slice(0, limit);
+      return { serial, records: page, next: records.length > limit ? page[page.length - 1]!.serial : null };
+    },
+
+    async getDomain(req) {
+      return directory.getRecord(domainParam(req));
+    },
+
+    async getDomainOpenPgp(req, reply) {
+      const { record, key } = await keys.ofDomain(domainParam(req));
+      const type = negotiate(req.headers.accept, OPENPGP_TYPES);
+      reply.header('vary', 'Accept');
+      // RFC 4880 §11.1 transferable public key; §6.2 ASCII armor for the text types.
+      if (type === 'application/octet-stream') return reply.type(type).send(Buffer.from(key.write()));
+      return reply.type(type === 'text/plain' ? 'text/plain; charset=utf-8' : type).send(record.keys.openpgp!.armored);
+    },
+
+    async getDomainSmime(req, reply) {
+      const record = await directory.getRecord(domainParam(req));
+      const smime = record.keys.smime;
+      if (!smime) throw new MailmeshError('NOT_FOUND', `${record.domain} publishes no S/MIME certificate`);
+      const type = negotiate(req.headers.accept, SMIME_TYPES);
+      reply.header('vary', 'Accept');
+      // RFC 2585 §4.1: application/pkix-cert is one DER certificate (the leaf); RFC 8555 §9.1:
+      // application/pem-certificate-chain is the PEM chain, leaf first (RFC 7468 §5 blocks).
+      if (type === 'application/pkix-cert') return reply.type(type).send(pemToDer(smime.chain[0]!));
+      const pem = smime.chain.map((c) => c.trim() + '\n').join('');
+      return reply.type(type === 'text/plain' ? 'text/plain; charset=utf-8' : type).send(pem);
+    },
+
+    ...keyServerHandlers(directory, keys),
+
+    async joinDomain(req, reply) {
+      if (!opts.federation) throw new MailmeshError('FEDERATION_DISABLED', 'join');
+      return reply.code(201).send(await opts.federation.join(req.body));
+    },
+
+    async leaveDomain(req) {
+      const domain = parseDomain(domainParam(req));
+      if (!opts.federation) throw new MailmeshError('FEDERATION_DISABLED', 'leave');
+      return opts.federation.leave(domain, req.body);
+    },
+
+    async importKeys(req, reply) {
+      if (!opts.federation?.importKeys) throw new MailmeshError('FEDERATION_DISABLED', 'import');
+      return reply.code(201).send(await opts.federation.importKeys(req.body, req.headers.authorization));
     },
   });
   return app;

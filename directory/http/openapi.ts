@@ -12,14 +12,28 @@ export interface OpenApiParameter {
   schema?: Record<string, unknown>;
   example?: unknown;
 }
+export interface OpenApiResponse {
+  description: string;
+  content?: Record<string, { schema?: Record<string, unknown> }>;
+}
+/** A `$ref` to `#/components/…` (OpenAPI 3.1 §4.8.23). */
+export interface OpenApiRef {
+  $ref: string;
+}
 export interface OpenApiOperation {
   operationId: string;
-  parameters?: OpenApiParameter[];
-  responses: Record<string, { content?: Record<string, { schema?: Record<string, unknown> }> }>;
+  parameters?: (OpenApiParameter | OpenApiRef)[];
+  /** Operations that take a body (join, leave, import); the handler checks the body. */
+  requestBody?: unknown;
+  responses: Record<string, OpenApiResponse | OpenApiRef>;
 }
 export interface OpenApiDocument {
   paths: Record<string, Record<string, OpenApiOperation>>;
-  components: { schemas: Record<string, Record<string, unknown>> };
+  components: {
+    schemas: Record<string, Record<string, unknown>>;
+    parameters?: Record<string, OpenApiParameter>;
+    responses?: Record<string, OpenApiResponse>;
+  };
 }
 
 const METHODS = ['get', 'head', 'post', 'put', 'delete', 'patch'] as const;
@@ -48,6 +62,15 @@ export function* operations(doc: OpenApiDocument): Generator<{ path: string; met
   }
 }
 
+/** Follows a local `$ref` (`#/components/<kind>/<name>`) to what it names; anything else is returned as is. */
+export function deref<T extends object>(doc: OpenApiDocument, item: T | OpenApiRef): T {
+  if (!('$ref' in item)) return item;
+  let target: unknown = doc;
+  for (const part of item.$ref.replace(/^#\//, '').split('/')) target = (target as Record<string, unknown> | undefined)?.[part];
+  if (!target || typeof target !== 'object') throw new Error(`openapi.yaml: unresolved $ref ${item.$ref}`);
+  return target as T;
+}
+
 /** OpenAPI path template to a fastify route: `/v1/domains/{domain}` → `/v1/domains/:domain`. */
 export function fastifyPath(path: string): string {
   return path.replace(/\{([^}]+)\}/g, ':$1');
@@ -73,7 +96,7 @@ export function registerOperations(app: FastifyInstance, doc: OpenApiDocument, h
     const handler = handlers[op.operationId];
     if (!handler) throw new Error(`openapi.yaml: no handler for operation ${op.operationId} (${method.toUpperCase()} ${path})`);
     unused.delete(op.operationId);
-    const params = op.parameters ?? [];
+    const params = (op.parameters ?? []).map((p) => deref<OpenApiParameter>(doc, p));
     app.route({
       method: method.toUpperCase() as 'GET',
       url: fastifyPath(path),

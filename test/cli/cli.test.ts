@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { gpgHome, run, tempDir } from '../helpers.js';
 
 // The built CLI, as `npm start` runs it (npm test builds first).
@@ -15,7 +15,7 @@ function cli(cwd: string, args: string[], env: Record<string, string> = {}) {
 }
 
 /** Starts `mailmesh serve`, resolves once it logs that it is serving (no sleeps). */
-async function startServe(t: Parameters<Parameters<typeof tap.test>[1]>[0], cwd: string, env: Record<string, string> = {}) {
+async function startServe(t: Test, cwd: string, env: Record<string, string> = {}) {
   const child = spawn('node', [MAIN, 'serve'], { cwd, env: { ...process.env, ...QUIET, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => void child.kill('SIGKILL'));
   const lines: Record<string, unknown>[] = [];
@@ -36,7 +36,6 @@ async function startServe(t: Parameters<Parameters<typeof tap.test>[1]>[0], cwd:
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, lines, addresses: await ready, exited };
 }
-const tap = t;
 
 t.test('the built CLI exists (npm test builds it)', async (t) => {
   t.ok(existsSync(MAIN), MAIN);

@@ -1,0 +1,50 @@
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { pino } from 'pino';
+import type { Test } from 'tap';
+import { Directory } from '../../../directory/directory.js';
+import { createHttpServer, type HttpConfig } from '../../../directory/http/http.js';
+import { MemoryStore } from '../../../directory/store/memory.js';
+
+/** A directory on a MemoryStore with curve25519 keys (addDomain takes 1–2 s: create few). */
+export function memoryDirectory(): Promise<Directory> {
+  return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 } });
+}
+
+/** The HTTP face on 127.0.0.1, port 0, closed when the test ends. */
+export async function startHttp(t: Test, directory: Directory, config?: HttpConfig): Promise<{ base: string; port: number }> {
+  const app = await createHttpServer({ directory, logger: pino({ level: 'silent' }), config });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => app.close());
+  const { port } = app.server.address() as { port: number };
+  return { base: `${config?.tls ? 'https' : 'http'}://127.0.0.1:${port}`, port };
+}
+
+export interface Got {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  text: string;
+  json: () => unknown;
+}
+
+/** One HTTP(S) request with node's client (self-signed certificates accepted); the body is collected. */
+export function get(url: string, opts: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {}): Promise<Got> {
+  const u = new URL(url);
+  const request = u.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(u, { method: opts.method ?? 'GET', headers: opts.headers, rejectUnauthorized: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const text = body.toString('utf8');
+        resolve({ status: res.statusCode!, headers: res.headers, body, text, json: () => JSON.parse(text) });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
