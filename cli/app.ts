@@ -1,10 +1,14 @@
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Directory } from '../directory/directory.js';
 import { createHttpServer } from '../directory/http/http.js';
+import { createDnsServer, type ZoneOptions } from '../directory/dns/dns.js';
+import { LdapServer } from '../directory/ldap/ldap.js';
 import { loadMasterKey } from '../directory/seal.js';
 import { openStore } from '../directory/store/open.js';
+import { gatewayOptions } from '../gateway/smtp/settings.js';
+import { createGateway } from '../gateway/smtp/smtp.js';
 import type { Config } from './config.js';
 
 /** The composition root: the only place that wires stores, the directory and its faces. */
@@ -18,6 +22,21 @@ export async function openDirectory(c: Config, opts: { createKey: boolean }): Pr
     await store.close();
     throw e;
   }
+}
+
+/** The zone settings of the DNS face and of `zone export`; the pin's dir= URL is the HTTP face's. */
+export function zoneOptions(c: Config, httpAddress?: string): ZoneOptions {
+  const scheme = c.http.tls.cert || c.http.tls.selfSigned ? 'https' : 'http';
+  const wildcard = ['0.0.0.0', '::', '0:0:0:0:0:0:0:0'].includes(c.dns.host);
+  return {
+    zone: c.dns.zone,
+    ttl: c.dns.ttl,
+    hostmaster: c.dns.hostmaster,
+    nameservers: c.dns.nameservers,
+    authoritativeFor: c.dns.authoritativeFor,
+    nameserverAddresses: c.dns.nameserverAddresses.length || wildcard || isIP(c.dns.host) === 0 ? c.dns.nameserverAddresses : [c.dns.host],
+    directoryUrl: `${scheme}://${httpAddress ?? hostPort({ address: c.http.host, port: c.http.port, family: isIP(c.http.host) === 6 ? 'IPv6' : 'IPv4' })}`,
+  };
 }
 
 export interface Running {
@@ -50,11 +69,30 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       log.info({ domain: r.domain, openpgp: r.keys.openpgp?.fingerprint, smime: r.keys.smime?.fingerprint }, 'demo domain created');
     }
     if (c.http.enabled) {
-      const http = await createHttpServer({ directory, logger: log.child({ face: 'http' }) });
+      const http = await createHttpServer({ directory, logger: log.child({ face: 'http' }), config: c.http });
       await http.listen({ host: c.http.host, port: c.http.port });
       closers.push(() => http.close());
       running.http = http;
       running.addresses.http = hostPort(http.server.address());
+    }
+    if (c.dns.enabled) {
+      const dns = await createDnsServer({ directory, ...zoneOptions(c, running.addresses.http), logger: log.child({ face: 'dns' }) });
+      closers.push(() => dns.close());
+      const a = await dns.listen(c.dns.host, c.dns.port);
+      running.addresses.dns = hostPort({ address: a.host, port: a.port, family: isIP(a.host) === 6 ? 'IPv6' : 'IPv4' });
+    }
+    if (c.ldap.enabled) {
+      const ldap = await LdapServer.create({
+        directory, base: c.ldap.base, sizeLimit: c.ldap.sizeLimit, timeLimitSec: c.ldap.timeLimitSec, logger: log.child({ face: 'ldap' }),
+      });
+      closers.push(() => ldap.close());
+      running.addresses.ldap = hostPort(await ldap.listen(c.ldap.port, c.ldap.host));
+    }
+    if (c.smtp.enabled) {
+      // The tunnel crypto is not plugged in yet: process() passes messages unchanged (docs/smtp.md).
+      const smtp = await createGateway({ ...gatewayOptions(c.smtp), process: async (m) => m, logger: log.child({ face: 'smtp' }) });
+      closers.push(() => smtp.close());
+      running.addresses.smtp = hostPort(await smtp.listen());
     }
     log.info({ addresses: running.addresses, store: directory.store.kind }, 'mailmesh is serving');
     return running;

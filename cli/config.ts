@@ -72,6 +72,8 @@ export const ConfigSchema = z.strictObject({
       hostmaster: z.string().default('hostmaster@mailmesh.test'),
       /** Names of the zone's name servers (NS records); the first is the SOA MNAME. */
       nameservers: z.array(z.string()).default(['ns1.dir.mailmesh.test']),
+      /** Addresses (A/AAAA) of the name servers that lie inside the zone; empty = dns.host unless it is a wildcard. */
+      nameserverAddresses: z.array(z.string()).default([]),
     })
     .prefault({}),
   ldap: hostPort(1389)
@@ -79,6 +81,34 @@ export const ConfigSchema = z.strictObject({
       base: z.string().default('dc=mailmesh'),
       sizeLimit: z.number().int().min(1).default(100),
       timeLimitSec: z.number().int().min(1).default(10),
+    })
+    .prefault({}),
+  /** The queue-less SMTP gateway (docs/smtp.md "Configuration"). */
+  smtp: hostPort(2525)
+    .extend({
+      enabled: z.boolean().default(false),
+      /** Host name in the greeting, EHLO and Received; default the machine's. */
+      name: z.string().optional(),
+      /** Our mail domains (".example.org" includes subdomains): mail to them is inbound. */
+      ourDomains: z.array(z.string()).default([]),
+      /** Client networks (CIDR) whose mail to other domains is outbound; anything else may only send to ourDomains. */
+      internalNetworks: z.array(z.string()).default(['127.0.0.0/8', '::1/128']),
+      /** host:port of the internal mail server that inbound mail goes to. */
+      internalServer: z.string().default('127.0.0.1:10025'),
+      /** host:port that takes all outbound mail; unset = the recipient domain's MX. */
+      smarthost: z.string().optional(),
+      mxPort: z.number().int().min(1).max(65535).default(25),
+      /** STARTTLS towards next hops: none | may | encrypt | verify (Postfix's levels). */
+      nextHopTls: z.enum(['none', 'may', 'encrypt', 'verify']).default('may'),
+      /** PEM files for STARTTLS; without them a self-signed certificate is made at start. */
+      tlsCert: z.string().optional(),
+      tlsKey: z.string().optional(),
+      maxMessageBytes: z.number().int().min(1024).default(25 * 1024 * 1024),
+      maxConnections: z.number().int().min(1).default(200),
+      maxRecipients: z.number().int().min(1).default(100),
+      nextHopTimeoutSec: z.number().int().min(1).max(300).default(60),
+      dataTimeoutSec: z.number().int().min(1).max(480).default(120),
+      processTimeoutSec: z.number().int().min(1).max(300).default(60),
     })
     .prefault({}),
   demo: z

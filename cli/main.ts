@@ -5,7 +5,9 @@ import { stringify } from 'yaml';
 import { asMailmeshError } from '../directory/errors.js';
 import { pemToDer } from '../directory/smime.js';
 import type { DomainRecord } from '../directory/record.js';
-import { openDirectory, serve } from './app.js';
+import { exportZone } from '../directory/dns/dns.js';
+import { exportLdif, renderSchemaFile, renderSchemaLdif } from '../directory/ldap/ldap.js';
+import { openDirectory, serve, zoneOptions } from './app.js';
 import { loadConfig, maskedConfig, type Config } from './config.js';
 import { createLogger } from './log.js';
 
@@ -135,6 +137,46 @@ domain
       const r = await d.removeDomain(name);
       console.log(`removed ${r.domain} (serial ${r.serial})`);
     });
+  });
+
+program
+  .command('zone')
+  .description('the DNS zones this directory serves (docs/dns.md)')
+  .command('export')
+  .description('write a zone in RFC 1035 master-file form (for kzonecheck, NSD, BIND, Knot)')
+  .option('--zone <name>', 'dns.zone (default) or one of dns.authoritativeFor')
+  .option('-o, --out <file>', 'write to a file instead of stdout')
+  .action(async (o: { zone?: string; out?: string }) => {
+    const c = config();
+    await withDirectory(async (d) => {
+      const text = await exportZone(d, zoneOptions(c), o.zone);
+      if (o.out) writeFileSync(o.out, text);
+      else process.stdout.write(text);
+    });
+  });
+
+const ldapCmd = program.command('ldap').description('the read-only LDAP face (docs/ldap.md)');
+ldapCmd
+  .command('export')
+  .description('write every entry as LDIF (RFC 2849) for OpenLDAP slapadd/ldapadd')
+  .option('-o, --out <file>', 'write to a file instead of stdout')
+  .action(async (o: { out?: string }) => {
+    const c = config();
+    await withDirectory(async (d) => {
+      const text = await exportLdif(d, c.ldap.base);
+      if (o.out) writeFileSync(o.out, text);
+      else process.stdout.write(text);
+    });
+  });
+ldapCmd
+  .command('schema')
+  .description('write the extra OpenLDAP schema the export needs (pgpKey, mailmeshDomainKey)')
+  .addOption(new Option('--format <format>', 'slapd.conf include file, or a cn=config LDIF entry').choices(['schema', 'ldif']).default('schema'))
+  .option('-o, --out <file>', 'write to a file instead of stdout')
+  .action((o: { format: string; out?: string }) => {
+    const text = o.format === 'ldif' ? renderSchemaLdif() : renderSchemaFile();
+    if (o.out) writeFileSync(o.out, text);
+    else process.stdout.write(text);
   });
 
 program

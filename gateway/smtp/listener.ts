@@ -1,0 +1,67 @@
+import type net from 'node:net';
+import type tls from 'node:tls';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp-connection';
+
+/** RFC 3463 §2: class.subject.detail at the start of a reply text. */
+const ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3}(\s|$)/;
+
+/**
+ * smtp-server's connection with one change to its replies: smtp-server puts an enhanced
+ * status code (RFC 2034) in front of every reply from a table keyed by the reply code
+ * alone, so a next hop's "550 5.7.1 …" would go out as "550 5.1.1 5.7.1 …". A text that
+ * already starts with an enhanced code is sent as it is.
+ */
+class Connection extends SMTPConnection {
+  override send(code: number, data?: string | string[] | null, context?: string | false): void {
+    const text = Array.isArray(data) ? data[0] : data;
+    super.send(code, data, typeof text === 'string' && ENHANCED_CODE.test(text) ? false : context);
+  }
+
+  /**
+   * init() without the greeting delay: smtp-server waits a hard-coded 100 ms before the
+   * greeting to catch clients that talk before it ("early talkers", a spam-bot trait). We
+   * run the same steps at once: listeners, the maxClients check, then the greeting.
+   */
+  initNow(): void {
+    this._setListeners(() => {
+      const max = this._server.options.maxClients;
+      if (max && this._server.connections.size > max) {
+        this.send(421, `${this.name} Too many connected clients, try again in a moment`, false);
+        return;
+      }
+      this.connectionReady();
+    });
+  }
+}
+
+export interface ListenerOptions extends SMTPServerOptions {
+  /** Keep smtp-server's 100 ms early-talker hold before the greeting (default: greet at once). */
+  earlyTalkerCheck?: boolean;
+}
+
+/**
+ * The SMTP listener: smtp-server with TCP_NODELAY on every accepted socket (Nagle plus
+ * delayed ACKs cost ~40 ms a reply on loopback, DESIGN.md "Library notes"), enhanced codes
+ * passed through unchanged, and, unless `earlyTalkerCheck`, no 100 ms greeting delay.
+ */
+export class Listener extends SMTPServer {
+  private readonly earlyTalkerCheck: boolean;
+
+  constructor(options: ListenerOptions) {
+    const { earlyTalkerCheck, ...rest } = options;
+    super({ ...rest, noDelay: true });
+    this.earlyTalkerCheck = earlyTalkerCheck ?? false;
+  }
+
+  // Same steps as SMTPServer.connect(), with our Connection and its greeting policy.
+  override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
+    socket.setNoDelay(true);
+    const connection = new Connection(this, socket, socketOptions);
+    this.connections.add(connection);
+    connection.on('error', (err: Error) => this.emit('error', err));
+    connection.on('connect', (info: unknown) => this.emit('connect', info));
+    if (this.earlyTalkerCheck) connection.init();
+    else connection.initNow();
+  }
+}
