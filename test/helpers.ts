@@ -82,3 +82,13 @@ export function gpgHome(t: Asserts): { home: string; gpg: (args: string[], input
     gpg: (args, input) => run('gpg', ['--batch', '--yes', '--pinentry-mode', 'loopback', '--passphrase', '', ...args], { env: { GNUPGHOME: home }, input }),
   };
 }
+
+/** A directory on a MemoryStore with curve25519 keys (addDomain takes 1–2 s for the RSA-3072 certificates: create few). */
+export async function memoryDirectory(): Promise<import('../directory/directory.js').Directory> {
+  const [{ Directory }, { MemoryStore }, { randomBytes }] = await Promise.all([
+    import('../directory/directory.js'),
+    import('../directory/store/memory.js'),
+    import('node:crypto'),
+  ]);
+  return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 } });
+}

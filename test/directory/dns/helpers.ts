@@ -1,11 +1,9 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Test } from 'tap';
 import { Directory } from '../../../directory/directory.js';
 import { createDnsServer, type DnsServer, type DnsServerOptions } from '../../../directory/dns/dns.js';
 import { encodeHeader, encodeOpt, encodeQuestion, nameToWire } from '../../../directory/dns/wire.js';
-import { MemoryStore } from '../../../directory/store/memory.js';
 
 export { seeded } from '../../helpers.js';
 
@@ -24,9 +22,7 @@ export function zoneOptions(extra: Partial<DnsServerOptions> = {}) {
   };
 }
 
-export async function memoryDirectory(): Promise<Directory> {
-  return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 } });
-}
+export { memoryDirectory } from '../../helpers.js';
 
 /** A DNS face on 127.0.0.1, UDP and TCP on one free port, closed when the test ends. */
 export async function startDns(t: Test, directory: Directory, extra: Partial<DnsServerOptions> = {}): Promise<{ server: DnsServer; port: number }> {

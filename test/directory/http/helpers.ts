@@ -1,16 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { pino } from 'pino';
 import type { Test } from 'tap';
 import { Directory } from '../../../directory/directory.js';
 import { createHttpServer, type HttpConfig } from '../../../directory/http/http.js';
-import { MemoryStore } from '../../../directory/store/memory.js';
 
-/** A directory on a MemoryStore with curve25519 keys (addDomain takes 1–2 s: create few). */
-export function memoryDirectory(): Promise<Directory> {
-  return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 } });
-}
+export { memoryDirectory } from '../../helpers.js';
 
 /** The HTTP face on 127.0.0.1, port 0, closed when the test ends. */
 export async function startHttp(t: Test, directory: Directory, config?: HttpConfig): Promise<{ base: string; port: number }> {
