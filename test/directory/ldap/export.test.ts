@@ -70,9 +70,9 @@ const STOCK_SCHEMA = ['core', 'cosine', 'inetorgperson'].map((n) => `/etc/ldap/s
 
 t.test('`mailmesh ldap export` and `ldap schema` feed OpenLDAP: slapadd accepts them (slapd.conf and cn=config)', async (t) => {
   const dir = tempDir(t);
-  // The CLI runs under the same TypeScript loader tap gives this process.
+  // The built CLI, as `npm start` runs it (npm test builds first).
   const env = { ...process.env, MAILMESH_DATA_DIR: join(dir, 'data'), MAILMESH_KEYS__VALID_DAYS: '365', MAILMESH_LOG__LEVEL: 'silent' };
-  const cli = (...args: string[]) => run(process.execPath, [...process.execArgv, join(process.cwd(), 'cli/main.ts'), ...args], env);
+  const cli = (...args: string[]) => run(process.execPath, [new URL('../../../dist/cli/main.js', import.meta.url).pathname, ...args], env);
   const added = await cli('domain', 'add', 'example.org');
   t.equal(added.code, 0, added.stderr);
   const shown = await cli('domain', 'show', 'example.org', '--json');
