@@ -9,6 +9,20 @@ import { loadMasterKey } from '../directory/seal.js';
 import { openStore } from '../directory/store/open.js';
 import { gatewayOptions } from '../gateway/smtp/settings.js';
 import { createGateway } from '../gateway/smtp/smtp.js';
+import { collectGatewayStats } from '../gateway/metrics.js';
+import { MailPolicy } from '../gateway/gateway.js';
+import { Metrics } from '../directory/metrics.js';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { MailmeshError } from '../directory/errors.js';
+import { stubResolver } from '../federation/dns.js';
+import { Discovery } from '../federation/discovery.js';
+import { importHandler, loadAnchors } from '../federation/importer.js';
+import { JoinService } from '../federation/join.js';
+import { Mirror } from '../federation/mirror.js';
+import { FilePinStore } from '../federation/pins.js';
+import type { DomainSources } from '../federation/proof.js';
+import { baseFor } from '../federation/web.js';
 import type { Config } from './config.js';
 
 /** The composition root: the only place that wires stores, the directory and its faces. */
@@ -22,6 +36,26 @@ export async function openDirectory(c: Config, opts: { createKey: boolean }): Pr
     await store.close();
     throw e;
   }
+}
+
+/** Where federation reads a domain's own statements: resolvers and web base from `federation` (docs/federation.md). */
+export function federationSources(c: Config, clock: () => Date = () => new Date()): DomainSources {
+  const f = c.federation;
+  return { resolver: stubResolver(f.resolvers, { timeoutMs: f.dnsTimeoutMs }), wellKnownBase: baseFor(f.wellKnownBase), clock, timeoutMs: f.dnsTimeoutMs };
+}
+
+/** The discovery resolver of a gateway: local and imported records of its store first, pins in federation.pinsFile. */
+export function discoveryFor(c: Config, directory: Directory): Discovery {
+  const f = c.federation;
+  return new Discovery({
+    sources: federationSources(c, directory.clock),
+    directories: f.directories,
+    pins: new FilePinStore(f.pinsFile ?? join(c.dataDir, 'pins.json')),
+    local: (d) => directory.findRecord(d, { unpublished: true }),
+    cacheTtlMs: f.cacheTtlSec * 1000,
+    negativeTtlMs: f.negativeTtlSec * 1000,
+    staleMaxMs: f.staleMaxSec * 1000,
+  });
 }
 
 /** The zone settings of the DNS face and of `zone export`; the pin's dir= URL is the HTTP face's. */
@@ -63,13 +97,33 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       for (const f of closers.reverse()) await f().catch((err) => log.error({ err }, 'shutdown step failed'));
     },
   };
+  const metrics = new Metrics();
   try {
     if (c.demo.domain && !(await directory.findRecord(c.demo.domain))) {
       const r = await directory.addDomain(c.demo.domain);
       log.info({ domain: r.domain, openpgp: r.keys.openpgp?.fingerprint, smime: r.keys.smime?.fingerprint }, 'demo domain created');
     }
+    const f = c.federation;
+    const fedLog = log.child({ face: 'federation' });
+    const joins = f.acceptJoins ? new JoinService({ directory, sources: federationSources(c, directory.clock), logger: fedLog }) : undefined;
+    const disabled = async (): Promise<never> => {
+      throw new MailmeshError('FEDERATION_DISABLED', 'federation.acceptJoins is false');
+    };
+    const federation = {
+      join: joins ? (b: unknown) => joins.join(b) : disabled,
+      leave: joins ? (d: string, b: unknown) => joins.leave(d, b) : disabled,
+      importKeys: importHandler(directory, { token: f.importToken, trustAnchors: loadAnchors(f.trustAnchors), publish: f.publishImported }),
+    };
+    if (joins && f.reverifySec > 0) {
+      const stop = joins.startReverify(f.reverifySec * 1000);
+      closers.push(async () => stop());
+    }
+    for (const url of f.mirror) {
+      const stop = new Mirror(url, { directory, logger: fedLog }).start(f.mirrorIntervalSec * 1000);
+      closers.push(async () => stop());
+    }
     if (c.http.enabled) {
-      const http = await createHttpServer({ directory, logger: log.child({ face: 'http' }), config: c.http });
+      const http = await createHttpServer({ directory, logger: log.child({ face: 'http' }), config: c.http, federation, metrics });
       await http.listen({ host: c.http.host, port: c.http.port });
       closers.push(() => http.close());
       running.http = http;
@@ -89,8 +143,21 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       running.addresses.ldap = hostPort(await ldap.listen(c.ldap.port, c.ldap.host));
     }
     if (c.smtp.enabled) {
-      // The tunnel crypto is not plugged in yet: process() passes messages unchanged (docs/smtp.md).
-      const smtp = await createGateway({ ...gatewayOptions(c.smtp), process: async (m) => m, logger: log.child({ face: 'smtp' }) });
+      const smtpLog = log.child({ face: 'smtp' });
+      const base = gatewayOptions(c.smtp);
+      const mail = await MailPolicy.create({
+        directory,
+        discovery: discoveryFor(c, directory),
+        policy: c.policy,
+        authservId: base.name ?? hostname(),
+        extraDomains: c.smtp.ourDomains,
+        metrics,
+        logger: smtpLog,
+      });
+      closers.push(async () => mail.close());
+      const latency = metrics.histogram('mailmesh_next_hop_seconds', 'Next-hop latency from the end of DATA to its final reply', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
+      const smtp = await createGateway({ ...base, ...mail.gatewayHooks(), observeNextHopLatency: (ms) => latency.observe(ms / 1000), logger: smtpLog });
+      collectGatewayStats(metrics, smtp.stats);
       closers.push(() => smtp.close());
       running.addresses.smtp = hostPort(await smtp.listen());
     }

@@ -16,6 +16,17 @@ const hostPort = (port: number) =>
     port: z.number().int().min(0).max(65535).default(port),
   });
 
+const MODES = ['auto', 'require'] as const;
+const FALLBACKS = ['tls', 'reject'] as const;
+const FORMATS = ['pgp-mime', 'smime'] as const;
+const domainPolicy = z.strictObject({
+  mode: z.enum(MODES).default('auto'),
+  fallback: z.enum(FALLBACKS).default('tls'),
+  format: z.enum(FORMATS).default('pgp-mime'),
+});
+/** A per-domain override: only what it sets differs from policy.default. */
+const domainPolicyOverride = z.strictObject({ mode: z.enum(MODES).optional(), fallback: z.enum(FALLBACKS).optional(), format: z.enum(FORMATS).optional() });
+
 export const ConfigSchema = z.strictObject({
   /** Where the embedded store and the master key file live. */
   dataDir: z.string().min(1).default('./data'),
@@ -86,7 +97,6 @@ export const ConfigSchema = z.strictObject({
   /** The queue-less SMTP gateway (docs/smtp.md "Configuration"). */
   smtp: hostPort(2525)
     .extend({
-      enabled: z.boolean().default(false),
       /** Host name in the greeting, EHLO and Received; default the machine's. */
       name: z.string().optional(),
       /** Our mail domains (".example.org" includes subdomains): mail to them is inbound. */
@@ -109,6 +119,64 @@ export const ConfigSchema = z.strictObject({
       nextHopTimeoutSec: z.number().int().min(1).max(300).default(60),
       dataTimeoutSec: z.number().int().min(1).max(480).default(120),
       processTimeoutSec: z.number().int().min(1).max(300).default(60),
+    })
+    .prefault({}),
+  /** Join, discovery, third-party keys, peering (docs/federation.md "Configuration"). */
+  federation: z
+    .strictObject({
+      /** DNS resolvers (host:port) for _mailmesh proofs and discovery. */
+      resolvers: z.array(z.string()).default(['127.0.0.1:53']),
+      dnsTimeoutMs: z.number().int().min(100).max(30000).default(3000),
+      /** Base URL of a member's web server for /.well-known/mailmesh/record and WKD; {domain} is replaced. */
+      wellKnownBase: z.string().default('https://{domain}'),
+      /** Accept POST /v1/domains (join) and DELETE (leave) on this directory's HTTP face. */
+      acceptJoins: z.boolean().default(true),
+      /** Re-check joined records' proofs this often; 0: never. */
+      reverifySec: z.number().int().min(0).default(3600),
+      /** Directories a gateway asks (discovery) and joins: HTTP base URL, federation zone, its name servers. */
+      directories: z
+        .array(z.strictObject({ url: z.string(), zone: z.string().optional(), nameservers: z.array(z.string()).optional() }))
+        .default([]),
+      cacheTtlSec: z.number().int().min(0).default(300),
+      negativeTtlSec: z.number().int().min(0).default(60),
+      /** How long past its TTL a discovery answer is served while every source fails. */
+      staleMaxSec: z.number().int().min(0).default(86400),
+      /** Key pins of peers (trust on first use, then rollover rules); default <dataDir>/pins.json. */
+      pinsFile: z.string().optional(),
+      /** PEM files of CAs that imported S/MIME chains must lead to. */
+      trustAnchors: z.array(z.string()).default([]),
+      /** Publish imported third-party keys from this directory (default: kept for own use). */
+      publishImported: z.boolean().default(false),
+      /** Bearer token for POST /v1/imports; unset: the operation is disabled. */
+      importToken: z.string().optional(),
+      /** Directories to mirror (their HTTP base URLs); every signature is verified here. */
+      mirror: z.array(z.string()).default([]),
+      mirrorIntervalSec: z.number().int().min(1).default(300),
+    })
+    .prefault({}),
+  /** Routing policy of the gateway (gateway/policy.ts; README "Routing policy"). */
+  policy: z
+    .strictObject({
+      default: domainPolicy.prefault({}),
+      /** Overrides per destination domain (`.example.org`: its subdomains), e.g. { "beta.test": { mode: require } }. */
+      domains: z.record(z.string(), domainPolicyOverride).default({}),
+      trigger: z
+        .strictObject({
+          /** A Subject starting with this tag forces encryption ('' turns it off). */
+          subjectTag: z.string().default('[secure]'),
+          /** This header (any value but no/false/0) forces encryption ('' turns it off). */
+          header: z.string().default('X-Mailmesh-Encrypt'),
+        })
+        .prefault({}),
+      /** Keep the real Subject on the outer message instead of `...`. */
+      keepSubject: z.boolean().default(false),
+      inbound: z
+        .strictObject({
+          invalidSignature: z.enum(['reject', 'mark']).default('reject'),
+          unknownSigner: z.enum(['reject', 'mark']).default('mark'),
+          unsigned: z.enum(['reject', 'mark']).default('mark'),
+        })
+        .prefault({}),
     })
     .prefault({}),
   demo: z
@@ -142,7 +210,7 @@ function envName(path: string[]): string {
 }
 
 /** Every leaf key of the schema, with its environment variable, for the README and `config print`. */
-export type ValueKind = 'string' | 'number' | 'boolean' | 'list';
+export type ValueKind = 'string' | 'number' | 'boolean' | 'list' | 'json';
 export function configKeys(): { path: string; env: string; kind: ValueKind }[] {
   const out: { path: string; env: string; kind: ValueKind }[] = [];
   const walk = (shape: Record<string, z.ZodType>, prefix: string[]) => {
@@ -154,7 +222,8 @@ export function configKeys(): { path: string; env: string; kind: ValueKind }[] {
       if (inner instanceof z.ZodObject) walk(inner.shape as Record<string, z.ZodType>, [...prefix, k]);
       else {
         const kind: ValueKind =
-          inner instanceof z.ZodArray ? 'list' : inner instanceof z.ZodNumber ? 'number' : inner instanceof z.ZodBoolean ? 'boolean' : 'string';
+          inner instanceof z.ZodRecord || (inner instanceof z.ZodArray && !(inner.element instanceof z.ZodString)) ? 'json'
+          : inner instanceof z.ZodArray ? 'list' : inner instanceof z.ZodNumber ? 'number' : inner instanceof z.ZodBoolean ? 'boolean' : 'string';
         out.push({ path: [...prefix, k].join('.'), env: envName([...prefix, k]), kind });
       }
     }
@@ -177,6 +246,13 @@ function envValue(text: string, kind: ValueKind): unknown {
   if (kind === 'number' && /^-?\d+(\.\d+)?$/.test(text.trim())) return Number(text);
   if (kind === 'boolean' && /^(true|false|1|0|yes|no)$/i.test(text.trim())) return /^(true|1|yes)$/i.test(text.trim());
   if (kind === 'list') return text.split(',').map((x) => x.trim()).filter(Boolean);
+  if (kind === 'json') {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return text; // the schema names the key and what it expected
+    }
+  }
   return text;
 }
 
@@ -224,6 +300,7 @@ export function loadConfig(opts: { file?: string; env: NodeJS.ProcessEnv; cwd: s
 export function maskedConfig(c: Config): Record<string, unknown> {
   const copy = structuredClone(c) as Record<string, unknown> & Config;
   if (copy.masterKey.value) copy.masterKey.value = '********';
+  if (copy.federation.importToken) copy.federation.importToken = '********';
   copy.store.url = copy.store.url.replace(/\/\/([^@/]*)@/, '//********@');
   return copy;
 }

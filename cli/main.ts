@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { asMailmeshError } from '../directory/errors.js';
@@ -7,8 +8,14 @@ import { pemToDer } from '../directory/smime.js';
 import type { DomainRecord } from '../directory/record.js';
 import { exportZone } from '../directory/dns/dns.js';
 import { exportLdif, renderSchemaFile, renderSchemaLdif } from '../directory/ldap/ldap.js';
-import { openDirectory, serve, zoneOptions } from './app.js';
+import { doctor, renderDoctor } from '../federation/doctor.js';
+import { joinCommand, leaveCommand, lookupText } from '../federation/commands.js';
+import { importThirdParty, loadAnchors } from '../federation/importer.js';
+import { importFromLdap } from '../federation/ldapimport.js';
+import { FilePinStore } from '../federation/pins.js';
+import { discoveryFor, federationSources, openDirectory, serve, zoneOptions } from './app.js';
 import { loadConfig, maskedConfig, type Config } from './config.js';
+import { demo } from './demo.js';
 import { createLogger } from './log.js';
 
 const program = new Command('mailmesh')
@@ -42,7 +49,7 @@ function summary(r: DomainRecord): string {
 
 program
   .command('serve')
-  .description('run the directory (embedded store; demo domain on first start) until Ctrl-C')
+  .description('run the directory (HTTP, DNS, LDAP) and the SMTP gateway on the embedded store (demo domain on first start) until Ctrl-C')
   .action(async () => {
     const c = config();
     const log = createLogger(c);
@@ -59,6 +66,14 @@ program
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+  });
+
+program
+  .command('demo')
+  .description('two gateways and their directories on loopback; sends one message alpha.test → beta.test and shows what travelled')
+  .addOption(new Option('--format <format>', 'tunnel format').choices(['pgp-mime', 'smime']).default('pgp-mime'))
+  .action(async (o: { format: 'pgp-mime' | 'smime' }) => {
+    process.exitCode = await demo({ format: o.format, out: (s) => process.stdout.write(s) });
   });
 
 program
@@ -177,6 +192,67 @@ ldapCmd
     const text = o.format === 'ldif' ? renderSchemaLdif() : renderSchemaFile();
     if (o.out) writeFileSync(o.out, text);
     else process.stdout.write(text);
+  });
+
+// Federation (docs/federation.md): join, leave, lookup, third-party keys, doctor.
+const done = (o: { text: string; exitCode: number }) => {
+  console.log(o.text);
+  process.exitCode = o.exitCode;
+};
+program
+  .command('join <directory-url>')
+  .description('join a directory: sign this gateway\'s domain record and post it (prints the TXT record to publish when the proof is missing)')
+  .option('--domain <domain>', 'the domain (default: the only local one)')
+  .action(async (url: string, o: { domain?: string }) => withDirectory(async (d) => done(await joinCommand(d, url, o.domain))));
+program
+  .command('leave <directory-url>')
+  .description('leave a directory with a statement signed by the domain key')
+  .option('--domain <domain>', 'the domain (default: the only local one)')
+  .action(async (url: string, o: { domain?: string }) => withDirectory(async (d) => done(await leaveCommand(d, url, o.domain))));
+program
+  .command('lookup <domain-or-address>')
+  .description('discover a peer\'s domain keys as the gateway does, with their provenance')
+  .option('--json', 'JSON output')
+  .action(async (q: string, o: { json?: boolean }) =>
+    withDirectory(async (d) => {
+      const found = await discoveryFor(config(), d).discover(q);
+      if (o.json) console.log(JSON.stringify(found, null, 2));
+      else done(lookupText(found));
+    }));
+program
+  .command('keys')
+  .description('third-party keys')
+  .command('import [file]')
+  .description('import a partner\'s OpenPGP key or S/MIME certificates (PEM, DER, PKCS#7), or pull them from its LDAP directory')
+  .requiredOption('--domain <domain>', 'the partner domain')
+  .option('--ldap <url>', 'ldap://host:port/<base DN> instead of a file')
+  .option('--publish', 'publish the imported keys from this directory (default: federation.publishImported)')
+  .action(async (file: string | undefined, o: { domain: string; ldap?: string; publish?: boolean }) => {
+    const c = config();
+    const opts = { trustAnchors: loadAnchors(c.federation.trustAnchors), publish: o.publish ?? c.federation.publishImported };
+    await withDirectory(async (d) => {
+      if (!file && !o.ldap) throw new Error('give a file or --ldap <url>');
+      const r = o.ldap ? await importFromLdap(d, o.ldap, o.domain, opts) : await importThirdParty(d, o.domain, readFileSync(file!), { ...opts, origin: file! });
+      console.log(`${summary(r)}
+source   ${r.provenance.source}: ${r.provenance.verified}${r.publish === false ? ' (not published)' : ''}`);
+    });
+  });
+program
+  .command('doctor <domain>')
+  .description('check what a peer sees of a domain (TXT pin, directory DNS, REST, WKD, LDAP, key expiry, pin violations)')
+  .option('--ldap <url...>', 'also check these LDAP directories (ldap://host:port/base)')
+  .action(async (name: string, o: { ldap?: string[] }) => {
+    const c = config();
+    await withDirectory(async (d) => {
+      const rows = await doctor(name, {
+        sources: federationSources(c, d.clock),
+        directories: c.federation.directories,
+        local: await d.findRecord(name, { unpublished: true }),
+        pins: new FilePinStore(c.federation.pinsFile ?? join(c.dataDir, 'pins.json')),
+        ldap: o.ldap,
+      });
+      done({ text: renderDoctor(rows), exitCode: rows.some((r) => r.result === 'fail') ? 1 : 0 });
+    });
   });
 
 program

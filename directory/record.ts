@@ -58,6 +58,19 @@ export interface DomainRecord {
   updated: string;
   status: RecordStatus;
   provenance: Provenance;
+  /**
+   * The record as its domain signed it (docs/federation.md "Signed records"): `payload` is the
+   * RFC 8785 canonical JSON of a RecordPayload, `signature` an armored detached OpenPGP
+   * signature over its UTF-8 octets by the domain key (and, during a rollover, the old key too).
+   */
+  signed?: SignedRecord;
+  /** false: kept for this directory's own use (imported third-party keys) and not published. Absent means published. */
+  publish?: boolean;
+}
+
+export interface SignedRecord {
+  payload: string;
+  signature: string;
 }
 
 /** What a caller hands the store: the serial is the store's to set. */

@@ -92,3 +92,23 @@ export async function memoryDirectory(): Promise<import('../directory/directory.
   ]);
   return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 } });
 }
+
+/** A port free for both UDP and TCP on 127.0.0.1 right now, for daemons (knotd, nsd, nginx) that cannot be told to pick one. */
+export async function freePort(): Promise<number> {
+  const [{ default: dgram }, { default: net }] = await Promise.all([import('node:dgram'), import('node:net')]);
+  for (;;) {
+    const udp = dgram.createSocket('udp4');
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
+    const port = udp.address().port;
+    const tcp = net.createServer();
+    const ok = await new Promise<boolean>((r) => {
+      tcp.once('error', () => r(false));
+      tcp.listen(port, '127.0.0.1', () => r(true));
+    });
+    await new Promise<void>((r) => udp.close(() => r()));
+    if (ok) {
+      await new Promise<void>((r) => tcp.close(() => r()));
+      return port;
+    }
+  }
+}

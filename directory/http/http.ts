@@ -3,6 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import type { Directory } from '../directory.js';
 import { parseDomain } from '../domain.js';
 import type { DomainRecord } from '../record.js';
+import { Metrics } from '../metrics.js';
 import { asMailmeshError, MailmeshError, type ErrorCode, type ErrorKind } from '../errors.js';
 import { pemToDer } from '../smime.js';
 import { negotiate } from './accept.js';
@@ -53,6 +54,8 @@ export interface HttpOptions {
   federation?: FederationOps;
   /** Without it: plain HTTP, no rate limit. */
   config?: HttpConfig;
+  /** Served at /metrics (Prometheus text format); without it, /metrics shows only the directory's own figures. */
+  metrics?: Metrics;
 }
 
 export const BODY_LIMIT = 256 * 1024;
@@ -97,7 +100,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     await app.register(rateLimit, {
       max: limit.max,
       timeWindow: limit.windowSec * 1000,
-      allowList: (req) => req.url === '/healthz',
+      allowList: (req) => req.url === '/healthz' || req.url === '/metrics',
       errorResponseBuilder: (_req, ctx) => new MailmeshError('RATE_LIMITED', `retry after ${ctx.after}`),
     });
   }
@@ -105,7 +108,16 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   const keys = new PublishedKeys(directory);
   const domainParam = (req: FastifyRequest) => (req.params as { domain: string }).domain;
 
+  const metrics = opts.metrics ?? new Metrics();
+  let lastSerial = await directory.store.serial().catch(() => 0);
+  metrics.collect('mailmesh_directory_serial', 'The store serial (grows with every change)', 'gauge', () => [{ value: lastSerial }]);
+
   registerOperations(app, loadOpenApi(), {
+    async getMetrics(_req, reply) {
+      lastSerial = await directory.store.serial().catch(() => lastSerial);
+      return reply.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render());
+    },
+
     async getHealth(_req, reply) {
       try {
         await directory.store.ping();

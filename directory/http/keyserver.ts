@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import type * as openpgp from 'openpgp';
 import type { Directory } from '../directory.js';
 import { parseDomain } from '../domain.js';
 import { MailmeshError } from '../errors.js';
@@ -12,14 +13,25 @@ import { armorKeys, type KeyQuery, type PublishedKeys } from './keys.js';
  * operationId in openapi.yaml; failures are thrown as MailmeshError and rendered as JSON.
  */
 export function keyServerHandlers(directory: Directory, keys: PublishedKeys): Record<string, RouteHandlerMethod> {
+  // The WKD answer of a parsed key for one domain and hash never changes (a changed key is a new
+  // object from PublishedKeys), so it is serialized once: re-serializing it was the largest part of
+  // a WKD request (BENCHMARKS.md). Only answers are kept, so a key holds at most one entry per user ID.
+  const wkdAnswers = new WeakMap<openpgp.PublicKey, Map<string, Buffer>>();
+
   // draft-koch-openpgp-webkey-service §3.1: the binary key, application/octet-stream; only the
   // user ID that matches the hashed local part (the domain key answers for domainkey@<domain>).
   async function wkd(domainInput: string, hash: string, reply: FastifyReply) {
     const domain = parseDomain(domainInput);
     const { key } = await keys.ofDomain(domain);
-    const body = wkdKey(key, domain, hash);
-    if (!body) throw new MailmeshError('NOT_FOUND', `no key for ${hash} in ${domain}`);
-    return reply.type('application/octet-stream').send(Buffer.from(body));
+    let answers = wkdAnswers.get(key);
+    if (!answers) wkdAnswers.set(key, (answers = new Map()));
+    let body = answers.get(`${domain} ${hash}`);
+    if (!body) {
+      const reduced = wkdKey(key, domain, hash);
+      if (!reduced) throw new MailmeshError('NOT_FOUND', `no key for ${hash} in ${domain}`);
+      answers.set(`${domain} ${hash}`, (body = Buffer.from(reduced)));
+    }
+    return reply.type('application/octet-stream').send(body);
   }
 
   // draft-koch-openpgp-webkey-service §4.5: the policy file (which may be empty) says the domain

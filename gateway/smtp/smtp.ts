@@ -7,6 +7,7 @@ import { MailmeshError, asMailmeshError, isMailmeshError } from '../../directory
 import { DEFAULT_CLIENT_TIMEOUTS, SmtpClient, replyText, type ClientTimeouts, type Reply } from './client.js';
 import { Listener } from './listener.js';
 import { domainMatcher, ipMatcher, type Direction, type NextHop } from './route.js';
+import type { TlsPolicy } from './client.js';
 import { selfSignedTls, type TlsKeyPair } from './tls.js';
 
 export type { Direction, NextHop } from './route.js';
@@ -95,6 +96,12 @@ export interface GatewayOptions {
   isInternal: readonly string[] | ((remoteAddress: string) => boolean);
   /** The next hop(s) for a recipient domain, tried in order (route.ts createRouter is the usual one). */
   route(domain: Domain, direction: Direction): Promise<NextHop[]> | NextHop[];
+  /**
+   * The routing policy, asked per recipient before routing: a reply refuses the recipient at
+   * RCPT time (e.g. `require` and no key); a `tag` becomes part of the route, so recipients
+   * with different tags (e.g. different encryption targets) never share a transaction.
+   */
+  recipientPolicy?(domain: Domain, direction: Direction, from: string): Promise<RecipientDecision> | RecipientDecision;
   /** The transformation (tunnel crypto). May throw: the upstream gets 451 and keeps the message. */
   process(message: Buffer, envelope: Envelope, signal: AbortSignal): Promise<Buffer | Uint8Array>;
   /** Certificate for STARTTLS; a self-signed one for `name` is made when absent. */
@@ -106,6 +113,8 @@ export interface GatewayOptions {
   earlyTalkerCheck?: boolean;
   /** Prepend a Received header (RFC 5321 §4.4) to what is relayed; default true. */
   received?: boolean;
+  /** Called with each next hop's DATA latency in ms (for a metrics histogram). */
+  observeNextHopLatency?(ms: number): void;
   /** Clock in ms (latency counters, Received date). */
   now?: () => number;
 }
@@ -115,6 +124,25 @@ export interface Gateway {
   stats: GatewayStats;
   listen(): Promise<AddressInfo>;
   close(): Promise<void>;
+}
+
+/** `tls` raises the next hop's STARTTLS policy for this recipient (e.g. `encrypt` for the `tls` fallback). */
+export type RecipientDecision = { refuse: Reply } | { tag?: string; tls?: TlsPolicy };
+
+const TLS_ORDER: TlsPolicy[] = ['none', 'may', 'encrypt', 'verify'];
+function stricter(a: TlsPolicy | undefined, b: TlsPolicy | undefined): TlsPolicy | undefined {
+  if (!a || !b) return a ?? b;
+  return TLS_ORDER.indexOf(a) >= TLS_ORDER.indexOf(b) ? a : b;
+}
+
+/**
+ * Thrown by process() to refuse a message with a reply of its own (e.g. `554 5.7.5` for a
+ * tunnel message that does not decrypt); anything else process() throws is a 451.
+ */
+export class MessageRefused extends Error {
+  constructor(readonly reply: Reply) {
+    super(replyText(reply));
+  }
 }
 
 /** A reply we give upstream: smtp-server sends `responseCode` and the text (with its enhanced code). */
@@ -341,15 +369,19 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       return RELAY_DENIED;
     }
     let hops: NextHop[];
+    let tag = '';
     try {
-      hops = await opts.route(domain, direction);
+      const decision = opts.recipientPolicy ? await opts.recipientPolicy(domain, direction, tx.from) : {};
+      if ('refuse' in decision) return decision.refuse;
+      tag = decision.tag ?? '';
+      hops = (await opts.route(domain, direction)).map((h) => (decision.tls ? { ...h, tls: stricter(h.tls, decision.tls) } : h));
     } catch (e) {
       log.warn({ session: session.id, domain, err: (e as Error).message }, 'routing failed');
       return ROUTING_FAILED;
     }
     if (hops.length === 0) return NO_ROUTE;
-    const hosts = hops.map((h) => `${h.host}:${h.port}`).join(',');
-    const route = `${direction} ${hosts}`;
+    const hosts = hops.map((h) => `${h.host}:${h.port}${h.tls ? '/' + h.tls : ''}`).join(',');
+    const route = `${direction} ${tag} ${hosts}`;
     // RFC 5321 §4.5.3.1.10: 452 for a recipient of another route; the client retries it later.
     if (tx.route !== undefined && tx.route !== route) {
       stats.recipients.otherRoute++;
@@ -483,6 +515,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       out = await runProcess(message, envelopeOf(session, tx));
     } catch (e) {
       s.settle = resetHop(s);
+      if (e instanceof MessageRefused) return fail(e.reply.code >= 500 ? 'rejected' : 'deferred', e.reply, undefined, { err: e.message, size: message.length });
       const err = asMailmeshError(e);
       return fail('failed', LOCAL_ERROR, undefined, { err: err.message, code: err.code, size: message.length });
     }
@@ -500,6 +533,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     lat.count++;
     lat.sum += ms;
     lat.max = Math.max(lat.max, ms);
+    opts.observeNextHopLatency?.(ms);
     const extra = { size: message.length, relayedSize: body.length, nextHopMs: ms };
     if (r.code >= 200 && r.code < 300) {
       const text = replyText(r).slice(0, TEXT_MAX) || 'OK';

@@ -8,7 +8,7 @@ import { gpgHome, run, tempDir } from '../helpers.js';
 
 // The built CLI, as `npm start` runs it (npm test builds first).
 const MAIN = new URL('../../dist/cli/main.js', import.meta.url).pathname;
-const QUIET = { MAILMESH_LOG__PRETTY: 'false', MAILMESH_HTTP__PORT: '0', MAILMESH_DNS__PORT: '0', MAILMESH_LDAP__PORT: '0' };
+const QUIET = { MAILMESH_LOG__PRETTY: 'false', MAILMESH_HTTP__PORT: '0', MAILMESH_DNS__PORT: '0', MAILMESH_LDAP__PORT: '0', MAILMESH_SMTP__PORT: '0' };
 
 function cli(cwd: string, args: string[], env: Record<string, string> = {}) {
   return run('node', [MAIN, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true });
@@ -21,12 +21,12 @@ async function startServe(t: Test, cwd: string, env: Record<string, string> = {}
   const lines: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  const ready = new Promise<{ http: string }>((resolve, reject) => {
+  const ready = new Promise<{ http: string; smtp: string; dns: string; ldap: string }>((resolve, reject) => {
     createInterface({ input: child.stdout }).on('line', (line) => {
       try {
         const l = JSON.parse(line) as Record<string, unknown>;
         lines.push(l);
-        if (l.msg === 'mailmesh is serving') resolve(l.addresses as { http: string });
+        if (l.msg === 'mailmesh is serving') resolve(l.addresses as { http: string; smtp: string; dns: string; ldap: string });
       } catch {
         /* not JSON */
       }
@@ -67,6 +67,14 @@ t.test('serve: demo domain on first start, record over HTTP, gpg and openssl tak
   const [body, status] = missing.stdout.toString().split('\n');
   t.equal(status, '404');
   t.same(JSON.parse(body!).error.code, 'DOMAIN_NOT_FOUND');
+
+  // The SMTP gateway listens too; with the internal mail server unreachable it never says 250.
+  t.ok(s.addresses.smtp && s.addresses.dns && s.addresses.ldap, JSON.stringify(s.addresses));
+  const [smtpHost, smtpPort] = s.addresses.smtp.split(':');
+  const swaks = await run('swaks', ['--server', smtpHost!, '--port', smtpPort!, '--from', 'x@partner.example', '--to', 'bob@demo.mailmesh.test'], { allowFail: true });
+  t.match(swaks.stdout.toString(), /<\*\* 451 4\.4\.1/, 'next hop down: 451, the sender keeps the message');
+  const metrics = (await run('curl', ['-sf', `${base}/metrics`])).stdout.toString();
+  t.match(metrics, /^mailmesh_smtp_recipients_total\{result="deferred"\} 1$/m, '/metrics counts it');
 
   s.child.kill('SIGINT');
   t.equal(await s.exited, 0, 'Ctrl-C shuts down cleanly');

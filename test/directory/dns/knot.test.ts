@@ -1,31 +1,10 @@
 import { spawn } from 'node:child_process';
-import dgram from 'node:dgram';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import t from 'tap';
-import { tempDir } from '../../helpers.js';
+import { freePort, tempDir } from '../../helpers.js';
 import { kdig, memoryDirectory, rdataOf, startDns, ZONE } from './helpers.js';
-
-/** A port free for both UDP and TCP right now, for knotd (which cannot be told to pick one). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const udp = dgram.createSocket('udp4');
-    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
-    const port = udp.address().port;
-    const tcp = net.createServer();
-    const ok = await new Promise<boolean>((r) => {
-      tcp.once('error', () => r(false));
-      tcp.listen(port, '127.0.0.1', () => r(true));
-    });
-    await new Promise<void>((r) => udp.close(() => r()));
-    if (ok) {
-      await new Promise<void>((r) => tcp.close(() => r()));
-      return port;
-    }
-  }
-}
 
 t.test('Knot, a secondary of our server, transfers the zone by AXFR and answers the same', async (t) => {
   const directory = await memoryDirectory();

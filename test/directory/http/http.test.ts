@@ -151,6 +151,26 @@ t.test('WKD: advanced and direct methods, HEAD, policy, one user ID', async (t) 
   }
 });
 
+t.test('WKD: answers are served once serialized, and follow a new key of the domain', async (t) => {
+  const d = await memoryDirectory();
+  const { base } = await startHttp(t, d);
+  const url = `${base}/.well-known/openpgpkey/again.example/hu/${wkdHash('domainkey')}`;
+  const fingerprintAt = async () => {
+    const r = await get(url);
+    t.equal(r.status, 200);
+    return (await openpgp.readKey({ binaryKey: r.body })).getFingerprint().toUpperCase();
+  };
+  const first = await d.addDomain('again.example');
+  t.equal(await fingerprintAt(), first.keys.openpgp!.fingerprint);
+  t.equal(await fingerprintAt(), first.keys.openpgp!.fingerprint, 'the second answer (from the cache) is the same key');
+  await d.removeDomain('again.example');
+  t.equal(errorCode(await get(url)), 'DOMAIN_NOT_FOUND', 'a removed domain is not answered from the cache');
+  const second = await d.addDomain('again.example');
+  t.not(second.keys.openpgp!.fingerprint, first.keys.openpgp!.fingerprint);
+  t.equal(await fingerprintAt(), second.keys.openpgp!.fingerprint, 'the new key, not the cached old one');
+  t.equal((await get(`${base}/.well-known/openpgpkey/again.example/hu/${wkdHash('alice')}`)).status, 404, 'no answer for other hashes');
+});
+
 t.test('HKP: gpg --recv-keys and --search-keys against the directory', async (t) => {
   const h = await gnupg(t);
   const ks = `hkp://127.0.0.1:${port}`;
@@ -246,7 +266,8 @@ t.test('malformed requests get JSON errors and the server stays up', async (t) =
     ['GET', '/v1/domains/nowhere.example/openpgp', 404, 'DOMAIN_NOT_FOUND'],
     ['GET', '/v1/domains/gone.example/smime', 404, 'DOMAIN_NOT_FOUND'],
     ['GET', '/nothing/here', 404, 'NOT_FOUND'],
-    ['DELETE', `/v1/domains/${D}`, 404, 'NOT_FOUND'],
+    // Leave exists (docs/federation.md); without federation wired in it is disabled.
+    ['DELETE', `/v1/domains/${D}`, 403, 'FEDERATION_DISABLED'],
     ['POST', '/v1/domains', 413, 'BODY_TOO_LARGE', { 'content-type': 'application/json' }, JSON.stringify({ x: 'y'.repeat(300 * 1024) })],
     ['POST', '/v1/domains', 400, 'BAD_REQUEST', { 'content-type': 'application/json' }, '{"broken'],
     ['POST', '/pks/add', 404, 'NOT_FOUND', { 'content-type': 'application/x-www-form-urlencoded' }, 'keytext=x'],

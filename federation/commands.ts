@@ -1,0 +1,66 @@
+import { PIN_LABEL, pinText } from '../directory/dane.js';
+import type { Directory } from '../directory/directory.js';
+import { isMailmeshError, MailmeshError } from '../directory/errors.js';
+import type { DomainRecord } from '../directory/record.js';
+import type { Discovered } from './discovery.js';
+import { postJoin, postLeave } from './join.js';
+
+/** What the CLI prints and its exit code; cli/main.ts only wires these. */
+export interface CommandOutput {
+  text: string;
+  exitCode: number;
+}
+
+/** The domain a gateway speaks for: the named one, else its only locally generated domain. */
+async function ownDomain(directory: Directory, name?: string): Promise<DomainRecord> {
+  if (name) return directory.getRecord(name);
+  const own = (await directory.listDomains()).filter((r) => r.provenance.source === 'local');
+  if (own.length !== 1) throw new MailmeshError('BAD_REQUEST', `name the domain with --domain (local domains: ${own.map((r) => r.domain).join(', ') || 'none'})`);
+  return own[0]!;
+}
+
+/** The TXT record to publish, in RFC 1035 §5 master-file form (strings of at most 255 octets, §3.3.14). */
+export function txtRecordLine(r: DomainRecord, directoryUrl: string): string {
+  const text = pinText(r, directoryUrl);
+  const strings = text.match(/.{1,255}/g) ?? [''];
+  return `${PIN_LABEL}.${r.domain}. 300 IN TXT ${strings.map((s) => `"${s.replace(/["\\]/g, '\\$&')}"`).join(' ')}`;
+}
+
+/** `mailmesh join <directory-url>`: signs the record with the domain key from the local store and posts it. */
+export async function joinCommand(directory: Directory, url: string, name?: string): Promise<CommandOutput> {
+  let r = await ownDomain(directory, name);
+  if (!r.signed) r = await directory.resign(r.domain);
+  try {
+    const joined = await postJoin(url, r.signed!);
+    return { text: `joined ${url}: ${joined.domain} (${joined.provenance.verified})`, exitCode: 0 };
+  } catch (e) {
+    if (isMailmeshError(e) && (e.code === 'PROOF_MISSING' || e.code === 'PIN_MISMATCH')) {
+      return { text: `${e.code}: ${e.message}\nPublish this record in the DNS of ${r.domain}, then run the join again:\n\n${txtRecordLine(r, url)}\n`, exitCode: 1 };
+    }
+    throw e;
+  }
+}
+
+/** `mailmesh leave <directory-url>`: a signed leave statement. */
+export async function leaveCommand(directory: Directory, url: string, name?: string): Promise<CommandOutput> {
+  const r = await ownDomain(directory, name);
+  const secrets = await directory.getSecrets(r.domain);
+  if (!secrets.openpgp || !r.keys.openpgp) throw new MailmeshError('TUNNEL_NO_KEY', `${r.domain} has no OpenPGP key here`);
+  const gone = await postLeave(url, r.domain, r.keys.openpgp.fingerprint, secrets.openpgp.armored, directory.clock());
+  return { text: `left ${url}: ${gone.domain} (serial ${gone.serial})`, exitCode: 0 };
+}
+
+/** `mailmesh lookup`: the keys found and where they came from. */
+export function lookupText(d: Discovered): CommandOutput {
+  const lines = [
+    `domain      ${d.domain}`,
+    `openpgp     ${d.keys.openpgp?.fingerprint ?? '-'}`,
+    `smime       ${d.keys.smime?.fingerprint ?? '-'}`,
+    `source      ${d.provenance.source}${d.provenance.origin ? ` (${d.provenance.origin})` : ''}`,
+    `verified    ${d.provenance.verified}`,
+    `cache       ${d.cache}`,
+  ];
+  if (d.gateways?.smtp.length) lines.push(`gateways    ${d.gateways.smtp.join(', ')}`);
+  if (d.violation) lines.push(`VIOLATION   ${d.violation.source} offered ${d.violation.offered}; pinned ${d.violation.pinned} kept`);
+  return { text: lines.join('\n'), exitCode: d.violation ? 2 : d.provenance.source === 'none' ? 1 : 0 };
+}

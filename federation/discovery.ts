@@ -1,0 +1,296 @@
+import type { Logger } from 'pino';
+import { openPgpKeyOwner, smimeaOwner } from '../directory/dane.js';
+import { domainKeyAddress, parseAddress, parseDomain, type Domain } from '../directory/domain.js';
+import { isMailmeshError, MailmeshError } from '../directory/errors.js';
+import { importCertificates, importOpenPgp } from '../directory/keys.js';
+import type { DomainRecord, GatewayEndpoints, TunnelFormat } from '../directory/record.js';
+import { revokedBy, verifySigned, type VerifiedKeys, type VerifiedRecord } from '../directory/signed.js';
+import { TYPE } from '../directory/dns/wire.js';
+import { wkdHash } from '../directory/wkd.js';
+import { lookupRecords, stubResolver } from './dns.js';
+import { pinMatches, type Pin } from './pin.js';
+import type { PinEntry, PinStore, PinViolation } from './pins.js';
+import { readPins, readWellKnown, type DomainSources } from './proof.js';
+import { getBytes, getJson } from './web.js';
+
+/**
+ * The discovery resolver (DESIGN.md "Discovery"): what a gateway does to find a peer domain's
+ * keys. Order: local overrides and imported keys → cache → the domain's own `_mailmesh` TXT
+ * with its OPENPGPKEY/SMIMEA, well-known record and WKD → configured directories (DNS, then
+ * HTTPS) → none. Every answer carries its provenance; key changes are checked against pins.
+ */
+
+export type SourceName = 'local' | 'imported' | 'domain-dns' | 'domain-https' | 'domain-wkd' | 'directory-dns' | 'directory-https' | 'pinned' | 'none';
+
+export interface Discovered {
+  domain: Domain;
+  keys: VerifiedKeys;
+  gateways?: GatewayEndpoints;
+  formats?: TunnelFormat[];
+  provenance: { source: SourceName; verified: string; origin?: string; at: string };
+  /** hit: from the cache; stale: every source failed and an expired answer (or the pin) is served. */
+  cache: 'miss' | 'hit' | 'stale';
+  /** A key change that was refused for this answer; `keys` are the pinned ones. */
+  violation?: PinViolation;
+}
+
+export interface DirectoryRef {
+  /** Base URL of the directory's HTTP face. */
+  url: string;
+  /** Its federation zone, for DNS lookups of `<domain>.<zone>`; without it, HTTPS only. */
+  zone?: string;
+  /** Ask these servers (host:port) for the zone instead of the configured resolvers (e.g. the directory's own DNS). */
+  nameservers?: string[];
+}
+
+export interface DiscoveryOptions {
+  sources: DomainSources;
+  directories: DirectoryRef[];
+  pins: PinStore;
+  /** Local overrides: this node's own and imported records (unpublished included). */
+  local?: (domain: Domain) => Promise<DomainRecord | undefined>;
+  cacheTtlMs?: number;
+  negativeTtlMs?: number;
+  /** How long past its TTL an answer is still served while every source fails. */
+  staleMaxMs?: number;
+  logger?: Pick<Logger, 'warn' | 'info'>;
+}
+
+interface Candidate {
+  keys: VerifiedKeys;
+  verified?: VerifiedRecord;
+  gateways?: GatewayEndpoints;
+  formats?: TunnelFormat[];
+  source: SourceName;
+  how: string;
+  origin?: string;
+  /** false: the domain's own `_mailmesh` TXT pins other keys. */
+  ownPinOk: boolean;
+}
+
+interface CacheEntry {
+  result: Discovered;
+  expires: number;
+  staleUntil: number;
+}
+
+const KEY_OWNER = (d: Domain) => domainKeyAddress(d);
+/** The first steps ask the domain itself (DNS, well-known record, WKD); the rest ask directories. */
+const OWN_STEPS = 3;
+
+export class Discovery {
+  readonly #o: DiscoveryOptions;
+  readonly #cache = new Map<string, CacheEntry>();
+
+  constructor(o: DiscoveryOptions) {
+    this.#o = o;
+  }
+
+  get #now(): Date {
+    return this.#o.sources.clock();
+  }
+
+  /** Forgets cached answers (all, or one domain's). */
+  forget(domain?: string): void {
+    if (domain === undefined) this.#cache.clear();
+    else this.#cache.delete(parseDomain(domain));
+  }
+
+  /** Discovers a domain, or the domain of an address. */
+  async discover(input: string): Promise<Discovered> {
+    const domain = input.includes('@') ? parseAddress(input).domain : parseDomain(input);
+    const now = this.#now;
+    const at = now.toISOString();
+
+    const local = await this.#o.local?.(domain);
+    if (local && (local.provenance.source === 'local' || local.provenance.source === 'imported') && local.status !== 'deleted') {
+      const source = local.provenance.source;
+      return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at }, cache: 'miss' };
+    }
+
+    const cached = this.#cache.get(domain);
+    if (cached && cached.expires > now.getTime()) return { ...cached.result, cache: 'hit' };
+
+    const pin = await this.#o.pins.get(domain);
+    const failures: string[] = [];
+    let definite = false;
+    let violation: PinViolation | undefined;
+    const revoked = new Set<string>();
+
+    const consider = async (c: Candidate): Promise<Discovered | undefined> => {
+      const decision = await this.#checkPin(pin, c);
+      if (decision === 'accept') {
+        const result: Discovered = { domain, keys: c.keys, gateways: c.gateways, formats: c.formats, provenance: { source: c.source, verified: c.how, origin: c.origin, at }, cache: 'miss' };
+        await this.#remember(domain, pin, c);
+        return result;
+      }
+      if (decision === 'violation' && pin) violation ??= this.#violation(domain, pin, c);
+      return undefined;
+    };
+
+    // "none" needs an answer from a directory (or, with none configured, from the domain itself).
+    const steps = this.#steps(domain);
+    for (const [i, step] of steps.entries()) {
+      let candidates: Candidate[];
+      try {
+        candidates = await step();
+        if (i >= OWN_STEPS || steps.length === OWN_STEPS) definite = true;
+      } catch (e) {
+        if (!isMailmeshError(e)) throw e;
+        if (e.code === 'KEY_REVOKED') {
+          definite = true;
+          revoked.add(e.detail?.split(/\s/)[0] ?? '');
+        }
+        failures.push(`${e.code}: ${e.message}`);
+        continue;
+      }
+      for (const c of candidates) {
+        const r = await consider(c);
+        if (r) return this.#store(r, violation);
+      }
+    }
+
+    // A revocation by the pinned key itself removes it everywhere (DESIGN.md "Revocation").
+    if (pin?.keys.openpgp && revoked.has(pin.keys.openpgp.fingerprint)) {
+      await this.#o.pins.delete(domain);
+      this.#cache.delete(domain);
+      this.#o.logger?.warn({ domain, fingerprint: pin.keys.openpgp.fingerprint }, 'pinned key revoked: dropped');
+      return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `key ${pin.keys.openpgp.fingerprint} revoked`, at }, cache: 'miss' });
+    }
+    if (violation && pin) {
+      // Held: the old key stays in use, the violation is reported and kept for doctor.
+      this.#o.logger?.warn({ ...violation }, 'pin violation: key change refused');
+      await recordViolation(this.#o.pins, violation);
+      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at }, cache: 'miss', violation }, violation);
+    }
+    if (!definite) {
+      const stale = cached && cached.staleUntil > now.getTime() ? cached.result : undefined;
+      if (stale) return { ...stale, cache: 'stale' };
+      // After a restart the cache is empty: the pin's keys stand in, within the same bound.
+      const pinFresh = pin && Date.parse(pin.at) + (this.#o.cacheTtlMs ?? 300_000) + (this.#o.staleMaxMs ?? 86_400_000) > now.getTime();
+      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at }, cache: 'stale' };
+      throw new MailmeshError('LOOKUP_UNAVAILABLE', `${domain}: ${failures.join('; ')}`);
+    }
+    return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: failures.join('; ') || 'no source knows the domain', at }, cache: 'miss' });
+  }
+
+  #store(r: Discovered, violation?: PinViolation): Discovered {
+    const now = this.#now.getTime();
+    const ttl = r.provenance.source === 'none' ? (this.#o.negativeTtlMs ?? 60_000) : (this.#o.cacheTtlMs ?? 300_000);
+    const result = violation && !r.violation ? { ...r, violation } : r;
+    this.#cache.set(r.domain, { result, expires: now + ttl, staleUntil: now + ttl + (this.#o.staleMaxMs ?? 86_400_000) });
+    return result;
+  }
+
+  /** The lookups in DESIGN.md order; each returns candidates (possibly none) or throws when its source fails. */
+  #steps(domain: Domain): (() => Promise<Candidate[]>)[] {
+    const s = this.#o.sources;
+    let ownPins: Pin[] = [];
+    const matchesOwn = (k: VerifiedKeys) => ownPins.length === 0 || ownPins.some((p) => pinMatches(p, k));
+    const own = (k: VerifiedKeys) => (ownPins.length ? (matchesOwn(k) ? ', matches the domain\'s _mailmesh pin' : ', NOT the key the domain\'s _mailmesh pins') : '');
+    const steps: (() => Promise<Candidate[]>)[] = [
+      async () => {
+        ownPins = (await readPins(s, domain)).pins;
+        if (ownPins.length === 0) return [];
+        const out: Candidate[] = [];
+        const keys = await this.#dnsKeys(`${openPgpKeyOwner(KEY_OWNER(domain))}`, `${smimeaOwner(KEY_OWNER(domain))}`, domain);
+        if (keys.openpgp || keys.smime) out.push({ keys, source: 'domain-dns', how: `OPENPGPKEY/SMIMEA of the domain${own(keys)}`, ownPinOk: matchesOwn(keys) });
+        return out;
+      },
+      async () => {
+        if (ownPins.length === 0) return [];
+        const v = await readWellKnown(s, domain);
+        return v ? [this.#fromVerified(v, 'domain-https', `signed well-known record${own(v.keys)}`, s.wellKnownBase(domain), matchesOwn(v.keys))] : [];
+      },
+      async () => {
+        if (ownPins.length === 0) return [];
+        const url = `${s.wellKnownBase(domain)}/.well-known/openpgpkey/hu/${wkdHash('domainkey')}?l=domainkey`;
+        const bytes = await getBytes(url, { fetch: s.fetch, timeoutMs: s.timeoutMs });
+        if (!bytes) return [];
+        const openpgp = await importOpenPgp(bytes, domain, this.#now);
+        return [{ keys: { openpgp }, source: 'domain-wkd', how: `WKD key${own({ openpgp })}`, origin: url, ownPinOk: matchesOwn({ openpgp }) }];
+      },
+    ];
+    for (const dir of this.#o.directories) {
+      const base = dir.url.replace(/\/+$/, '');
+      if (dir.zone) {
+        steps.push(async () => {
+          const owner = `${domain}.${dir.zone}`;
+          const ds = dir.nameservers?.length ? { ...s, resolver: stubResolver(dir.nameservers, { timeoutMs: s.timeoutMs }) } : s;
+          const dirPins = (await readPins(ds, domain, owner)).pins;
+          if (dirPins.length === 0) return [];
+          const keys = await this.#dnsKeys(owner, owner, domain, ds.resolver);
+          if (!(keys.openpgp || keys.smime) || !dirPins.some((p) => pinMatches(p, keys))) return [];
+          return [{ keys, source: 'directory-dns', how: `OPENPGPKEY/SMIMEA in ${dir.zone} match its TXT pin${own(keys)}`, origin: owner, ownPinOk: matchesOwn(keys) }];
+        });
+      }
+      steps.push(async () => {
+        const body = (await getJson(`${base}/v1/domains/${encodeURIComponent(domain)}`, { fetch: s.fetch, timeoutMs: s.timeoutMs })) as DomainRecord | undefined;
+        if (!body) return [];
+        if (!body.signed) throw new MailmeshError('SIGNATURE_INVALID', `${base}: the record of ${domain} is not signed`);
+        const pin = await this.#o.pins.get(domain);
+        const alsoTry = [pin?.keys.openpgp?.armored, pin?.nextArmored].filter((a): a is string => !!a);
+        const v = await verifySigned(body.signed, this.#now, alsoTry);
+        if (v.domain !== domain) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `${base} answered for ${v.domain}`);
+        const status = body.status === 'stale' ? ' (the directory marks it stale)' : '';
+        return [this.#fromVerified(v, 'directory-https', `signature by ${v.keys.openpgp.fingerprint}${own(v.keys)}${status}`, base, matchesOwn(v.keys))];
+      });
+    }
+    return steps;
+  }
+
+  #fromVerified(v: VerifiedRecord, source: SourceName, how: string, origin: string, ownPinOk: boolean): Candidate {
+    return { keys: v.keys, verified: v, gateways: v.payload.gateways, formats: v.payload.formats, source, how, origin, ownPinOk };
+  }
+
+  /** RFC 7929 §2.1 OPENPGPKEY and RFC 8162 §2 SMIMEA (usage 3, selector 0, matching 0: the full certificate) at two owner names. */
+  async #dnsKeys(pgpOwner: string, smimeOwner: string, domain: Domain, r = this.#o.sources.resolver): Promise<VerifiedKeys> {
+    const [pgp, smime] = await Promise.all([lookupRecords(r, pgpOwner, TYPE.OPENPGPKEY), lookupRecords(r, smimeOwner, TYPE.SMIMEA)]);
+    const keys: VerifiedKeys = {};
+    if (pgp[0]) keys.openpgp = await importOpenPgp(pgp[0].rdata, domain, this.#now);
+    const full = smime.find((rr) => rr.rdata.length > 3 && rr.rdata[0] === 3 && rr.rdata[1] === 0 && rr.rdata[2] === 0);
+    if (full) keys.smime = await importCertificates(full.rdata.subarray(3), domain, this.#now);
+    return keys;
+  }
+
+  /**
+   * accept: no pin yet, the pinned key, the announced next key, a record the pinned key also
+   * signed, or one that carries the pinned key's own revocation. defer: another key offered
+   * without a signed record (a later source may bring one). violation: a signed record that
+   * shows none of those, or keys the domain's own `_mailmesh` TXT does not pin.
+   */
+  async #checkPin(pin: PinEntry | undefined, c: Candidate): Promise<'accept' | 'defer' | 'violation'> {
+    if (!c.ownPinOk) return 'violation';
+    const pinned = pin?.keys.openpgp;
+    const offered = c.keys.openpgp?.fingerprint;
+    if (!pinned || !offered) return pinned && !offered ? 'defer' : 'accept';
+    if (offered === pinned.fingerprint || offered === pin.next) return 'accept';
+    if (!c.verified) return 'defer';
+    if (c.verified.signers.includes(pinned.fingerprint)) return 'accept';
+    if ((await revokedBy(c.verified.payload.revocations, [pinned.armored], this.#now)).length) return 'accept';
+    return 'violation';
+  }
+
+  #violation(domain: Domain, pin: PinEntry, c: Candidate): PinViolation {
+    return { domain, pinned: pin.keys.openpgp!.fingerprint, offered: c.keys.openpgp?.fingerprint ?? '-', source: `${c.source}${c.origin ? ` ${c.origin}` : ''}`, at: this.#now.toISOString() };
+  }
+
+  async #remember(domain: Domain, pin: PinEntry | undefined, c: Candidate): Promise<void> {
+    const nextKey = c.verified?.next?.openpgp;
+    const entry: PinEntry = {
+      keys: c.keys,
+      ...(nextKey ? { next: nextKey.fingerprint, nextArmored: nextKey.armored } : c.keys.openpgp?.fingerprint === pin?.keys.openpgp?.fingerprint && pin?.next ? { next: pin.next, nextArmored: pin.nextArmored } : {}),
+      at: this.#now.toISOString(),
+      violations: pin?.violations ?? [],
+    };
+    await this.#o.pins.put(domain, entry);
+  }
+}
+
+/** Records a violation in the pin store (kept, at most the last 20, for `doctor`). */
+export async function recordViolation(pins: PinStore, v: PinViolation): Promise<void> {
+  const entry = await pins.get(v.domain);
+  if (!entry) return;
+  entry.violations = [...entry.violations, v].slice(-20);
+  await pins.put(v.domain, entry);
+}

@@ -1,0 +1,138 @@
+import { createHash } from 'node:crypto';
+import { pinText } from '../directory/dane.js';
+import { parseDomain, type Domain } from '../directory/domain.js';
+import { asMailmeshError } from '../directory/errors.js';
+import { readOpenPgpKey } from '../directory/openpgp.js';
+import type { DomainRecord } from '../directory/record.js';
+import { verifySigned, type VerifiedKeys } from '../directory/signed.js';
+import { wkdHash } from '../directory/wkd.js';
+import type { DirectoryRef } from './discovery.js';
+import { stubResolver } from './dns.js';
+import { fetchFromLdap } from './ldapimport.js';
+import { pinMatches } from './pin.js';
+import type { PinStore } from './pins.js';
+import { readPins, type DomainSources } from './proof.js';
+import { getBytes, getJson } from './web.js';
+
+/** `mailmesh doctor <domain>`: what a peer would see, one row per check, with the fix for each failure. */
+export interface DoctorRow {
+  check: string;
+  result: 'pass' | 'fail' | 'skip';
+  detail: string;
+  fix?: string;
+}
+
+export interface DoctorOptions {
+  sources: DomainSources;
+  directories: DirectoryRef[];
+  /** The domain's record in the local store, when it is one of ours: the keys we expect peers to see. */
+  local?: DomainRecord;
+  pins?: PinStore;
+  /** LDAP URLs (ldap://host:port/base) to check too. */
+  ldap?: string[];
+  /** Warn (fail) when a key expires within this many days (default 30). */
+  expiryDays?: number;
+}
+
+const fpr = (k: VerifiedKeys) => [k.openpgp && `pgp=${k.openpgp.fingerprint}`, k.smime && `smime=${k.smime.fingerprint}`].filter(Boolean).join(' ') || 'no keys';
+
+export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow[]> {
+  const domain: Domain = parseDomain(input);
+  const rows: DoctorRow[] = [];
+  const now = o.sources.clock();
+  let expected: VerifiedKeys | undefined = o.local?.keys;
+  const dirUrl = o.directories[0]?.url ?? '<directory URL>';
+  const txtFix = (k: VerifiedKeys | undefined) =>
+    k ? `publish in the domain's DNS: _mailmesh.${domain}. 300 IN TXT "${pinText({ keys: k } as DomainRecord, dirUrl)}"` : `publish _mailmesh.${domain} TXT "v=mm1; pgp=<fingerprint>; …"`;
+  const row = async (check: string, f: () => Promise<Omit<DoctorRow, 'check'>>) => {
+    try {
+      rows.push({ check, ...(await f()) });
+    } catch (e) {
+      const err = asMailmeshError(e);
+      rows.push({ check, result: 'fail', detail: `${err.code}: ${err.message}`, fix: 'see the error code in docs/federation.md "Errors"' });
+    }
+  };
+
+  // What the directories say (REST first: it carries the signed record and thus the expected keys when not local).
+  for (const d of o.directories) {
+    const base = d.url.replace(/\/+$/, '');
+    await row(`REST record at ${base}`, async () => {
+      const body = (await getJson(`${base}/v1/domains/${domain}`, { fetch: o.sources.fetch, timeoutMs: o.sources.timeoutMs })) as DomainRecord | undefined;
+      if (!body) return { result: 'fail', detail: 'not a member of this directory', fix: `mailmesh join ${base}` };
+      const v = await verifySigned(body.signed, now);
+      expected ??= v.keys;
+      if (!pinMatches({ pgp: expected.openpgp?.fingerprint, smime: expected.smime?.fingerprint }, v.keys)) {
+        return { result: 'fail', detail: `serves ${fpr(v.keys)}, expected ${fpr(expected)}`, fix: `mailmesh join ${base} (the directory holds an old or foreign key)` };
+      }
+      if (body.status !== 'active') return { result: 'fail', detail: `status ${body.status}: the proof of domain control failed on re-check`, fix: txtFix(expected) };
+      return { result: 'pass', detail: `signed record, ${fpr(v.keys)}` };
+    });
+    if (d.zone) {
+      const zone = d.zone;
+      await row(`DNS ${domain}.${zone}`, async () => {
+        const s = d.nameservers?.length ? { ...o.sources, resolver: stubResolver(d.nameservers, { timeoutMs: o.sources.timeoutMs }) } : o.sources;
+        const { pins } = await readPins(s, domain, `${domain}.${zone}`);
+        if (!pins.length) return { result: 'fail', detail: `no TXT at ${domain}.${zone}`, fix: `mailmesh join ${base}; the directory's DNS face publishes members in ${zone}` };
+        if (expected && !pins.some((p) => pinMatches(p, expected!))) return { result: 'fail', detail: `TXT pins another key than ${fpr(expected)}`, fix: `mailmesh join ${base}` };
+        return { result: 'pass', detail: `TXT pins ${pins.map((p) => p.pgp ?? p.smime).join(', ')}` };
+      });
+    }
+    await row(`WKD at ${base}`, async () => {
+      const url = `${base}/.well-known/openpgpkey/${domain}/hu/${wkdHash('domainkey')}?l=domainkey`;
+      const bytes = await getBytes(url, { fetch: o.sources.fetch, timeoutMs: o.sources.timeoutMs });
+      if (!bytes) return { result: 'fail', detail: 'no key', fix: `mailmesh join ${base}` };
+      const got = (await readOpenPgpKey(bytes)).getFingerprint().toUpperCase();
+      if (expected?.openpgp && got !== expected.openpgp.fingerprint) return { result: 'fail', detail: `serves ${got}`, fix: `mailmesh join ${base}` };
+      return { result: 'pass', detail: `key ${got}` };
+    });
+  }
+
+  await row(`_mailmesh.${domain} TXT`, async () => {
+    const { pins, broken } = await readPins(o.sources, domain);
+    if (broken.length) return { result: 'fail', detail: broken.join('; '), fix: txtFix(expected) };
+    if (!pins.length) return { result: 'fail', detail: 'no v=mm1 TXT record', fix: txtFix(expected) };
+    if (expected && !pins.some((p) => pinMatches(p, expected!))) return { result: 'fail', detail: `pins another key than ${fpr(expected)}`, fix: txtFix(expected) };
+    return { result: 'pass', detail: `pins ${pins.map((p) => [p.pgp, p.smime].filter(Boolean).join(' ')).join(', ')}` };
+  });
+
+  for (const url of o.ldap ?? []) {
+    await row(`LDAP ${url}`, async () => {
+      const { certificates } = await fetchFromLdap(url, domain);
+      if (!certificates.length) return { result: 'fail', detail: `no userCertificate for domainkey@${domain}`, fix: 'check the LDAP face base DN and that the domain is a member' };
+      // The smime= pin: SHA-256 of the certificate DER.
+      const got = certificates.map((der) => createHash('sha256').update(der).digest('hex'));
+      if (expected?.smime && !got.includes(expected.smime.fingerprint)) return { result: 'fail', detail: `certificates ${got.join(', ')}`, fix: 'the LDAP directory holds an old certificate' };
+      return { result: 'pass', detail: `certificate ${got[0]}` };
+    });
+  }
+
+  const days = o.expiryDays ?? 30;
+  await row('key validity', async () => {
+    if (!expected) return { result: 'skip', detail: 'no keys found to check' };
+    const soon = now.getTime() + days * 86400_000;
+    const ends = [expected.openpgp?.expires && ['OpenPGP key', expected.openpgp.expires], expected.smime && ['S/MIME certificate', expected.smime.notAfter]].filter(
+      (x): x is [string, string] => !!x,
+    );
+    const late = ends.filter(([, at]) => Date.parse(at) <= soon);
+    if (late.length) return { result: 'fail', detail: late.map(([w, at]) => `${w} expires ${at}`).join('; '), fix: `roll the domain key over before it expires (docs/federation.md "Rollover")` };
+    return { result: 'pass', detail: ends.length ? ends.map(([w, at]) => `${w} until ${at.slice(0, 10)}`).join('; ') : 'no expiry' };
+  });
+
+  if (o.pins) {
+    await row('pin violations', async () => {
+      const v = (await o.pins!.get(domain))?.violations ?? [];
+      if (!v.length) return { result: 'pass', detail: 'none recorded' };
+      const last = v[v.length - 1]!;
+      return { result: 'fail', detail: `${v.length} refused key change(s); last ${last.at}: ${last.source} offered ${last.offered}, pinned ${last.pinned}`, fix: 'ask the domain whether it changed its key; if so, have it publish a rollover, then reset the pin (delete it from the pins file)' };
+    });
+  }
+  return rows;
+}
+
+/** The table `mailmesh doctor` prints. */
+export function renderDoctor(rows: DoctorRow[]): string {
+  const w = Math.max(...rows.map((r) => r.check.length));
+  return rows
+    .map((r) => `${r.result.toUpperCase().padEnd(4)}  ${r.check.padEnd(w)}  ${r.detail}${r.fix ? `\n${' '.repeat(w + 8)}fix: ${r.fix}` : ''}`)
+    .join('\n');
+}

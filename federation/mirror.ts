@@ -1,0 +1,110 @@
+import type { Logger } from 'pino';
+import type { Directory } from '../directory/directory.js';
+import { parseDomain } from '../directory/domain.js';
+import { asMailmeshError, MailmeshError } from '../directory/errors.js';
+import type { DomainRecord } from '../directory/record.js';
+import { verifySigned } from '../directory/signed.js';
+import { continuity } from './join.js';
+import { getJson, type Fetch } from './web.js';
+
+/**
+ * Directory peering (DESIGN.md "Federation"): copies another directory's records through its
+ * sync API (`GET /v1/domains?since=`), verifying every signature here. A record is stored as
+ * `mirrored` only if its signature verifies, its keys are the signed ones, and, when we
+ * already hold the domain, the key change has continuity. Tombstones remove mirrored copies.
+ * Local, joined and imported records are never overwritten by a mirror.
+ */
+export interface MirrorResult {
+  stored: string[];
+  removed: string[];
+  refused: { domain: string; code: string; reason: string }[];
+  serial: number;
+}
+
+export class Mirror {
+  readonly #url: string;
+  readonly #o: { directory: Directory; fetch?: Fetch; logger?: Pick<Logger, 'warn' | 'info'>; pageSize?: number };
+  #since = 0;
+
+  constructor(url: string, o: { directory: Directory; fetch?: Fetch; logger?: Pick<Logger, 'warn' | 'info'>; pageSize?: number }) {
+    this.#url = url.replace(/\/+$/, '');
+    this.#o = o;
+  }
+
+  /** Pulls every change since the last sync (all on the first). */
+  async sync(): Promise<MirrorResult> {
+    const out: MirrorResult = { stored: [], removed: [], refused: [], serial: this.#since };
+    for (;;) {
+      const page = (await getJson(`${this.#url}/v1/domains?since=${this.#since}&limit=${this.#o.pageSize ?? 100}`, { fetch: this.#o.fetch })) as
+        | { records?: unknown; next?: unknown; serial?: unknown }
+        | undefined;
+      if (!page || !Array.isArray(page.records)) break;
+      for (const r of page.records as DomainRecord[]) {
+        try {
+          await this.#apply(r, out);
+        } catch (e) {
+          const err = asMailmeshError(e);
+          out.refused.push({ domain: String((r as { domain?: unknown })?.domain), code: err.code, reason: err.message });
+          this.#o.logger?.warn({ origin: this.#url, domain: (r as { domain?: unknown })?.domain, code: err.code }, 'mirrored record refused');
+        }
+        if (typeof r?.serial === 'number' && r.serial > this.#since) this.#since = r.serial;
+      }
+      if (typeof page.next !== 'number') break;
+    }
+    out.serial = this.#since;
+    return out;
+  }
+
+  async #apply(r: DomainRecord, out: MirrorResult): Promise<void> {
+    const { directory } = this.#o;
+    const domain = parseDomain(String(r?.domain));
+    const held = await directory.store.getRecord(domain);
+    const live = held && held.status !== 'deleted' ? held : undefined;
+    const ours = live && !(live.provenance.source === 'mirrored' && live.provenance.origin === this.#url);
+    if (r.status === 'deleted') {
+      if (live && !ours) {
+        await directory.removeDomain(domain);
+        out.removed.push(domain);
+      }
+      return;
+    }
+    if (ours) return;
+    const now = directory.clock();
+    const v = await verifySigned(r.signed, now, live?.keys.openpgp ? [live.keys.openpgp.armored] : []);
+    if (v.domain !== domain) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `the record of ${domain} is signed for ${v.domain}`);
+    if (live?.signed?.payload === r.signed!.payload) return;
+    const how = await continuity(live?.keys.openpgp?.armored, undefined, v, now);
+    if (!how) throw new MailmeshError('PIN_VIOLATION', `${domain}: ${live!.keys.openpgp?.fingerprint} → ${v.keys.openpgp.fingerprint}`);
+    await directory.putRecord(
+      {
+        domain,
+        keys: v.keys,
+        gateways: v.payload.gateways,
+        formats: v.payload.formats,
+        validity: v.payload.validity,
+        updated: now.toISOString(),
+        status: r.status === 'stale' ? 'stale' : 'active',
+        provenance: { source: 'mirrored', verified: `signature by ${v.keys.openpgp.fingerprint} verified here (${how})`, origin: this.#url, at: now.toISOString() },
+        signed: r.signed,
+      },
+      held ? held.serial : null,
+    );
+    out.stored.push(domain);
+  }
+
+  /** Syncs every `intervalMs`; returns a stop function. */
+  start(intervalMs: number): () => void {
+    let running = false;
+    const tick = () => {
+      if (running) return;
+      running = true;
+      this.sync()
+        .catch((err: unknown) => this.#o.logger?.warn({ err, origin: this.#url }, 'mirror sync failed'))
+        .finally(() => (running = false));
+    };
+    tick();
+    const timer = setInterval(tick, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+}

@@ -1,0 +1,220 @@
+import type { Directory } from '../directory/directory.js';
+import { parseAddress, parseDomain, type Domain } from '../directory/domain.js';
+import { isMailmeshError, MailmeshError } from '../directory/errors.js';
+import { followChanges } from '../directory/follow.js';
+import type { Metrics } from '../directory/metrics.js';
+import type { DomainRecord, TunnelFormat } from '../directory/record.js';
+import type { Discovered } from '../federation/discovery.js';
+import { chooseFormat, policyFor, triggered, type PolicySettings } from './policy.js';
+import type { Reply } from './smtp/client.js';
+import type { Direction } from './smtp/route.js';
+import { MessageRefused, type Envelope, type GatewayOptions, type RecipientDecision } from './smtp/smtp.js';
+import { addAuthenticationResults, classifyMessage, decryptTunnel, encryptTunnel, type OwnDomain } from './tunnel/tunnel.js';
+
+/** What the gateway needs of discovery (federation/discovery.ts Discovery). */
+export interface KeyDiscovery {
+  discover(domain: string): Promise<Discovered>;
+}
+
+export interface MailPolicyOptions {
+  directory: Directory;
+  discovery: KeyDiscovery;
+  policy: PolicySettings;
+  /** The authserv-id of our Authentication-Results headers (RFC 8601 §2.5): our host name. */
+  authservId: string;
+  /** Domains handled as ours besides the directory's own (local) domains. */
+  extraDomains?: string[];
+  metrics?: Metrics;
+  logger?: { warn(o: object, m?: string): void; info(o: object, m?: string): void };
+  clock?: () => Date;
+}
+
+/** What one outbound recipient domain gets. */
+type Plan =
+  | { kind: 'encrypt'; format: TunnelFormat; sender: Domain; peer: Discovered }
+  | { kind: 'plain'; reason: string }
+  | { kind: 'refuse'; reply: Reply };
+
+const r = (code: number, text: string): Reply => ({ code, lines: [text] });
+
+/**
+ * The mail side of the E-Mail VPN: per-recipient policy at RCPT time and per-message tunnel
+ * crypto at DATA time, plugged into the queue-less SMTP core (gateway/smtp/smtp.ts).
+ * Outbound: encrypt+sign to the peer domain's key (or fall back per policy). Inbound: decrypt,
+ * verify against the sender domain's key, add Authentication-Results. Nothing is stored.
+ */
+export class MailPolicy {
+  readonly #o: MailPolicyOptions;
+  /** Our domains that have domain keys here (provenance local), kept current from the directory. */
+  #own = new Map<Domain, DomainRecord>();
+  readonly #extra: Set<string>;
+  #stop: () => void = () => {};
+  readonly #results;
+  readonly #discoveries;
+
+  private constructor(o: MailPolicyOptions) {
+    this.#o = o;
+    this.#extra = new Set((o.extraDomains ?? []).map((d) => parseDomain(d)));
+    this.#results = o.metrics?.counter('mailmesh_tunnel_results_total', 'Tunnel crypto results by direction, format and result');
+    this.#discoveries = o.metrics?.counter('mailmesh_discovery_lookups_total', 'Key discovery lookups by cache state and source');
+  }
+
+  static async create(o: MailPolicyOptions): Promise<MailPolicy> {
+    const p = new MailPolicy(o);
+    await p.#reload();
+    const f = followChanges(o.directory, () => p.#reload(), (err) => o.logger?.warn({ err }, 'reloading our domains failed'));
+    p.#stop = () => f.stop();
+    return p;
+  }
+
+  async #reload(): Promise<void> {
+    const own = new Map<Domain, DomainRecord>();
+    for (const rec of await this.#o.directory.listDomains()) if (rec.provenance.source === 'local') own.set(rec.domain, rec);
+    this.#own = own;
+  }
+
+  close(): void {
+    this.#stop();
+  }
+
+  /** Recipients here are inbound (GatewayOptions.ourDomains). */
+  readonly ourDomain = (d: Domain): boolean => this.#own.has(d) || this.#extra.has(d);
+
+  async #discover(domain: Domain): Promise<Discovered> {
+    const d = await this.#o.discovery.discover(domain);
+    this.#discoveries?.inc({ cache: d.cache, source: d.provenance.source });
+    return d;
+  }
+
+  /** The plan for mail from `from` to a recipient domain. */
+  async #plan(domain: Domain, from: string): Promise<Plan> {
+    const pol = policyFor(this.#o.policy, domain);
+    let peer: Discovered;
+    try {
+      peer = await this.#discover(domain);
+    } catch (e) {
+      if (isMailmeshError(e, 'LOOKUP_UNAVAILABLE') || isMailmeshError(e, 'STORE_UNAVAILABLE')) {
+        // Never downgrade to plain text because a source is down: the upstream retries.
+        return { kind: 'refuse', reply: r(451, `4.4.3 Key discovery for ${domain} failed, try again later`) };
+      }
+      throw e;
+    }
+    let sender: Domain | undefined;
+    try {
+      const s = from ? parseAddress(from).domain : undefined;
+      sender = s && this.#own.has(s) ? s : undefined;
+    } catch {
+      sender = undefined;
+    }
+    const format = chooseFormat(pol.format, peer.formats, peer.keys);
+    if (format && sender) return { kind: 'encrypt', format, sender, peer };
+    const why = format ? `the sender domain has no domain key here` : `no key found for ${domain}`;
+    if (pol.mode === 'require' || pol.fallback === 'reject') {
+      return { kind: 'refuse', reply: r(550, `5.7.1 Encryption to ${domain} is required and not possible: ${why}`) };
+    }
+    return { kind: 'plain', reason: why };
+  }
+
+  /** GatewayOptions.recipientPolicy: refuse at RCPT time what cannot go, keep one encryption target per transaction. */
+  readonly recipientPolicy = async (domain: Domain, direction: Direction, from: string): Promise<RecipientDecision> => {
+    if (direction === 'inbound') return {};
+    const plan = await this.#plan(domain, from);
+    if (plan.kind === 'refuse') return { refuse: plan.reply };
+    if (plan.kind === 'encrypt') return { tag: `encrypt:${plan.format}:${domain}` };
+    return { tag: 'tls', tls: 'encrypt' };
+  };
+
+  /** GatewayOptions.process: the tunnel crypto for one message. */
+  readonly process = async (message: Buffer, env: Envelope): Promise<Buffer> => {
+    return env.direction === 'outbound' ? this.#outbound(message, env) : this.#inbound(message, env);
+  };
+
+  async #ownDomain(domain: Domain): Promise<OwnDomain> {
+    const rec = this.#own.get(domain);
+    if (!rec) throw new MailmeshError('DOMAIN_NOT_FOUND', domain);
+    return { domain, keys: rec.keys, secrets: await this.#o.directory.getSecrets(domain) };
+  }
+
+  async #outbound(message: Buffer, env: Envelope): Promise<Buffer> {
+    const domain = parseAddress(env.to[0]!).domain;
+    const plan = await this.#plan(domain, env.from);
+    if (plan.kind === 'refuse') throw new MessageRefused(plan.reply);
+    const header = message.subarray(0, headerEnd(message)).toString('latin1');
+    if (plan.kind === 'plain') {
+      if (triggered(header, this.#o.policy.trigger)) {
+        throw new MessageRefused(r(554, `5.7.1 The message asks for encryption, but ${plan.reason}`));
+      }
+      this.#results?.inc({ direction: 'outbound', format: 'none', result: 'plain' });
+      return message;
+    }
+    if ((await classifyMessage(message)).kind === 'personal') {
+      this.#results?.inc({ direction: 'outbound', format: 'none', result: 'personal' });
+      return message; // end-to-end encrypted by the person: untouched (DESIGN.md "Tunnel messages")
+    }
+    const out = await encryptTunnel(plan.format, message, await this.#ownDomain(plan.sender), { domain, keys: plan.peer.keys }, {
+      keepSubject: this.#o.policy.keepSubject,
+      now: this.#o.clock?.(),
+    });
+    this.#results?.inc({ direction: 'outbound', format: plan.format, result: 'encrypted' });
+    return out;
+  }
+
+  async #inbound(message: Buffer, env: Envelope): Promise<Buffer> {
+    const domains = [...new Set(env.to.map((t) => parseAddress(t).domain))].filter((d) => this.#own.has(d));
+    for (const d of domains) {
+      const c = await classifyMessage(message, this.#own.get(d)!.keys);
+      if (c.kind !== 'tunnel') continue;
+      const own = await this.#ownDomain(d);
+      const senderDomain = senderDomainOf(message, env.from);
+      let peer: Discovered | undefined;
+      try {
+        peer = senderDomain ? await this.#discover(senderDomain) : undefined;
+      } catch (e) {
+        if (!isMailmeshError(e)) throw e;
+        peer = undefined; // unknown signer, decided by policy below
+      }
+      let result;
+      try {
+        result = await decryptTunnel(message, own, peer && senderDomain ? { domain: senderDomain, keys: peer.keys } : undefined, { now: this.#o.clock?.() });
+      } catch (e) {
+        if (isMailmeshError(e) && e.code.startsWith('TUNNEL_')) {
+          this.#results?.inc({ direction: 'inbound', format: c.format, result: 'undecryptable' });
+          throw new MessageRefused(r(554, `5.7.5 The tunnel message cannot be decrypted (${e.code})`));
+        }
+        throw e;
+      }
+      this.#results?.inc({ direction: 'inbound', format: result.format, result: `signature-${result.signature}` });
+      const inbound = this.#o.policy.inbound;
+      const rule = result.signature === 'invalid' ? inbound.invalidSignature : result.signature === 'unknown-signer' ? inbound.unknownSigner : result.signature === 'absent' ? inbound.unsigned : 'mark';
+      if (rule === 'reject') throw new MessageRefused(r(550, `5.7.1 Tunnel message refused: signature ${result.signature}`));
+      return addAuthenticationResults(result.inner, this.#o.authservId, result);
+    }
+    this.#results?.inc({ direction: 'inbound', format: 'none', result: 'passed' });
+    return message;
+  }
+
+  /** The parts of GatewayOptions this policy provides. */
+  gatewayHooks(): Pick<GatewayOptions, 'ourDomains' | 'recipientPolicy' | 'process'> {
+    return { ourDomains: this.ourDomain, recipientPolicy: this.recipientPolicy, process: this.process };
+  }
+}
+
+/** Offset of the blank line that ends the header section (RFC 5322 §2.1), or the length. */
+function headerEnd(m: Buffer): number {
+  const i = m.indexOf('\r\n\r\n');
+  const j = m.indexOf('\n\n');
+  const k = [i, j].filter((x) => x >= 0);
+  return k.length ? Math.min(...k) : m.length;
+}
+
+/** The sender domain: MAIL FROM's, else the From header's (for the null reverse-path). */
+function senderDomainOf(message: Buffer, from: string): Domain | undefined {
+  try {
+    if (from) return parseAddress(from).domain;
+    const header = message.subarray(0, headerEnd(message)).toString('latin1').replace(/\r?\n[ \t]+/g, ' ');
+    const m = /^from:.*?<?([^<>\s]+@[^<>\s]+)>?\s*$/im.exec(header);
+    return m ? parseAddress(m[1]!).domain : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,70 @@
+import type { TunnelFormat } from '../directory/record.js';
+
+/**
+ * Routing policy per destination domain (DESIGN.md "The queue-less gateway"):
+ * `auto` encrypts when a key is found, `require` refuses mail it cannot encrypt; without a key
+ * the fallback decides: `tls` sends it unencrypted over a TLS-required next hop, `reject` refuses it.
+ */
+export type PolicyMode = 'auto' | 'require';
+export type Fallback = 'tls' | 'reject';
+
+export interface DomainPolicy {
+  mode: PolicyMode;
+  fallback: Fallback;
+  /** The tunnel format to send when the peer accepts both. */
+  format: TunnelFormat;
+}
+
+export interface InboundPolicy {
+  /** A tunnel message whose signature does not verify against the sender domain's key. */
+  invalidSignature: 'reject' | 'mark';
+  /** A tunnel message signed by a key no source knows for the sender domain. */
+  unknownSigner: 'reject' | 'mark';
+  /** A tunnel message without a signature. */
+  unsigned: 'reject' | 'mark';
+}
+
+export interface PolicySettings {
+  default: DomainPolicy;
+  /** Overrides per destination domain (`.example.org` also covers its subdomains). */
+  domains: Record<string, Partial<DomainPolicy>>;
+  /** A message whose Subject starts with this tag, or that has this header, must be encrypted. */
+  trigger: { subjectTag: string; header: string };
+  /** Keep the real Subject on the outer (encrypted) message instead of `...`. */
+  keepSubject: boolean;
+  inbound: InboundPolicy;
+}
+
+/** The policy for a destination domain: the most specific override wins. */
+export function policyFor(s: PolicySettings, domain: string): DomainPolicy {
+  const exact = s.domains[domain];
+  if (exact) return { ...s.default, ...exact };
+  const labels = domain.split('.');
+  for (let i = 1; i < labels.length; i++) {
+    const o = s.domains['.' + labels.slice(i).join('.')];
+    if (o) return { ...s.default, ...o };
+  }
+  return s.default;
+}
+
+/** The format to send: the policy's choice when the peer takes it, else what the peer has a key for. */
+export function chooseFormat(preferred: TunnelFormat, peerFormats: TunnelFormat[] | undefined, keys: { openpgp?: unknown; smime?: unknown }): TunnelFormat | undefined {
+  const usable = (f: TunnelFormat) => (f === 'pgp-mime' ? !!keys.openpgp : !!keys.smime) && (!peerFormats?.length || peerFormats.includes(f));
+  if (usable(preferred)) return preferred;
+  const other: TunnelFormat = preferred === 'pgp-mime' ? 'smime' : 'pgp-mime';
+  return usable(other) ? other : undefined;
+}
+
+/**
+ * RFC 5322 header fields that force encryption for one message: a Subject starting with the
+ * tag (case-insensitive), or the trigger header present with any value but `no`/`false`/`0`.
+ */
+export function triggered(header: string, trigger: PolicySettings['trigger']): boolean {
+  const unfolded = header.replace(/\r?\n[ \t]+/g, ' ');
+  const subject = /^subject:[ \t]*(.*)$/im.exec(unfolded)?.[1] ?? '';
+  if (trigger.subjectTag && subject.toLowerCase().startsWith(trigger.subjectTag.toLowerCase())) return true;
+  if (!trigger.header) return false;
+  const esc = trigger.header.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const v = new RegExp(`^${esc}:[ \\t]*(.*)$`, 'im').exec(unfolded)?.[1];
+  return v !== undefined && !/^(no|false|0)$/i.test(v.trim());
+}

@@ -1,0 +1,108 @@
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { Test } from 'tap';
+import { Directory } from '../../directory/directory.js';
+import { openPgpKeyData, PIN_LABEL, pinText } from '../../directory/dane.js';
+import { encodeHeader, encodeOpt, encodeQuestion, encodeRR, FLAG, HEADER_SIZE, lowerName, nameToWire, parseQuery, RCODE, txtRdata, TYPE, UDP_MIN } from '../../directory/dns/wire.js';
+import type { DomainRecord } from '../../directory/record.js';
+import { MemoryStore } from '../../directory/store/memory.js';
+
+/**
+ * A member's own DNS, for tests: an authoritative UDP+TCP server on port 0 answering from a
+ * table the test edits (the `_mailmesh` pins of alpha.test and beta.test, …), on directory/dns/wire.ts.
+ */
+export class TestZone {
+  readonly #rrs = new Map<string, Map<number, Buffer[]>>();
+  port = 0;
+  queries = 0;
+
+  set(name: string, type: number, rdatas: Buffer[]): void {
+    const k = lowerName(nameToWire(name)).toString('latin1');
+    if (!this.#rrs.has(k)) this.#rrs.set(k, new Map());
+    this.#rrs.get(k)!.set(type, rdatas);
+  }
+
+  setTxt(name: string, text: string): void {
+    this.set(name, TYPE.TXT, [txtRdata(text)]);
+  }
+
+  delete(name: string, type?: number): void {
+    const k = lowerName(nameToWire(name)).toString('latin1');
+    if (type === undefined) this.#rrs.delete(k);
+    else this.#rrs.get(k)?.delete(type);
+  }
+
+  /** Publishes the pin of a record in its own zone, as its DNS operator would (`_mailmesh.<domain>`). */
+  pin(r: DomainRecord, dir = 'http://127.0.0.1'): void {
+    this.setTxt(`${PIN_LABEL}.${r.domain}`, pinText(r, dir));
+  }
+
+  answer(msg: Buffer, udp: boolean): Buffer | undefined {
+    let q;
+    try {
+      q = parseQuery(msg);
+    } catch {
+      return undefined;
+    }
+    this.queries++;
+    const node = this.#rrs.get(q.key);
+    const rdatas = node?.get(q.qtype) ?? [];
+    const rcode = node ? RCODE.NOERROR : RCODE.NXDOMAIN;
+    const answers = rdatas.map((rd) => encodeRR(Buffer.from([0xc0, HEADER_SIZE]), q.qtype, 60, rd));
+    const opt = q.edns ? [encodeOpt(1232)] : [];
+    const limit = udp ? Math.max(UDP_MIN, Math.min(q.edns?.udpSize ?? UDP_MIN, 1232)) : 65535;
+    const head = (an: number, tc: number) => encodeHeader({ id: q.id, flags: FLAG.QR | FLAG.AA | tc, rcode, qd: 1, an, ns: 0, ar: opt.length });
+    const full = Buffer.concat([head(answers.length, 0), encodeQuestion(q.qname, q.qtype), ...answers, ...opt]);
+    if (full.length <= limit) return full;
+    return Buffer.concat([head(0, FLAG.TC), encodeQuestion(q.qname, q.qtype), ...opt]);
+  }
+}
+
+export async function startZone(t: Test): Promise<TestZone> {
+  const zone = new TestZone();
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (m, r) => {
+    const a = zone.answer(m, true);
+    if (a) udp.send(a, r.port, r.address);
+  });
+  await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
+  zone.port = udp.address().port;
+  const tcp = net.createServer((s) => {
+    let buf = Buffer.alloc(0);
+    s.on('error', () => s.destroy());
+    s.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const a = zone.answer(buf.subarray(2, 2 + buf.readUInt16BE(0)), false);
+        buf = buf.subarray(2 + buf.readUInt16BE(0));
+        if (!a) return void s.destroy();
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(a.length);
+        s.write(Buffer.concat([len, a]));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => tcp.listen(zone.port, '127.0.0.1', resolve));
+  t.teardown(() => {
+    udp.close();
+    tcp.close();
+  });
+  return zone;
+}
+
+/** Publishes a record's OPENPGPKEY at an owner name (RFC 7929 §2.1). */
+export async function publishOpenPgpKey(zone: TestZone, owner: string, r: DomainRecord): Promise<void> {
+  zone.set(owner, TYPE.OPENPGPKEY, [await openPgpKeyData(r.keys.openpgp!.armored)]);
+}
+
+/** A test clock that only moves when told to. */
+export function testClock(start = new Date()): { now: () => Date; advance: (ms: number) => void } {
+  let t = start.getTime();
+  return { now: () => new Date(t), advance: (ms) => void (t += ms) };
+}
+
+/** A directory on a memory store (a gateway's local store, or a directory's). */
+export async function memoryDirectory(clock?: () => Date): Promise<Directory> {
+  return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 }, clock });
+}
