@@ -3,7 +3,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import t, { type Test } from 'tap';
+import { parseDomain } from '../../directory/domain.js';
+import { generateDomainKeys } from '../../directory/keys.js';
 import { captureSink, DEFAULT_POLICY, loopbackPair, type LoopbackOptions } from '../../gateway/loopback.js';
+import { encryptTunnel } from '../../gateway/tunnel/tunnel.js';
 import type { PolicySettings } from '../../gateway/policy.js';
 import { run, tempDir } from '../helpers.js';
 
@@ -138,4 +141,27 @@ t.test('personal end-to-end mail passes untouched; a tampered tunnel message is 
   const refused = await swaks(beta.smtpPort, ['--from', 'a@alpha.test', '--to', 'b@beta.test', '--data', `@${join(dir, 'tampered.eml')}`]);
   t.match(refused.stdout.toString(), /<\*\* 554 5\.7\.5 The tunnel message cannot be decrypted/);
   t.equal(beta.sink.messages.length, 2, 'nothing delivered');
+});
+
+t.test('inbound: a tunnel message signed by a key that is not the sender domain\'s is marked, or refused by policy', async (t) => {
+  const strict = policy({ inbound: { ...DEFAULT_POLICY.inbound, unknownSigner: 'reject' } });
+  const [, beta] = await pair(t, { policies: [undefined, strict] });
+  const [, lenientBeta] = await pair(t);
+  // An impostor with its own keys for alpha.test encrypts to the real beta key and signs with its own.
+  const impostor = await generateDomainKeys(parseDomain('alpha.test'), { openpgp: 'curve25519', validDays: 30 }, new Date());
+  const original = Buffer.from('From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: pay this invoice\r\n\r\nTrust me.\r\n');
+  const dir = tempDir(t);
+  for (const [target, expect] of [[beta, /<\*\* 550 5\.7\.1 Tunnel message refused: signature unknown-signer/], [lenientBeta, /<-  250 /]] as const) {
+    const betaRec = await target.directory.getRecord('beta.test');
+    const forged = await encryptTunnel('pgp-mime', original, { domain: parseDomain('alpha.test'), keys: impostor.keys, secrets: impostor.secrets }, { domain: betaRec.domain, keys: betaRec.keys });
+    writeFileSync(join(dir, 'forged.eml'), forged);
+    const r = await swaks(target.smtpPort, ['--from', 'a@alpha.test', '--to', 'b@beta.test', '--data', `@${join(dir, 'forged.eml')}`]);
+    t.match(r.stdout.toString(), expect);
+  }
+  t.equal(beta.sink.messages.length, 0, 'the strict gateway delivered nothing');
+  await lenientBeta.sink.received(1);
+  const marked = lenientBeta.sink.messages[0]!.data.toString();
+  t.match(marked, /mailmesh=(neutral|fail)/, 'delivered, but not as a pass');
+  t.notMatch(marked, /mailmesh=pass/);
+  t.ok(marked.endsWith(original.toString()));
 });
