@@ -11,6 +11,8 @@ import { gatewayOptions } from '../gateway/smtp/settings.js';
 import { createGateway } from '../gateway/smtp/smtp.js';
 import { collectGatewayStats } from '../gateway/metrics.js';
 import { MailPolicy } from '../gateway/gateway.js';
+import { WebmailKeys } from '../gateway/webmail/crypto.js';
+import { Webmail } from '../gateway/webmail/webmail.js';
 import { Metrics } from '../directory/metrics.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -86,6 +88,17 @@ function hostPort(a: AddressInfo | string | null): string {
   return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
 }
 
+/** Enhanced WebMail (docs/webmail.md): its keys live in the store, sealed under the master key. */
+async function webmailFor(c: Config, directory: Directory): Promise<Webmail> {
+  const w = c.webmail;
+  const masterKey = loadMasterKey({ value: c.masterKey.value, file: c.masterKey.file, create: false });
+  const [host, port] = (w.replyServer ?? `${c.smtp.host}:${c.smtp.port}`).split(/:(?=\d+$)/);
+  return new Webmail({
+    ...w, replyServer: { host: host!, port: Number(port) }, keepSubject: c.policy.keepSubject,
+    store: directory.store, keys: await WebmailKeys.open(directory.store, masterKey), name: c.smtp.name ?? hostname(), clock: directory.clock,
+  });
+}
+
 /** `mailmesh serve`: the store, the demo domain on first start, and every enabled face. */
 export async function serve(c: Config, log: Logger): Promise<Running> {
   const directory = await openDirectory(c, { createKey: true });
@@ -122,8 +135,12 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       const stop = new Mirror(url, { directory, logger: fedLog }).start(f.mirrorIntervalSec * 1000);
       closers.push(async () => stop());
     }
+    const webmail = c.webmail.enabled ? await webmailFor(c, directory) : undefined;
     if (c.http.enabled) {
-      const http = await createHttpServer({ directory, logger: log.child({ face: 'http' }), config: c.http, federation, metrics });
+      const http = await createHttpServer({
+        directory, logger: log.child({ face: 'http' }), config: c.http, federation, metrics,
+        webmail: webmail && { handlers: webmail.handlers(), register: (app) => webmail.register(app, Math.ceil(c.smtp.maxMessageBytes * 1.4)) },
+      });
       await http.listen({ host: c.http.host, port: c.http.port });
       closers.push(() => http.close());
       running.http = http;
@@ -153,6 +170,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         extraDomains: c.smtp.ourDomains,
         metrics,
         logger: smtpLog,
+        webmail,
       });
       closers.push(async () => mail.close());
       const latency = metrics.histogram('mailmesh_next_hop_seconds', 'Next-hop latency from the end of DATA to its final reply', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);

@@ -17,7 +17,7 @@ const hostPort = (port: number) =>
   });
 
 const MODES = ['auto', 'require'] as const;
-const FALLBACKS = ['tls', 'reject'] as const;
+const FALLBACKS = ['tls', 'reject', 'webmail'] as const;
 const FORMATS = ['pgp-mime', 'smime'] as const;
 const domainPolicy = z.strictObject({
   mode: z.enum(MODES).default('auto'),
@@ -183,6 +183,23 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       /** The domain `serve` creates on first start; empty to create none. */
       domain: z.string().default('demo.mailmesh.test'),
+    })
+    .prefault({}),
+  /** Enhanced WebMail for recipients without a key (docs/webmail.md). */
+  webmail: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** Public base URL of the HTTP face; the pages are under <baseUrl>/webmail/. */
+      baseUrl: z.string().url().default('http://127.0.0.1:8080'),
+      language: z.enum(['en', 'de']).default('en'),
+      expiryDays: z.number().int().min(1).max(3650).default(30),
+      sessionSec: z.number().int().min(60).max(86400).default(900),
+      maxAttempts: z.number().int().min(1).default(5),
+      maxClientAttempts: z.number().int().min(1).default(20),
+      lockoutSec: z.number().int().min(1).default(900),
+      delayMs: z.number().int().min(0).default(1000),
+      /** host:port where secure replies go; default the gateway's own SMTP listener. */
+      replyServer: z.string().optional(),
     })
     .prefault({}),
   log: z

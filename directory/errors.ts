@@ -53,6 +53,14 @@ export const CATALOGUE = {
   TRUST_ANCHOR_UNKNOWN: { kind: 'invalid', message: 'the certificate chain does not lead to a configured trust anchor' },
   LOOKUP_UNAVAILABLE: { kind: 'unavailable', message: 'no discovery source could be reached' },
   FEDERATION_DISABLED: { kind: 'forbidden', message: 'this operation is not enabled on this directory' },
+  WEBMAIL_INVALID: { kind: 'invalid', message: 'the secure message cannot be opened (damaged, altered or not for this address)' },
+  WEBMAIL_EXPIRED: { kind: 'forbidden', message: 'the secure message has expired' },
+  WEBMAIL_SESSION: { kind: 'forbidden', message: 'the session has expired or does not belong to this message; open the message again' },
+  WEBMAIL_CSRF: { kind: 'forbidden', message: 'the form is not valid for this session; open the message again' },
+  WEBMAIL_PASSWORD: { kind: 'forbidden', message: 'wrong password' },
+  WEBMAIL_WEAK_PASSWORD: { kind: 'invalid', message: 'the password does not meet the rules' },
+  WEBMAIL_REGISTERED: { kind: 'conflict', message: 'this address is already registered' },
+  WEBMAIL_LOCKED: { kind: 'forbidden', message: 'too many wrong passwords: locked for a while' },
   INTERNAL: { kind: 'internal', message: 'internal error' },
 } as const satisfies Record<string, { kind: ErrorKind; message: string }>;
 

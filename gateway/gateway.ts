@@ -27,12 +27,15 @@ export interface MailPolicyOptions {
   metrics?: Metrics;
   logger?: { warn(o: object, m?: string): void; info(o: object, m?: string): void };
   clock?: () => Date;
+  /** Builds the Enhanced WebMail message for `fallback: webmail` (gateway/webmail/webmail.ts Webmail). */
+  webmail?: { buildMail(original: Buffer, from: string, recipient: string): Promise<Buffer> };
 }
 
 /** What one outbound recipient domain gets. */
 type Plan =
   | { kind: 'encrypt'; format: TunnelFormat; sender: Domain; peer: Discovered }
   | { kind: 'plain'; reason: string }
+  | { kind: 'webmail' }
   | { kind: 'refuse'; reply: Reply };
 
 const r = (code: number, text: string): Reply => ({ code, lines: [text] });
@@ -112,15 +115,21 @@ export class MailPolicy {
     if (pol.mode === 'require' || pol.fallback === 'reject') {
       return { kind: 'refuse', reply: r(550, `5.7.1 Encryption to ${domain} is required and not possible: ${why}`) };
     }
+    if (pol.fallback === 'webmail') {
+      // A configuration fault, not the message's: the upstream keeps it and retries.
+      return this.#o.webmail ? { kind: 'webmail' } : { kind: 'refuse', reply: r(451, '4.3.5 WebMail fallback is not configured') };
+    }
     return { kind: 'plain', reason: why };
   }
 
   /** GatewayOptions.recipientPolicy: refuse at RCPT time what cannot go, keep one encryption target per transaction. */
-  readonly recipientPolicy = async (domain: Domain, direction: Direction, from: string): Promise<RecipientDecision> => {
+  readonly recipientPolicy = async (domain: Domain, direction: Direction, from: string, to: string): Promise<RecipientDecision> => {
     if (direction === 'inbound') return {};
     const plan = await this.#plan(domain, from);
     if (plan.kind === 'refuse') return { refuse: plan.reply };
     if (plan.kind === 'encrypt') return { tag: `encrypt:${plan.format}:${domain}` };
+    // One WebMail message is sealed for one address: one recipient per transaction.
+    if (plan.kind === 'webmail') return { tag: `webmail:${to.toLowerCase()}` };
     return { tag: 'tls', tls: 'encrypt' };
   };
 
@@ -140,6 +149,10 @@ export class MailPolicy {
     const plan = await this.#plan(domain, env.from);
     if (plan.kind === 'refuse') throw new MessageRefused(plan.reply);
     const header = message.subarray(0, headerEnd(message)).toString('latin1');
+    if (plan.kind === 'webmail') {
+      this.#results?.inc({ direction: 'outbound', format: 'webmail', result: 'webmail' });
+      return this.#o.webmail!.buildMail(message, env.from, env.to[0]!);
+    }
     if (plan.kind === 'plain') {
       if (triggered(header, this.#o.policy.trigger)) {
         throw new MessageRefused(r(554, `5.7.1 The message asks for encryption, but ${plan.reason}`));

@@ -3,10 +3,11 @@ import type { TunnelFormat } from '../directory/record.js';
 /**
  * Routing policy per destination domain (DESIGN.md "The queue-less gateway"):
  * `auto` encrypts when a key is found, `require` refuses mail it cannot encrypt; without a key
- * the fallback decides: `tls` sends it unencrypted over a TLS-required next hop, `reject` refuses it.
+ * the fallback decides: `tls` sends it unencrypted over a TLS-required next hop, `reject` refuses it,
+ * `webmail` sends the recipient an Enhanced WebMail message (gateway/webmail/).
  */
 export type PolicyMode = 'auto' | 'require';
-export type Fallback = 'tls' | 'reject';
+export type Fallback = 'tls' | 'reject' | 'webmail';
 
 export interface DomainPolicy {
   mode: PolicyMode;

@@ -69,6 +69,8 @@ export async function run(
       if (r.code !== 0 && !opts.allowFail) reject(new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}`));
       else resolve(r);
     });
+    // A client that exits without reading its input closes the pipe: EPIPE then is no error of ours; its exit code tells.
+    p.stdin.on('error', () => {});
     p.stdin.end(opts.input ?? '');
   });
 }

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import type { Directory } from '../directory.js';
 import { parseDomain } from '../domain.js';
@@ -9,7 +9,7 @@ import { pemToDer } from '../smime.js';
 import { negotiate } from './accept.js';
 import { keyServerHandlers } from './keyserver.js';
 import { PublishedKeys } from './keys.js';
-import { loadOpenApi, registerOperations } from './openapi.js';
+import { loadOpenApi, operations, registerOperations } from './openapi.js';
 import { tlsMaterial, type TlsConfig } from './tls.js';
 
 /** The edge mapping from error kinds to HTTP status codes (RFC 9110 §15). */
@@ -56,6 +56,23 @@ export interface HttpOptions {
   config?: HttpConfig;
   /** Served at /metrics (Prometheus text format); without it, /metrics shows only the directory's own figures. */
   metrics?: Metrics;
+  /** The WebMail pages (gateway/webmail, wired by cli/app.ts); without them those operations answer NOT_FOUND. */
+  webmail?: WebmailHandlers;
+}
+
+/** Handlers of the operations tagged `webmail` in openapi.yaml, and a hook to add their body parser. */
+export interface WebmailHandlers {
+  handlers: Record<string, RouteHandlerMethod>;
+  register(app: FastifyInstance): void;
+}
+
+/** Every `webmail` operation gets its handler, or one that says WebMail is off. */
+function webmailOperations(w: WebmailHandlers | undefined): Record<string, RouteHandlerMethod> {
+  const off: RouteHandlerMethod = async () => {
+    throw new MailmeshError('NOT_FOUND', 'WebMail is not enabled');
+  };
+  const ids = [...operations(loadOpenApi())].filter((o) => (o.op as { tags?: string[] }).tags?.includes('webmail')).map((o) => o.op.operationId);
+  return Object.fromEntries(ids.map((id) => [id, w?.handlers[id] ?? off]));
 }
 
 export const BODY_LIMIT = 256 * 1024;
@@ -105,6 +122,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     });
   }
 
+  opts.webmail?.register(app);
   const keys = new PublishedKeys(directory);
   const domainParam = (req: FastifyRequest) => (req.params as { domain: string }).domain;
 
@@ -162,6 +180,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     },
 
     ...keyServerHandlers(directory, keys),
+    ...webmailOperations(opts.webmail),
 
     async joinDomain(req, reply) {
       if (!opts.federation) throw new MailmeshError('FEDERATION_DISABLED', 'join');

@@ -1,6 +1,6 @@
 import type { Domain } from '../domain.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
-import { assertSerial, decodeRecord, encodeDraft, type PutOptions, type Store } from './store.js';
+import { assertSerial, decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store } from './store.js';
 
 /** For tests and throw-away runs: everything in this process, gone when it ends. */
 export class MemoryStore implements Store {
@@ -8,6 +8,7 @@ export class MemoryStore implements Store {
   #records = new Map<Domain, { json: string; serial: number; status: string }>();
   #secrets = new Map<Domain, Buffer>();
   #meta = new Map<string, string>();
+  #kv = new Map<string, { value: string; expires: number }>();
   #serial = 0;
 
   async getRecord(domain: Domain): Promise<DomainRecord | undefined> {
@@ -49,6 +50,22 @@ export class MemoryStore implements Store {
   async setMetaIfAbsent(name: string, value: string): Promise<string> {
     if (!this.#meta.has(name)) this.#meta.set(name, value);
     return this.#meta.get(name)!;
+  }
+
+  async kvGet(key: string): Promise<string | undefined> {
+    const e = this.#kv.get(key);
+    if (e && e.expires <= Date.now()) this.#kv.delete(key);
+    return e && e.expires > Date.now() ? e.value : undefined;
+  }
+
+  async kvPut(key: string, value: string, opts: KvPutOptions = {}): Promise<boolean> {
+    if (opts.ifAbsent && (await this.kvGet(key)) !== undefined) return false;
+    this.#kv.set(key, { value, expires: opts.ttlSec ? Date.now() + opts.ttlSec * 1000 : Infinity });
+    return true;
+  }
+
+  async kvDelete(key: string): Promise<void> {
+    this.#kv.delete(key);
   }
 
   async ping(): Promise<void> {}

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type { Domain } from '../domain.js';
 import { MailmeshError } from '../errors.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
-import { decodeRecord, encodeDraft, type PutOptions, type Store } from './store.js';
+import { decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store } from './store.js';
 
 /**
  * One atomic write: compare-and-set on the record's serial, take the next store-wide
@@ -120,6 +120,24 @@ export class RedisStore implements Store {
 
   async getMeta(name: string): Promise<string | undefined> {
     return (await this.#run(() => this.#r.get(this.#k('meta', name)))) ?? undefined;
+  }
+
+  async kvGet(key: string): Promise<string | undefined> {
+    return (await this.#run(() => this.#r.get(this.#k('kv', key)))) ?? undefined;
+  }
+
+  async kvPut(key: string, value: string, opts: KvPutOptions = {}): Promise<boolean> {
+    const k = this.#k('kv', key);
+    const ex = opts.ttlSec ? Math.ceil(opts.ttlSec) : undefined;
+    const r = await this.#run(() =>
+      ex ? (opts.ifAbsent ? this.#r.set(k, value, 'EX', ex, 'NX') : this.#r.set(k, value, 'EX', ex))
+      : opts.ifAbsent ? this.#r.set(k, value, 'NX') : this.#r.set(k, value),
+    );
+    return r === 'OK';
+  }
+
+  async kvDelete(key: string): Promise<void> {
+    await this.#run(() => this.#r.del(this.#k('kv', key)));
   }
 
   async setMetaIfAbsent(name: string, value: string): Promise<string> {

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import type { Domain } from '../domain.js';
 import { MailmeshError } from '../errors.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
-import { assertSerial, decodeRecord, encodeDraft, type PutOptions, type Store } from './store.js';
+import { assertSerial, decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS records (
@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE TABLE IF NOT EXISTS secrets (domain TEXT PRIMARY KEY, blob BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires INTEGER);
 `;
 
 /** The embedded default: one SQLite file, WAL journal, every write one transaction. */
@@ -87,6 +88,33 @@ export class SqliteStore implements Store {
   async setMetaIfAbsent(name: string, value: string): Promise<string> {
     this.#db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run(name, value);
     return (await this.getMeta(name))!;
+  }
+
+  async kvGet(key: string): Promise<string | undefined> {
+    return this.#db
+      .prepare<[string, number], { value: string }>('SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)')
+      .get(key, Date.now())?.value;
+  }
+
+  async kvPut(key: string, value: string, opts: KvPutOptions = {}): Promise<boolean> {
+    const now = Date.now();
+    const expires = opts.ttlSec ? now + opts.ttlSec * 1000 : null;
+    if (!opts.ifAbsent) {
+      this.#db.prepare('INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)').run(key, value, expires);
+      return true;
+    }
+    // An expired entry counts as absent: replace it, keep a live one.
+    const r = this.#db
+      .prepare(
+        `INSERT INTO kv (key, value, expires) VALUES (?, ?, ?)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires = excluded.expires WHERE kv.expires IS NOT NULL AND kv.expires <= ?`,
+      )
+      .run(key, value, expires, now);
+    return r.changes > 0;
+  }
+
+  async kvDelete(key: string): Promise<void> {
+    this.#db.prepare('DELETE FROM kv WHERE key = ?').run(key);
   }
 
   async ping(): Promise<void> {

@@ -12,6 +12,11 @@ export interface PutOptions {
   secrets?: Buffer | null;
 }
 
+export interface KvPutOptions {
+  ttlSec?: number;
+  ifAbsent?: boolean;
+}
+
 /**
  * Where domain records live. Every implementation passes test/directory/store/contract.ts:
  * writes are atomic, and every write takes the next value of one store-wide serial that
@@ -30,6 +35,11 @@ export interface Store {
   getMeta(name: string): Promise<string | undefined>;
   /** Sets a value only if none is set; returns the value that is set afterwards. */
   setMetaIfAbsent(name: string, value: string): Promise<string>;
+  /** A small mutable key-value space (WebMail registrations, counters, sessions); expired entries read as absent. */
+  kvGet(key: string): Promise<string | undefined>;
+  /** Sets a value (for `ttlSec` seconds if given); with `ifAbsent` only when no live value exists. Returns whether it was set. */
+  kvPut(key: string, value: string, opts?: KvPutOptions): Promise<boolean>;
+  kvDelete(key: string): Promise<void>;
   /** Throws STORE_UNAVAILABLE if the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;

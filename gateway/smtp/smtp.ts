@@ -101,7 +101,7 @@ export interface GatewayOptions {
    * RCPT time (e.g. `require` and no key); a `tag` becomes part of the route, so recipients
    * with different tags (e.g. different encryption targets) never share a transaction.
    */
-  recipientPolicy?(domain: Domain, direction: Direction, from: string): Promise<RecipientDecision> | RecipientDecision;
+  recipientPolicy?(domain: Domain, direction: Direction, from: string, to: string): Promise<RecipientDecision> | RecipientDecision;
   /** The transformation (tunnel crypto). May throw: the upstream gets 451 and keeps the message. */
   process(message: Buffer, envelope: Envelope, signal: AbortSignal): Promise<Buffer | Uint8Array>;
   /** Certificate for STARTTLS; a self-signed one for `name` is made when absent. */
@@ -371,7 +371,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     let hops: NextHop[];
     let tag = '';
     try {
-      const decision = opts.recipientPolicy ? await opts.recipientPolicy(domain, direction, tx.from) : {};
+      const decision = opts.recipientPolicy ? await opts.recipientPolicy(domain, direction, tx.from, to) : {};
       if ('refuse' in decision) return decision.refuse;
       tag = decision.tag ?? '';
       hops = (await opts.route(domain, direction)).map((h) => (decision.tls ? { ...h, tls: stricter(h.tls, decision.tls) } : h));

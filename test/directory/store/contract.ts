@@ -108,6 +108,21 @@ export function storeContract(t: Test, make: () => Promise<Store>): void {
     t.equal(await s.getMeta('x'), 'first');
   });
 
+  t.test('kv values are mutable, set-if-absent, deletable', async (t) => {
+    const s = await make();
+    t.equal(await s.kvGet('k'), undefined);
+    t.equal(await s.kvPut('k', 'one', { ifAbsent: true }), true);
+    t.equal(await s.kvPut('k', 'two', { ifAbsent: true }), false);
+    t.equal(await s.kvGet('k'), 'one');
+    t.equal(await s.kvPut('k', 'three', { ttlSec: 3600 }), true);
+    t.equal(await s.kvGet('k'), 'three');
+    await s.kvDelete('k');
+    t.equal(await s.kvGet('k'), undefined);
+    t.equal(await s.kvPut('k', 'four', { ifAbsent: true, ttlSec: 3600 }), true);
+    t.equal(await s.kvGet('k'), 'four');
+    await s.kvDelete('never-set');
+  });
+
   t.test('records round-trip unicode and large values exactly', async (t) => {
     const s = await make();
     const big = 'x'.repeat(200_000);

@@ -1,0 +1,327 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import { parseAddress } from '../../directory/domain.js';
+import { asMailmeshError, MailmeshError } from '../../directory/errors.js';
+import { httpStatus } from '../../directory/http/http.js';
+import type { Store } from '../../directory/store/store.js';
+import { SmtpClient } from '../smtp/client.js';
+import { openMessage, sealMessage, type SealedMessage, type WebmailKeys } from './crypto.js';
+import { esc, texts, type Language, type Texts } from './i18n.js';
+import { encodeWord, firstAddress, readMessage, writeMessage } from './message.js';
+import { attachmentFile, loginPage, messagePage, notePage, page, registerPage } from './pages.js';
+import { checkPassword, hashPassword, SCRYPT, verifyPassword } from './password.js';
+
+export interface WebmailSettings {
+  /** Public base URL of the HTTP server (the pages are under <baseUrl>/webmail/). */
+  baseUrl: string;
+  language: Language;
+  expiryDays: number;
+  sessionSec: number;
+  /** Wrong passwords per recipient before the lockout. */
+  maxAttempts: number;
+  /** Wrong passwords per client address before the lockout. */
+  maxClientAttempts: number;
+  lockoutSec: number;
+  /** The wait after the n-th wrong password is delayMs · 2^(n-1). */
+  delayMs: number;
+  /** Where secure replies are sent (SMTP): the gateway's own listener. */
+  replyServer: { host: string; port: number };
+  /** Keep the real Subject in the notification mail. */
+  keepSubject?: boolean;
+}
+
+export interface WebmailOptions extends WebmailSettings {
+  store: Store;
+  keys: WebmailKeys;
+  /** Our host name (EHLO, Message-IDs). */
+  name: string;
+  clock?: () => Date;
+  scrypt?: typeof SCRYPT;
+}
+
+interface Session {
+  recipient: string;
+  messageId: string;
+  csrf: string;
+  auth: boolean;
+}
+
+interface Failures {
+  n: number;
+  last: number;
+}
+
+const COOKIE = 'mailmesh_webmail';
+const FIELD_MAX = 1000;
+
+/**
+ * Enhanced WebMail (DESIGN.md): the notification mail with the sealed message, and the pages
+ * that open it. The server keeps only registrations (address → scrypt hash), failure counters
+ * and short sessions (address, message id, CSRF token) in the store's key-value space.
+ */
+export class Webmail {
+  readonly #o: WebmailOptions;
+  readonly #t: Texts;
+  readonly #clock: () => Date;
+
+  constructor(o: WebmailOptions) {
+    this.#o = o;
+    this.#t = texts(o.language);
+    this.#clock = o.clock ?? (() => new Date());
+  }
+
+  /** The WebMail message for one recipient: text and HTML notice plus `secure-message.html`. */
+  async buildMail(original: Buffer, from: string, recipient: string): Promise<Buffer> {
+    const t = this.#t;
+    const now = this.#clock();
+    const read = readMessage(original);
+    const messageId = read.messageId || `<${randomBytes(12).toString('hex')}@${this.#o.name}>`;
+    const expires = Math.floor(now.getTime() / 1000) + this.#o.expiryDays * 86400;
+    const sealed = await sealMessage(this.#o.keys, original, { recipient: normalAddress(recipient), messageId, expires });
+    const sender = firstAddress(read.from) ?? from;
+    const vars = { from: sender, to: recipient, expires: new Date(expires * 1000).toISOString().slice(0, 10) };
+    const lines = [t('mailIntro', vars), t('mailHow', vars), t('mailWarn', vars)];
+    const subject = this.#o.keepSubject && read.subject ? `${t('mailSubject', vars)}: ${read.subject}` : t('mailSubject', vars);
+    const html = page(this.#o.language, subject, lines.map((l) => `<p>${esc(l)}</p>`).join(''), 'none');
+    // RFC 5322 §3.6: From stays the original sender's; the message id is new, the original one is sealed inside.
+    const header = [
+      `From: ${encodeWord(read.from || sender)}`,
+      `To: ${recipient}`,
+      `Subject: ${encodeWord(subject)}`,
+      `Date: ${now.toUTCString().replace('GMT', '+0000')}`,
+      `Message-ID: <${randomBytes(12).toString('hex')}@${this.#o.name}>`,
+      'X-Mailmesh-Webmail: 1',
+    ];
+    const file = attachmentFile(t, this.#o.language, `${this.#o.baseUrl.replace(/\/$/, '')}/webmail/open`, sealed);
+    return writeMessage(header, [
+      [
+        { type: 'text/plain; charset=utf-8', body: lines.join('\r\n\r\n') + '\r\n' },
+        { type: 'text/html; charset=utf-8', body: html },
+      ],
+      { type: 'text/html; charset=utf-8; name="secure-message.html"', headers: ['Content-Disposition: attachment; filename="secure-message.html"'], body: file },
+    ]);
+  }
+
+  /** Accepts HTML form bodies (WHATWG URL §5.1 application/x-www-form-urlencoded) up to the message size. */
+  register(app: FastifyInstance, bodyLimit: number): void {
+    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    });
+  }
+
+  /** The handlers of the webmail operations in openapi.yaml. */
+  handlers(): Record<string, RouteHandlerMethod> {
+    return {
+      webmailOpen: this.#page(async (_req, reply, _form, sealed) => {
+        await this.#open(sealed);
+        const s: Session = { recipient: sealed.recipient, messageId: sealed.messageId, csrf: randomBytes(24).toString('base64url'), auth: false };
+        await this.#newSession(reply, s);
+        const registered = (await this.#o.store.kvGet(this.#regKey(sealed.recipient))) !== undefined;
+        return registered ? this.#send(reply, 200, loginPage(this.#t, sealed, s.csrf)) : this.#send(reply, 200, registerPage(this.#t, sealed, s.csrf));
+      }),
+
+      webmailRegister: this.#page(async (req, reply, form, sealed) => {
+        const s = await this.#session(req, form, sealed, false);
+        await this.#open(sealed);
+        const pw = form.password ?? '';
+        if (pw !== (form.password2 ?? '')) return this.#send(reply, 400, registerPage(this.#t, sealed, s.csrf, this.#t('mismatch')));
+        try {
+          checkPassword(pw, sealed.recipient);
+        } catch (e) {
+          return this.#send(reply, 400, registerPage(this.#t, sealed, s.csrf, asMailmeshError(e).publicMessage));
+        }
+        const set = await this.#o.store.kvPut(this.#regKey(sealed.recipient), JSON.stringify({ hash: await hashPassword(pw, this.#o.scrypt), at: this.#clock().toISOString() }), { ifAbsent: true });
+        if (!set) throw new MailmeshError('WEBMAIL_REGISTERED', sealed.recipient);
+        return this.#showMessage(reply, s, sealed);
+      }),
+
+      webmailLogin: this.#page(async (req, reply, form, sealed) => {
+        const s = await this.#session(req, form, sealed, false);
+        const keys = [`webmail:fail:rcpt:${sealed.recipient}`, `webmail:fail:client:${req.ip}`];
+        const limits = [this.#o.maxAttempts, this.#o.maxClientAttempts];
+        await this.#checkFailures(keys, limits);
+        await this.#open(sealed);
+        const reg = await this.#o.store.kvGet(this.#regKey(sealed.recipient));
+        const ok = reg !== undefined && (await verifyPassword(form.password ?? '', (JSON.parse(reg) as { hash: string }).hash));
+        if (!ok) {
+          await this.#fail(keys);
+          return this.#send(reply, 403, loginPage(this.#t, sealed, s.csrf, new MailmeshError('WEBMAIL_PASSWORD').publicMessage));
+        }
+        await this.#o.store.kvDelete(keys[0]!);
+        return this.#showMessage(reply, s, sealed);
+      }),
+
+      webmailAttachment: this.#page(async (req, reply, form, sealed) => {
+        await this.#session(req, form, sealed, true);
+        const m = readMessage(await this.#open(sealed));
+        const a = m.attachments[Number(form.index)];
+        if (!/^\d{1,4}$/.test(form.index ?? '') || !a) throw new MailmeshError('BAD_REQUEST', 'no such attachment');
+        // RFC 6266 §4.3: filename* carries the UTF-8 name.
+        return reply
+          .code(200)
+          .header('content-disposition', `attachment; filename="${a.name.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(a.name)}`)
+          .header('cache-control', 'no-store')
+          .header('x-content-type-options', 'nosniff')
+          .type('application/octet-stream')
+          .send(a.data);
+      }),
+
+      webmailReply: this.#page(async (req, reply, form, sealed) => {
+        await this.#session(req, form, sealed, true);
+        const m = readMessage(await this.#open(sealed));
+        const to = firstAddress(m.from);
+        if (!to) throw new MailmeshError('WEBMAIL_INVALID', 'the message has no sender address');
+        const text = (form.text ?? '').slice(0, 100_000);
+        await this.#sendReply(sealed.recipient, to, m.subject, sealed.messageId, text);
+        return this.#send(reply, 200, notePage(this.#t('reply'), this.#t('replySent', { to }), true));
+      }),
+
+    };
+  }
+
+  /** Forgets a recipient's password and failure counter (for `mailmesh webmail reset`). */
+  async resetRegistration(address: string): Promise<boolean> {
+    const a = normalAddress(address);
+    const existed = (await this.#o.store.kvGet(this.#regKey(a))) !== undefined;
+    await this.#o.store.kvDelete(this.#regKey(a));
+    await this.#o.store.kvDelete(`webmail:fail:rcpt:${a}`);
+    return existed;
+  }
+
+  #regKey(address: string): string {
+    return `webmail:reg:${address}`;
+  }
+
+  /** Wraps a page handler: parses the form, renders every refusal as a page with its code. */
+  #page(f: (req: FastifyRequest, reply: FastifyReply, form: Record<string, string>, sealed: SealedMessage) => Promise<FastifyReply>): RouteHandlerMethod {
+    return async (req, reply) => {
+      try {
+        const form = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, string>;
+        return await f(req, reply, form, sealedFrom(form));
+      } catch (e) {
+        const err = asMailmeshError(e);
+        if (err.kind === 'internal') req.log.error({ err: e }, 'webmail failed');
+        return this.#send(reply, httpStatus(err), notePage(this.#t('errorTitle'), err.publicMessage, false, err.code));
+      }
+    };
+  }
+
+  #send(reply: FastifyReply, code: number, body: string): FastifyReply {
+    const nonce = randomBytes(16).toString('base64');
+    return reply
+      .code(code)
+      .header('content-security-policy', `default-src 'none'; style-src 'nonce-${nonce}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`)
+      .header('x-content-type-options', 'nosniff')
+      .header('referrer-policy', 'no-referrer')
+      .header('cache-control', 'no-store')
+      .type('text/html; charset=utf-8')
+      .send(page(this.#o.language, 'mailmesh', body, nonce));
+  }
+
+  async #open(sealed: SealedMessage): Promise<Buffer> {
+    return openMessage(this.#o.keys, sealed, this.#clock());
+  }
+
+  /** RFC 6265 §4.1: a host-only, HttpOnly, SameSite=Strict cookie for the /webmail/ path. */
+  async #newSession(reply: FastifyReply, s: Session): Promise<void> {
+    const id = randomBytes(24).toString('base64url');
+    await this.#o.store.kvPut(`webmail:session:${id}`, JSON.stringify(s), { ttlSec: this.#o.sessionSec });
+    const secure = this.#o.baseUrl.startsWith('https:') ? '; Secure' : '';
+    reply.header('set-cookie', `${COOKIE}=${id}; Path=/webmail/; HttpOnly; SameSite=Strict; Max-Age=${this.#o.sessionSec}${secure}`);
+    reply.header('x-webmail-session', 'new');
+  }
+
+  /** The session of the cookie, bound to this message, with the form's CSRF token. */
+  async #session(req: FastifyRequest, form: Record<string, string>, sealed: SealedMessage, auth: boolean): Promise<Session> {
+    const id = new RegExp(`(?:^|;\\s*)${COOKIE}=([A-Za-z0-9_-]{1,64})`).exec(req.headers.cookie ?? '')?.[1];
+    const raw = id ? await this.#o.store.kvGet(`webmail:session:${id}`) : undefined;
+    if (!raw) throw new MailmeshError('WEBMAIL_SESSION', 'no session');
+    const s = JSON.parse(raw) as Session;
+    if (!safeEqual(form.csrf ?? '', s.csrf)) throw new MailmeshError('WEBMAIL_CSRF', 'csrf token');
+    if (s.recipient !== sealed.recipient || s.messageId !== sealed.messageId) throw new MailmeshError('WEBMAIL_SESSION', 'another message');
+    if (auth && !s.auth) throw new MailmeshError('WEBMAIL_SESSION', 'not signed in');
+    return s;
+  }
+
+  /** After the password: a new session id (no fixation), then the message. */
+  async #showMessage(reply: FastifyReply, s: Session, sealed: SealedMessage): Promise<FastifyReply> {
+    const plain = await this.#open(sealed);
+    const next: Session = { ...s, auth: true, csrf: randomBytes(24).toString('base64url') };
+    await this.#newSession(reply, next);
+    return this.#send(reply, 200, messagePage(this.#t, sealed, next.csrf, readMessage(plain)));
+  }
+
+  /** Lockout after the limit; before it, a wait that doubles with every failure. */
+  async #checkFailures(keys: string[], limits: number[]): Promise<void> {
+    const now = this.#clock().getTime();
+    for (const [i, key] of keys.entries()) {
+      const raw = await this.#o.store.kvGet(key);
+      if (!raw) continue;
+      const f = JSON.parse(raw) as Failures;
+      if (f.n >= limits[i]! && now < f.last + this.#o.lockoutSec * 1000) throw new MailmeshError('WEBMAIL_LOCKED', key);
+      if (f.n < limits[i]! && now < f.last + this.#o.delayMs * 2 ** (f.n - 1)) throw new MailmeshError('RATE_LIMITED', `${key}: wait`);
+    }
+  }
+
+  async #fail(keys: string[]): Promise<void> {
+    const now = this.#clock().getTime();
+    for (const key of keys) {
+      const raw = await this.#o.store.kvGet(key);
+      const f: Failures = raw ? (JSON.parse(raw) as Failures) : { n: 0, last: 0 };
+      await this.#o.store.kvPut(key, JSON.stringify({ n: f.n + 1, last: now }), { ttlSec: this.#o.lockoutSec });
+    }
+  }
+
+  /** The secure reply: a plain RFC 5322 message from the recipient to the sender, through the gateway. */
+  async #sendReply(from: string, to: string, subject: string, inReplyTo: string, text: string): Promise<void> {
+    const header = [
+      `From: ${from}`,
+      `To: ${to}`,
+      `Subject: ${encodeWord(/^re:/i.test(subject) ? subject : `Re: ${subject}`)}`,
+      `Date: ${this.#clock().toUTCString().replace('GMT', '+0000')}`,
+      `Message-ID: <${randomBytes(12).toString('hex')}@${this.#o.name}>`,
+      // RFC 5322 §3.6.4: the reply names the message it answers.
+      `In-Reply-To: ${inReplyTo}`,
+      `References: ${inReplyTo}`,
+      'X-Mailmesh-Webmail-Reply: 1',
+    ];
+    const message = writeMessage(header, [{ type: 'text/plain; charset=utf-8', body: text.replace(/\r?\n/g, '\r\n') }]);
+    const c = await SmtpClient.connect({ ...this.#o.replyServer, helo: this.#o.name, tls: 'may' });
+    try {
+      for (const step of [() => c.mail(from), () => c.rcpt(to), () => c.data(message)]) {
+        const r = await step();
+        if (r.code >= 400) throw new MailmeshError('NEXT_HOP_REFUSED', r.lines.join(' '));
+      }
+      await c.quit();
+    } finally {
+      c.close();
+    }
+  }
+}
+
+/** An address as WebMail keys it: the local part lower-cased (one registration per mailbox in practice), the domain normalised. */
+export function normalAddress(s: string): string {
+  const a = parseAddress(s);
+  return `${a.local.toLowerCase()}@${a.domain}`;
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** The sealed message from the form fields; shape errors are WEBMAIL_INVALID. */
+export function sealedFrom(form: Record<string, string>): SealedMessage {
+  const { recipient, messageId, expires, data } = form;
+  if (!recipient || !messageId || !expires || !data || recipient.length > FIELD_MAX || messageId.length > FIELD_MAX || !/^\d{1,12}$/.test(expires) || !/^[A-Za-z0-9+/]+={0,2}$/.test(data)) {
+    throw new MailmeshError('WEBMAIL_INVALID', 'missing or malformed fields');
+  }
+  let address: string;
+  try {
+    address = normalAddress(recipient);
+  } catch {
+    throw new MailmeshError('WEBMAIL_INVALID', 'bad recipient');
+  }
+  return { recipient: address, messageId, expires: Number(expires), data };
+}

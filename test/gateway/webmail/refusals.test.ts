@@ -1,0 +1,97 @@
+import t from 'tap';
+import { sealMessage, type SealedMessage } from '../../../gateway/webmail/crypto.js';
+import { get } from '../../directory/http/helpers.js';
+import { seeded } from '../../helpers.js';
+import { webmailGateway } from './harness.js';
+
+// Plain HTTP: every forged or replayed request gets a clear page with its stable code.
+const h = await webmailGateway(t);
+const MSG = Buffer.from('From: alice@alpha.test\r\nTo: carol@outside.test\r\nSubject: s\r\nMessage-ID: <x1@alpha.test>\r\n\r\nsecret text\r\n');
+const future = () => Math.floor(h.now.date.getTime() / 1000) + 3600;
+
+async function post(path: string, fields: Record<string, string>, cookie?: string) {
+  const r = await get(`${h.base}/webmail/${path}`, {
+    method: 'POST', body: new URLSearchParams(fields).toString(),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
+  });
+  const code = /<code id="code">([A-Z_]+)<\/code>/.exec(r.text)?.[1];
+  const csrf = /name="csrf" value="([^"]+)"/.exec(r.text)?.[1];
+  const setCookie = String(r.headers['set-cookie'] ?? '').split(';')[0];
+  return { ...r, code, csrf, cookie: setCookie || cookie };
+}
+const fields = (s: SealedMessage) => ({ recipient: s.recipient, messageId: s.messageId, expires: String(s.expires), data: s.data });
+const sealed = () => sealMessage(h.keys, MSG, { recipient: 'carol@outside.test', messageId: '<x1@alpha.test>', expires: future() });
+
+t.test('a good sealed message opens the registration page with a CSP', async (t) => {
+  const r = await post('open', fields(await sealed()));
+  t.equal(r.status, 200);
+  t.match(r.text, 'Choose your password');
+  t.match(String(r.headers['content-security-policy']), "default-src 'none'");
+  t.match(r.cookie, /^mailmesh_webmail=/);
+});
+
+t.test('tampered ciphertext, another recipient, another message id, an expired message', async (t) => {
+  const s = await sealed();
+  const data = Buffer.from(s.data, 'base64');
+  data[data.length - 20]! ^= 1;
+  const tampered = await post('open', { ...fields(s), data: data.toString('base64') });
+  t.equal(tampered.status, 400);
+  t.equal(tampered.code, 'WEBMAIL_INVALID');
+  t.match(tampered.text, 'cannot be opened');
+  const other = await post('open', { ...fields(s), recipient: 'mallory@outside.test' });
+  t.equal(other.code, 'WEBMAIL_INVALID', 'a ciphertext for another recipient');
+  t.equal((await post('open', { ...fields(s), messageId: '<x2@alpha.test>' })).code, 'WEBMAIL_INVALID');
+  t.equal((await post('open', { ...fields(s), expires: String(s.expires + 1) })).code, 'WEBMAIL_INVALID', 'a prolonged expiry');
+  const old = await sealMessage(h.keys, MSG, { recipient: 'carol@outside.test', messageId: '<x1@alpha.test>', expires: Math.floor(h.now.date.getTime() / 1000) - 1 });
+  const expired = await post('open', fields(old));
+  t.equal(expired.status, 403);
+  t.equal(expired.code, 'WEBMAIL_EXPIRED');
+  t.equal((await post('open', {})).code, 'WEBMAIL_INVALID', 'no fields');
+});
+
+t.test('CSRF: a post without the session token, or with another session, is refused', async (t) => {
+  const s = fields(await sealed());
+  const opened = await post('open', s);
+  const pw = { password: 'Correct horse 42', password2: 'Correct horse 42' };
+  const noToken = await post('register', { ...s, ...pw }, opened.cookie);
+  t.equal(noToken.code, 'WEBMAIL_CSRF');
+  t.equal(noToken.status, 403);
+  t.equal((await post('register', { ...s, ...pw, csrf: 'forged' }, opened.cookie)).code, 'WEBMAIL_CSRF');
+  t.equal((await post('register', { ...s, ...pw, csrf: opened.csrf! })).code, 'WEBMAIL_SESSION', 'the token without the cookie');
+  const second = await post('open', s);
+  t.equal((await post('register', { ...s, ...pw, csrf: second.csrf! }, opened.cookie)).code, 'WEBMAIL_CSRF', "another session's token");
+  t.equal((await post('reply', { ...s, text: 'x', csrf: opened.csrf! }, opened.cookie)).code, 'WEBMAIL_SESSION', 'a reply before the password');
+});
+
+t.test('a replayed registration is refused; the password page follows', async (t) => {
+  const s = fields(await sealed());
+  const opened = await post('open', s);
+  const reg = { ...s, password: 'Correct horse 42', password2: 'Correct horse 42', csrf: opened.csrf! };
+  const first = await post('register', reg, opened.cookie);
+  t.equal(first.status, 200);
+  t.match(first.text, 'secret text');
+  const replay = await post('register', { ...reg, password: 'Attacker pass 99', password2: 'Attacker pass 99' }, opened.cookie);
+  t.equal(replay.status, 409);
+  t.equal(replay.code, 'WEBMAIL_REGISTERED');
+  const again = await post('open', s);
+  const replay2 = await post('register', { ...reg, password: 'Attacker pass 99', password2: 'Attacker pass 99', csrf: again.csrf! }, again.cookie);
+  t.equal(replay2.code, 'WEBMAIL_REGISTERED', 'a new session cannot register again either');
+  t.match(again.text, 'Enter your password');
+  t.equal((await post('login', { ...s, password: 'Attacker pass 99', csrf: again.csrf! }, again.cookie)).status, 403);
+  const ok = await post('login', { ...s, password: 'Correct horse 42', csrf: again.csrf! }, again.cookie);
+  t.match(ok.text, 'secret text', 'the first password still works');
+});
+
+t.test('fuzz: random form fields never crash the pages', async (t) => {
+  const rnd = seeded(7);
+  const s = fields(await sealed());
+  const keys = Object.keys(s) as (keyof typeof s)[];
+  for (let i = 0; i < 60; i++) {
+    const f: Record<string, string> = { ...s };
+    const k = keys[Math.floor(rnd() * keys.length)]!;
+    const chars = Array.from({ length: Math.floor(rnd() * 40) }, () => String.fromCharCode(Math.floor(rnd() * 128)));
+    f[k] = rnd() < 0.5 ? chars.join('') : f[k]!.slice(0, Math.floor(rnd() * f[k]!.length)) + chars.join('');
+    const r = await post('open', f);
+    t.ok([200, 400, 403].includes(r.status) && (r.status === 200 || r.code), `fuzz ${i}: ${r.status} ${r.code}`);
+  }
+});
