@@ -32,8 +32,8 @@ export const ConfigSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data'),
   store: z
     .strictObject({
-      /** sqlite:<path> | redis://[user:pass@]host:port[/db] | memory: — default sqlite:<dataDir>/mailmesh.db */
-      url: z.string().regex(/^(sqlite:.+|rediss?:\/\/.+|memory:)$/, 'use sqlite:<path>, redis://host:port or memory:').optional(),
+      /** sqlite:<path> | redis://[user:pass@]host:port[/db] | redis-sentinel://host:port[,…]/<master>[?db=N] | redis-cluster://host:port[,…] | memory: — default sqlite:<dataDir>/mailmesh.db */
+      url: z.string().regex(/^(sqlite:.+|(rediss?|redis-sentinel|redis-cluster):\/\/.+|memory:)$/, 'use sqlite:<path>, redis://host:port, redis-sentinel://host:port/<master>, redis-cluster://host:port or memory:').optional(),
       /** Prefix of every Redis key; keep the {hash tag} for Redis Cluster. */
       redisPrefix: z.string().min(1).default('mailmesh:{dir}:'),
     })

@@ -23,13 +23,16 @@ export type Lookup = { domain: string } | { address: string } | { fingerprint: s
 
 /**
  * The directory: domain records and their keys, over any Store. Faces call `lookup` and
- * render the result; they never touch the store. Emits 'change' (DomainRecord) after writes.
+ * render the result; they never touch the store. Emits 'change' (DomainRecord) after writes:
+ * its own, and on a shared store (Store.subscribe) those of other nodes too.
  */
 export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
   readonly store: Store;
   readonly #sealer: Sealer;
   readonly #opts: DirectoryOptions;
   readonly clock: () => Date;
+  /** Following other nodes' writes: every serial up to `synced` has been emitted; `own` holds this node's later ones. */
+  readonly #follow = { on: false, synced: 0, own: new Set<number>(), dirty: false, running: null as Promise<void> | null };
 
   private constructor(store: Store, sealer: Sealer, opts: DirectoryOptions) {
     super();
@@ -54,7 +57,45 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     } catch {
       throw new MailmeshError('MASTER_KEY_MISMATCH');
     }
-    return new Directory(store, sealer, opts);
+    const d = new Directory(store, sealer, opts);
+    if (store.subscribe) {
+      d.#follow.synced = await store.serial();
+      d.#follow.on = true;
+      await store.subscribe(() => d.#catchUp());
+    }
+    return d;
+  }
+
+  #changed(record: DomainRecord): void {
+    if (this.#follow.on) this.#follow.own.add(record.serial);
+    this.emit('change', record);
+  }
+
+  /**
+   * Another node wrote (or notices were lost): emit 'change' for every record written since the
+   * last catch-up that this node did not write itself. Reading by serial rather than trusting
+   * the notice's content means a lost notice is made up by the next one. Runs one at a time;
+   * a failure (store unreachable) leaves `synced` where it was for the next attempt.
+   */
+  #catchUp(): void {
+    const f = this.#follow;
+    f.dirty = true;
+    f.running ??= (async () => {
+      try {
+        while (f.dirty) {
+          f.dirty = false;
+          for (let page = await this.store.listSince(f.synced, 500); page.length; page = await this.store.listSince(f.synced, 500)) {
+            for (const r of page) if (!f.own.delete(r.serial)) this.emit('change', r);
+            f.synced = page[page.length - 1]!.serial;
+          }
+          for (const s of f.own) if (s <= f.synced) f.own.delete(s);
+        }
+      } catch {
+        // The store is down: the reconnect notice (Store.subscribe) brings the next attempt.
+      } finally {
+        f.running = null;
+      }
+    })();
   }
 
   /** Creates a member domain with freshly generated keys; refuses an existing one. */
@@ -83,7 +124,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
       },
       { ifSerial: existing ? existing.serial : null, secrets: this.#sealer.seal(Buffer.from(JSON.stringify(secrets)), secretsContext(domain)) },
     );
-    this.emit('change', record);
+    this.#changed(record);
     return record;
   }
 
@@ -144,7 +185,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     if (!current) throw new MailmeshError('DOMAIN_NOT_FOUND', parseDomain(input));
     const now = this.clock().toISOString();
     const record = await this.store.putRecord({ ...tombstone(current), updated: now }, { ifSerial: current.serial, secrets: null });
-    this.emit('change', record);
+    this.#changed(record);
     return record;
   }
 
@@ -154,7 +195,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
    */
   async putRecord(draft: RecordDraft, ifSerial?: number | null): Promise<DomainRecord> {
     const record = await this.store.putRecord(draft, { ifSerial });
-    this.emit('change', record);
+    this.#changed(record);
     return record;
   }
 

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Domain } from '../domain.js';
 import { MailmeshError } from '../errors.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
@@ -6,7 +6,8 @@ import { decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Sto
 
 /**
  * One atomic write: compare-and-set on the record's serial, take the next store-wide
- * serial, write record, index and secrets. KEYS: record hash, serial counter, serial index, secrets.
+ * serial, write record, index and secrets, and announce `<serial> <domain>` on the changes
+ * channel (ARGV[8]) for the other nodes. KEYS: record hash, serial counter, serial index, secrets.
  */
 const PUT = `
 local cur = redis.call('HMGET', KEYS[1], 'serial', 'status')
@@ -16,42 +17,140 @@ local n = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'json', ARGV[1], 'serial', n, 'status', ARGV[2])
 redis.call('ZADD', KEYS[3], n, ARGV[7])
 if ARGV[5] == 'set' then redis.call('SET', KEYS[4], ARGV[6]) elseif ARGV[5] == 'del' then redis.call('DEL', KEYS[4]) end
+redis.call('PUBLISH', ARGV[8], n .. ' ' .. ARGV[7])
 return n
 `;
 
-type RedisWithPut = Redis & {
+type PutCommand = {
   mmPut(k1: string, k2: string, k3: string, k4: string, ...args: (string | Buffer)[]): Promise<number>;
 };
+type Client = (Redis | Cluster) & PutCommand;
+
+/** Where a store URL points: one server, a Sentinel-watched master, or a Redis Cluster. */
+export type RedisTarget =
+  | { mode: 'standalone'; url: string }
+  | { mode: 'sentinel'; nodes: { host: string; port: number }[]; master: string; db: number; username?: string; password?: string }
+  | { mode: 'cluster'; nodes: { host: string; port: number }[]; username?: string; password?: string };
 
 /**
- * The shared store of a gateway cluster. Every key starts with the prefix, which carries a
- * hash tag (`{…}`) so that the keys of one directory share a Redis Cluster slot.
+ * Parses a Redis store URL: `redis://…` / `rediss://…` (standalone, as ioredis reads it),
+ * `redis-sentinel://[user:pass@]host:port[,host:port…]/<masterName>[?db=N]` and
+ * `redis-cluster://[user:pass@]host:port[,host:port…]`. The credentials are the data
+ * nodes'; bad input is CONFIG_INVALID.
+ */
+export function parseRedisUrl(url: string): RedisTarget {
+  if (/^rediss?:\/\/./.test(url)) return { mode: 'standalone', url };
+  const bad = (why: string) => new MailmeshError('CONFIG_INVALID', `store.url: ${why} in ${JSON.stringify(url.replace(/\/\/[^@/]*@/, '//********@'))}`);
+  const m = /^redis-(sentinel|cluster):\/\/(?:([^@/]*)@)?([^/?#@]+)(?:\/([^/?#]*))?(?:\?([^#]*))?$/.exec(url);
+  if (!m) throw bad('expected redis://, rediss://, redis-sentinel://host:port[,…]/<master> or redis-cluster://host:port[,…]');
+  const [, mode, auth, hosts, path = '', query = ''] = m;
+  const nodes = hosts!.split(',').map((h) => {
+    const hp = /^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/.exec(h);
+    const port = Number(hp?.[2]);
+    if (!hp || port < 1 || port > 65535) throw bad(`bad host:port ${JSON.stringify(h)}`);
+    return { host: hp[1]!.replace(/^\[|\]$/g, ''), port };
+  });
+  let username: string | undefined;
+  let password: string | undefined;
+  if (auth !== undefined) {
+    const colon = auth.indexOf(':');
+    try {
+      username = decodeURIComponent(colon < 0 ? auth : auth.slice(0, colon)) || undefined;
+      password = colon < 0 ? undefined : decodeURIComponent(auth.slice(colon + 1));
+    } catch {
+      throw bad('bad percent-encoding in the credentials');
+    }
+  }
+  const params = new URLSearchParams(query);
+  if (mode === 'cluster') {
+    if (path || query) throw bad('a cluster URL has no path or query (Redis Cluster has only db 0)');
+    return { mode: 'cluster', nodes, username, password };
+  }
+  const master = path && /^[A-Za-z0-9._-]+$/.test(path) ? path : undefined;
+  if (!master) throw bad('a sentinel URL names the master: redis-sentinel://host:port/<masterName>');
+  const unknown = [...params.keys()].filter((k) => k !== 'db');
+  if (unknown.length) throw bad(`unknown parameter ${unknown[0]}`);
+  const db = params.get('db') ?? '0';
+  if (!/^\d{1,2}$/.test(db)) throw bad(`bad db ${JSON.stringify(db)}`);
+  return { mode: 'sentinel', nodes, master, db: Number(db), username, password };
+}
+
+function newClient(target: RedisTarget, connectTimeoutMs: number): Redis | Cluster {
+  const common: RedisOptions = {
+    lazyConnect: true,
+    connectTimeout: connectTimeoutMs,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: true,
+    retryStrategy: (n) => Math.min(n * 200, 2000),
+  };
+  switch (target.mode) {
+    case 'standalone':
+      return new Redis(target.url, common);
+    case 'sentinel':
+      return new Redis({
+        ...common,
+        sentinels: target.nodes,
+        name: target.master,
+        db: target.db,
+        username: target.username,
+        password: target.password,
+        sentinelRetryStrategy: (n) => Math.min(n * 200, 2000),
+      });
+    case 'cluster': {
+      const opts: ClusterOptions = {
+        lazyConnect: true,
+        enableOfflineQueue: true,
+        clusterRetryStrategy: (n) => Math.min(n * 200, 2000),
+        redisOptions: { connectTimeout: connectTimeoutMs, maxRetriesPerRequest: 1, username: target.username, password: target.password },
+      };
+      return new Cluster(target.nodes, opts);
+    }
+  }
+}
+
+/**
+ * The shared store of a gateway cluster, on a standalone Redis, a Sentinel-watched master or
+ * a Redis Cluster (parseRedisUrl). Every key starts with the prefix, which carries a hash tag
+ * (`{…}`) so that the keys of one directory share a Redis Cluster slot: the write script
+ * touches several keys, and Redis Cluster runs a script only on keys of one slot.
  */
 export class RedisStore implements Store {
   readonly kind = 'redis' as const;
-  readonly #r: RedisWithPut;
+  readonly #r: Client;
   readonly #p: string;
+  readonly #connectTimeoutMs: number;
+  #sub: Redis | Cluster | undefined;
 
   constructor(url: string, opts: { prefix: string; connectTimeoutMs?: number }) {
     this.#p = opts.prefix;
-    this.#r = new Redis(url, {
-      lazyConnect: true,
-      connectTimeout: opts.connectTimeoutMs ?? 2000,
-      maxRetriesPerRequest: 1,
-      enableOfflineQueue: true,
-      retryStrategy: (n) => Math.min(n * 200, 2000),
-    }) as RedisWithPut;
+    const target = parseRedisUrl(url);
+    // Redis Cluster hashes only the part between the first `{` and the next `}` (if non-empty).
+    const open = opts.prefix.indexOf('{');
+    if (target.mode === 'cluster' && (open < 0 || opts.prefix.indexOf('}', open + 1) <= open + 1)) {
+      throw new MailmeshError('CONFIG_INVALID', `store.redisPrefix ${JSON.stringify(opts.prefix)} needs a {hash tag} on a Redis Cluster`);
+    }
+    this.#connectTimeoutMs = opts.connectTimeoutMs ?? 2000;
+    this.#r = newClient(target, this.#connectTimeoutMs) as Client;
     this.#r.on('error', () => {}); // surfaced per command as STORE_UNAVAILABLE
     this.#r.defineCommand('mmPut', { numberOfKeys: 4, lua: PUT });
   }
 
+  /** Connects and pings; gives up with STORE_UNAVAILABLE after three connect timeouts (ioredis keeps retrying unreachable Sentinels). */
   async connect(): Promise<this> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no connection within the time limit')), 3 * this.#connectTimeoutMs);
+    });
     try {
-      await this.#r.connect();
-      await this.#r.ping();
+      await Promise.race([(async () => {
+        await this.#r.connect();
+        await this.#r.ping();
+      })(), deadline]);
     } catch (e) {
       this.#r.disconnect();
       throw new MailmeshError('STORE_UNAVAILABLE', `redis: ${(e as Error).message}`, { cause: e });
+    } finally {
+      clearTimeout(timer);
     }
     return this;
   }
@@ -94,6 +193,7 @@ export class RedisStore implements Store {
         secretsMode,
         opts.secrets ?? '',
         draft.domain,
+        this.#k('changes'),
       ),
     );
     return decodeRecord(json, Number(serial));
@@ -149,13 +249,42 @@ export class RedisStore implements Store {
     await this.#run(() => this.#r.ping());
   }
 
+  /**
+   * Calls `onChange` for every write committed on this store by any node (from the PUBLISH in
+   * the write script), and with no argument when the subscription was re-established after a
+   * lost connection, since what was published meanwhile is gone. Uses a second connection.
+   */
+  async subscribe(onChange: (c?: { domain: Domain; serial: number }) => void): Promise<void> {
+    const sub = (this.#sub ??= this.#r.duplicate());
+    sub.on('error', () => {});
+    const channel = this.#k('changes');
+    sub.on('message', (ch: string, msg: string) => {
+      const m = /^(\d+) (\S+)$/.exec(msg);
+      if (ch === channel && m) onChange({ serial: Number(m[1]), domain: m[2] as Domain });
+    });
+    let first = true;
+    sub.on('ready', () => {
+      if (!first) onChange();
+      first = false;
+    });
+    await this.#run(async () => {
+      await sub.subscribe(channel);
+    });
+  }
+
   async close(): Promise<void> {
+    this.#sub?.disconnect();
     this.#r.disconnect();
   }
 
-  /** For tests and `mailmesh` maintenance: removes every key under this store's prefix. */
+  /** For tests and `mailmesh` maintenance: removes every key under this store's prefix (on a Cluster, from every master). */
   async destroy(): Promise<void> {
-    const keys = await this.#run(() => this.#r.keys(this.#p.replace(/[*?[\]]/g, '\\$&') + '*'));
-    if (keys.length) await this.#run(() => this.#r.del(...keys));
+    const pattern = this.#p.replace(/[*?[\]\\]/g, '\\$&') + '*';
+    const nodes = this.#r instanceof Cluster ? this.#r.nodes('master') : [this.#r];
+    for (const node of nodes) {
+      const keys = await this.#run(() => node.keys(pattern));
+      // One hash tag, one slot: a multi-key DEL is allowed on a Cluster node too.
+      if (keys.length) await this.#run(() => node.del(...keys));
+    }
   }
 }

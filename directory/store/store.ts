@@ -40,6 +40,12 @@ export interface Store {
   /** Sets a value (for `ttlSec` seconds if given); with `ifAbsent` only when no live value exists. Returns whether it was set. */
   kvPut(key: string, value: string, opts?: KvPutOptions): Promise<boolean>;
   kvDelete(key: string): Promise<void>;
+  /**
+   * Only on stores shared between processes (Redis): calls `onChange` after every write any
+   * process commits, and with no argument when notices may have been lost (a reconnect).
+   * Resolves once subscribed; close() ends the subscription.
+   */
+  subscribe?(onChange: (c?: { domain: Domain; serial: number }) => void): Promise<void>;
   /** Throws STORE_UNAVAILABLE if the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;

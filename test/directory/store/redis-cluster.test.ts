@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import t, { type Test } from 'tap';
+import type { Domain } from '../../../directory/domain.js';
+import { RedisStore } from '../../../directory/store/redis.js';
+import { run, throwsCode } from '../../helpers.js';
+import { draft, storeContract } from './contract.js';
+import { startCluster, startSentinel } from './redis-servers.js';
+
+// Redis Cluster and Sentinel deployments this file starts itself (redis-server, redis-cli).
+const prefix = () => `mailmesh-test:{${randomBytes(6).toString('hex')}}:`;
+
+function maker(t: Test, url: string) {
+  return async () => {
+    const s = await new RedisStore(url, { prefix: prefix() }).connect();
+    t.teardown(() => s.close());
+    return s;
+  };
+}
+
+/** A second connection on the same prefix hears the first one's writes (Store.subscribe). */
+function propagates(t: Test, url: string) {
+  t.test('subscribe() hears the writes of another connection', async (t) => {
+    const p = prefix();
+    const [writer, reader] = await Promise.all([new RedisStore(url, { prefix: p }).connect(), new RedisStore(url, { prefix: p }).connect()]);
+    t.teardown(() => Promise.all([writer.close(), reader.close()]));
+    const heard: { domain: string; serial: number }[] = [];
+    let done: () => void;
+    const got = new Promise<void>((resolve) => (done = resolve));
+    await reader.subscribe((c) => {
+      if (c) heard.push(c);
+      if (heard.length === 2) done();
+    });
+    await writer.putRecord(draft('a.example'));
+    await writer.putRecord(draft('b.example'));
+    await got;
+    t.same(heard, [{ domain: 'a.example', serial: 1 }, { domain: 'b.example', serial: 2 }]);
+  });
+}
+
+t.test('on a Redis Cluster of three masters', async (t) => {
+  const { url, nodes } = await startCluster(t);
+  storeContract(t, maker(t, url));
+  propagates(t, url);
+
+  t.test('one directory lives in one slot, and destroy() finds it on its master', async (t) => {
+    const p = prefix();
+    const s = await new RedisStore(url, { prefix: p }).connect();
+    t.teardown(() => s.close());
+    await s.putRecord(draft('a.example'), { secrets: Buffer.from('k') });
+    await s.kvPut('session', 'x');
+    const perNode = await Promise.all(nodes.map(async (n) => (await run('redis-cli', ['-p', String(n.port), '--scan', '--pattern', `${p}*`])).stdout.toString().split('\n').filter(Boolean)));
+    t.same(perNode.map((keys) => keys.length).sort(), [0, 0, 5], 'all five keys on one master');
+    await s.destroy();
+    t.equal(await s.serial(), 0);
+    t.equal(await s.getRecord('a.example' as Domain), undefined);
+    t.equal(await s.kvGet('session'), undefined);
+  });
+
+  t.test('a prefix without a hash tag is refused', async (t) => {
+    throwsCode(t, () => new RedisStore(url, { prefix: 'mailmesh:dir:' }), 'CONFIG_INVALID');
+    throwsCode(t, () => new RedisStore(url, { prefix: 'mailmesh:{}:' }), 'CONFIG_INVALID', 'an empty tag');
+  });
+});
+
+t.test('on a master watched by a Sentinel', async (t) => {
+  const { url } = await startSentinel(t);
+  storeContract(t, maker(t, url));
+  propagates(t, url);
+});
