@@ -12,6 +12,7 @@ import { createGateway } from '../gateway/smtp/smtp.js';
 import { collectGatewayStats } from '../gateway/metrics.js';
 import { MailPolicy } from '../gateway/gateway.js';
 import { WebmailKeys } from '../gateway/webmail/crypto.js';
+import { domainKeyOf } from '../gateway/webmail/receipt.js';
 import { Webmail } from '../gateway/webmail/webmail.js';
 import { Metrics } from '../directory/metrics.js';
 import { hostname } from 'node:os';
@@ -94,8 +95,8 @@ async function webmailFor(c: Config, directory: Directory): Promise<Webmail> {
   const masterKey = loadMasterKey({ value: c.masterKey.value, file: c.masterKey.file, create: false });
   const [host, port] = (w.replyServer ?? `${c.smtp.host}:${c.smtp.port}`).split(/:(?=\d+$)/);
   return new Webmail({
-    ...w, replyServer: { host: host!, port: Number(port) }, keepSubject: c.policy.keepSubject,
-    store: directory.store, keys: await WebmailKeys.open(directory.store, masterKey), name: c.smtp.name ?? hostname(), clock: directory.clock,
+    ...w, replyServer: { host: host!, port: Number(port) }, keepSubject: c.policy.keepSubject, adminToken: c.federation.importToken,
+    receiptKey: domainKeyOf(directory), store: directory.store, keys: await WebmailKeys.open(directory.store, masterKey), name: c.smtp.name ?? hostname(), clock: directory.clock,
   });
 }
 

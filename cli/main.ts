@@ -13,6 +13,7 @@ import { joinCommand, leaveCommand, lookupText } from '../federation/commands.js
 import { importThirdParty, loadAnchors } from '../federation/importer.js';
 import { importFromLdap } from '../federation/ldapimport.js';
 import { FilePinStore } from '../federation/pins.js';
+import { resetRegistration } from '../gateway/webmail/webmail.js';
 import { discoveryFor, federationSources, openDirectory, serve, zoneOptions } from './app.js';
 import { loadConfig, maskedConfig, type Config } from './config.js';
 import { demo } from './demo.js';
@@ -254,6 +255,17 @@ program
       done({ text: renderDoctor(rows), exitCode: rows.some((r) => r.result === 'fail') ? 1 : 0 });
     });
   });
+
+program
+  .command('webmail')
+  .description('Enhanced WebMail (docs/webmail.md)')
+  .command('reset <address>')
+  .description('forget a recipient\'s WebMail password: the next message asks to register again')
+  .action(async (address: string) =>
+    withDirectory(async (d) => {
+      const existed = await resetRegistration(d.store, address);
+      done({ text: existed ? `${address}: registration removed` : `${address}: not registered`, exitCode: existed ? 0 : 1 });
+    }));
 
 program
   .command('config')

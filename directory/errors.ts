@@ -53,6 +53,7 @@ export const CATALOGUE = {
   TRUST_ANCHOR_UNKNOWN: { kind: 'invalid', message: 'the certificate chain does not lead to a configured trust anchor' },
   LOOKUP_UNAVAILABLE: { kind: 'unavailable', message: 'no discovery source could be reached' },
   FEDERATION_DISABLED: { kind: 'forbidden', message: 'this operation is not enabled on this directory' },
+  UNAUTHORIZED: { kind: 'forbidden', message: 'a valid bearer token is needed' },
   WEBMAIL_INVALID: { kind: 'invalid', message: 'the secure message cannot be opened (damaged, altered or not for this address)' },
   WEBMAIL_EXPIRED: { kind: 'forbidden', message: 'the secure message has expired' },
   WEBMAIL_SESSION: { kind: 'forbidden', message: 'the session has expired or does not belong to this message; open the message again' },

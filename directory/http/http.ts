@@ -21,8 +21,8 @@ const STATUS: Record<ErrorKind, number> = {
   unavailable: 503,
   internal: 500,
 };
-/** Codes with a status of their own: RFC 6585 §4 (429), RFC 9110 §15.5.14 (413). */
-const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = { RATE_LIMITED: 429, BODY_TOO_LARGE: 413 };
+/** Codes with a status of their own: RFC 6585 §4 (429), RFC 9110 §15.5.14 (413), RFC 9110 §15.5.2 (401). */
+const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = { RATE_LIMITED: 429, BODY_TOO_LARGE: 413, UNAUTHORIZED: 401 };
 
 export function httpStatus(e: MailmeshError): number {
   return STATUS_BY_CODE[e.code] ?? STATUS[e.kind];

@@ -25,6 +25,8 @@ export interface OpenApiOperation {
   parameters?: (OpenApiParameter | OpenApiRef)[];
   /** Operations that take a body (join, leave, import); the handler checks the body. */
   requestBody?: unknown;
+  /** Operations that need a bearer token (RFC 6750); their tests send one. */
+  security?: unknown[];
   responses: Record<string, OpenApiResponse | OpenApiRef>;
 }
 export interface OpenApiDocument {

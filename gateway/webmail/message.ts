@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { MailmeshError } from '../../directory/errors.js';
+import { decodeEntities } from './sanitize.js';
 import { decodeBody, encodeBase64Lines, fieldValue, makeBoundary, parseContentType, parseEntity, splitMultipart, type Entity } from '../tunnel/mime.js';
 
 /** What the message page shows of a decrypted message. */
@@ -11,6 +12,10 @@ export interface Readable {
   messageId: string;
   /** The text/plain part, or the text of the text/html part. */
   text: string;
+  /** The text/html part (unsanitised: the page sanitises it, sanitize.ts). */
+  html?: string;
+  /** The sender asked for a signed receipt (`X-Mailmesh-Registered: yes`). */
+  registered: boolean;
   attachments: { name: string; type: string; data: Buffer }[];
 }
 
@@ -45,18 +50,11 @@ export function decodeWords(value: string): string {
 
 /** HTML to readable text: no markup survives (the page shows text only). */
 export function htmlToText(html: string): string {
-  return html
+  const text = html
     .replace(/<(script|style|head)[\s\S]*?<\/\1\s*>/gi, '')
     .replace(/<br\s*\/?>|<\/(p|div|tr|li|h[1-6])\s*>/gi, '\n')
-    .replace(/<[^>]*>/g, '')
-    .replace(/&(#\d+|#x[0-9a-f]+|amp|lt|gt|quot|apos|nbsp);/gi, (m, e: string) => {
-      const k = e.toLowerCase();
-      if (k.startsWith('#x')) return String.fromCodePoint(parseInt(k.slice(2), 16) % 0x110000);
-      if (k.startsWith('#')) return String.fromCodePoint(parseInt(k.slice(1), 10) % 0x110000);
-      return ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' } as Record<string, string>)[k] ?? m;
-    })
-    .replace(/\n{3,}/g, '\n\n')
-    .trim();
+    .replace(/<[^>]*>/g, '');
+  return decodeEntities(text).replace(/\n{3,}/g, '\n\n').trim();
 }
 
 /** RFC 2183 §2.3: the file name (Content-Disposition filename, else Content-Type name). */
@@ -73,7 +71,8 @@ export function readMessage(message: Buffer): Readable {
   try {
     const top = parseEntity(message);
     const h = (n: string) => decodeWords(fieldValue(top.fields, n) ?? '');
-    const out: Readable = { from: h('from'), to: h('to'), subject: h('subject'), date: h('date'), messageId: (fieldValue(top.fields, 'message-id') ?? '').trim(), text: '', attachments: [] };
+    const out: Readable = { from: h('from'), to: h('to'), subject: h('subject'), date: h('date'), messageId: (fieldValue(top.fields, 'message-id') ?? '').trim(), text: '', attachments: [],
+      registered: /^\s*(yes|true|1)\s*$/i.test(h('x-mailmesh-registered')) };
     let html: string | undefined;
     let plain: string | undefined;
     const walk = (e: Entity, depth: number) => {
@@ -90,6 +89,7 @@ export function readMessage(message: Buffer): Readable {
     };
     walk(top, 0);
     out.text = plain ?? (html !== undefined ? htmlToText(html) : '');
+    if (html !== undefined) out.html = html;
     return out;
   } catch (e) {
     if (e instanceof MailmeshError && e.code === 'WEBMAIL_INVALID') throw e;

@@ -1,6 +1,7 @@
 import type { SealedMessage } from './crypto.js';
 import { esc, type Texts } from './i18n.js';
 import type { Readable } from './message.js';
+import { htmlFrame } from './sanitize.js';
 
 /** Server-rendered pages: no scripts, no external assets; the one style sheet carries the CSP nonce. */
 const STYLE = `body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#1d2330}
@@ -9,6 +10,7 @@ input[type=password],textarea{width:100%;box-sizing:border-box;padding:.5rem;fon
 button{padding:.5rem 1.2rem;font:inherit;background:#1f5fbf;color:#fff;border:0;border-radius:4px}
 .err{background:#fde8e8;border:1px solid #e0a0a0;padding:.6rem;border-radius:4px}
 .ok{background:#e6f4ea;border:1px solid #9ccaa6;padding:.6rem;border-radius:4px}
+iframe{width:100%;height:28rem;border:1px solid #d0d4da;border-radius:4px}
 pre{white-space:pre-wrap;background:#f6f7f9;padding:1rem;border-radius:4px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dt{font-weight:600}.hint{color:#555;font-size:.9rem}`;
 
@@ -48,7 +50,8 @@ export function messagePage(t: Texts, s: SealedMessage, csrf: string, m: Readabl
     ? `<h2>${esc(t('attachments'))}</h2>` +
       m.attachments.map((a, i) => form('attachment', s, csrf, `<input type="hidden" name="index" value="${i}">${esc(a.name)} (${a.data.length} B) <button type="submit">${esc(t('download'))}</button>`)).join('')
     : '';
-  return `<h1>${esc(m.subject)}</h1><dl>${rows}</dl><pre id="text">${esc(m.text)}</pre>${files}
+  const body = m.html !== undefined ? htmlFrame(m.html, t('subject')) : `<pre id="text">${esc(m.text)}</pre>`;
+  return `<h1>${esc(m.subject)}</h1><dl>${rows}</dl>${body}${files}
 <h2>${esc(t('reply'))}</h2>${form('reply', s, csrf, `<label for="r">${esc(t('reply'))}</label><textarea id="r" name="text" rows="8" required></textarea><button type="submit">${esc(t('send'))}</button>`)}`;
 }
 

@@ -1,4 +1,4 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { parseAddress } from '../../directory/domain.js';
 import { asMailmeshError, MailmeshError } from '../../directory/errors.js';
@@ -7,9 +7,10 @@ import type { Store } from '../../directory/store/store.js';
 import { SmtpClient } from '../smtp/client.js';
 import { openMessage, sealMessage, type SealedMessage, type WebmailKeys } from './crypto.js';
 import { esc, texts, type Language, type Texts } from './i18n.js';
-import { encodeWord, firstAddress, readMessage, writeMessage } from './message.js';
+import { encodeWord, firstAddress, readMessage, writeMessage, type Readable } from './message.js';
 import { attachmentFile, loginPage, messagePage, notePage, page, registerPage } from './pages.js';
 import { checkPassword, hashPassword, SCRYPT, verifyPassword } from './password.js';
+import { signReceipt } from './receipt.js';
 
 export interface WebmailSettings {
   /** Public base URL of the HTTP server (the pages are under <baseUrl>/webmail/). */
@@ -28,6 +29,8 @@ export interface WebmailSettings {
   replyServer: { host: string; port: number };
   /** Keep the real Subject in the notification mail. */
   keepSubject?: boolean;
+  /** Bearer token of DELETE /v1/webmail/registrations/{address}; unset: that operation is disabled. */
+  adminToken?: string;
 }
 
 export interface WebmailOptions extends WebmailSettings {
@@ -37,6 +40,8 @@ export interface WebmailOptions extends WebmailSettings {
   name: string;
   clock?: () => Date;
   scrypt?: typeof SCRYPT;
+  /** The armored private key of a sender domain, for registered-mail receipts (receipt.ts `domainKeyOf`). */
+  receiptKey?: (domain: string) => Promise<string | undefined>;
 }
 
 interface Session {
@@ -132,7 +137,7 @@ export class Webmail {
         }
         const set = await this.#o.store.kvPut(this.#regKey(sealed.recipient), JSON.stringify({ hash: await hashPassword(pw, this.#o.scrypt), at: this.#clock().toISOString() }), { ifAbsent: true });
         if (!set) throw new MailmeshError('WEBMAIL_REGISTERED', sealed.recipient);
-        return this.#showMessage(reply, s, sealed);
+        return this.#showMessage(req, reply, s, sealed);
       }),
 
       webmailLogin: this.#page(async (req, reply, form, sealed) => {
@@ -148,7 +153,7 @@ export class Webmail {
           return this.#send(reply, 403, loginPage(this.#t, sealed, s.csrf, new MailmeshError('WEBMAIL_PASSWORD').publicMessage));
         }
         await this.#o.store.kvDelete(keys[0]!);
-        return this.#showMessage(reply, s, sealed);
+        return this.#showMessage(req, reply, s, sealed);
       }),
 
       webmailAttachment: this.#page(async (req, reply, form, sealed) => {
@@ -176,20 +181,27 @@ export class Webmail {
         return this.#send(reply, 200, notePage(this.#t('reply'), this.#t('replySent', { to }), true));
       }),
 
+      // An operator API (JSON errors, not pages): RFC 6750 §2.1 bearer token, RFC 9110 §9.3.5 DELETE.
+      webmailResetRegistration: async (req, reply) => {
+        const address = normalAddress((req.params as { address: string }).address);
+        if (!this.#o.adminToken) throw new MailmeshError('FEDERATION_DISABLED', 'set federation.importToken to allow WebMail resets over HTTP');
+        if (!bearerMatches(req.headers.authorization, this.#o.adminToken)) {
+          reply.header('www-authenticate', 'Bearer realm="mailmesh"'); // RFC 6750 §3
+          throw new MailmeshError('UNAUTHORIZED', 'a valid bearer token is needed');
+        }
+        if (!(await this.resetRegistration(address))) throw new MailmeshError('NOT_FOUND', `${address} is not registered`);
+        return reply.code(204).send();
+      },
     };
   }
 
   /** Forgets a recipient's password and failure counter (for `mailmesh webmail reset`). */
   async resetRegistration(address: string): Promise<boolean> {
-    const a = normalAddress(address);
-    const existed = (await this.#o.store.kvGet(this.#regKey(a))) !== undefined;
-    await this.#o.store.kvDelete(this.#regKey(a));
-    await this.#o.store.kvDelete(`webmail:fail:rcpt:${a}`);
-    return existed;
+    return resetRegistration(this.#o.store, address);
   }
 
   #regKey(address: string): string {
-    return `webmail:reg:${address}`;
+    return regKey(address);
   }
 
   /** Wraps a page handler: parses the form, renders every refusal as a page with its code. */
@@ -244,11 +256,44 @@ export class Webmail {
   }
 
   /** After the password: a new session id (no fixation), then the message. */
-  async #showMessage(reply: FastifyReply, s: Session, sealed: SealedMessage): Promise<FastifyReply> {
-    const plain = await this.#open(sealed);
+  async #showMessage(req: FastifyRequest, reply: FastifyReply, s: Session, sealed: SealedMessage): Promise<FastifyReply> {
+    const m = readMessage(await this.#open(sealed));
     const next: Session = { ...s, auth: true, csrf: randomBytes(24).toString('base64url') };
     await this.#newSession(reply, next);
-    return this.#send(reply, 200, messagePage(this.#t, sealed, next.csrf, readMessage(plain)));
+    if (m.registered) await this.#receipt(sealed, m).catch((err: unknown) => req.log.warn({ err }, 'registered-mail receipt not sent'));
+    return this.#send(reply, 200, messagePage(this.#t, sealed, next.csrf, m));
+  }
+
+  /**
+   * Registered mail: the first opening (marked set-if-absent in the store, by a hash of recipient
+   * and message id, until the message expires) sends the sender a receipt signed with its domain
+   * key. Senders outside this directory's domains get none (there is no key to sign with).
+   */
+  async #receipt(sealed: SealedMessage, m: Readable): Promise<void> {
+    const to = firstAddress(m.from);
+    const key = to && this.#o.receiptKey ? await this.#o.receiptKey(parseAddress(to).domain) : undefined;
+    if (!to || !key) return;
+    const mark = `webmail:receipt:${createHash('sha256').update(`${sealed.recipient}\n${sealed.messageId}`).digest('hex')}`;
+    const opened = this.#clock();
+    const ttlSec = Math.max(1, sealed.expires - Math.floor(opened.getTime() / 1000));
+    if (!(await this.#o.store.kvPut(mark, opened.toISOString(), { ifAbsent: true, ttlSec }))) return;
+    try {
+      const text = await signReceipt({ messageId: sealed.messageId, recipient: sealed.recipient, opened }, key);
+      const header = [
+        `From: mailmesh <postmaster@${parseAddress(to).domain}>`,
+        `To: ${to}`,
+        `Subject: ${encodeWord(`Registered mail: opened by ${sealed.recipient}`)}`,
+        `Date: ${opened.toUTCString().replace('GMT', '+0000')}`,
+        `Message-ID: <${randomBytes(12).toString('hex')}@${this.#o.name}>`,
+        `References: ${sealed.messageId}`,
+        'X-Mailmesh-Webmail-Receipt: 1',
+      ];
+      // RFC 5321 §4.5.5: a notification goes with the null reverse-path (no bounce loops).
+      await this.#submit('', to, writeMessage(header, [{ type: 'text/plain; charset=utf-8', body: text.replace(/\r?\n/g, '\r\n') }]));
+    } catch (e) {
+      await this.#o.store.kvDelete(mark); // not sent: the next opening tries again
+      throw e;
+    }
   }
 
   /** Lockout after the limit; before it, a wait that doubles with every failure. */
@@ -285,7 +330,11 @@ export class Webmail {
       `References: ${inReplyTo}`,
       'X-Mailmesh-Webmail-Reply: 1',
     ];
-    const message = writeMessage(header, [{ type: 'text/plain; charset=utf-8', body: text.replace(/\r?\n/g, '\r\n') }]);
+    await this.#submit(from, to, writeMessage(header, [{ type: 'text/plain; charset=utf-8', body: text.replace(/\r?\n/g, '\r\n') }]));
+  }
+
+  /** One message by SMTP to the reply server (the gateway routes it). */
+  async #submit(from: string, to: string, message: Buffer): Promise<void> {
     const c = await SmtpClient.connect({ ...this.#o.replyServer, helo: this.#o.name, tls: 'may' });
     try {
       for (const step of [() => c.mail(from), () => c.rcpt(to), () => c.data(message)]) {
@@ -297,6 +346,25 @@ export class Webmail {
       c.close();
     }
   }
+}
+
+function regKey(address: string): string {
+  return `webmail:reg:${address}`;
+}
+
+/** Forgets a recipient's password and failure counter; false if the address was not registered. */
+export async function resetRegistration(store: Store, address: string): Promise<boolean> {
+  const a = normalAddress(address);
+  const existed = (await store.kvGet(regKey(a))) !== undefined;
+  await store.kvDelete(regKey(a));
+  await store.kvDelete(`webmail:fail:rcpt:${a}`);
+  return existed;
+}
+
+/** RFC 6750 §2.1: `Authorization: Bearer <token>`, compared in constant time (digests of equal length). */
+function bearerMatches(authorization: string | undefined, token: string): boolean {
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return authorization !== undefined && timingSafeEqual(digest(authorization), digest(`Bearer ${token}`));
 }
 
 /** An address as WebMail keys it: the local part lower-cased (one registration per mailbox in practice), the domain normalised. */

@@ -73,8 +73,9 @@ t.test('openapi.yaml has unique operationIds and an example for every parameter'
 });
 
 t.test('every operation answers its examples with a documented 200', async (t) => {
-  // Operations with a request body (join, leave, import) are called with bodies in test/federation/.
-  for (const { path, method, op } of all.filter((o) => !o.op.requestBody)) {
+  // Operations with a request body (join, leave, import) are called with bodies in test/federation/;
+  // those that need a bearer token (`security`) with one in their own tests (test/gateway/webmail/admin.test.ts).
+  for (const { path, method, op } of all.filter((o) => !o.op.requestBody && !o.op.security)) {
     const { url, headers } = request(path, op, example);
     const r = await get(base + url, { method: method.toUpperCase(), headers });
     const label = `${method.toUpperCase()} ${url}`;

@@ -13,13 +13,16 @@ import { MailPolicy } from '../../../gateway/gateway.js';
 import { captureSink, DEFAULT_POLICY, type CaptureSink } from '../../../gateway/loopback.js';
 import { createRouter } from '../../../gateway/smtp/route.js';
 import { createGateway } from '../../../gateway/smtp/smtp.js';
-import { WebmailKeys } from '../../../gateway/webmail/crypto.js';
+import { WebmailKeys, type SealedMessage } from '../../../gateway/webmail/crypto.js';
+import { domainKeyOf } from '../../../gateway/webmail/receipt.js';
 import { Webmail, type WebmailSettings } from '../../../gateway/webmail/webmail.js';
+import { get } from '../../directory/http/helpers.js';
 import { tempDir } from '../../helpers.js';
 
 export interface Harness {
   directory: Directory;
   dbFile: string;
+  masterKey: Buffer;
   keys: WebmailKeys;
   webmail: Webmail;
   base: string;
@@ -40,11 +43,12 @@ export async function webmailGateway(t: Test, over: Partial<WebmailSettings> = {
   const dbFile = join(dir, 'mailmesh.db');
   const store = new SqliteStore(dbFile);
   const masterKey = randomBytes(32);
-  const now = { date: new Date() };
-  const clock = () => now.date;
   const directory = await Directory.open(store, masterKey, { keys: { openpgp: 'curve25519', validDays: 365 } });
   t.teardown(() => store.close());
   await directory.addDomain('alpha.test');
+  // After the domain key exists: receipts are signed at this time, and a key cannot sign before its creation.
+  const now = { date: new Date() };
+  const clock = () => now.date;
   const dns = await createDnsServer({
     directory, zone: 'dir.alpha.test', ttl: 60, hostmaster: 'hostmaster@alpha.test', nameservers: ['ns1.dir.alpha.test'],
     nameserverAddresses: ['127.0.0.1'], authoritativeFor: ['alpha.test'], directoryUrl: 'http://127.0.0.1:1',
@@ -62,7 +66,7 @@ export async function webmailGateway(t: Test, over: Partial<WebmailSettings> = {
     baseUrl: 'http://127.0.0.1:0', language: 'en', expiryDays: 30, sessionSec: 900, maxAttempts: 3, maxClientAttempts: 20,
     lockoutSec: 900, delayMs: 0, replyServer, ...over,
   };
-  const webmail = new Webmail({ ...settings, store, keys, name: 'mx.alpha.test', clock, scrypt: { N: 1 << 14, r: 8, p: 1 } });
+  const webmail = new Webmail({ ...settings, store, keys, name: 'mx.alpha.test', clock, scrypt: { N: 1 << 14, r: 8, p: 1 }, receiptKey: domainKeyOf(directory) });
   const app = await createHttpServer({
     directory, logger: pino({ level: 'silent' }),
     webmail: { handlers: webmail.handlers(), register: (a) => webmail.register(a, 30 * 1024 * 1024) },
@@ -72,7 +76,7 @@ export async function webmailGateway(t: Test, over: Partial<WebmailSettings> = {
   const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   settings.baseUrl = base;
   // The Webmail reads baseUrl at build time: make one with the real URL.
-  const live = new Webmail({ ...settings, baseUrl: base, store, keys, name: 'mx.alpha.test', clock, scrypt: { N: 1 << 14, r: 8, p: 1 } });
+  const live = new Webmail({ ...settings, baseUrl: base, store, keys, name: 'mx.alpha.test', clock, scrypt: { N: 1 << 14, r: 8, p: 1 }, receiptKey: domainKeyOf(directory) });
 
   const discovery = new Discovery({
     sources: { resolver: stubResolver([`127.0.0.1:${dnsPort}`]), wellKnownBase: () => 'http://127.0.0.1:1', clock: () => new Date(), timeoutMs: 500 },
@@ -92,5 +96,19 @@ export async function webmailGateway(t: Test, over: Partial<WebmailSettings> = {
   t.teardown(() => gw.close());
   const smtpPort = (await gw.listen()).port;
   replyServer.port = smtpPort;
-  return { directory, dbFile, keys, webmail: live, base, smtpPort, inbox, outside, now };
+  return { directory, dbFile, masterKey, keys, webmail: live, base, smtpPort, inbox, outside, now };
 }
+
+/** A form post to a WebMail page: the refusal code, the CSRF token and the session cookie of the answer. */
+export async function post(h: Harness, path: string, fields: Record<string, string>, cookie?: string) {
+  const r = await get(`${h.base}/webmail/${path}`, {
+    method: 'POST', body: new URLSearchParams(fields).toString(),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
+  });
+  const code = /<code id="code">([A-Z_]+)<\/code>/.exec(r.text)?.[1];
+  const csrf = /name="csrf" value="([^"]+)"/.exec(r.text)?.[1];
+  const setCookie = String(r.headers['set-cookie'] ?? '').split(';')[0];
+  return { ...r, code, csrf, cookie: setCookie || cookie };
+}
+
+export const fields = (s: SealedMessage) => ({ recipient: s.recipient, messageId: s.messageId, expires: String(s.expires), data: s.data });

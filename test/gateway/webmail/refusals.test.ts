@@ -1,25 +1,14 @@
 import t from 'tap';
-import { sealMessage, type SealedMessage } from '../../../gateway/webmail/crypto.js';
-import { get } from '../../directory/http/helpers.js';
+import { sealMessage } from '../../../gateway/webmail/crypto.js';
 import { seeded } from '../../helpers.js';
-import { webmailGateway } from './harness.js';
+import { fields, post as postForm, webmailGateway } from './harness.js';
 
 // Plain HTTP: every forged or replayed request gets a clear page with its stable code.
 const h = await webmailGateway(t);
 const MSG = Buffer.from('From: alice@alpha.test\r\nTo: carol@outside.test\r\nSubject: s\r\nMessage-ID: <x1@alpha.test>\r\n\r\nsecret text\r\n');
 const future = () => Math.floor(h.now.date.getTime() / 1000) + 3600;
 
-async function post(path: string, fields: Record<string, string>, cookie?: string) {
-  const r = await get(`${h.base}/webmail/${path}`, {
-    method: 'POST', body: new URLSearchParams(fields).toString(),
-    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
-  });
-  const code = /<code id="code">([A-Z_]+)<\/code>/.exec(r.text)?.[1];
-  const csrf = /name="csrf" value="([^"]+)"/.exec(r.text)?.[1];
-  const setCookie = String(r.headers['set-cookie'] ?? '').split(';')[0];
-  return { ...r, code, csrf, cookie: setCookie || cookie };
-}
-const fields = (s: SealedMessage) => ({ recipient: s.recipient, messageId: s.messageId, expires: String(s.expires), data: s.data });
+const post = (path: string, f: Record<string, string>, cookie?: string) => postForm(h, path, f, cookie);
 const sealed = () => sealMessage(h.keys, MSG, { recipient: 'carol@outside.test', messageId: '<x1@alpha.test>', expires: future() });
 
 t.test('a good sealed message opens the registration page with a CSP', async (t) => {
