@@ -200,6 +200,8 @@ export const ConfigSchema = z.strictObject({
       delayMs: z.number().int().min(0).default(1000),
       /** host:port where secure replies go; default the gateway's own SMTP listener. */
       replyServer: z.string().optional(),
+      /** Registered mail for every WebMail message, not only those with `X-Mailmesh-Registered: yes`. */
+      registered: z.boolean().default(false),
     })
     .prefault({}),
   log: z

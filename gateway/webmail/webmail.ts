@@ -31,6 +31,8 @@ export interface WebmailSettings {
   keepSubject?: boolean;
   /** Bearer token of DELETE /v1/webmail/registrations/{address}; unset: that operation is disabled. */
   adminToken?: string;
+  /** Registered mail for every WebMail message (else only for those with `X-Mailmesh-Registered: yes`). */
+  registered?: boolean;
 }
 
 export interface WebmailOptions extends WebmailSettings {
@@ -260,7 +262,7 @@ export class Webmail {
     const m = readMessage(await this.#open(sealed));
     const next: Session = { ...s, auth: true, csrf: randomBytes(24).toString('base64url') };
     await this.#newSession(reply, next);
-    if (m.registered) await this.#receipt(sealed, m).catch((err: unknown) => req.log.warn({ err }, 'registered-mail receipt not sent'));
+    if (m.registered || this.#o.registered) await this.#receipt(sealed, m).catch((err: unknown) => req.log.warn({ err }, 'registered-mail receipt not sent'));
     return this.#send(reply, 200, messagePage(this.#t, sealed, next.csrf, m));
   }
 

@@ -112,3 +112,12 @@ t.test('registered mail: the first opening sends one receipt signed with the sen
   t.match(plain.page.text, 'secret text');
   t.equal(h.inbox.messages.length, before + 1, 'no receipt for a second opening, nor for a message that did not ask');
 });
+
+t.test('registered mail by configuration: every message gets a receipt on first opening', async (t) => {
+  const x = await webmailGateway(t, { registered: true });
+  const first = await openAndEnter(x, 'frank@outside.test', '<c1@alpha.test>');
+  t.match(first.page.text, 'secret text');
+  await x.inbox.received(1);
+  t.same(x.inbox.messages[0]!.to, ['alice@alpha.test']);
+  t.match(readMessage(x.inbox.messages[0]!.data).text, 'Recipient:  frank@outside.test');
+});
