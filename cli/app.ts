@@ -5,6 +5,7 @@ import { Directory } from '../directory/directory.js';
 import { createHttpServer } from '../directory/http/http.js';
 import { createDnsServer, type ZoneOptions } from '../directory/dns/dns.js';
 import { LdapServer } from '../directory/ldap/ldap.js';
+import { runWhileLeader } from '../directory/lease.js';
 import { loadMasterKey } from '../directory/seal.js';
 import { openStore } from '../directory/store/open.js';
 import { gatewayOptions } from '../gateway/smtp/settings.js';
@@ -15,6 +16,7 @@ import { WebmailKeys } from '../gateway/webmail/crypto.js';
 import { domainKeyOf } from '../gateway/webmail/receipt.js';
 import { Webmail } from '../gateway/webmail/webmail.js';
 import { Metrics } from '../directory/metrics.js';
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { MailmeshError } from '../directory/errors.js';
@@ -101,6 +103,9 @@ async function webmailFor(c: Config, directory: Directory): Promise<Webmail> {
 }
 
 /** `mailmesh serve`: the store, the demo domain on first start, and every enabled face. */
+/** How long a node holds a periodic-work lease without renewing it: the take-over time when it dies. */
+const LEASE_TTL_SEC = 30;
+
 export async function serve(c: Config, log: Logger): Promise<Running> {
   const directory = await openDirectory(c, { createKey: true });
   const closers: (() => Promise<void>)[] = [() => directory.store.close()];
@@ -128,14 +133,14 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       leave: joins ? (d: string, b: unknown) => joins.leave(d, b) : disabled,
       importKeys: importHandler(directory, { token: f.importToken, trustAnchors: loadAnchors(f.trustAnchors), publish: f.publishImported }),
     };
-    if (joins && f.reverifySec > 0) {
-      const stop = joins.startReverify(f.reverifySec * 1000);
-      closers.push(async () => stop());
-    }
-    for (const url of f.mirror) {
-      const stop = new Mirror(url, { directory, logger: fedLog }).start(f.mirrorIntervalSec * 1000);
-      closers.push(async () => stop());
-    }
+    // Periodic work runs on the node that holds its store lease (directory/lease.ts, docs/cluster.md).
+    const owner = `${hostname()}:${process.pid}:${randomUUID()}`;
+    const leased = (name: string, start: () => () => void) => {
+      const l = runWhileLeader({ store: directory.store, name, owner, ttlSec: LEASE_TTL_SEC, start, onError: (err) => fedLog.warn({ err, lease: name }, 'lease renewal failed') });
+      closers.push(() => l.stop());
+    };
+    if (joins && f.reverifySec > 0) leased('reverify', () => joins.startReverify(f.reverifySec * 1000));
+    for (const url of f.mirror) leased(`mirror:${url}`, () => new Mirror(url, { directory, logger: fedLog }).start(f.mirrorIntervalSec * 1000));
     const webmail = c.webmail.enabled ? await webmailFor(c, directory) : undefined;
     if (c.http.enabled) {
       const http = await createHttpServer({

@@ -16,6 +16,7 @@ import { FilePinStore } from '../federation/pins.js';
 import { resetRegistration } from '../gateway/webmail/webmail.js';
 import { discoveryFor, federationSources, openDirectory, serve, zoneOptions } from './app.js';
 import { loadConfig, maskedConfig, type Config } from './config.js';
+import { exportCluster, joinCluster, readPassphrase } from './cluster.js';
 import { demo } from './demo.js';
 import { createLogger } from './log.js';
 
@@ -266,6 +267,26 @@ program
       const existed = await resetRegistration(d.store, address);
       done({ text: existed ? `${address}: registration removed` : `${address}: not registered`, exitCode: existed ? 0 : 1 });
     }));
+
+const cluster = program.command('cluster').description('gateway clusters on one Redis store (docs/cluster.md)');
+cluster
+  .command('export')
+  .description('write a passphrase-encrypted bundle of what a new node needs (store URL and prefix, master key)')
+  .requiredOption('--out <file>', 'the bundle file (written with mode 0600)')
+  .option('--passphrase-file <file>', 'the passphrase (first line); default $MAILMESH_CLUSTER_PASSPHRASE')
+  .action(async (o: { out: string; passphraseFile?: string }) => {
+    const bundle = await exportCluster(config(), readPassphrase(o.passphraseFile, process.env));
+    writeFileSync(o.out, bundle, { mode: 0o600, flag: 'wx' });
+  });
+cluster
+  .command('join <bundle>')
+  .description('decrypt a cluster bundle and write this node\'s configuration and master key file')
+  .option('--config-out <file>', 'the configuration file to write', 'mailmesh.yaml')
+  .option('--passphrase-file <file>', 'the passphrase (first line); default $MAILMESH_CLUSTER_PASSPHRASE')
+  .action((file: string, o: { configOut: string; passphraseFile?: string }) => {
+    const w = joinCluster(readFileSync(file, 'utf8'), readPassphrase(o.passphraseFile, process.env), o.configOut);
+    console.log(`wrote ${w.config} and ${w.keyFile}`);
+  });
 
 program
   .command('config')

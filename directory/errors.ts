@@ -28,6 +28,8 @@ export const CATALOGUE = {
   SEALED_DATA_CORRUPT: { kind: 'internal', message: 'sealed data cannot be opened' },
   SERIAL_CONFLICT: { kind: 'conflict', message: 'the record was changed concurrently; retry' },
   STORE_UNAVAILABLE: { kind: 'unavailable', message: 'the store is unreachable' },
+  CLUSTER_BUNDLE_INVALID: { kind: 'invalid', message: 'not a mailmesh cluster bundle' },
+  CLUSTER_BUNDLE_DECRYPT: { kind: 'invalid', message: 'the cluster bundle does not decrypt: wrong passphrase, or it was altered' },
   BAD_REQUEST: { kind: 'invalid', message: 'the request is malformed' },
   BODY_TOO_LARGE: { kind: 'invalid', message: 'the request body is too large' },
   DNS_MALFORMED: { kind: 'invalid', message: 'the DNS message is malformed' },

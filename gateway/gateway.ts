@@ -27,6 +27,8 @@ export interface MailPolicyOptions {
   metrics?: Metrics;
   logger?: { warn(o: object, m?: string): void; info(o: object, m?: string): void };
   clock?: () => Date;
+  /** How long RCPT waits for the store to answer a ping before it answers 451 (default 2000 ms). */
+  storeTimeoutMs?: number;
   /** Builds the Enhanced WebMail message for `fallback: webmail` (gateway/webmail/webmail.ts Webmail). */
   webmail?: { buildMail(original: Buffer, from: string, recipient: string): Promise<Buffer> };
 }
@@ -122,8 +124,22 @@ export class MailPolicy {
     return { kind: 'plain', reason: why };
   }
 
+  /** Whether the store answers a ping within storeTimeoutMs. */
+  async #storeAnswers(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.#o.storeTimeoutMs ?? 2000)));
+    try {
+      return await Promise.race([this.#o.directory.store.ping().then(() => true, () => false), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** GatewayOptions.recipientPolicy: refuse at RCPT time what cannot go, keep one encryption target per transaction. */
   readonly recipientPolicy = async (domain: Domain, direction: Direction, from: string, to: string): Promise<RecipientDecision> => {
+    // Keys and secrets live in the store: without it we could not process the message, so the
+    // upstream keeps it and retries (RFC 5321 §4.2.1: 4yz is a transient failure).
+    if (!(await this.#storeAnswers())) return { refuse: r(451, '4.3.0 The key store is unavailable, try again later') };
     if (direction === 'inbound') return {};
     const plan = await this.#plan(domain, from);
     if (plan.kind === 'refuse') return { refuse: plan.reply };

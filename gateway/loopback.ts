@@ -47,6 +47,8 @@ export async function captureSink(): Promise<CaptureSink> {
       });
     },
   });
+  // smtp-server re-emits a client's connection errors (ECONNRESET when it dies mid-session); unheard, they would crash the process.
+  server.on('error', () => undefined);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   sink.port = (server.server.address() as AddressInfo).port;
   return sink;

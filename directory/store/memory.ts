@@ -10,6 +10,13 @@ export class MemoryStore implements Store {
   #meta = new Map<string, string>();
   #kv = new Map<string, { value: string; expires: number }>();
   #serial = 0;
+  #leases = new Map<string, { owner: string; expires: number }>();
+  readonly #now: () => number;
+
+  /** `clock` (milliseconds) decides lease expiry. */
+  constructor(opts: { clock?: () => number } = {}) {
+    this.#now = opts.clock ?? Date.now;
+  }
 
   async getRecord(domain: Domain): Promise<DomainRecord | undefined> {
     const r = this.#records.get(domain);
@@ -66,6 +73,17 @@ export class MemoryStore implements Store {
 
   async kvDelete(key: string): Promise<void> {
     this.#kv.delete(key);
+  }
+
+  async acquireLease(name: string, owner: string, ttlSec: number): Promise<boolean> {
+    const l = this.#leases.get(name);
+    if (l && l.owner !== owner && l.expires > this.#now()) return false;
+    this.#leases.set(name, { owner, expires: this.#now() + ttlSec * 1000 });
+    return true;
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    if (this.#leases.get(name)?.owner === owner) this.#leases.delete(name);
   }
 
   async ping(): Promise<void> {}

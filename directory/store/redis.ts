@@ -23,7 +23,23 @@ return n
 
 type PutCommand = {
   mmPut(k1: string, k2: string, k3: string, k4: string, ...args: (string | Buffer)[]): Promise<number>;
+  mmLease(key: string, owner: string, ttlMs: string): Promise<number>;
+  mmRelease(key: string, owner: string): Promise<number>;
 };
+
+/** A lease: taken when free (an expired key is gone) or already the owner's; PX sets the expiry. */
+const LEASE = `
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`;
+
+/** Compare-and-delete: only the owner releases its lease. */
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
 type Client = (Redis | Cluster) & PutCommand;
 
 /** Where a store URL points: one server, a Sentinel-watched master, or a Redis Cluster. */
@@ -133,6 +149,8 @@ export class RedisStore implements Store {
     this.#r = newClient(target, this.#connectTimeoutMs) as Client;
     this.#r.on('error', () => {}); // surfaced per command as STORE_UNAVAILABLE
     this.#r.defineCommand('mmPut', { numberOfKeys: 4, lua: PUT });
+    this.#r.defineCommand('mmLease', { numberOfKeys: 1, lua: LEASE });
+    this.#r.defineCommand('mmRelease', { numberOfKeys: 1, lua: RELEASE });
   }
 
   /** Connects and pings; gives up with STORE_UNAVAILABLE after three connect timeouts (ioredis keeps retrying unreachable Sentinels). */
@@ -243,6 +261,14 @@ export class RedisStore implements Store {
   async setMetaIfAbsent(name: string, value: string): Promise<string> {
     await this.#run(() => this.#r.set(this.#k('meta', name), value, 'NX'));
     return (await this.getMeta(name))!;
+  }
+
+  async acquireLease(name: string, owner: string, ttlSec: number): Promise<boolean> {
+    return (await this.#run(() => this.#r.mmLease(this.#k('lease', name), owner, String(Math.max(1, Math.round(ttlSec * 1000)))))) === 1;
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    await this.#run(() => this.#r.mmRelease(this.#k('lease', name), owner));
   }
 
   async ping(): Promise<void> {

@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS secrets (domain TEXT PRIMARY KEY, blob BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires INTEGER);
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires INTEGER NOT NULL);
 `;
 
 /** The embedded default: one SQLite file, WAL journal, every write one transaction. */
@@ -24,7 +25,11 @@ export class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly #put: (draft: RecordDraft, opts: PutOptions) => DomainRecord;
 
-  constructor(file: string) {
+  readonly #now: () => number;
+
+  /** `clock` (milliseconds) decides lease expiry. */
+  constructor(file: string, opts: { clock?: () => number } = {}) {
+    this.#now = opts.clock ?? Date.now;
     try {
       if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
       this.#db = new Database(file);
@@ -115,6 +120,22 @@ export class SqliteStore implements Store {
 
   async kvDelete(key: string): Promise<void> {
     this.#db.prepare('DELETE FROM kv WHERE key = ?').run(key);
+  }
+
+  async acquireLease(name: string, owner: string, ttlSec: number): Promise<boolean> {
+    const now = this.#now();
+    // One statement, so atomic: insert, or take over a lease that is ours or expired.
+    const r = this.#db
+      .prepare(
+        `INSERT INTO leases (name, owner, expires) VALUES (?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires WHERE leases.owner = excluded.owner OR leases.expires <= ?`,
+      )
+      .run(name, owner, now + Math.round(ttlSec * 1000), now);
+    return r.changes > 0;
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    this.#db.prepare('DELETE FROM leases WHERE name = ? AND owner = ?').run(name, owner);
   }
 
   async ping(): Promise<void> {

@@ -46,6 +46,14 @@ export interface Store {
    * Resolves once subscribed; close() ends the subscription.
    */
   subscribe?(onChange: (c?: { domain: Domain; serial: number }) => void): Promise<void>;
+  /**
+   * Leases, so that periodic work runs on one node of a cluster at a time: takes the lease
+   * `name` for `owner` for `ttlSec` seconds when it is free, expired or already `owner`'s (then
+   * it is renewed). Atomic. Returns whether `owner` holds it now.
+   */
+  acquireLease(name: string, owner: string, ttlSec: number): Promise<boolean>;
+  /** Gives the lease up if `owner` holds it; otherwise does nothing. */
+  releaseLease(name: string, owner: string): Promise<void>;
   /** Throws STORE_UNAVAILABLE if the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;

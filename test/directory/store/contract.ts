@@ -3,6 +3,7 @@ import type { Domain } from '../../../directory/domain.js';
 import type { RecordDraft } from '../../../directory/record.js';
 import type { Store } from '../../../directory/store/store.js';
 import { rejectsCode } from '../../helpers.js';
+import { pollUntil } from './redis-servers.js';
 
 export function draft(domain: string, over: Partial<RecordDraft> = {}): RecordDraft {
   return {
@@ -20,9 +21,10 @@ export function draft(domain: string, over: Partial<RecordDraft> = {}): RecordDr
 
 /**
  * The store contract: every Store implementation runs this suite (DESIGN.md convention 4).
- * `make` returns a fresh, empty store.
+ * `make` returns a fresh, empty store; `clocked`, where the store takes a clock, one whose
+ * clock the test moves (lease expiry); without it expiry is seen on a short real TTL.
  */
-export function storeContract(t: Test, make: () => Promise<Store>): void {
+export function storeContract(t: Test, make: () => Promise<Store>, clocked?: () => Promise<{ store: Store; advance(ms: number): void }>): void {
   t.test('an empty store', async (t) => {
     const s = await make();
     t.equal(await s.serial(), 0);
@@ -129,5 +131,38 @@ export function storeContract(t: Test, make: () => Promise<Store>): void {
     const d = draft('u.example', { provenance: { source: 'imported', verified: 'ünïcødé ✓ "quotes" \\ \n', origin: big, at: 'now' } });
     await s.putRecord(d);
     t.same(await s.getRecord('u.example' as Domain), { ...d, serial: 1 });
+  });
+
+  t.test('leases: one owner at a time, renewed by its owner, released only by it', async (t) => {
+    const s = await make();
+    const [a, b] = await Promise.all([s.acquireLease('reverify', 'node-a', 60), s.acquireLease('reverify', 'node-b', 60)]);
+    t.ok(a !== b, 'exactly one of two concurrent owners wins');
+    const [win, lose] = a ? ['node-a', 'node-b'] : ['node-b', 'node-a'];
+    t.equal(await s.acquireLease('reverify', lose, 60), false, 'the other owner is refused');
+    t.equal(await s.acquireLease('reverify', win, 60), true, 'the owner renews');
+    t.equal(await s.acquireLease('mirror', lose, 60), true, 'another lease is independent');
+    await s.releaseLease('reverify', lose);
+    t.equal(await s.acquireLease('reverify', lose, 60), false, 'a release by another owner does nothing');
+    await s.releaseLease('reverify', win);
+    t.equal(await s.acquireLease('reverify', lose, 60), true, 'released: the other owner takes it');
+    await s.releaseLease('never-taken', win);
+  });
+
+  t.test('leases expire', async (t) => {
+    if (clocked) {
+      const { store, advance } = await clocked();
+      t.equal(await store.acquireLease('l', 'a', 10), true);
+      advance(9_999);
+      t.equal(await store.acquireLease('l', 'b', 10), false, 'still held');
+      advance(1);
+      t.equal(await store.acquireLease('l', 'b', 10), true, 'expired: another owner takes it');
+      t.equal(await store.acquireLease('l', 'a', 10), false);
+      return;
+    }
+    const s = await make();
+    t.equal(await s.acquireLease('l', 'a', 0.2), true);
+    // A bounded poll on a short real TTL; no assertion on how long it took.
+    await pollUntil('the lease to expire', () => s.acquireLease('l', 'b', 60));
+    t.equal(await s.acquireLease('l', 'a', 60), false, 'now held by the other owner');
   });
 }

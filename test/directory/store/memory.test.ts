@@ -2,7 +2,10 @@ import t from 'tap';
 import { MemoryStore } from '../../../directory/store/memory.js';
 import { draft, storeContract } from './contract.js';
 
-storeContract(t, async () => new MemoryStore());
+storeContract(t, async () => new MemoryStore(), async () => {
+  let now = 1_000_000;
+  return { store: new MemoryStore({ clock: () => now }), advance: (ms) => (now += ms) };
+});
 
 t.test('memory store hands out copies', async (t) => {
   const s = new MemoryStore();

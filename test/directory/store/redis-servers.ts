@@ -108,3 +108,34 @@ export async function pollUntil(what: string, check: () => Promise<boolean>, tri
   }
   throw new Error(`gave up waiting for ${what}`);
 }
+
+/**
+ * A master, one replica (`--replicaof`) and one Sentinel (quorum 1) that considers the master
+ * down after `downAfterMs` and fails over to the replica. Resolves once the replica is in sync
+ * and the Sentinel knows it. Returns the store URL.
+ */
+export async function startReplicatedSentinel(
+  t: Test,
+  downAfterMs = 1000,
+): Promise<{ url: string; master: RedisServer; replica: RedisServer; sentinel: RedisServer; currentMaster(): Promise<number> }> {
+  const dir = tempDir(t, 'mailmesh-failover-');
+  const master = await startRedis(t);
+  const replica = await redisServer(t, await freePort(), [...PLAIN, '--dir', tempDir(t, 'mailmesh-replica-'), '--replicaof', '127.0.0.1', String(master.port)]);
+  const info = async (port: number, what: string[]) => (await run('redis-cli', ['-p', String(port), ...what])).stdout.toString();
+  await pollUntil('the replica to sync', async () => /master_link_status:up/.test(await info(replica.port, ['info', 'replication'])));
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(
+    conf,
+    [
+      `dir ${dir}`,
+      `sentinel monitor mailmesh-test 127.0.0.1 ${master.port} 1`,
+      `sentinel down-after-milliseconds mailmesh-test ${downAfterMs}`,
+      'sentinel failover-timeout mailmesh-test 10000',
+      '',
+    ].join('\n'),
+  );
+  const sentinel = await redisServer(t, await freePort(), [conf, '--sentinel'], /\+monitor master mailmesh-test/);
+  await pollUntil('the Sentinel to know the replica', async () => new RegExp(`\\b${replica.port}\\b`).test(await info(sentinel.port, ['sentinel', 'replicas', 'mailmesh-test'])));
+  const currentMaster = async () => Number((await info(sentinel.port, ['sentinel', 'get-master-addr-by-name', 'mailmesh-test'])).split('\n')[1]);
+  return { url: `redis-sentinel://127.0.0.1:${sentinel.port}/mailmesh-test`, master, replica, sentinel, currentMaster };
+}

@@ -10,6 +10,11 @@ storeContract(t, async () => {
   const s = new SqliteStore(join(tempDir(t), 'store.db'));
   t.teardown(() => s.close());
   return s;
+}, async () => {
+  let now = 1_000_000;
+  const store = new SqliteStore(join(tempDir(t), 'clocked.db'), { clock: () => now });
+  t.teardown(() => store.close());
+  return { store, advance: (ms) => (now += ms) };
 });
 
 t.test('sqlite keeps records across reopen', async (t) => {
