@@ -9,17 +9,29 @@ import { randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
 import { MailmeshError } from '../../directory/errors.js';
 import { readOpenPgpKey } from '../../directory/openpgp.js';
+import { ParsedCache } from './cache.js';
 import { decodeBody, fieldValue, makeBoundary, malformed, outerHeader, parseContentType, parseEntity, splitMultipart, toCrlf } from './mime.js';
 import type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain } from './types.js';
+
+// Parsed keys by their armored text (cache.ts): reading and checking a key costs ~1–2 ms.
+const privateKeys = new ParsedCache<Promise<openpgp.PrivateKey>>();
+const publicKeys = new ParsedCache<Promise<openpgp.PublicKey>>();
 
 async function privateKeyOf(own: OwnDomain): Promise<openpgp.PrivateKey> {
   const armored = own.secrets.openpgp?.armored;
   if (!armored) throw new MailmeshError('TUNNEL_NO_KEY', `${own.domain} has no OpenPGP key`);
-  try {
-    return await openpgp.readPrivateKey({ armoredKey: armored });
-  } catch (e) {
-    throw new MailmeshError('KEY_UNREADABLE', e instanceof Error ? e.message : String(e), { cause: e });
-  }
+  return privateKeys.get(armored, async (armoredKey) => {
+    try {
+      return await openpgp.readPrivateKey({ armoredKey });
+    } catch (e) {
+      throw new MailmeshError('KEY_UNREADABLE', e instanceof Error ? e.message : String(e), { cause: e });
+    }
+  });
+}
+
+/** A domain's public key from its record (RFC 4880 §6.2 armor), parsed once per key. */
+export function publicKeyOf(armored: string): Promise<openpgp.PublicKey> {
+  return publicKeys.get(armored, readOpenPgpKey);
 }
 
 function hex(bytes: Uint8Array): string {
@@ -30,7 +42,7 @@ function hex(bytes: Uint8Array): string {
 export async function pgpEncrypt(original: Buffer, sender: OwnDomain, recipient: PeerDomain, opts: EncryptOptions = {}): Promise<Buffer> {
   const signingKey = await privateKeyOf(sender);
   if (!recipient.keys.openpgp) throw new MailmeshError('TUNNEL_NO_KEY', `${recipient.domain} has no OpenPGP key`);
-  const encryptionKey = await readOpenPgpKey(recipient.keys.openpgp.armored);
+  const encryptionKey = await publicKeyOf(recipient.keys.openpgp.armored);
   const fields = parseEntity(original).fields;
   const now = opts.now ?? new Date();
   const armored = await openpgp.encrypt({
@@ -93,7 +105,7 @@ export async function pgpDecrypt(message: Buffer, own: OwnDomain, sender?: PeerD
   const decryptionKey = await privateKeyOf(own);
   const msg = await readPgpMessage(pgpMimePayload(message));
   if (!isEncryptedTo(msg, decryptionKey)) throw new MailmeshError('TUNNEL_NOT_FOR_US', `encrypted to ${msg.getEncryptionKeyIDs().map((k) => k.toHex()).join(', ') || 'nobody'}`);
-  const senderKey = sender?.keys.openpgp ? await readOpenPgpKey(sender.keys.openpgp.armored) : undefined;
+  const senderKey = sender?.keys.openpgp ? await publicKeyOf(sender.keys.openpgp.armored) : undefined;
   let result: openpgp.DecryptMessageResult & { data: Uint8Array };
   try {
     result = await openpgp.decrypt({

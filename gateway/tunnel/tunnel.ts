@@ -8,8 +8,7 @@ import { MailmeshError } from '../../directory/errors.js';
 import { parseEnvelope, namesCertificate } from './cms/envelope.js';
 import { pkijsCertificate } from './cms/asn1.js';
 import { decodeBody, fieldValue, parseContentType, parseEntity, type ContentType } from './mime.js';
-import { isEncryptedTo, pgpDecrypt, pgpEncrypt, pgpMimePayload, readPgpMessage } from './pgpmime.js';
-import { readOpenPgpKey } from '../../directory/openpgp.js';
+import { isEncryptedTo, pgpDecrypt, pgpEncrypt, pgpMimePayload, publicKeyOf, readPgpMessage } from './pgpmime.js';
 import { isPkcs7Mime, smimeDecrypt, smimeEncrypt, smimeType } from './smime.js';
 import type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain } from './types.js';
 
@@ -70,7 +69,7 @@ export async function classifyMessage(message: Buffer, domainKeys?: OwnDomain['k
   let ours = false;
   try {
     if (format === 'pgp-mime' && domainKeys?.openpgp) {
-      ours = isEncryptedTo(await readPgpMessage(pgpMimePayload(message)), await readOpenPgpKey(domainKeys.openpgp.armored));
+      ours = isEncryptedTo(await readPgpMessage(pgpMimePayload(message)), await publicKeyOf(domainKeys.openpgp.armored));
     } else if (format === 'smime' && domainKeys?.smime?.chain[0]) {
       const cert = pkijsCertificate(domainKeys.smime.chain[0]);
       ours = parseEnvelope(decodeBody(parseEntity(message))).recipients.some((r) => namesCertificate(r, cert));

@@ -4,6 +4,7 @@ import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { MailmeshError } from '../../../directory/errors.js';
 import { pemToDer } from '../../../directory/smime.js';
+import { ParsedCache } from '../cache.js';
 
 /** One crypto engine on Node's WebCrypto, passed to every pkijs call (no global engine). */
 export const engine = new pkijs.CryptoEngine({ name: 'node', crypto: webcrypto as unknown as Crypto });
@@ -116,7 +117,9 @@ export function contentInfoDer(type: string, content: { toSchema(): asn1js.AsnTy
   return Buffer.from(new pkijs.ContentInfo({ contentType: type, content: content.toSchema() }).toSchema().toBER(false));
 }
 
-/** A certificate from PEM, as pkijs reads it. */
+const certificates = new ParsedCache<pkijs.Certificate>();
+
+/** A certificate from PEM, as pkijs reads it; parsed once per certificate (shared: do not modify it). */
 export function pkijsCertificate(pem: string): pkijs.Certificate {
-  return pkijs.Certificate.fromBER(new Uint8Array(pemToDer(pem)));
+  return certificates.get(pem, (text) => pkijs.Certificate.fromBER(new Uint8Array(pemToDer(text))));
 }

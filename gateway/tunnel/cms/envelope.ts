@@ -27,6 +27,7 @@ import {
   readContentInfo,
   smallInt,
 } from './asn1.js';
+import { ParsedCache } from '../cache.js';
 import { rsaPkcs1v15DecryptKey } from './pkcs1.js';
 
 export interface KeyTransRecipient {
@@ -167,6 +168,9 @@ function contentCipher(env: ParsedEnvelope): { cipher: string; keyLength: number
   return { ...c, iv, tagLength };
 }
 
+/** The domains' private keys by their PEM, read once (../cache.ts). */
+const decryptionKeys = new ParsedCache<KeyObject>();
+
 /**
  * Decrypts an EnvelopedData or AuthEnvelopedData ContentInfo (DER/BER) with the domain's
  * certificate and private key. Errors: TUNNEL_MALFORMED, TUNNEL_UNSUPPORTED, TUNNEL_NOT_FOR_US,
@@ -178,7 +182,7 @@ export function openEnvelope(der: Uint8Array, certPem: string, keyPkcs8Pem: stri
   const mine = env.recipients.filter((r) => namesCertificate(r, cert));
   if (mine.length === 0) throw new MailmeshError('TUNNEL_NOT_FOR_US', `${env.recipients.length} key-transport recipients, none is the domain certificate`);
   const c = contentCipher(env);
-  const key = createPrivateKey(keyPkcs8Pem);
+  const key = decryptionKeys.get(keyPkcs8Pem, (pem) => createPrivateKey(pem));
   let last: unknown;
   for (const r of mine) {
     try {

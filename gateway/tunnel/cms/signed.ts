@@ -8,15 +8,21 @@ import { createHash, createPrivateKey, webcrypto } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { MailmeshError } from '../../../directory/errors.js';
+import { ParsedCache } from '../cache.js';
 import { bad, contentInfoDer, engine, isTagged, items, octets, OID, pkijsCertificate, readContentInfo } from './asn1.js';
+
+/** The domains' signing keys by their PEM, imported once (../cache.ts). */
+const signingKeys = new ParsedCache<Promise<webcrypto.CryptoKey>>();
 
 /** SignedData with the content encapsulated (RFC 5652 §5.2), as a ContentInfo in DER. */
 export async function signContent(content: Uint8Array, chainPem: string[], keyPkcs8Pem: string, now: Date): Promise<Buffer> {
   const certs = chainPem.map(pkijsCertificate);
   const leaf = certs[0];
   if (!leaf) throw new MailmeshError('TUNNEL_NO_KEY', 'no signing certificate');
-  const pkcs8 = createPrivateKey(keyPkcs8Pem).export({ type: 'pkcs8', format: 'der' });
-  const key = await webcrypto.subtle.importKey('pkcs8', pkcs8, { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, false, ['sign']);
+  const key = await signingKeys.get(keyPkcs8Pem, (pem) => {
+    const pkcs8 = createPrivateKey(pem).export({ type: 'pkcs8', format: 'der' });
+    return webcrypto.subtle.importKey('pkcs8', pkcs8, { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, false, ['sign']);
+  });
   const attr = (type: string, value: asn1js.AsnType) => new pkijs.Attribute({ type, values: [value] });
   const signer = new pkijs.SignerInfo({
     version: 1,
