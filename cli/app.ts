@@ -18,14 +18,13 @@ import { Webmail } from '../gateway/webmail/webmail.js';
 import { Metrics } from '../directory/metrics.js';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { MailmeshError } from '../directory/errors.js';
 import { stubResolver } from '../federation/dns.js';
 import { Discovery } from '../federation/discovery.js';
 import { importHandler, loadAnchors } from '../federation/importer.js';
 import { JoinService } from '../federation/join.js';
 import { Mirror } from '../federation/mirror.js';
-import { FilePinStore } from '../federation/pins.js';
+import { FilePinStore, StorePinStore, type PinStore } from '../federation/pins.js';
 import type { DomainSources } from '../federation/proof.js';
 import { baseFor } from '../federation/web.js';
 import type { Config } from './config.js';
@@ -49,13 +48,18 @@ export function federationSources(c: Config, clock: () => Date = () => new Date(
   return { resolver: stubResolver(f.resolvers, { timeoutMs: f.dnsTimeoutMs }), wellKnownBase: baseFor(f.wellKnownBase), clock, timeoutMs: f.dnsTimeoutMs };
 }
 
-/** The discovery resolver of a gateway: local and imported records of its store first, pins in federation.pinsFile. */
+/** Pins: in `federation.pinsFile` when set, else in the store (shared by every node of a cluster). */
+export function pinStoreFor(c: Config, directory: Directory): PinStore {
+  return c.federation.pinsFile ? new FilePinStore(c.federation.pinsFile) : new StorePinStore(directory.store);
+}
+
+/** The discovery resolver of a gateway: local and imported records of its store first, then the sources; pins per pinStoreFor. */
 export function discoveryFor(c: Config, directory: Directory): Discovery {
   const f = c.federation;
   return new Discovery({
     sources: federationSources(c, directory.clock),
     directories: f.directories,
-    pins: new FilePinStore(f.pinsFile ?? join(c.dataDir, 'pins.json')),
+    pins: pinStoreFor(c, directory),
     local: (d) => directory.findRecord(d, { unpublished: true }),
     cacheTtlMs: f.cacheTtlSec * 1000,
     negativeTtlMs: f.negativeTtlSec * 1000,

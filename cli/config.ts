@@ -141,7 +141,7 @@ export const ConfigSchema = z.strictObject({
       negativeTtlSec: z.number().int().min(0).default(60),
       /** How long past its TTL a discovery answer is served while every source fails. */
       staleMaxSec: z.number().int().min(0).default(86400),
-      /** Key pins of peers (trust on first use, then rollover rules); default <dataDir>/pins.json. */
+      /** A file for the key pins of peers (trust on first use, then rollover rules); default: in the store, shared by a cluster. */
       pinsFile: z.string().optional(),
       /** PEM files of CAs that imported S/MIME chains must lead to. */
       trustAnchors: z.array(z.string()).default([]),

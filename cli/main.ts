@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { asMailmeshError } from '../directory/errors.js';
@@ -12,9 +11,8 @@ import { doctor, renderDoctor } from '../federation/doctor.js';
 import { joinCommand, leaveCommand, lookupText } from '../federation/commands.js';
 import { importThirdParty, loadAnchors } from '../federation/importer.js';
 import { importFromLdap } from '../federation/ldapimport.js';
-import { FilePinStore } from '../federation/pins.js';
 import { resetRegistration } from '../gateway/webmail/webmail.js';
-import { discoveryFor, federationSources, openDirectory, serve, zoneOptions } from './app.js';
+import { discoveryFor, pinStoreFor, federationSources, openDirectory, serve, zoneOptions } from './app.js';
 import { loadConfig, maskedConfig, type Config } from './config.js';
 import { exportCluster, joinCluster, readPassphrase } from './cluster.js';
 import { demo } from './demo.js';
@@ -250,7 +248,7 @@ program
         sources: federationSources(c, d.clock),
         directories: c.federation.directories,
         local: await d.findRecord(name, { unpublished: true }),
-        pins: new FilePinStore(c.federation.pinsFile ?? join(c.dataDir, 'pins.json')),
+        pins: pinStoreFor(c, d),
         ldap: o.ldap,
       });
       done({ text: renderDoctor(rows), exitCode: rows.some((r) => r.result === 'fail') ? 1 : 0 });

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { dirname } from 'node:path';
 import { MailmeshError } from '../directory/errors.js';
 import type { VerifiedKeys } from '../directory/signed.js';
+import type { Store } from '../directory/store/store.js';
 
 /** A key change that was refused: the pinned key stays in use (DESIGN.md "Federation"). */
 export interface PinViolation {
@@ -31,7 +32,6 @@ export interface PinStore {
   get(domain: string): Promise<PinEntry | undefined>;
   put(domain: string, entry: PinEntry): Promise<void>;
   delete(domain: string): Promise<void>;
-  all(): Promise<Record<string, PinEntry>>;
 }
 
 export class MemoryPinStore implements PinStore {
@@ -45,8 +45,26 @@ export class MemoryPinStore implements PinStore {
   async delete(domain: string) {
     this.pins.delete(domain);
   }
-  async all() {
-    return Object.fromEntries(this.pins);
+}
+
+/**
+ * Pins in the directory's store (the default): on Redis every node of a gateway cluster sees
+ * the same pins, so a key change refused on one node is refused on all.
+ */
+export class StorePinStore implements PinStore {
+  readonly #kv: Pick<Store, 'kvGet' | 'kvPut' | 'kvDelete'>;
+  constructor(kv: Pick<Store, 'kvGet' | 'kvPut' | 'kvDelete'>) {
+    this.#kv = kv;
+  }
+  async get(domain: string): Promise<PinEntry | undefined> {
+    const v = await this.#kv.kvGet(`pin:${domain}`);
+    return v === undefined ? undefined : (JSON.parse(v) as PinEntry);
+  }
+  async put(domain: string, entry: PinEntry): Promise<void> {
+    await this.#kv.kvPut(`pin:${domain}`, JSON.stringify(entry));
+  }
+  async delete(domain: string): Promise<void> {
+    await this.#kv.kvDelete(`pin:${domain}`);
   }
 }
 
