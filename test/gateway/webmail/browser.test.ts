@@ -142,10 +142,23 @@ t.test('an HTML message: sanitised, in a sandboxed frame, no script runs, nothin
   t.equal(hits, 0, 'the remote image was not loaded');
 });
 
+t.test('with JavaScript off the attachment shows a button that opens the message', async (t) => {
+  const url = await send(t, 4, 'No script here', 'Read me without JavaScript');
+  const page = await (await browser.newContext({ javaScriptEnabled: false })).newPage();
+  await page.goto(url);
+  t.notMatch(page.url(), /\/webmail\/open$/, 'nothing was submitted by itself');
+  await Promise.all([page.waitForURL(/\/webmail\/open$/), page.click('form#open button[type=submit]')]);
+  // bob registered again (with 'Correct horse 43') in the HTML test: the plain password form.
+  t.match(await page.textContent('h1'), 'Enter your password', 'the password page, served without script');
+  await page.fill('#p1', 'Correct horse 43');
+  await page.click('button[type=submit]');
+  t.match(await page.textContent('#text'), 'Read me without JavaScript');
+});
+
 t.test('the store holds no message content', async (t) => {
   const bytes = Buffer.concat([h.dbFile, h.dbFile + '-wal'].filter(existsSync).map((f) => readFileSync(f)));
   t.ok(bytes.length > 0);
-  for (const secret of ['Quarterly', 'figures are attached', 'second message', 'Thanks Alice', 'not really a pdf', 'Correct horse']) {
+  for (const secret of ['Quarterly', 'figures are attached', 'second message', 'Thanks Alice', 'not really a pdf', 'Correct horse', 'without JavaScript']) {
     t.equal(bytes.indexOf(secret), -1, `"${secret}" is not in the store`);
   }
   t.not(bytes.indexOf('webmail:reg:bob@outside.test'), -1, 'the registration is (the store was inspected)');
