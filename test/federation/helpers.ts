@@ -61,14 +61,7 @@ export class TestZone {
 
 export async function startZone(t: Test): Promise<TestZone> {
   const zone = new TestZone();
-  const udp = dgram.createSocket('udp4');
-  udp.on('message', (m, r) => {
-    const a = zone.answer(m, true);
-    if (a) udp.send(a, r.port, r.address);
-  });
-  await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
-  zone.port = udp.address().port;
-  const tcp = net.createServer((s) => {
+  const tcpHandler = (s: net.Socket): void => {
     let buf = Buffer.alloc(0);
     s.on('error', () => s.destroy());
     s.on('data', (d) => {
@@ -82,13 +75,33 @@ export async function startZone(t: Test): Promise<TestZone> {
         s.write(Buffer.concat([len, a]));
       }
     });
-  });
-  await new Promise<void>((resolve) => tcp.listen(zone.port, '127.0.0.1', resolve));
-  t.teardown(() => {
-    udp.close();
-    tcp.close();
-  });
-  return zone;
+  };
+  // UDP and TCP must share one port: take a free UDP port, then try TCP on it; another
+  // process may hold that TCP port (EADDRINUSE), so try again with a new UDP port.
+  for (;;) {
+    const udp = dgram.createSocket('udp4');
+    udp.on('message', (m, r) => {
+      const a = zone.answer(m, true);
+      if (a) udp.send(a, r.port, r.address);
+    });
+    await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
+    const port = udp.address().port;
+    const tcp = net.createServer(tcpHandler);
+    const ok = await new Promise<boolean>((resolve) => {
+      tcp.once('error', () => resolve(false));
+      tcp.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!ok) {
+      udp.close();
+      continue;
+    }
+    zone.port = port;
+    t.teardown(() => {
+      udp.close();
+      tcp.close();
+    });
+    return zone;
+  }
 }
 
 /** Publishes a record's OPENPGPKEY at an owner name (RFC 7929 §2.1). */
