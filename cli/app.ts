@@ -20,6 +20,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { MailmeshError } from '../directory/errors.js';
 import { stubResolver } from '../federation/dns.js';
+import { StoreDiscoveryCache } from '../federation/cache.js';
 import { Discovery } from '../federation/discovery.js';
 import { importHandler, loadAnchors } from '../federation/importer.js';
 import { JoinService } from '../federation/join.js';
@@ -53,8 +54,12 @@ export function pinStoreFor(c: Config, directory: Directory): PinStore {
   return c.federation.pinsFile ? new FilePinStore(c.federation.pinsFile) : new StorePinStore(directory.store);
 }
 
-/** The discovery resolver of a gateway: local and imported records of its store first, then the sources; pins per pinStoreFor. */
-export function discoveryFor(c: Config, directory: Directory): Discovery {
+/**
+ * The discovery resolver of a gateway: local and imported records of its store first, then the
+ * sources; pins per pinStoreFor. Its cache is in the store when that is shared (Redis: every node
+ * of a cluster sees one cache), else in memory.
+ */
+export function discoveryFor(c: Config, directory: Directory, logger?: Logger): Discovery {
   const f = c.federation;
   return new Discovery({
     sources: federationSources(c, directory.clock),
@@ -64,6 +69,8 @@ export function discoveryFor(c: Config, directory: Directory): Discovery {
     cacheTtlMs: f.cacheTtlSec * 1000,
     negativeTtlMs: f.negativeTtlSec * 1000,
     staleMaxMs: f.staleMaxSec * 1000,
+    cache: directory.store.kind === 'redis' ? new StoreDiscoveryCache(directory.store) : undefined,
+    logger,
   });
 }
 
@@ -149,6 +156,8 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     if (c.http.enabled) {
       const http = await createHttpServer({
         directory, logger: log.child({ face: 'http' }), config: c.http, federation, metrics,
+        // On Redis the nodes of a cluster count a client's requests together.
+        rateCounters: directory.store.kind === 'redis' ? directory.store : undefined,
         webmail: webmail && { handlers: webmail.handlers(), register: (app) => webmail.register(app, Math.ceil(c.smtp.maxMessageBytes * 1.4)) },
       });
       await http.listen({ host: c.http.host, port: c.http.port });
@@ -174,7 +183,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       const base = gatewayOptions(c.smtp);
       const mail = await MailPolicy.create({
         directory,
-        discovery: discoveryFor(c, directory),
+        discovery: discoveryFor(c, directory, smtpLog),
         policy: c.policy,
         authservId: base.name ?? hostname(),
         extraDomains: c.smtp.ourDomains,

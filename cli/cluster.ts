@@ -3,18 +3,25 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { MailmeshError } from '../directory/errors.js';
-import { loadMasterKey } from '../directory/seal.js';
+import { Directory } from '../directory/directory.js';
+import { decodeMasterKey, loadMasterKey } from '../directory/seal.js';
+import { openStore } from '../directory/store/open.js';
+import { WebmailKeys } from '../gateway/webmail/crypto.js';
 import { openDirectory } from './app.js';
 import type { Config } from './config.js';
 
 /**
  * What a new node of a gateway cluster needs: the shared store and the master key. Everything
  * else a node serves (domain keys, WebMail keys, registrations) lives in the store, sealed
- * under the master key (directory/seal.ts), so these three values suffice.
+ * under the master key (directory/seal.ts). The WebMail keys travel too, as a copy: they are
+ * what opens messages already in recipients' mailboxes, so a store rebuilt after a loss gets
+ * them back on the next join.
  */
 export interface ClusterCredentials {
   store: { url: string; redisPrefix: string };
   masterKey: string;
+  /** Every WebMail key version (base64); absent in bundles of nodes without WebMail keys. */
+  webmailKeys?: { version: number; key: string }[];
 }
 
 const VERSION = 1;
@@ -84,6 +91,10 @@ export function openBundle(text: string, passphrase: string): ClusterCredentials
   if (typeof creds.store?.url !== 'string' || typeof creds.store.redisPrefix !== 'string' || typeof creds.masterKey !== 'string') {
     throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'missing fields');
   }
+  const w = creds.webmailKeys;
+  if (w !== undefined && !(Array.isArray(w) && w.every((k) => Number.isSafeInteger(k?.version) && k.version > 0 && isB64(k.key, 32)))) {
+    throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'bad WebMail keys');
+  }
   return creds;
 }
 
@@ -100,23 +111,42 @@ export async function exportCluster(c: Config, passphrase: string): Promise<stri
     throw new MailmeshError('CONFIG_INVALID', `store.url must be a Redis store shared by the cluster, not ${c.store.url.split(':')[0]}:`);
   }
   const d = await openDirectory(c, { createKey: false });
-  await d.store.close();
   const masterKey = loadMasterKey({ value: c.masterKey.value, file: c.masterKey.file, create: false });
-  return sealBundle({ store: { url: c.store.url, redisPrefix: c.store.redisPrefix }, masterKey: masterKey.toString('base64') }, passphrase);
+  try {
+    const webmailKeys = (await WebmailKeys.readAll(d.store, masterKey)).map((k) => ({ version: k.version, key: k.key.toString('base64') }));
+    return sealBundle({ store: { url: c.store.url, redisPrefix: c.store.redisPrefix }, masterKey: masterKey.toString('base64'), webmailKeys }, passphrase);
+  } finally {
+    await d.store.close();
+  }
 }
 
 /**
- * `mailmesh cluster join`: writes the configuration file and, next to it, the master key file
- * (both mode 0600: the configuration holds the store URL with its password). Refuses to
- * overwrite either; nothing is written when the bundle does not open.
+ * `mailmesh cluster join`: checks the bundle against the store (it answers, the master key
+ * opens it; WebMail keys it lacks are put back, ones it holds must match), then writes the
+ * configuration file and, next to it, the master key file (both mode 0600: the configuration
+ * holds the store URL with its password). Refuses to overwrite either; nothing is written when
+ * the bundle does not open or does not fit the store. `offline` skips the store (a node
+ * prepared before its store can be reached).
  */
-export function joinCluster(bundle: string, passphrase: string, configOut: string): { config: string; keyFile: string } {
+export async function joinCluster(bundle: string, passphrase: string, configOut: string, opts: { offline?: boolean } = {}): Promise<{ config: string; keyFile: string; restored?: number[] }> {
   const creds = openBundle(bundle, passphrase);
   const config = resolve(configOut);
   const keyFile = join(dirname(config), 'master.key');
   for (const f of [config, keyFile]) if (existsSync(f)) throw new MailmeshError('CONFIG_INVALID', `${f} exists already`);
+  const restored = opts.offline ? undefined : await fitStore(creds);
   mkdirSync(dirname(config), { recursive: true });
   writeFileSync(keyFile, creds.masterKey + '\n', { mode: 0o600, flag: 'wx' });
   writeFileSync(config, stringify({ store: creds.store, masterKey: { file: keyFile } }), { mode: 0o600, flag: 'wx' });
-  return { config, keyFile };
+  return { config, keyFile, restored };
+}
+
+async function fitStore(creds: ClusterCredentials): Promise<number[]> {
+  const masterKey = decodeMasterKey(creds.masterKey);
+  const store = await openStore(creds.store.url, { redisPrefix: creds.store.redisPrefix });
+  try {
+    await Directory.checkMasterKey(store, masterKey);
+    return await WebmailKeys.restore(store, masterKey, (creds.webmailKeys ?? []).map((k) => ({ version: k.version, key: Buffer.from(k.key, 'base64') })));
+  } finally {
+    await store.close();
+  }
 }

@@ -269,7 +269,7 @@ program
 const cluster = program.command('cluster').description('gateway clusters on one Redis store (docs/cluster.md)');
 cluster
   .command('export')
-  .description('write a passphrase-encrypted bundle of what a new node needs (store URL and prefix, master key)')
+  .description('write a passphrase-encrypted bundle of what a new node needs (store URL and prefix, master key, WebMail keys)')
   .requiredOption('--out <file>', 'the bundle file (written with mode 0600)')
   .option('--passphrase-file <file>', 'the passphrase (first line); default $MAILMESH_CLUSTER_PASSPHRASE')
   .action(async (o: { out: string; passphraseFile?: string }) => {
@@ -278,11 +278,13 @@ cluster
   });
 cluster
   .command('join <bundle>')
-  .description('decrypt a cluster bundle and write this node\'s configuration and master key file')
+  .description('decrypt a cluster bundle, check it against the store and write this node\'s configuration and master key file')
   .option('--config-out <file>', 'the configuration file to write', 'mailmesh.yaml')
   .option('--passphrase-file <file>', 'the passphrase (first line); default $MAILMESH_CLUSTER_PASSPHRASE')
-  .action((file: string, o: { configOut: string; passphraseFile?: string }) => {
-    const w = joinCluster(readFileSync(file, 'utf8'), readPassphrase(o.passphraseFile, process.env), o.configOut);
+  .option('--offline', 'do not contact the store (no check, no WebMail keys put back)')
+  .action(async (file: string, o: { configOut: string; passphraseFile?: string; offline?: boolean }) => {
+    const w = await joinCluster(readFileSync(file, 'utf8'), readPassphrase(o.passphraseFile, process.env), o.configOut, { offline: o.offline });
+    if (w.restored) console.log(`the store answers and the master key opens it${w.restored.length ? `; WebMail key versions put back: ${w.restored.join(', ')}` : ''}`);
     console.log(`wrote ${w.config} and ${w.keyFile}`);
   });
 

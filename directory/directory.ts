@@ -46,7 +46,8 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
    * Opens a directory on a store. The first master key to open a store leaves a check value;
    * a different key is refused (MASTER_KEY_MISMATCH) before anything is read or written.
    */
-  static async open(store: Store, masterKey: Buffer, opts: DirectoryOptions): Promise<Directory> {
+  /** MASTER_KEY_MISMATCH unless the master key opens the store's check value (set by the first opening of an empty store). */
+  static async checkMasterKey(store: Store, masterKey: Buffer): Promise<Sealer> {
     const sealer = new Sealer(masterKey);
     const check = await store.setMetaIfAbsent(
       'master-key-check',
@@ -57,7 +58,11 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     } catch {
       throw new MailmeshError('MASTER_KEY_MISMATCH');
     }
-    const d = new Directory(store, sealer, opts);
+    return sealer;
+  }
+
+  static async open(store: Store, masterKey: Buffer, opts: DirectoryOptions): Promise<Directory> {
+    const d = new Directory(store, await Directory.checkMasterKey(store, masterKey), opts);
     if (store.subscribe) {
       d.#follow.synced = await store.serial();
       d.#follow.on = true;

@@ -30,6 +30,7 @@ export const CATALOGUE = {
   STORE_UNAVAILABLE: { kind: 'unavailable', message: 'the store is unreachable' },
   CLUSTER_BUNDLE_INVALID: { kind: 'invalid', message: 'not a mailmesh cluster bundle' },
   CLUSTER_BUNDLE_DECRYPT: { kind: 'invalid', message: 'the cluster bundle does not decrypt: wrong passphrase, or it was altered' },
+  CLUSTER_BUNDLE_MISMATCH: { kind: 'conflict', message: 'the cluster bundle belongs to another cluster: the store holds other keys' },
   BAD_REQUEST: { kind: 'invalid', message: 'the request is malformed' },
   BODY_TOO_LARGE: { kind: 'invalid', message: 'the request body is too large' },
   DNS_MALFORMED: { kind: 'invalid', message: 'the DNS message is malformed' },

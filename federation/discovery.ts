@@ -7,6 +7,7 @@ import type { DomainRecord, GatewayEndpoints, TunnelFormat } from '../directory/
 import { revokedBy, verifySigned, type VerifiedKeys, type VerifiedRecord } from '../directory/signed.js';
 import { TYPE } from '../directory/dns/wire.js';
 import { wkdHash } from '../directory/wkd.js';
+import { MemoryDiscoveryCache, type CacheEntry, type DiscoveryCache } from './cache.js';
 import { lookupRecords, stubResolver } from './dns.js';
 import { pinMatches, type Pin } from './pin.js';
 import type { PinEntry, PinStore, PinViolation } from './pins.js';
@@ -53,6 +54,8 @@ export interface DiscoveryOptions {
   negativeTtlMs?: number;
   /** How long past its TTL an answer is still served while every source fails. */
   staleMaxMs?: number;
+  /** Where answers are cached (default: in memory, per process); its failures count as misses. */
+  cache?: DiscoveryCache;
   logger?: Pick<Logger, 'warn' | 'info'>;
 }
 
@@ -68,22 +71,17 @@ interface Candidate {
   ownPinOk: boolean;
 }
 
-interface CacheEntry {
-  result: Discovered;
-  expires: number;
-  staleUntil: number;
-}
-
 const KEY_OWNER = (d: Domain) => domainKeyAddress(d);
 /** The first steps ask the domain itself (DNS, well-known record, WKD); the rest ask directories. */
 const OWN_STEPS = 3;
 
 export class Discovery {
   readonly #o: DiscoveryOptions;
-  readonly #cache = new Map<string, CacheEntry>();
+  readonly #cache: DiscoveryCache;
 
   constructor(o: DiscoveryOptions) {
     this.#o = o;
+    this.#cache = o.cache ?? new MemoryDiscoveryCache();
   }
 
   get #now(): Date {
@@ -91,9 +89,9 @@ export class Discovery {
   }
 
   /** Forgets cached answers (all, or one domain's). */
-  forget(domain?: string): void {
-    if (domain === undefined) this.#cache.clear();
-    else this.#cache.delete(parseDomain(domain));
+  async forget(domain?: string): Promise<void> {
+    if (domain === undefined) await this.#cache.clear();
+    else await this.#cache.delete(parseDomain(domain));
   }
 
   /** Discovers a domain, or the domain of an address. */
@@ -108,7 +106,7 @@ export class Discovery {
       return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at }, cache: 'miss' };
     }
 
-    const cached = this.#cache.get(domain);
+    const cached = await this.#cached(domain);
     if (cached && cached.expires > now.getTime()) return { ...cached.result, cache: 'hit' };
 
     const pin = await this.#o.pins.get(domain);
@@ -128,13 +126,14 @@ export class Discovery {
       return undefined;
     };
 
-    // "none" needs an answer from a directory (or, with none configured, from the domain itself).
+    // "none" needs an answer from a directory, or, with none configured, from every source of
+    // the domain itself: a source that is down must never turn into "no key" (a downgrade).
     const steps = this.#steps(domain);
     for (const [i, step] of steps.entries()) {
       let candidates: Candidate[];
       try {
         candidates = await step();
-        if (i >= OWN_STEPS || steps.length === OWN_STEPS) definite = true;
+        if (i >= OWN_STEPS || (steps.length === OWN_STEPS && i === OWN_STEPS - 1 && failures.length === 0)) definite = true;
       } catch (e) {
         if (!isMailmeshError(e)) throw e;
         if (e.code === 'KEY_REVOKED') {
@@ -153,7 +152,6 @@ export class Discovery {
     // A revocation by the pinned key itself removes it everywhere (DESIGN.md "Revocation").
     if (pin?.keys.openpgp && revoked.has(pin.keys.openpgp.fingerprint)) {
       await this.#o.pins.delete(domain);
-      this.#cache.delete(domain);
       this.#o.logger?.warn({ domain, fingerprint: pin.keys.openpgp.fingerprint }, 'pinned key revoked: dropped');
       return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `key ${pin.keys.openpgp.fingerprint} revoked`, at }, cache: 'miss' });
     }
@@ -174,11 +172,28 @@ export class Discovery {
     return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: failures.join('; ') || 'no source knows the domain', at }, cache: 'miss' });
   }
 
-  #store(r: Discovered, violation?: PinViolation): Discovered {
+  /** A cache that cannot be read is a miss: discovery goes on to the sources. */
+  async #cached(domain: Domain): Promise<CacheEntry | undefined> {
+    try {
+      return await this.#cache.get(domain);
+    } catch (err) {
+      this.#o.logger?.warn({ domain, err }, 'discovery cache unreadable: treated as a miss');
+      return undefined;
+    }
+  }
+
+  /** Caches an answer (a failed write is only logged) and returns it. */
+  async #store(r: Discovered, violation?: PinViolation): Promise<Discovered> {
     const now = this.#now.getTime();
     const ttl = r.provenance.source === 'none' ? (this.#o.negativeTtlMs ?? 60_000) : (this.#o.cacheTtlMs ?? 300_000);
-    const result = violation && !r.violation ? { ...r, violation } : r;
-    this.#cache.set(r.domain, { result, expires: now + ttl, staleUntil: now + ttl + (this.#o.staleMaxMs ?? 86_400_000) });
+    const life = ttl + (this.#o.staleMaxMs ?? 86_400_000);
+    // In the form every cache gives back (JSON has no `undefined`), so a hit equals the miss.
+    const result = JSON.parse(JSON.stringify(violation && !r.violation ? { ...r, violation } : r)) as Discovered;
+    try {
+      await this.#cache.set(r.domain, { result, expires: now + ttl, staleUntil: now + life }, life);
+    } catch (err) {
+      this.#o.logger?.warn({ domain: r.domain, err }, 'discovery cache not written');
+    }
     return result;
   }
 

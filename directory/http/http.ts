@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
-import rateLimit from '@fastify/rate-limit';
+import rateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import type { Directory } from '../directory.js';
+import type { Store } from '../store/store.js';
 import { parseDomain } from '../domain.js';
 import type { DomainRecord } from '../record.js';
 import { Metrics } from '../metrics.js';
@@ -41,6 +42,9 @@ export interface HttpConfig {
   rateLimit?: { max: number; windowSec: number };
 }
 
+/** Where rate-limit counters live when a cluster's nodes share them: a store's atomic counters. */
+export type RateCounters = Pick<Store, 'kvIncr'>;
+
 /** Join, leave and import (federation/, wired by cli/app.ts); without them these operations answer FEDERATION_DISABLED. */
 export interface FederationOps {
   join(body: unknown): Promise<DomainRecord>;
@@ -58,12 +62,36 @@ export interface HttpOptions {
   metrics?: Metrics;
   /** The WebMail pages (gateway/webmail, wired by cli/app.ts); without them those operations answer NOT_FOUND. */
   webmail?: WebmailHandlers;
+  /**
+   * Count the rate limit here (a store shared by the nodes of a cluster, so a client's
+   * requests count once whichever node they reach); without it, each process counts alone.
+   */
+  rateCounters?: RateCounters;
 }
 
 /** Handlers of the operations tagged `webmail` in openapi.yaml, and a hook to add their body parser. */
 export interface WebmailHandlers {
   handlers: Record<string, RouteHandlerMethod>;
   register(app: FastifyInstance): void;
+}
+
+/**
+ * @fastify/rate-limit's store interface (`incr(key, cb, timeWindow)`, `child(route)`) on shared
+ * counters: a fixed window per client key that starts with its first request. A store that
+ * cannot be reached skips the limit (`skipOnError`): the request itself then answers 503.
+ */
+function sharedRateStore(counters: RateCounters, windowMs: number, prefix = 'ratelimit:'): FastifyRateLimitStoreCtor {
+  return class implements FastifyRateLimitStore {
+    /** The plugin passes the route's window as a third argument (not in its type declarations). */
+    incr(key: string, cb: (err: Error | null, res?: { current: number; ttl: number }) => void, timeWindow = windowMs): void {
+      counters.kvIncr(prefix + key, timeWindow).then((r) => cb(null, { current: r.count, ttl: r.ttlMs }), (err: Error) => cb(err));
+    }
+    /** Routes with a limit of their own count apart; at run time the plugin passes the route as `routeInfo`. */
+    child(params: object): FastifyRateLimitStore {
+      const route = (params as { routeInfo?: { method?: unknown; url?: unknown } }).routeInfo;
+      return new (sharedRateStore(counters, windowMs, `${prefix}${String(route?.method)}${String(route?.url)}:`))({});
+    }
+  };
 }
 
 /** Every `webmail` operation gets its handler, or one that says WebMail is off. */
@@ -117,6 +145,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     await app.register(rateLimit, {
       max: limit.max,
       timeWindow: limit.windowSec * 1000,
+      ...(opts.rateCounters && { store: sharedRateStore(opts.rateCounters, limit.windowSec * 1000), skipOnError: true }),
       allowList: (req) => req.url === '/healthz' || req.url === '/metrics',
       errorResponseBuilder: (_req, ctx) => new MailmeshError('RATE_LIMITED', `retry after ${ctx.after}`),
     });

@@ -13,7 +13,7 @@ export class MemoryStore implements Store {
   #leases = new Map<string, { owner: string; expires: number }>();
   readonly #now: () => number;
 
-  /** `clock` (milliseconds) decides lease expiry. */
+  /** `clock` (milliseconds) decides when leases and kv entries expire. */
   constructor(opts: { clock?: () => number } = {}) {
     this.#now = opts.clock ?? Date.now;
   }
@@ -61,18 +61,28 @@ export class MemoryStore implements Store {
 
   async kvGet(key: string): Promise<string | undefined> {
     const e = this.#kv.get(key);
-    if (e && e.expires <= Date.now()) this.#kv.delete(key);
-    return e && e.expires > Date.now() ? e.value : undefined;
+    if (e && e.expires <= this.#now()) this.#kv.delete(key);
+    return e && e.expires > this.#now() ? e.value : undefined;
   }
 
   async kvPut(key: string, value: string, opts: KvPutOptions = {}): Promise<boolean> {
     if (opts.ifAbsent && (await this.kvGet(key)) !== undefined) return false;
-    this.#kv.set(key, { value, expires: opts.ttlSec ? Date.now() + opts.ttlSec * 1000 : Infinity });
+    this.#kv.set(key, { value, expires: opts.ttlSec ? this.#now() + opts.ttlSec * 1000 : Infinity });
     return true;
   }
 
   async kvDelete(key: string): Promise<void> {
     this.#kv.delete(key);
+  }
+
+  async kvIncr(key: string, ttlMs: number, opts: { slide?: boolean } = {}): Promise<{ count: number; ttlMs: number }> {
+    const now = this.#now();
+    const e = this.#kv.get(key);
+    const live = e && e.expires > now;
+    const count = live ? Number(e.value) + 1 : 1;
+    const expires = live && !opts.slide && e.expires !== Infinity ? e.expires : now + ttlMs;
+    this.#kv.set(key, { value: String(count), expires });
+    return { count, ttlMs: expires - now };
   }
 
   async acquireLease(name: string, owner: string, ttlSec: number): Promise<boolean> {

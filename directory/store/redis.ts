@@ -25,6 +25,7 @@ type PutCommand = {
   mmPut(k1: string, k2: string, k3: string, k4: string, ...args: (string | Buffer)[]): Promise<number>;
   mmLease(key: string, owner: string, ttlMs: string): Promise<number>;
   mmRelease(key: string, owner: string): Promise<number>;
+  mmIncr(key: string, ttlMs: string, slide: string): Promise<[number, number]>;
 };
 
 /** A lease: taken when free (an expired key is gone) or already the owner's; PX sets the expiry. */
@@ -39,6 +40,16 @@ return 1
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+`;
+/** A counter: INCR, and a life of ARGV[1] ms when it starts, when it slides (ARGV[2]) or when it has none. */
+const INCR = `
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if n == 1 or ARGV[2] == '1' or ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
 `;
 type Client = (Redis | Cluster) & PutCommand;
 
@@ -151,6 +162,7 @@ export class RedisStore implements Store {
     this.#r.defineCommand('mmPut', { numberOfKeys: 4, lua: PUT });
     this.#r.defineCommand('mmLease', { numberOfKeys: 1, lua: LEASE });
     this.#r.defineCommand('mmRelease', { numberOfKeys: 1, lua: RELEASE });
+    this.#r.defineCommand('mmIncr', { numberOfKeys: 1, lua: INCR });
   }
 
   /** Connects and pings; gives up with STORE_UNAVAILABLE after three connect timeouts (ioredis keeps retrying unreachable Sentinels). */
@@ -256,6 +268,11 @@ export class RedisStore implements Store {
 
   async kvDelete(key: string): Promise<void> {
     await this.#run(() => this.#r.del(this.#k('kv', key)));
+  }
+
+  async kvIncr(key: string, ttlMs: number, opts: { slide?: boolean } = {}): Promise<{ count: number; ttlMs: number }> {
+    const [count, left] = await this.#run(() => this.#r.mmIncr(this.#k('kv', key), String(Math.max(1, Math.round(ttlMs))), opts.slide ? '1' : '0'));
+    return { count, ttlMs: left };
   }
 
   async setMetaIfAbsent(name: string, value: string): Promise<string> {

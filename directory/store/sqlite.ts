@@ -27,7 +27,7 @@ export class SqliteStore implements Store {
 
   readonly #now: () => number;
 
-  /** `clock` (milliseconds) decides lease expiry. */
+  /** `clock` (milliseconds) decides when leases and kv entries expire. */
   constructor(file: string, opts: { clock?: () => number } = {}) {
     this.#now = opts.clock ?? Date.now;
     try {
@@ -98,11 +98,11 @@ export class SqliteStore implements Store {
   async kvGet(key: string): Promise<string | undefined> {
     return this.#db
       .prepare<[string, number], { value: string }>('SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)')
-      .get(key, Date.now())?.value;
+      .get(key, this.#now())?.value;
   }
 
   async kvPut(key: string, value: string, opts: KvPutOptions = {}): Promise<boolean> {
-    const now = Date.now();
+    const now = this.#now();
     const expires = opts.ttlSec ? now + opts.ttlSec * 1000 : null;
     if (!opts.ifAbsent) {
       this.#db.prepare('INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)').run(key, value, expires);
@@ -120,6 +120,21 @@ export class SqliteStore implements Store {
 
   async kvDelete(key: string): Promise<void> {
     this.#db.prepare('DELETE FROM kv WHERE key = ?').run(key);
+  }
+
+  async kvIncr(key: string, ttlMs: number, opts: { slide?: boolean } = {}): Promise<{ count: number; ttlMs: number }> {
+    const now = this.#now();
+    // One statement, so atomic: start a counter (absent or expired) or add 1 to a live one.
+    const r = this.#db
+      .prepare<{ key: string; now: number; expires: number; slide: number }, { value: string; expires: number }>(
+        `INSERT INTO kv (key, value, expires) VALUES (@key, '1', @expires)
+         ON CONFLICT(key) DO UPDATE SET
+           value = CASE WHEN kv.expires IS NOT NULL AND kv.expires <= @now THEN '1' ELSE CAST(CAST(kv.value AS INTEGER) + 1 AS TEXT) END,
+           expires = CASE WHEN @slide OR kv.expires IS NULL OR kv.expires <= @now THEN excluded.expires ELSE kv.expires END
+         RETURNING value, expires`,
+      )
+      .get({ key, now, expires: now + ttlMs, slide: opts.slide ? 1 : 0 })!;
+    return { count: Number(r.value), ttlMs: r.expires - now };
   }
 
   async acquireLease(name: string, owner: string, ttlSec: number): Promise<boolean> {

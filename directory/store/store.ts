@@ -41,6 +41,14 @@ export interface Store {
   kvPut(key: string, value: string, opts?: KvPutOptions): Promise<boolean>;
   kvDelete(key: string): Promise<void>;
   /**
+   * A counter in the kv space (rate limits, failed passwords), atomic across the processes
+   * sharing the store: adds 1 and returns the new count and the milliseconds it has left. A
+   * counter that is absent or expired starts at 1 with a life of `ttlMs`; with `slide` every
+   * increment gives it a new life of `ttlMs` (it expires `ttlMs` after the last one). `kvGet`
+   * reads the count as decimal text; `kvDelete` resets it.
+   */
+  kvIncr(key: string, ttlMs: number, opts?: { slide?: boolean }): Promise<{ count: number; ttlMs: number }>;
+  /**
    * Only on stores shared between processes (Redis): calls `onChange` after every write any
    * process commits, and with no argument when notices may have been lost (a reconnect).
    * Resolves once subscribed; close() ends the subscription.

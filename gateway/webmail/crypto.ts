@@ -60,6 +60,34 @@ export class WebmailKeys {
     return { version: this.#latest, key: (await this.#load(this.#latest))! };
   }
 
+  /** Every version, oldest first, read without creating one: the cluster bundle's copy (cli/cluster.ts). */
+  static async readAll(store: Store, masterKey: Buffer): Promise<{ version: number; key: Buffer }[]> {
+    const k = new WebmailKeys(store, masterKey);
+    await k.#refresh();
+    return [...k.#keys].sort(([a], [b]) => a - b).map(([version, key]) => ({ version, key }));
+  }
+
+  /**
+   * Puts back versions the store lacks (a store rebuilt after a loss: mail sent before opens
+   * again) and checks those it holds; a version held with another key is
+   * CLUSTER_BUNDLE_MISMATCH, before anything is written. Returns the versions put back.
+   */
+  static async restore(store: Store, masterKey: Buffer, keys: { version: number; key: Buffer }[]): Promise<number[]> {
+    const k = new WebmailKeys(store, masterKey);
+    const missing: { version: number; key: Buffer }[] = [];
+    for (const w of keys) {
+      const held = await k.#load(w.version);
+      if (!held) missing.push(w);
+      else if (!held.equals(w.key)) throw new MailmeshError('CLUSTER_BUNDLE_MISMATCH', `WebMail key version ${w.version} differs from the store's`);
+    }
+    for (const w of missing) {
+      const name = WebmailKeys.#name(w.version);
+      const set = await store.setMetaIfAbsent(name, k.#sealer.seal(w.key, name).toString('base64'));
+      if (!k.#sealer.open(Buffer.from(set, 'base64'), name).equals(w.key)) throw new MailmeshError('CLUSTER_BUNDLE_MISMATCH', `WebMail key version ${w.version} was set concurrently with another key`);
+    }
+    return missing.map((w) => w.version);
+  }
+
   async get(version: number): Promise<Buffer> {
     const key = await this.#load(version);
     if (!key) throw new MailmeshError('WEBMAIL_INVALID', `unknown key version ${version}`);

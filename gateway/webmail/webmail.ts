@@ -53,11 +53,6 @@ interface Session {
   auth: boolean;
 }
 
-interface Failures {
-  n: number;
-  last: number;
-}
-
 const COOKIE = 'mailmesh_webmail';
 const FIELD_MAX = 1000;
 
@@ -154,7 +149,7 @@ export class Webmail {
           await this.#fail(keys);
           return this.#send(reply, 403, loginPage(this.#t, sealed, s.csrf, new MailmeshError('WEBMAIL_PASSWORD').publicMessage));
         }
-        await this.#o.store.kvDelete(keys[0]!);
+        await clearFailures(this.#o.store, keys[0]!);
         return this.#showMessage(req, reply, s, sealed);
       }),
 
@@ -298,24 +293,27 @@ export class Webmail {
     }
   }
 
-  /** Lockout after the limit; before it, a wait that doubles with every failure. */
+  /**
+   * Lockout after the limit; before it, a wait that doubles with every failure. A failure
+   * counter (`kvIncr`, atomic across the cluster's nodes, so no failure is lost when two nodes
+   * count at once) lives `lockoutSec` after its last failure; `<key>:last` holds that time.
+   */
   async #checkFailures(keys: string[], limits: number[]): Promise<void> {
     const now = this.#clock().getTime();
     for (const [i, key] of keys.entries()) {
-      const raw = await this.#o.store.kvGet(key);
-      if (!raw) continue;
-      const f = JSON.parse(raw) as Failures;
-      if (f.n >= limits[i]! && now < f.last + this.#o.lockoutSec * 1000) throw new MailmeshError('WEBMAIL_LOCKED', key);
-      if (f.n < limits[i]! && now < f.last + this.#o.delayMs * 2 ** (f.n - 1)) throw new MailmeshError('RATE_LIMITED', `${key}: wait`);
+      const n = Number((await this.#o.store.kvGet(key)) ?? 0);
+      if (n === 0) continue;
+      const last = Number((await this.#o.store.kvGet(`${key}:last`)) ?? 0);
+      if (n >= limits[i]! && now < last + this.#o.lockoutSec * 1000) throw new MailmeshError('WEBMAIL_LOCKED', key);
+      if (n < limits[i]! && now < last + this.#o.delayMs * 2 ** (n - 1)) throw new MailmeshError('RATE_LIMITED', `${key}: wait`);
     }
   }
 
   async #fail(keys: string[]): Promise<void> {
     const now = this.#clock().getTime();
     for (const key of keys) {
-      const raw = await this.#o.store.kvGet(key);
-      const f: Failures = raw ? (JSON.parse(raw) as Failures) : { n: 0, last: 0 };
-      await this.#o.store.kvPut(key, JSON.stringify({ n: f.n + 1, last: now }), { ttlSec: this.#o.lockoutSec });
+      await this.#o.store.kvIncr(key, this.#o.lockoutSec * 1000, { slide: true });
+      await this.#o.store.kvPut(`${key}:last`, String(now), { ttlSec: this.#o.lockoutSec });
     }
   }
 
@@ -359,8 +357,13 @@ export async function resetRegistration(store: Store, address: string): Promise<
   const a = normalAddress(address);
   const existed = (await store.kvGet(regKey(a))) !== undefined;
   await store.kvDelete(regKey(a));
-  await store.kvDelete(`webmail:fail:rcpt:${a}`);
+  await clearFailures(store, `webmail:fail:rcpt:${a}`);
   return existed;
+}
+
+async function clearFailures(store: Store, key: string): Promise<void> {
+  await store.kvDelete(key);
+  await store.kvDelete(`${key}:last`);
 }
 
 /** RFC 6750 §2.1: `Authorization: Bearer <token>`, compared in constant time (digests of equal length). */

@@ -5,10 +5,11 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t, { type Test } from 'tap';
 import { parse } from 'yaml';
-import { openBundle, sealBundle } from '../../cli/cluster.js';
+import { joinCluster, openBundle, sealBundle } from '../../cli/cluster.js';
 import { Directory } from '../../directory/directory.js';
 import { loadMasterKey } from '../../directory/seal.js';
 import { RedisStore } from '../../directory/store/redis.js';
+import { openMessage, sealMessage, WebmailKeys } from '../../gateway/webmail/crypto.js';
 import { rejectsCode, run, seeded, tempDir, TEST_REDIS_URL, throwsCode } from '../helpers.js';
 
 // Uses the built CLI (`npm run build` first) and the machine's Redis (MAILMESH_TEST_REDIS_URL) under a random prefix.
@@ -131,4 +132,60 @@ t.test('export on node 1, join on node 2: node 2 sees node 1\'s domain and opens
   t.ok(rec.keys.openpgp);
   // Another master key does not open this store.
   await rejectsCode(t, Directory.open(store, randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 } }), 'MASTER_KEY_MISMATCH');
+});
+
+t.test('the bundle carries the WebMail keys: a rebuilt store gets them back, mail sent before opens again', async (t) => {
+  const prefix = `mailmesh:{t-${randomBytes(6).toString('hex')}}:`;
+  const env = { MAILMESH_STORE__URL: TEST_REDIS_URL, MAILMESH_STORE__REDIS_PREFIX: prefix, MAILMESH_CLUSTER_PASSPHRASE: 'tr0ub4dor' };
+  const store = await new RedisStore(TEST_REDIS_URL, { prefix }).connect();
+  t.teardown(async () => {
+    await store.destroy();
+    await store.close();
+  });
+  const one = tempDir(t);
+  t.equal((await cli(one, ['domain', 'add', 'wm.test'], env)).code, 0);
+  // Node 1 serves WebMail: two key versions (one rotation), and a message sealed under the current one.
+  const masterKey = loadMasterKey({ file: join(one, 'data', 'master.key'), create: false });
+  const keys = await WebmailKeys.open(store, masterKey);
+  await keys.rotate();
+  const MSG = Buffer.from('Subject: before the loss\r\n\r\nstill readable\r\n');
+  const sealed = await sealMessage(keys, MSG, { recipient: 'carol@outside.test', messageId: '<m1@wm.test>', expires: Math.floor(Date.now() / 1000) + 3600 });
+  t.equal((await cli(one, ['cluster', 'export', '--out', 'b.json'], env)).code, 0);
+  const bundle = readFileSync(join(one, 'b.json'), 'utf8');
+  t.same(openBundle(bundle, 'tr0ub4dor').webmailKeys?.map((k) => k.version), [1, 2], 'both versions in the bundle');
+
+  const two = tempDir(t);
+  const joined = await cli(two, ['cluster', 'join', join(one, 'b.json')], { MAILMESH_CLUSTER_PASSPHRASE: 'tr0ub4dor' });
+  t.equal(joined.code, 0, joined.stderr);
+  t.match(joined.stdout.toString(), /the store answers and the master key opens it\n/, 'nothing to put back');
+
+  // The Redis loses everything; a node joins with the bundle: the WebMail keys are back.
+  await store.destroy();
+  const three = tempDir(t);
+  const back = await cli(three, ['cluster', 'join', join(one, 'b.json')], { MAILMESH_CLUSTER_PASSPHRASE: 'tr0ub4dor' });
+  t.equal(back.code, 0, back.stderr);
+  t.match(back.stdout.toString(), 'WebMail key versions put back: 1, 2');
+  t.same(await openMessage(await WebmailKeys.open(store, masterKey), sealed, new Date()), MSG, 'the message sealed before the loss opens');
+
+  // Another cluster's bundle with the same store settings: refused, nothing written.
+  const other = sealBundle({ store: { url: TEST_REDIS_URL, redisPrefix: prefix }, masterKey: masterKey.toString('base64'), webmailKeys: [{ version: 1, key: randomBytes(32).toString('base64') }] }, 'pass');
+  const four = tempDir(t);
+  await rejectsCode(t, joinCluster(other, 'pass', join(four, 'mailmesh.yaml')), 'CLUSTER_BUNDLE_MISMATCH');
+  const wrongKey = sealBundle({ store: { url: TEST_REDIS_URL, redisPrefix: prefix }, masterKey: randomBytes(32).toString('base64') }, 'pass');
+  await rejectsCode(t, joinCluster(wrongKey, 'pass', join(four, 'mailmesh.yaml')), 'MASTER_KEY_MISMATCH');
+  t.same(readdirSync(four), [], 'nothing written');
+});
+
+t.test('join checks the store unless --offline', async (t) => {
+  const unreachable = sealBundle({ store: { url: 'redis://127.0.0.1:1/0', redisPrefix: 'mm:{x}:' }, masterKey: randomBytes(32).toString('base64') }, 'pass');
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'b.json'), unreachable);
+  const down = await cli(dir, ['cluster', 'join', 'b.json'], { MAILMESH_CLUSTER_PASSPHRASE: 'pass' });
+  t.equal(down.code, 1);
+  t.match(down.stderr, 'STORE_UNAVAILABLE');
+  t.notOk(existsSync(join(dir, 'mailmesh.yaml')), 'nothing written');
+  const offline = await cli(dir, ['cluster', 'join', 'b.json', '--offline'], { MAILMESH_CLUSTER_PASSPHRASE: 'pass' });
+  t.equal(offline.code, 0, offline.stderr);
+  t.ok(existsSync(join(dir, 'mailmesh.yaml')));
+  throwsCode(t, () => openBundle(sealBundle({ ...CREDS, webmailKeys: [{ version: 0, key: 'x' }] }, 'p'), 'p'), 'CLUSTER_BUNDLE_INVALID');
 });

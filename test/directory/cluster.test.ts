@@ -54,6 +54,22 @@ t.test('a domain added on node 1 is answered by the DNS and HTTP faces of node 2
   t.pass('a removal propagates too');
 });
 
+t.test('the HTTP rate limit counts a client once across the nodes (counters in Redis)', async (t) => {
+  const [one, two] = await twoNodes(t);
+  await one.addDomain('limited.example');
+  const config = { rateLimit: { max: 4, windowSec: 60 } };
+  const a = await startHttp(t, one, config, { rateCounters: one.store });
+  const b = await startHttp(t, two, config, { rateCounters: two.store });
+  const alone = await startHttp(t, two, config);
+  const statuses = [];
+  for (const base of [a.base, b.base, a.base, b.base, a.base, b.base]) statuses.push((await get(`${base}/v1/domains/limited.example`)).status);
+  t.same(statuses, [200, 200, 200, 200, 429, 429], 'four requests in all, whichever node they reached');
+  const over = await get(`${b.base}/v1/domains/limited.example`);
+  t.equal(over.headers['x-ratelimit-limit'], '4');
+  t.ok(Number(over.headers['retry-after']) > 0 && Number(over.headers['retry-after']) <= 60, 'Retry-After from the shared window');
+  t.equal((await get(`${alone.base}/v1/domains/limited.example`)).status, 200, 'a node counting in memory knows nothing of it');
+});
+
 t.test("a node hears its own writes and the others' once each", async (t) => {
   const [one, two] = await twoNodes(t);
   const onOne: number[] = [];

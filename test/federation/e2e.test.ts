@@ -260,3 +260,12 @@ t.test('revocation: a new key carrying the old key\'s revocation is followed; a 
   t.same(after.keys, {});
   t.equal(oldFpr, (await dir.getRecord('beta.test')).keys.openpgp!.fingerprint, 'other domains untouched');
 });
+
+t.test('no directory configured: "no key" only when every own source answered, never because one is down', async (t) => {
+  const own = (over: Partial<typeof sources>) => new Discovery({ sources: { ...sources, ...over }, directories: [], pins: new MemoryPinStore() });
+  const none = await own({}).discover('nobody.test');
+  t.equal(none.provenance.source, 'none', 'no _mailmesh TXT: a definite "none"');
+  await rejectsCode(t, own({ resolver: stubResolver(['127.0.0.1:1'], { timeoutMs: 300 }) }).discover('nobody.test'), 'LOOKUP_UNAVAILABLE', 'the resolver is down');
+  // alpha pins a key in its TXT; its web server (well-known record, WKD) is down.
+  await rejectsCode(t, own({ wellKnownBase: baseFor('http://127.0.0.1:1/{domain}') }).discover('alpha.test'), 'LOOKUP_UNAVAILABLE', 'the pin is readable, the key is not');
+});

@@ -3,13 +3,13 @@ import { request as httpsRequest } from 'node:https';
 import { pino } from 'pino';
 import type { Test } from 'tap';
 import { Directory } from '../../../directory/directory.js';
-import { createHttpServer, type HttpConfig } from '../../../directory/http/http.js';
+import { createHttpServer, type HttpConfig, type HttpOptions } from '../../../directory/http/http.js';
 
 export { memoryDirectory } from '../../helpers.js';
 
 /** The HTTP face on 127.0.0.1, port 0, closed when the test ends. */
-export async function startHttp(t: Test, directory: Directory, config?: HttpConfig): Promise<{ base: string; port: number }> {
-  const app = await createHttpServer({ directory, logger: pino({ level: 'silent' }), config });
+export async function startHttp(t: Test, directory: Directory, config?: HttpConfig, more: Partial<HttpOptions> = {}): Promise<{ base: string; port: number }> {
+  const app = await createHttpServer({ directory, logger: pino({ level: 'silent' }), config, ...more });
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => app.close());
   const { port } = app.server.address() as { port: number };

@@ -125,6 +125,48 @@ export function storeContract(t: Test, make: () => Promise<Store>, clocked?: () 
     await s.kvDelete('never-set');
   });
 
+  t.test('counters: atomic increments, a fixed or sliding life, read and reset through kv', async (t) => {
+    const s = await make();
+    const first = await s.kvIncr('c', 60_000);
+    t.equal(first.count, 1);
+    t.ok(first.ttlMs > 59_000 && first.ttlMs <= 60_000, `a new counter lives ttlMs (${first.ttlMs})`);
+    const many = await Promise.all(Array.from({ length: 50 }, () => s.kvIncr('c', 60_000)));
+    t.same(many.map((r) => r.count).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i + 2), 'concurrent increments each get their own count');
+    t.equal(await s.kvGet('c'), '51', 'kv reads the count');
+    const fixed = await s.kvIncr('c', 3_600_000);
+    t.ok(fixed.ttlMs <= 60_000, 'without slide the life set at the start stays');
+    const slid = await s.kvIncr('c', 3_600_000, { slide: true });
+    t.equal(slid.count, 53);
+    t.ok(slid.ttlMs > 60_000, 'slide gives a new life');
+    await s.kvDelete('c');
+    t.equal((await s.kvIncr('c', 60_000)).count, 1, 'deleted: counts from 1 again');
+    t.equal((await s.kvIncr('other', 60_000)).count, 1, 'counters are independent');
+  });
+
+  t.test('counters expire', async (t) => {
+    if (clocked) {
+      const { store, advance } = await clocked();
+      await store.kvIncr('c', 10_000);
+      advance(5_000);
+      t.same(await store.kvIncr('c', 10_000), { count: 2, ttlMs: 5_000 }, 'the window set by the first increment');
+      advance(5_000);
+      t.same(await store.kvIncr('c', 10_000), { count: 1, ttlMs: 10_000 }, 'expired: a new window');
+      await store.kvIncr('d', 10_000, { slide: true });
+      advance(9_000);
+      await store.kvIncr('d', 10_000, { slide: true });
+      advance(9_000);
+      t.equal((await store.kvIncr('d', 10_000, { slide: true })).count, 3, 'a sliding counter lives on while it is used');
+      t.equal(await store.kvGet('d'), '3');
+      advance(10_000);
+      t.equal(await store.kvGet('d'), undefined, 'and expires ttlMs after the last increment');
+      return;
+    }
+    const s = await make();
+    await s.kvIncr('c', 200);
+    await pollUntil('the counter to expire', async () => (await s.kvGet('c')) === undefined);
+    t.equal((await s.kvIncr('c', 60_000)).count, 1, 'expired: counts from 1 again');
+  });
+
   t.test('records round-trip unicode and large values exactly', async (t) => {
     const s = await make();
     const big = 'x'.repeat(200_000);

@@ -84,3 +84,18 @@ t.test('fuzz: random form fields never crash the pages', async (t) => {
     t.ok([200, 400, 403].includes(r.status) && (r.status === 200 || r.code), `fuzz ${i}: ${r.status} ${r.code}`);
   }
 });
+
+t.test('wrong passwords sent at once are each counted: the lockout holds (atomic counter)', async (t) => {
+  const MSG2 = Buffer.from('From: alice@alpha.test\r\nTo: dave@outside.test\r\nSubject: s\r\nMessage-ID: <x3@alpha.test>\r\n\r\nother text\r\n');
+  const s = fields(await sealMessage(h.keys, MSG2, { recipient: 'dave@outside.test', messageId: '<x3@alpha.test>', expires: future() }));
+  const opened = await post('open', s);
+  t.equal((await post('register', { ...s, password: 'Correct horse 42', password2: 'Correct horse 42', csrf: opened.csrf! }, opened.cookie)).status, 200);
+  // Each attempt in its own session, all sent before any answer: a read-then-write counter would lose most of them.
+  const sessions = await Promise.all(Array.from({ length: 3 }, () => post('open', s)));
+  const wrong = await Promise.all(sessions.map((o, i) => post('login', { ...s, password: `Wrong password ${i}`, csrf: o.csrf! }, o.cookie)));
+  t.same(wrong.map((r) => r.status), [403, 403, 403]);
+  t.equal(await h.directory.store.kvGet('webmail:fail:rcpt:dave@outside.test'), '3', 'three failures counted');
+  const again = await post('open', s);
+  const right = await post('login', { ...s, password: 'Correct horse 42', csrf: again.csrf! }, again.cookie);
+  t.equal(right.code, 'WEBMAIL_LOCKED', 'maxAttempts is 3: even the right password is refused now');
+});
