@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t, { type Test } from 'tap';
@@ -131,4 +131,21 @@ t.test('init and config print', async (t) => {
   const broken = await cli(cwd, ['config', 'print'], { MAILMESH_HTTP__PORT: '-1' });
   t.equal(broken.code, 1);
   t.match(broken.stderr, /CONFIG_INVALID: .*http\.port/);
+});
+
+t.test('the README documents every command (walked from `--help`)', async (t) => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const dir = tempDir(t);
+  /** The command names under "Commands:" of a help text (without `help`). */
+  const commands = async (path: string[]) => {
+    const help = (await cli(dir, [...path, '--help'])).stdout.toString();
+    return [...help.slice(help.indexOf('Commands:')).matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+  };
+  const found: string[] = [];
+  for (const top of await commands([])) {
+    const subs = await commands([top]);
+    for (const path of subs.length ? subs.map((s) => `${top} ${s}`) : [top]) found.push(path);
+  }
+  t.ok(found.includes('cluster join') && found.includes('serve'), `the walk finds commands (${found.length})`);
+  for (const path of found) t.ok(readme.includes('`mailmesh ' + path), `README documents mailmesh ${path}`);
 });
