@@ -25,6 +25,8 @@ export interface ClusterCredentials {
 }
 
 const VERSION = 1;
+/** Only a Redis store can be shared by a cluster's nodes. */
+const REDIS_URL = /^(rediss?|redis-sentinel|redis-cluster):/;
 // scrypt cost: 2^15 × 8 × 128 B = 32 MiB of memory, a fraction of a second per try.
 const KDF = { N: 2 ** 15, r: 8, p: 1 };
 
@@ -91,8 +93,10 @@ export function openBundle(text: string, passphrase: string): ClusterCredentials
   if (typeof creds.store?.url !== 'string' || typeof creds.store.redisPrefix !== 'string' || typeof creds.masterKey !== 'string') {
     throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'missing fields');
   }
+  if (!REDIS_URL.test(creds.store.url)) throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'the store is not Redis');
+  // WebMail key versions are numbered 1, 2, … without gaps (gateway/webmail/crypto.ts).
   const w = creds.webmailKeys;
-  if (w !== undefined && !(Array.isArray(w) && w.every((k) => Number.isSafeInteger(k?.version) && k.version > 0 && isB64(k.key, 32)))) {
+  if (w !== undefined && !(Array.isArray(w) && w.every((k, i) => k?.version === i + 1 && isB64(k.key, 32)))) {
     throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'bad WebMail keys');
   }
   return creds;
@@ -107,7 +111,7 @@ export function readPassphrase(file: string | undefined, env: NodeJS.ProcessEnv)
 
 /** `mailmesh cluster export`: this node's credentials, after checking that they open the store. */
 export async function exportCluster(c: Config, passphrase: string): Promise<string> {
-  if (!/^(rediss?|redis-sentinel|redis-cluster):/.test(c.store.url)) {
+  if (!REDIS_URL.test(c.store.url)) {
     throw new MailmeshError('CONFIG_INVALID', `store.url must be a Redis store shared by the cluster, not ${c.store.url.split(':')[0]}:`);
   }
   const d = await openDirectory(c, { createKey: false });

@@ -13,7 +13,11 @@ export interface Address {
 // RFC 1035 §2.3.1 / RFC 5890: LDH labels of 1–63 octets, the name at most 253 octets in text form.
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
-export function parseDomain(input: string): Domain {
+/**
+ * A domain name, normalised. Mail domains have at least two labels; `minLabels: 1` admits a
+ * top-level domain where DNS allows one (a zone apex, RFC 1034 §4.2).
+ */
+export function parseDomain(input: string, opts: { minLabels?: 1 | 2 } = {}): Domain {
   if (typeof input !== 'string') throw new MailmeshError('DOMAIN_INVALID', 'not a string');
   const trimmed = input.trim().replace(/\.$/, '');
   if (trimmed === '' || /[\s/@:]/.test(trimmed)) throw new MailmeshError('DOMAIN_INVALID', JSON.stringify(input));
@@ -21,7 +25,7 @@ export function parseDomain(input: string): Domain {
   const ascii = domainToASCII(trimmed).toLowerCase();
   if (!ascii || ascii.length > 253) throw new MailmeshError('DOMAIN_INVALID', JSON.stringify(input));
   const labels = ascii.split('.');
-  if (labels.length < 2 || !labels.every((l) => LABEL.test(l)) || /^[0-9]+$/.test(labels[labels.length - 1]!)) {
+  if (labels.length < (opts.minLabels ?? 2) || !labels.every((l) => LABEL.test(l)) || /^[0-9]+$/.test(labels[labels.length - 1]!)) {
     throw new MailmeshError('DOMAIN_INVALID', JSON.stringify(input));
   }
   return ascii as Domain;

@@ -112,7 +112,10 @@ export async function loopbackPair(
         hostmaster: `hostmaster@${domain}`,
         nameservers: [`ns1.dir.${domain}`],
         nameserverAddresses: ['127.0.0.1'],
-        authoritativeFor: [domain],
+        // Also the authority for the top-level domain (`test`): the peer that resolves through this
+        // server gets NXDOMAIN for a domain nobody serves, as from a recursive resolver on the
+        // Internet, not REFUSED (which discovery takes for a lookup failure: 451, never a downgrade).
+        authoritativeFor: [domain, domain.slice(domain.lastIndexOf('.') + 1)],
         directoryUrl: 'http://127.0.0.1:1',
       });
       closers.push(() => dns.close());

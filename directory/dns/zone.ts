@@ -55,7 +55,7 @@ export function checkZoneOptions(o: ZoneOptions): ZoneOptions {
       zone: parseDomain(o.zone),
       hostmaster: `${hm.local}@${hm.domain}`,
       nameservers: o.nameservers.map((n) => parseDomain(n)),
-      authoritativeFor: [...new Set(o.authoritativeFor.map((d) => parseDomain(d)))],
+      authoritativeFor: [...new Set(o.authoritativeFor.map((d) => parseDomain(d, { minLabels: 1 })))],
       nameserverAddresses: (o.nameserverAddresses ?? []).map((ip) => (addressRdata(ip), ip)),
     };
   } catch (e) {

@@ -78,9 +78,9 @@ export class MemoryStore implements Store {
   async kvIncr(key: string, ttlMs: number, opts: { slide?: boolean } = {}): Promise<{ count: number; ttlMs: number }> {
     const now = this.#now();
     const e = this.#kv.get(key);
-    const live = e && e.expires > now;
-    const count = live ? Number(e.value) + 1 : 1;
-    const expires = live && !opts.slide && e.expires !== Infinity ? e.expires : now + ttlMs;
+    const live = e && e.expires > now && Number.isSafeInteger(Number(e.value)) ? e : undefined;
+    const count = live ? Number(live.value) + 1 : 1;
+    const expires = live && !opts.slide && live.expires !== Infinity ? live.expires : now + ttlMs;
     this.#kv.set(key, { value: String(count), expires });
     return { count, ttlMs: expires - now };
   }

@@ -41,8 +41,10 @@ const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `;
-/** A counter: INCR, and a life of ARGV[1] ms when it starts, when it slides (ARGV[2]) or when it has none. */
+/** A counter: INCR (a value that is not an integer starts again), and a life of ARGV[1] ms when it starts, when it slides (ARGV[2]) or when it has none. */
 const INCR = `
+local v = redis.call('GET', KEYS[1])
+if v and not string.match(v, '^%-?%d+$') then redis.call('DEL', KEYS[1]) end
 local n = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
 if n == 1 or ARGV[2] == '1' or ttl < 0 then

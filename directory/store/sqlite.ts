@@ -124,13 +124,14 @@ export class SqliteStore implements Store {
 
   async kvIncr(key: string, ttlMs: number, opts: { slide?: boolean } = {}): Promise<{ count: number; ttlMs: number }> {
     const now = this.#now();
-    // One statement, so atomic: start a counter (absent or expired) or add 1 to a live one.
+    // One statement, so atomic: start a counter (absent, expired or not an integer) or add 1 to a live one.
+    const restart = `(kv.expires IS NOT NULL AND kv.expires <= @now) OR CAST(CAST(kv.value AS INTEGER) AS TEXT) IS NOT kv.value`;
     const r = this.#db
       .prepare<{ key: string; now: number; expires: number; slide: number }, { value: string; expires: number }>(
         `INSERT INTO kv (key, value, expires) VALUES (@key, '1', @expires)
          ON CONFLICT(key) DO UPDATE SET
-           value = CASE WHEN kv.expires IS NOT NULL AND kv.expires <= @now THEN '1' ELSE CAST(CAST(kv.value AS INTEGER) + 1 AS TEXT) END,
-           expires = CASE WHEN @slide OR kv.expires IS NULL OR kv.expires <= @now THEN excluded.expires ELSE kv.expires END
+           value = CASE WHEN ${restart} THEN '1' ELSE CAST(CAST(kv.value AS INTEGER) + 1 AS TEXT) END,
+           expires = CASE WHEN @slide OR kv.expires IS NULL OR ${restart} THEN excluded.expires ELSE kv.expires END
          RETURNING value, expires`,
       )
       .get({ key, now, expires: now + ttlMs, slide: opts.slide ? 1 : 0 })!;

@@ -44,8 +44,9 @@ export interface Store {
    * A counter in the kv space (rate limits, failed passwords), atomic across the processes
    * sharing the store: adds 1 and returns the new count and the milliseconds it has left. A
    * counter that is absent or expired starts at 1 with a life of `ttlMs`; with `slide` every
-   * increment gives it a new life of `ttlMs` (it expires `ttlMs` after the last one). `kvGet`
-   * reads the count as decimal text; `kvDelete` resets it.
+   * increment gives it a new life of `ttlMs` (it expires `ttlMs` after the last one). A key
+   * that holds something other than an integer starts again at 1. `kvGet` reads the count as
+   * decimal text; `kvDelete` resets it.
    */
   kvIncr(key: string, ttlMs: number, opts?: { slide?: boolean }): Promise<{ count: number; ttlMs: number }>;
   /**

@@ -139,17 +139,20 @@ export class Webmail {
 
       webmailLogin: this.#page(async (req, reply, form, sealed) => {
         const s = await this.#session(req, form, sealed, false);
-        const keys = [`webmail:fail:rcpt:${sealed.recipient}`, `webmail:fail:client:${req.ip}`];
-        const limits = [this.#o.maxAttempts, this.#o.maxClientAttempts];
-        await this.#checkFailures(keys, limits);
+        const rcpt = failureKey('rcpt', sealed.recipient);
+        const client = failureKey('client', req.ip);
+        await this.#checkFailures([rcpt, client], [this.#o.maxAttempts, this.#o.maxClientAttempts]);
         await this.#open(sealed);
+        // The attempt counts before the password is tried: of guesses sent at once, to any
+        // nodes, at most maxAttempts are tried (the counter is atomic across the cluster).
+        if ((await this.#count(rcpt)) > this.#o.maxAttempts) throw new MailmeshError('WEBMAIL_LOCKED', rcpt);
         const reg = await this.#o.store.kvGet(this.#regKey(sealed.recipient));
         const ok = reg !== undefined && (await verifyPassword(form.password ?? '', (JSON.parse(reg) as { hash: string }).hash));
         if (!ok) {
-          await this.#fail(keys);
+          await this.#count(client);
           return this.#send(reply, 403, loginPage(this.#t, sealed, s.csrf, new MailmeshError('WEBMAIL_PASSWORD').publicMessage));
         }
-        await clearFailures(this.#o.store, keys[0]!);
+        await clearFailures(this.#o.store, rcpt);
         return this.#showMessage(req, reply, s, sealed);
       }),
 
@@ -294,27 +297,34 @@ export class Webmail {
   }
 
   /**
-   * Lockout after the limit; before it, a wait that doubles with every failure. A failure
-   * counter (`kvIncr`, atomic across the cluster's nodes, so no failure is lost when two nodes
-   * count at once) lives `lockoutSec` after its last failure; `<key>:last` holds that time.
+   * Lockout after the limit; before it, a wait that doubles with every failure. Failures are
+   * counted by `#count`; a lockout that is over (on the WebMail clock) clears its counter.
    */
   async #checkFailures(keys: string[], limits: number[]): Promise<void> {
     const now = this.#clock().getTime();
     for (const [i, key] of keys.entries()) {
-      const n = Number((await this.#o.store.kvGet(key)) ?? 0);
-      if (n === 0) continue;
+      const raw = await this.#o.store.kvGet(key);
+      if (raw === undefined) continue;
+      const n = Number(raw);
+      if (!Number.isSafeInteger(n)) throw new MailmeshError('WEBMAIL_LOCKED', `${key}: unreadable counter`);
       const last = Number((await this.#o.store.kvGet(`${key}:last`)) ?? 0);
-      if (n >= limits[i]! && now < last + this.#o.lockoutSec * 1000) throw new MailmeshError('WEBMAIL_LOCKED', key);
-      if (n < limits[i]! && now < last + this.#o.delayMs * 2 ** (n - 1)) throw new MailmeshError('RATE_LIMITED', `${key}: wait`);
+      if (n >= limits[i]!) {
+        if (now < last + this.#o.lockoutSec * 1000) throw new MailmeshError('WEBMAIL_LOCKED', key);
+        await clearFailures(this.#o.store, key);
+      } else if (now < last + this.#o.delayMs * 2 ** (n - 1)) {
+        throw new MailmeshError('RATE_LIMITED', `${key}: wait`);
+      }
     }
   }
 
-  async #fail(keys: string[]): Promise<void> {
-    const now = this.#clock().getTime();
-    for (const key of keys) {
-      await this.#o.store.kvIncr(key, this.#o.lockoutSec * 1000, { slide: true });
-      await this.#o.store.kvPut(`${key}:last`, String(now), { ttlSec: this.#o.lockoutSec });
-    }
+  /**
+   * One more failure (or attempt) on a counter: `kvIncr`, atomic across the cluster's nodes,
+   * living `lockoutSec` after the last one; `<key>:last` holds its time (written first, so a
+   * check never sees the new count with the old time).
+   */
+  async #count(key: string): Promise<number> {
+    await this.#o.store.kvPut(`${key}:last`, String(this.#clock().getTime()), { ttlSec: this.#o.lockoutSec });
+    return (await this.#o.store.kvIncr(key, this.#o.lockoutSec * 1000, { slide: true })).count;
   }
 
   /** The secure reply: a plain RFC 5322 message from the recipient to the sender, through the gateway. */
@@ -357,8 +367,13 @@ export async function resetRegistration(store: Store, address: string): Promise<
   const a = normalAddress(address);
   const existed = (await store.kvGet(regKey(a))) !== undefined;
   await store.kvDelete(regKey(a));
-  await clearFailures(store, `webmail:fail:rcpt:${a}`);
+  await clearFailures(store, failureKey('rcpt', a));
   return existed;
+}
+
+/** The failure counters: per recipient (cleared by the right password) and per client address. */
+function failureKey(kind: 'rcpt' | 'client', id: string): string {
+  return `webmail:failures:${kind}:${id}`;
 }
 
 async function clearFailures(store: Store, key: string): Promise<void> {

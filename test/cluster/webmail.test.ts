@@ -57,7 +57,7 @@ async function startNode(t: Test, name: string, prefix: string, masterKey: Buffe
   if (!(await directory.findRecord('alpha.test'))) await directory.addDomain('alpha.test');
   const dns = await createDnsServer({
     directory, zone: 'dir.alpha.test', ttl: 60, hostmaster: 'hostmaster@alpha.test', nameservers: ['ns1.dir.alpha.test'],
-    nameserverAddresses: ['127.0.0.1'], authoritativeFor: ['alpha.test'], directoryUrl: 'http://127.0.0.1:1',
+    nameserverAddresses: ['127.0.0.1'], authoritativeFor: ['alpha.test', 'test'] /* `test` too: NXDOMAIN for outside.test, as on the Internet */, directoryUrl: 'http://127.0.0.1:1',
   });
   closers.push(() => dns.close());
   const { port: dnsPort } = await dns.listen('127.0.0.1', 0);

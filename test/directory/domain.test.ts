@@ -48,3 +48,10 @@ t.test('property: parseDomain is idempotent on what it accepts', async (t) => {
     t.match(d, /^[a-z0-9.-]+$/);
   }
 });
+
+t.test('a top-level domain only where a zone apex may be one (minLabels: 1)', async (t) => {
+  throwsCode(t, () => parseDomain('test'), 'DOMAIN_INVALID', 'not a mail domain');
+  t.equal(parseDomain('TEST.', { minLabels: 1 }), 'test');
+  throwsCode(t, () => parseDomain('123', { minLabels: 1 }), 'DOMAIN_INVALID', 'a numeric TLD is still refused');
+  throwsCode(t, () => parseDomain('-x', { minLabels: 1 }), 'DOMAIN_INVALID');
+});

@@ -78,7 +78,7 @@ export async function startZone(t: Test): Promise<TestZone> {
   };
   // UDP and TCP must share one port: take a free UDP port, then try TCP on it; another
   // process may hold that TCP port (EADDRINUSE), so try again with a new UDP port.
-  for (;;) {
+  for (let attempt = 1; ; attempt++) {
     const udp = dgram.createSocket('udp4');
     udp.on('message', (m, r) => {
       const a = zone.answer(m, true);
@@ -87,8 +87,8 @@ export async function startZone(t: Test): Promise<TestZone> {
     await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
     const port = udp.address().port;
     const tcp = net.createServer(tcpHandler);
-    const ok = await new Promise<boolean>((resolve) => {
-      tcp.once('error', () => resolve(false));
+    const ok = await new Promise<boolean>((resolve, reject) => {
+      tcp.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EADDRINUSE' && attempt < 20 ? resolve(false) : reject(e)));
       tcp.listen(port, '127.0.0.1', () => resolve(true));
     });
     if (!ok) {

@@ -141,6 +141,12 @@ export function storeContract(t: Test, make: () => Promise<Store>, clocked?: () 
     await s.kvDelete('c');
     t.equal((await s.kvIncr('c', 60_000)).count, 1, 'deleted: counts from 1 again');
     t.equal((await s.kvIncr('other', 60_000)).count, 1, 'counters are independent');
+    for (const junk of ['{"n":5}', '3.9', 'x', '']) {
+      await s.kvPut('junk', junk);
+      const r = await s.kvIncr('junk', 60_000);
+      t.same([r.count, await s.kvGet('junk')], [1, '1'], `a key holding ${JSON.stringify(junk)} starts again at 1`);
+      t.ok(r.ttlMs > 59_000 && r.ttlMs <= 60_000, 'with a new life');
+    }
   });
 
   t.test('counters expire', async (t) => {

@@ -51,7 +51,7 @@ export async function webmailGateway(t: Test, over: Partial<WebmailSettings> = {
   const clock = () => now.date;
   const dns = await createDnsServer({
     directory, zone: 'dir.alpha.test', ttl: 60, hostmaster: 'hostmaster@alpha.test', nameservers: ['ns1.dir.alpha.test'],
-    nameserverAddresses: ['127.0.0.1'], authoritativeFor: ['alpha.test'], directoryUrl: 'http://127.0.0.1:1',
+    nameserverAddresses: ['127.0.0.1'], authoritativeFor: ['alpha.test', 'test'] /* `test` too: NXDOMAIN for outside.test, as on the Internet */, directoryUrl: 'http://127.0.0.1:1',
   });
   t.teardown(() => dns.close());
   const { port: dnsPort } = await dns.listen('127.0.0.1', 0);

@@ -85,17 +85,49 @@ t.test('fuzz: random form fields never crash the pages', async (t) => {
   }
 });
 
-t.test('wrong passwords sent at once are each counted: the lockout holds (atomic counter)', async (t) => {
+t.test('guesses sent at once: at most maxAttempts are tried, every one is counted, then the lockout', async (t) => {
   const MSG2 = Buffer.from('From: alice@alpha.test\r\nTo: dave@outside.test\r\nSubject: s\r\nMessage-ID: <x3@alpha.test>\r\n\r\nother text\r\n');
   const s = fields(await sealMessage(h.keys, MSG2, { recipient: 'dave@outside.test', messageId: '<x3@alpha.test>', expires: future() }));
   const opened = await post('open', s);
   t.equal((await post('register', { ...s, password: 'Correct horse 42', password2: 'Correct horse 42', csrf: opened.csrf! }, opened.cookie)).status, 200);
-  // Each attempt in its own session, all sent before any answer: a read-then-write counter would lose most of them.
-  const sessions = await Promise.all(Array.from({ length: 3 }, () => post('open', s)));
-  const wrong = await Promise.all(sessions.map((o, i) => post('login', { ...s, password: `Wrong password ${i}`, csrf: o.csrf! }, o.cookie)));
-  t.same(wrong.map((r) => r.status), [403, 403, 403]);
-  t.equal(await h.directory.store.kvGet('webmail:fail:rcpt:dave@outside.test'), '3', 'three failures counted');
+  // Five guesses, each in its own session, all sent before any answer (maxAttempts is 3).
+  const sessions = await Promise.all(Array.from({ length: 5 }, () => post('open', s)));
+  const guesses = await Promise.all(sessions.map((o, i) => post('login', { ...s, password: `Wrong password ${i}`, csrf: o.csrf! }, o.cookie)));
+  // A refusal page carries its code; the wrong-password page (the guess was tried) has none.
+  const outcome = guesses.map((r) => r.code ?? (r.status === 403 ? 'tried' : `status ${r.status}`)).sort();
+  t.same(outcome, ['WEBMAIL_LOCKED', 'WEBMAIL_LOCKED', 'tried', 'tried', 'tried'], 'three tried, two refused untried');
+  // Guesses that came after the lockout was counted are refused before they count; the rest count.
+  const count = Number(await h.directory.store.kvGet('webmail:failures:rcpt:dave@outside.test'));
+  t.ok(count >= 3 && count <= 5, `every tried guess counted (${count})`);
   const again = await post('open', s);
   const right = await post('login', { ...s, password: 'Correct horse 42', csrf: again.csrf! }, again.cookie);
-  t.equal(right.code, 'WEBMAIL_LOCKED', 'maxAttempts is 3: even the right password is refused now');
+  t.equal(right.code, 'WEBMAIL_LOCKED', 'even the right password is refused now');
+});
+
+t.test('growing delays between wrong passwords, and the end of a lockout (WebMail clock)', async (t) => {
+  const d = await webmailGateway(t, { delayMs: 1000, maxAttempts: 3, lockoutSec: 600 });
+  const p = (path: string, f: Record<string, string>, cookie?: string) => postForm(d, path, f, cookie);
+  const s = fields(await sealMessage(d.keys, MSG, { recipient: 'carol@outside.test', messageId: '<x1@alpha.test>', expires: Math.floor(d.now.date.getTime() / 1000) + 7200 }));
+  const o = await p('open', s);
+  t.equal((await p('register', { ...s, password: 'Correct horse 42', password2: 'Correct horse 42', csrf: o.csrf! }, o.cookie)).status, 200);
+  const login = async (password: string) => {
+    const page = await p('open', s);
+    const r = await p('login', { ...s, password, csrf: page.csrf! }, page.cookie);
+    return r.status === 200 ? 'open' : r.code ?? (r.text.includes('wrong password') ? 'wrong' : `status ${r.status}`);
+  };
+  const later = (ms: number) => (d.now.date = new Date(d.now.date.getTime() + ms));
+  t.equal(await login('Wrong password 1'), 'wrong');
+  t.equal(await login('Correct horse 42'), 'RATE_LIMITED', 'within 1 s of the first failure: wait');
+  later(1000);
+  t.equal(await login('Wrong password 2'), 'wrong');
+  later(1000);
+  t.equal(await login('Correct horse 42'), 'RATE_LIMITED', 'after the second failure the wait is 2 s');
+  later(1000);
+  t.equal(await login('Wrong password 3'), 'wrong');
+  t.equal(await login('Correct horse 42'), 'WEBMAIL_LOCKED', 'the third failure locks');
+  later(599_000);
+  t.equal(await login('Correct horse 42'), 'WEBMAIL_LOCKED', 'still locked 599 s after it');
+  later(1000);
+  t.equal(await login('Correct horse 42'), 'open', 'the lockout is over: the right password opens');
+  t.equal(await login('Wrong password 4'), 'wrong', 'and the counter starts again');
 });
