@@ -1,5 +1,5 @@
 import type { Directory } from '../directory/directory.js';
-import { parseAddress, parseDomain, type Domain } from '../directory/domain.js';
+import { parseAddress, type Domain } from '../directory/domain.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import { followChanges } from '../directory/follow.js';
 import type { Metrics } from '../directory/metrics.js';
@@ -7,7 +7,7 @@ import type { DomainRecord, TunnelFormat } from '../directory/record.js';
 import type { Discovered } from '../federation/discovery.js';
 import { chooseFormat, policyFor, triggered, type PolicySettings } from './policy.js';
 import type { Reply } from './smtp/client.js';
-import type { Direction } from './smtp/route.js';
+import { domainMatcher, type Direction } from './smtp/route.js';
 import { MessageRefused, type Envelope, type GatewayOptions, type RecipientDecision } from './smtp/smtp.js';
 import { addAuthenticationResults, classifyMessage, decryptTunnel, encryptTunnel, type OwnDomain } from './tunnel/tunnel.js';
 
@@ -22,7 +22,7 @@ export interface MailPolicyOptions {
   policy: PolicySettings;
   /** The authserv-id of our Authentication-Results headers (RFC 8601 §2.5): our host name. */
   authservId: string;
-  /** Domains handled as ours besides the directory's own (local) domains. */
+  /** Domains handled as ours besides the directory's own (local) domains; `.example.org` = its subdomains (smtp.ourDomains). */
   extraDomains?: string[];
   metrics?: Metrics;
   logger?: { warn(o: object, m?: string): void; info(o: object, m?: string): void };
@@ -35,10 +35,12 @@ export interface MailPolicyOptions {
 
 /** What one outbound recipient domain gets. */
 type Plan =
-  | { kind: 'encrypt'; format: TunnelFormat; sender: Domain; peer: Discovered }
+  | { kind: 'encrypt'; format: TunnelFormat; sender: Domain; domain: Domain; peer: Discovered }
   | { kind: 'plain'; reason: string }
   | { kind: 'webmail' }
   | { kind: 'refuse'; reply: Reply };
+/** What a transaction's recipients were accepted for (Envelope.plan). */
+type OutboundPlan = Exclude<Plan, { kind: 'refuse' }>;
 
 const r = (code: number, text: string): Reply => ({ code, lines: [text] });
 
@@ -52,14 +54,14 @@ export class MailPolicy {
   readonly #o: MailPolicyOptions;
   /** Our domains that have domain keys here (provenance local), kept current from the directory. */
   #own = new Map<Domain, DomainRecord>();
-  readonly #extra: Set<string>;
+  readonly #extra: (d: Domain) => boolean;
   #stop: () => void = () => {};
   readonly #results;
   readonly #discoveries;
 
   private constructor(o: MailPolicyOptions) {
     this.#o = o;
-    this.#extra = new Set((o.extraDomains ?? []).map((d) => parseDomain(d)));
+    this.#extra = domainMatcher(o.extraDomains ?? []);
     this.#results = o.metrics?.counter('mailmesh_tunnel_results_total', 'Tunnel crypto results by direction, format and result');
     this.#discoveries = o.metrics?.counter('mailmesh_discovery_lookups_total', 'Key discovery lookups by cache state and source');
   }
@@ -83,7 +85,7 @@ export class MailPolicy {
   }
 
   /** Recipients here are inbound (GatewayOptions.ourDomains). */
-  readonly ourDomain = (d: Domain): boolean => this.#own.has(d) || this.#extra.has(d);
+  readonly ourDomain = (d: Domain): boolean => this.#own.has(d) || this.#extra(d);
 
   async #discover(domain: Domain): Promise<Discovered> {
     const d = await this.#o.discovery.discover(domain);
@@ -112,7 +114,7 @@ export class MailPolicy {
       sender = undefined;
     }
     const format = chooseFormat(pol.format, peer.formats, peer.keys);
-    if (format && sender) return { kind: 'encrypt', format, sender, peer };
+    if (format && sender) return { kind: 'encrypt', format, sender, domain, peer };
     const why = format ? `the sender domain has no domain key here` : `no key found for ${domain}`;
     if (pol.mode === 'require' || pol.fallback === 'reject') {
       return { kind: 'refuse', reply: r(550, `5.7.1 Encryption to ${domain} is required and not possible: ${why}`) };
@@ -143,10 +145,10 @@ export class MailPolicy {
     if (direction === 'inbound') return {};
     const plan = await this.#plan(domain, from);
     if (plan.kind === 'refuse') return { refuse: plan.reply };
-    if (plan.kind === 'encrypt') return { tag: `encrypt:${plan.format}:${domain}` };
+    if (plan.kind === 'encrypt') return { tag: `encrypt:${plan.format}:${domain}`, plan };
     // One WebMail message is sealed for one address: one recipient per transaction.
-    if (plan.kind === 'webmail') return { tag: `webmail:${to.toLowerCase()}` };
-    return { tag: 'tls', tls: 'encrypt' };
+    if (plan.kind === 'webmail') return { tag: `webmail:${to.toLowerCase()}`, plan };
+    return { tag: 'tls', tls: 'encrypt', plan };
   };
 
   /** GatewayOptions.process: the tunnel crypto for one message. */
@@ -161,16 +163,15 @@ export class MailPolicy {
   }
 
   async #outbound(message: Buffer, env: Envelope): Promise<Buffer> {
-    const domain = parseAddress(env.to[0]!).domain;
-    const plan = await this.#plan(domain, env.from);
-    if (plan.kind === 'refuse') throw new MessageRefused(plan.reply);
-    const header = message.subarray(0, headerEnd(message)).toString('latin1');
+    // Decided at RCPT time (recipientPolicy), for the route every recipient of the transaction shares.
+    const plan = env.plan as OutboundPlan | undefined;
+    if (!plan) throw new MailmeshError('INTERNAL', 'an outbound transaction without a plan');
     if (plan.kind === 'webmail') {
       this.#results?.inc({ direction: 'outbound', format: 'webmail', result: 'webmail' });
       return this.#o.webmail!.buildMail(message, env.from, env.to[0]!);
     }
     if (plan.kind === 'plain') {
-      if (triggered(header, this.#o.policy.trigger)) {
+      if (triggered(message.subarray(0, headerEnd(message)).toString('latin1'), this.#o.policy.trigger)) {
         throw new MessageRefused(r(554, `5.7.1 The message asks for encryption, but ${plan.reason}`));
       }
       this.#results?.inc({ direction: 'outbound', format: 'none', result: 'plain' });
@@ -180,7 +181,7 @@ export class MailPolicy {
       this.#results?.inc({ direction: 'outbound', format: 'none', result: 'personal' });
       return message; // end-to-end encrypted by the person: untouched (DESIGN.md "Tunnel messages")
     }
-    const out = await encryptTunnel(plan.format, message, await this.#ownDomain(plan.sender), { domain, keys: plan.peer.keys }, {
+    const out = await encryptTunnel(plan.format, message, await this.#ownDomain(plan.sender), { domain: plan.domain, keys: plan.peer.keys }, {
       keepSubject: this.#o.policy.keepSubject,
       now: this.#o.clock?.(),
     });

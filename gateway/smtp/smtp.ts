@@ -35,6 +35,8 @@ export interface Envelope {
   secure: boolean;
   smtpUtf8: boolean;
   bodyType: '7bit' | '8bitmime';
+  /** The `plan` recipientPolicy gave for the first accepted recipient (all share its route and tag). */
+  plan?: unknown;
 }
 
 export interface Limits {
@@ -126,8 +128,12 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** `tls` raises the next hop's STARTTLS policy for this recipient (e.g. `encrypt` for the `tls` fallback). */
-export type RecipientDecision = { refuse: Reply } | { tag?: string; tls?: TlsPolicy };
+/**
+ * `tls` raises the next hop's STARTTLS policy for this recipient (e.g. `encrypt` for the `tls`
+ * fallback); `plan`, opaque here, comes back in `Envelope.plan`, so what was decided at RCPT
+ * time is not worked out again at DATA time.
+ */
+export type RecipientDecision = { refuse: Reply } | { tag?: string; tls?: TlsPolicy; plan?: unknown };
 
 const TLS_ORDER: TlsPolicy[] = ['none', 'may', 'encrypt', 'verify'];
 function stricter(a: TlsPolicy | undefined, b: TlsPolicy | undefined): TlsPolicy | undefined {
@@ -190,6 +196,8 @@ interface Tx {
   /** direction + hosts of the first accepted recipient: the transaction's route. */
   route?: string;
   direction?: Direction;
+  /** RecipientDecision.plan of the first accepted recipient. */
+  plan?: unknown;
   /** The route whose next-hop transaction (MAIL accepted) is open on the session's hop. */
   open?: string;
   /** Routes that failed in this transaction, with the reply every recipient of theirs gets. */
@@ -257,6 +265,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     secure: session.secure,
     smtpUtf8: tx.envelope.smtpUtf8 === true,
     bodyType: tx.envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
+    plan: tx.plan,
   });
 
   /** The one log line of a transaction (docs/smtp.md "Logs"). */
@@ -370,10 +379,12 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     }
     let hops: NextHop[];
     let tag = '';
+    let plan: unknown;
     try {
       const decision = opts.recipientPolicy ? await opts.recipientPolicy(domain, direction, tx.from, to) : {};
       if ('refuse' in decision) return decision.refuse;
       tag = decision.tag ?? '';
+      plan = decision.plan;
       hops = (await opts.route(domain, direction)).map((h) => (decision.tls ? { ...h, tls: stricter(h.tls, decision.tls) } : h));
     } catch (e) {
       log.warn({ session: session.id, domain, err: (e as Error).message }, 'routing failed');
@@ -415,6 +426,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     if (r.code >= 200 && r.code < 300) {
       tx.route = route;
       tx.direction = direction;
+      if (tx.accepted.length === 0) tx.plan = plan;
       tx.accepted.push(to);
     }
     return r;

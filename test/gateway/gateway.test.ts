@@ -8,7 +8,8 @@ import { generateDomainKeys } from '../../directory/keys.js';
 import { captureSink, DEFAULT_POLICY, loopbackPair, type LoopbackOptions } from '../../gateway/loopback.js';
 import { encryptTunnel } from '../../gateway/tunnel/tunnel.js';
 import type { PolicySettings } from '../../gateway/policy.js';
-import { run, tempDir } from '../helpers.js';
+import { MailPolicy } from '../../gateway/gateway.js';
+import { memoryDirectory, run, tempDir } from '../helpers.js';
 
 function policy(over: Partial<PolicySettings> = {}): PolicySettings {
   return { ...DEFAULT_POLICY, ...over };
@@ -56,6 +57,8 @@ t.test('alpha → beta: PGP/MIME between the gateways, the original arrives unch
   t.match(added, alphaFpr, 'names the signer key');
   t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="signature-valid"\} 1/);
   t.match(alpha.metrics.render(), /mailmesh_tunnel_results_total\{direction="outbound",format="pgp-mime",result="encrypted"\} 1/);
+  const lookups = [...alpha.metrics.render().matchAll(/^mailmesh_discovery_lookups_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  t.equal(lookups, 1, 'one key discovery for the message: the plan made at RCPT time is used at DATA time');
 });
 
 t.test('S/MIME when the policy says so; decryptable by openssl cms; require and reject refuse at RCPT time', async (t) => {
@@ -164,4 +167,14 @@ t.test('inbound: a tunnel message signed by a key that is not the sender domain\
   t.match(marked, /mailmesh=(neutral|fail)/, 'delivered, but not as a pass');
   t.notMatch(marked, /mailmesh=pass/);
   t.ok(marked.endsWith(original.toString()));
+});
+
+t.test('smtp.ourDomains: exact domains and the `.example.org` form (its subdomains) are inbound', async (t) => {
+  const directory = await memoryDirectory();
+  await directory.addDomain('alpha.test');
+  const discovery = { discover: async () => { throw new Error('not asked'); } };
+  const mail = await MailPolicy.create({ directory, discovery, policy: DEFAULT_POLICY, authservId: 'mx.alpha.test', extraDomains: ['other.test', '.sub.test'] });
+  t.teardown(() => mail.close());
+  const ours = ['alpha.test', 'other.test', 'a.sub.test', 'b.a.sub.test', 'sub.test', 'x.other.test', 'beta.test'].filter((d) => mail.ourDomain(parseDomain(d)));
+  t.same(ours, ['alpha.test', 'other.test', 'a.sub.test', 'b.a.sub.test']);
 });
