@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { createHash, timingSafeEqual, webcrypto } from 'node:crypto';
+import { webcrypto } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
+import { bearerMatches } from '../directory/bearer.js';
 import type { Directory } from '../directory/directory.js';
 import { parseDomain, type Domain } from '../directory/domain.js';
 import { MailmeshError } from '../directory/errors.js';
@@ -156,8 +157,7 @@ export async function importThirdParty(directory: Directory, domainInput: string
 export function importHandler(directory: Directory, o: { token?: string; trustAnchors: string[]; publish: boolean }) {
   return async (body: unknown, authorization: string | undefined): Promise<DomainRecord> => {
     if (!o.token) throw new MailmeshError('FEDERATION_DISABLED', 'set federation.importToken to allow imports over HTTP');
-    const digest = (s: string) => createHash('sha256').update(s).digest();
-    if (!authorization || !timingSafeEqual(digest(authorization), digest(`Bearer ${o.token}`))) throw new MailmeshError('FEDERATION_DISABLED', 'a valid bearer token is needed');
+    if (!bearerMatches(authorization, o.token)) throw new MailmeshError('FEDERATION_DISABLED', 'a valid bearer token is needed');
     const b = body as { domain?: unknown; data?: unknown; encoding?: unknown; publish?: unknown } | null;
     if (!b || typeof b.domain !== 'string' || typeof b.data !== 'string' || (b.encoding !== undefined && b.encoding !== 'text' && b.encoding !== 'base64')) {
       throw new MailmeshError('BAD_REQUEST', 'expected {domain, data, encoding?: text|base64, publish?: boolean}');

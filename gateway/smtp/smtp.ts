@@ -223,7 +223,7 @@ function matcher<T extends string>(x: readonly string[] | ((v: T) => boolean), m
 }
 
 /** RFC 5322 §3.3 date-time, e.g. "Tue, 01 Jul 2003 10:52:37 +0000". */
-function rfc5322Date(ms: number): string {
+export function rfc5322Date(ms: number): string {
   return new Date(ms).toUTCString().replace(/GMT$/, '+0000');
 }
 

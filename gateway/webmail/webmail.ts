@@ -1,10 +1,12 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import { bearerMatches } from '../../directory/bearer.js';
 import { parseAddress } from '../../directory/domain.js';
 import { asMailmeshError, MailmeshError } from '../../directory/errors.js';
 import { httpStatus } from '../../directory/http/http.js';
 import type { Store } from '../../directory/store/store.js';
 import { SmtpClient } from '../smtp/client.js';
+import { rfc5322Date } from '../smtp/smtp.js';
 import { openMessage, sealMessage, type SealedMessage, type WebmailKeys } from './crypto.js';
 import { esc, texts, type Language, type Texts } from './i18n.js';
 import { encodeWord, firstAddress, readMessage, writeMessage, type Readable } from './message.js';
@@ -90,7 +92,7 @@ export class Webmail {
       `From: ${encodeWord(read.from || sender)}`,
       `To: ${recipient}`,
       `Subject: ${encodeWord(subject)}`,
-      `Date: ${now.toUTCString().replace('GMT', '+0000')}`,
+      `Date: ${rfc5322Date(now.getTime())}`,
       `Message-ID: <${randomBytes(12).toString('hex')}@${this.#o.name}>`,
       'X-Mailmesh-Webmail: 1',
     ];
@@ -124,7 +126,7 @@ export class Webmail {
 
       webmailRegister: this.#page(async (req, reply, form, sealed) => {
         const s = await this.#session(req, form, sealed, false);
-        await this.#open(sealed);
+        const plain = await this.#open(sealed);
         const pw = form.password ?? '';
         if (pw !== (form.password2 ?? '')) return this.#send(reply, 400, registerPage(this.#t, sealed, s.csrf, this.#t('mismatch')));
         try {
@@ -134,7 +136,7 @@ export class Webmail {
         }
         const set = await this.#o.store.kvPut(this.#regKey(sealed.recipient), JSON.stringify({ hash: await hashPassword(pw, this.#o.scrypt), at: this.#clock().toISOString() }), { ifAbsent: true });
         if (!set) throw new MailmeshError('WEBMAIL_REGISTERED', sealed.recipient);
-        return this.#showMessage(req, reply, s, sealed);
+        return this.#showMessage(req, reply, s, sealed, plain);
       }),
 
       webmailLogin: this.#page(async (req, reply, form, sealed) => {
@@ -142,7 +144,7 @@ export class Webmail {
         const rcpt = failureKey('rcpt', sealed.recipient);
         const client = failureKey('client', req.ip);
         await this.#checkFailures([rcpt, client], [this.#o.maxAttempts, this.#o.maxClientAttempts]);
-        await this.#open(sealed);
+        const plain = await this.#open(sealed);
         // The attempt counts before the password is tried: of guesses sent at once, to any
         // nodes, at most maxAttempts are tried (the counter is atomic across the cluster).
         if ((await this.#count(rcpt)) > this.#o.maxAttempts) throw new MailmeshError('WEBMAIL_LOCKED', rcpt);
@@ -153,7 +155,7 @@ export class Webmail {
           return this.#send(reply, 403, loginPage(this.#t, sealed, s.csrf, new MailmeshError('WEBMAIL_PASSWORD').publicMessage));
         }
         await clearFailures(this.#o.store, rcpt);
-        return this.#showMessage(req, reply, s, sealed);
+        return this.#showMessage(req, reply, s, sealed, plain);
       }),
 
       webmailAttachment: this.#page(async (req, reply, form, sealed) => {
@@ -255,9 +257,9 @@ export class Webmail {
     return s;
   }
 
-  /** After the password: a new session id (no fixation), then the message. */
-  async #showMessage(req: FastifyRequest, reply: FastifyReply, s: Session, sealed: SealedMessage): Promise<FastifyReply> {
-    const m = readMessage(await this.#open(sealed));
+  /** After the password: a new session id (no fixation), then the message (`plain`: the opened `sealed`). */
+  async #showMessage(req: FastifyRequest, reply: FastifyReply, s: Session, sealed: SealedMessage, plain: Buffer): Promise<FastifyReply> {
+    const m = readMessage(plain);
     const next: Session = { ...s, auth: true, csrf: randomBytes(24).toString('base64url') };
     await this.#newSession(reply, next);
     if (m.registered || this.#o.registered) await this.#receipt(sealed, m).catch((err: unknown) => req.log.warn({ err }, 'registered-mail receipt not sent'));
@@ -271,19 +273,21 @@ export class Webmail {
    */
   async #receipt(sealed: SealedMessage, m: Readable): Promise<void> {
     const to = firstAddress(m.from);
-    const key = to && this.#o.receiptKey ? await this.#o.receiptKey(parseAddress(to).domain) : undefined;
-    if (!to || !key) return;
+    if (!to || !this.#o.receiptKey) return;
     const mark = `webmail:receipt:${createHash('sha256').update(`${sealed.recipient}\n${sealed.messageId}`).digest('hex')}`;
     const opened = this.#clock();
     const ttlSec = Math.max(1, sealed.expires - Math.floor(opened.getTime() / 1000));
+    // Marked first: a later opening costs one store write, not a look-up of the signing key.
     if (!(await this.#o.store.kvPut(mark, opened.toISOString(), { ifAbsent: true, ttlSec }))) return;
     try {
+      const key = await this.#o.receiptKey(parseAddress(to).domain);
+      if (!key) return; // a sender outside our domains: no key to sign with, and none will come
       const text = await signReceipt({ messageId: sealed.messageId, recipient: sealed.recipient, opened }, key);
       const header = [
         `From: mailmesh <postmaster@${parseAddress(to).domain}>`,
         `To: ${to}`,
         `Subject: ${encodeWord(`Registered mail: opened by ${sealed.recipient}`)}`,
-        `Date: ${opened.toUTCString().replace('GMT', '+0000')}`,
+        `Date: ${rfc5322Date(opened.getTime())}`,
         `Message-ID: <${randomBytes(12).toString('hex')}@${this.#o.name}>`,
         `References: ${sealed.messageId}`,
         'X-Mailmesh-Webmail-Receipt: 1',
@@ -302,12 +306,13 @@ export class Webmail {
    */
   async #checkFailures(keys: string[], limits: number[]): Promise<void> {
     const now = this.#clock().getTime();
+    const read = await Promise.all(keys.flatMap((key) => [this.#o.store.kvGet(key), this.#o.store.kvGet(`${key}:last`)]));
     for (const [i, key] of keys.entries()) {
-      const raw = await this.#o.store.kvGet(key);
+      const raw = read[2 * i];
       if (raw === undefined) continue;
       const n = Number(raw);
       if (!Number.isSafeInteger(n)) throw new MailmeshError('WEBMAIL_LOCKED', `${key}: unreadable counter`);
-      const last = Number((await this.#o.store.kvGet(`${key}:last`)) ?? 0);
+      const last = Number(read[2 * i + 1] ?? 0);
       if (n >= limits[i]!) {
         if (now < last + this.#o.lockoutSec * 1000) throw new MailmeshError('WEBMAIL_LOCKED', key);
         await clearFailures(this.#o.store, key);
@@ -333,7 +338,7 @@ export class Webmail {
       `From: ${from}`,
       `To: ${to}`,
       `Subject: ${encodeWord(/^re:/i.test(subject) ? subject : `Re: ${subject}`)}`,
-      `Date: ${this.#clock().toUTCString().replace('GMT', '+0000')}`,
+      `Date: ${rfc5322Date(this.#clock().getTime())}`,
       `Message-ID: <${randomBytes(12).toString('hex')}@${this.#o.name}>`,
       // RFC 5322 §3.6.4: the reply names the message it answers.
       `In-Reply-To: ${inReplyTo}`,
@@ -379,12 +384,6 @@ function failureKey(kind: 'rcpt' | 'client', id: string): string {
 async function clearFailures(store: Store, key: string): Promise<void> {
   await store.kvDelete(key);
   await store.kvDelete(`${key}:last`);
-}
-
-/** RFC 6750 §2.1: `Authorization: Bearer <token>`, compared in constant time (digests of equal length). */
-function bearerMatches(authorization: string | undefined, token: string): boolean {
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  return authorization !== undefined && timingSafeEqual(digest(authorization), digest(`Bearer ${token}`));
 }
 
 /** An address as WebMail keys it: the local part lower-cased (one registration per mailbox in practice), the domain normalised. */
