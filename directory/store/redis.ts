@@ -237,13 +237,10 @@ export class RedisStore implements Store {
 
   async listSince(since: number, limit: number): Promise<DomainRecord[]> {
     const domains = await this.#run(() => this.#r.zrangebyscore(this.#k('bySerial'), `(${since}`, '+inf', 'LIMIT', 0, limit));
-    const out: DomainRecord[] = [];
-    for (const d of domains) {
-      const r = await this.getRecord(d as Domain);
-      // A record rewritten between the two reads has moved past `since` and comes on a later page.
-      if (r && r.serial > since) out.push(r);
-    }
-    return out.sort((a, b) => a.serial - b.serial);
+    // Sent together, so one round trip for the page rather than one per domain.
+    const records = await Promise.all(domains.map((d) => this.getRecord(d as Domain)));
+    // A record rewritten between the two reads has moved past `since` and comes on a later page.
+    return records.filter((r): r is DomainRecord => r !== undefined && r.serial > since).sort((a, b) => a.serial - b.serial);
   }
 
   async serial(): Promise<number> {

@@ -26,6 +26,8 @@ export class SqliteStore implements Store {
   readonly #put: (draft: RecordDraft, opts: PutOptions) => DomainRecord;
 
   readonly #now: () => number;
+  /** Statements compiled once, by their SQL text (better-sqlite3 compiles on every prepare). */
+  readonly #statements = new Map<string, Database.Statement>();
 
   /** `clock` (milliseconds) decides when leases and kv entries expire. */
   constructor(file: string, opts: { clock?: () => number } = {}) {
@@ -61,8 +63,14 @@ export class SqliteStore implements Store {
     });
   }
 
+  #sql<P extends unknown[] | object = unknown[], R = unknown>(text: string): Database.Statement<P, R> {
+    let st = this.#statements.get(text);
+    if (!st) this.#statements.set(text, (st = this.#db.prepare(text)));
+    return st as unknown as Database.Statement<P, R>;
+  }
+
   async getRecord(domain: Domain): Promise<DomainRecord | undefined> {
-    const row = this.#db.prepare<[string], { json: string; serial: number }>('SELECT json, serial FROM records WHERE domain = ?').get(domain);
+    const row = this.#sql<[string], { json: string; serial: number }>('SELECT json, serial FROM records WHERE domain = ?').get(domain);
     return row && decodeRecord(row.json, row.serial);
   }
 
@@ -71,13 +79,13 @@ export class SqliteStore implements Store {
   }
 
   async getSecrets(domain: Domain): Promise<Buffer | undefined> {
-    const row = this.#db.prepare<[string], { blob: Buffer }>('SELECT blob FROM secrets WHERE domain = ?').get(domain);
+    const row = this.#sql<[string], { blob: Buffer }>('SELECT blob FROM secrets WHERE domain = ?').get(domain);
     return row?.blob;
   }
 
   async listSince(since: number, limit: number): Promise<DomainRecord[]> {
-    return this.#db
-      .prepare<[number, number], { json: string; serial: number }>('SELECT json, serial FROM records WHERE serial > ? ORDER BY serial LIMIT ?')
+    return this
+      .#sql<[number, number], { json: string; serial: number }>('SELECT json, serial FROM records WHERE serial > ? ORDER BY serial LIMIT ?')
       .all(since, limit)
       .map((r) => decodeRecord(r.json, r.serial));
   }
@@ -87,17 +95,17 @@ export class SqliteStore implements Store {
   }
 
   async getMeta(name: string): Promise<string | undefined> {
-    return this.#db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE name = ?').get(name)?.value;
+    return this.#sql<[string], { value: string }>('SELECT value FROM meta WHERE name = ?').get(name)?.value;
   }
 
   async setMetaIfAbsent(name: string, value: string): Promise<string> {
-    this.#db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run(name, value);
+    this.#sql('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run(name, value);
     return (await this.getMeta(name))!;
   }
 
   async kvGet(key: string): Promise<string | undefined> {
-    return this.#db
-      .prepare<[string, number], { value: string }>('SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)')
+    return this
+      .#sql<[string, number], { value: string }>('SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)')
       .get(key, this.#now())?.value;
   }
 
@@ -105,12 +113,12 @@ export class SqliteStore implements Store {
     const now = this.#now();
     const expires = opts.ttlSec ? now + opts.ttlSec * 1000 : null;
     if (!opts.ifAbsent) {
-      this.#db.prepare('INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)').run(key, value, expires);
+      this.#sql('INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)').run(key, value, expires);
       return true;
     }
     // An expired entry counts as absent: replace it, keep a live one.
-    const r = this.#db
-      .prepare(
+    const r = this
+      .#sql(
         `INSERT INTO kv (key, value, expires) VALUES (?, ?, ?)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires = excluded.expires WHERE kv.expires IS NOT NULL AND kv.expires <= ?`,
       )
@@ -119,15 +127,15 @@ export class SqliteStore implements Store {
   }
 
   async kvDelete(key: string): Promise<void> {
-    this.#db.prepare('DELETE FROM kv WHERE key = ?').run(key);
+    this.#sql('DELETE FROM kv WHERE key = ?').run(key);
   }
 
   async kvIncr(key: string, ttlMs: number, opts: { slide?: boolean } = {}): Promise<{ count: number; ttlMs: number }> {
     const now = this.#now();
     // One statement, so atomic: start a counter (absent, expired or not an integer) or add 1 to a live one.
     const restart = `(kv.expires IS NOT NULL AND kv.expires <= @now) OR CAST(CAST(kv.value AS INTEGER) AS TEXT) IS NOT kv.value`;
-    const r = this.#db
-      .prepare<{ key: string; now: number; expires: number; slide: number }, { value: string; expires: number }>(
+    const r = this
+      .#sql<{ key: string; now: number; expires: number; slide: number }, { value: string; expires: number }>(
         `INSERT INTO kv (key, value, expires) VALUES (@key, '1', @expires)
          ON CONFLICT(key) DO UPDATE SET
            value = CASE WHEN ${restart} THEN '1' ELSE CAST(CAST(kv.value AS INTEGER) + 1 AS TEXT) END,
@@ -141,8 +149,8 @@ export class SqliteStore implements Store {
   async acquireLease(name: string, owner: string, ttlSec: number): Promise<boolean> {
     const now = this.#now();
     // One statement, so atomic: insert, or take over a lease that is ours or expired.
-    const r = this.#db
-      .prepare(
+    const r = this
+      .#sql(
         `INSERT INTO leases (name, owner, expires) VALUES (?, ?, ?)
          ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires WHERE leases.owner = excluded.owner OR leases.expires <= ?`,
       )
@@ -151,11 +159,11 @@ export class SqliteStore implements Store {
   }
 
   async releaseLease(name: string, owner: string): Promise<void> {
-    this.#db.prepare('DELETE FROM leases WHERE name = ? AND owner = ?').run(name, owner);
+    this.#sql('DELETE FROM leases WHERE name = ? AND owner = ?').run(name, owner);
   }
 
   async ping(): Promise<void> {
-    this.#db.prepare('SELECT 1').get();
+    this.#sql('SELECT 1').get();
   }
 
   async close(): Promise<void> {
