@@ -198,6 +198,8 @@ interface Tx {
   direction?: Direction;
   /** RecipientDecision.plan of the first accepted recipient. */
   plan?: unknown;
+  /** `route()` answers by direction and domain: one look-up (e.g. MX) per domain, not per recipient. */
+  routes: Map<string, Promise<NextHop[]>>;
   /** The route whose next-hop transaction (MAIL accepted) is open on the session's hop. */
   open?: string;
   /** Routes that failed in this transaction, with the reply every recipient of theirs gets. */
@@ -385,7 +387,10 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       if ('refuse' in decision) return decision.refuse;
       tag = decision.tag ?? '';
       plan = decision.plan;
-      hops = (await opts.route(domain, direction)).map((h) => (decision.tls ? { ...h, tls: stricter(h.tls, decision.tls) } : h));
+      const key = `${direction} ${domain}`;
+      let routed = tx.routes.get(key);
+      if (!routed) tx.routes.set(key, (routed = Promise.resolve(opts.route(domain, direction))));
+      hops = (await routed).map((h) => (decision.tls ? { ...h, tls: stricter(h.tls, decision.tls) } : h));
     } catch (e) {
       log.warn({ session: session.id, domain, err: (e as Error).message }, 'routing failed');
       return ROUTING_FAILED;
@@ -602,7 +607,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     },
     onMailFrom(address, session, cb) {
       const s = sessions.get(session)!;
-      s.tx = { envelope: session.envelope, started: now(), from: address.address, failed: new Map(), broken: false, rcpts: [], accepted: [], done: false };
+      s.tx = { envelope: session.envelope, started: now(), from: address.address, failed: new Map(), routes: new Map(), broken: false, rcpts: [], accepted: [], done: false };
       cb();
     },
     onRcptTo(address, session, cb) {

@@ -59,6 +59,21 @@ t.test('one route per transaction: a recipient of another route gets 452 4.5.3 a
   t.match(gw.stats.messages, { inbound: { relayed: 1 }, outbound: { relayed: 1 } });
 });
 
+t.test('the route of a domain is looked up once per transaction, not per recipient', async (t) => {
+  const sink = await startSink(t);
+  const asked: string[] = [];
+  const { port } = await startGateway(t, { inbound: sink }, { route: (domain) => (asked.push(domain), [{ host: '127.0.0.1', port: sink.port, tls: 'none' }]) });
+  const c = await Raw.open(t, port);
+  await c.hello();
+  const replies = await c.send('MAIL FROM:<a@example.org>', `RCPT TO:<one@${OUR}>`, `RCPT TO:<two@${OUR}>`, `RCPT TO:<three@${OUR}>`, 'DATA');
+  t.same(replies, ['250 2.1.0 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', DATA_GO]);
+  c.write(asData(message('three recipients', 'x')));
+  t.equal((await c.read())[0]!.code, 250);
+  t.same(asked, [OUR], 'one look-up for three recipients');
+  t.same(await c.send('MAIL FROM:<a@example.org>', `RCPT TO:<four@${OUR}>`), ['250 2.1.0 Accepted', '250 2.1.5 Accepted']);
+  t.same(asked, [OUR, OUR], 'a new transaction looks up again');
+});
+
 t.test('relaying from outside to a foreign domain is refused with 550 5.7.1; our domains are open to all', async (t) => {
   const sink = await startSink(t);
   const { port, gw } = await startGateway(t, { inbound: sink }, { isInternal: () => false });
