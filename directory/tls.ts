@@ -5,12 +5,19 @@ import * as x509 from '@peculiar/x509';
 
 const ECDSA = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 
+/** A PEM private key (PKCS #8) and its PEM certificate. */
+export interface TlsKeyPair {
+  key: string;
+  cert: string;
+}
+
 /**
  * A self-signed server certificate (RFC 5280 §4.1) for `names` (DNS names and IP addresses, in the
  * subjectAltName, RFC 5280 §4.2.1.6), ECDSA P-256, valid `validDays` (default a year) from `now`.
- * Used for HTTPS (`http.tls.selfSigned`) and STARTTLS (when no certificate is configured).
+ * Used for HTTPS (`http.tls.selfSigned`) and STARTTLS (when no certificate is configured; SMTP
+ * peers encrypt opportunistically without checking it, RFC 7435).
  */
-export async function selfSignedCertificate(names: string[], now = new Date(), validDays = 365): Promise<{ cert: string; key: string }> {
+export async function selfSignedCertificate(names: string[], now = new Date(), validDays = 365): Promise<TlsKeyPair> {
   const keys = (await webcrypto.subtle.generateKey(ECDSA, true, ['sign', 'verify'])) as CryptoKeyPair;
   const serial = randomBytes(16);
   serial[0]! &= 0x7f; // RFC 5280 §4.1.2.2: a positive integer

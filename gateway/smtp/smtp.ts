@@ -8,7 +8,7 @@ import { DEFAULT_CLIENT_TIMEOUTS, SmtpClient, replyText, type ClientTimeouts, ty
 import { Listener } from './listener.js';
 import { domainMatcher, ipMatcher, type Direction, type NextHop } from './route.js';
 import type { TlsPolicy } from './client.js';
-import { selfSignedTls, type TlsKeyPair } from './tls.js';
+import { selfSignedCertificate, type TlsKeyPair } from '../../directory/tls.js';
 
 export type { Direction, NextHop } from './route.js';
 
@@ -244,7 +244,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const name = opts.name ?? os.hostname();
   const ourDomain = matcher<Domain>(opts.ourDomains, domainMatcher);
   const internal = matcher<string>(opts.isInternal, ipMatcher);
-  const tlsPair = opts.tls ?? (await selfSignedTls(name, { now: new Date(now()) }));
+  const tlsPair = opts.tls ?? (await selfSignedCertificate([name], new Date(now())));
   const sessions = new WeakMap<SMTPServerSession, Session>();
 
   const stats: GatewayStats = {

@@ -13,10 +13,8 @@ import { isPkcs7Mime, smimeDecrypt, smimeEncrypt, smimeType } from './smime.js';
 import type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain } from './types.js';
 
 export type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain, SignatureStatus } from './types.js';
-export { addAuthenticationResults, authenticationResults, AUTH_METHOD } from './authresults.js';
+export { addAuthenticationResults } from './authresults.js';
 export { TUNNEL_HEADER } from './mime.js';
-export { pgpDecrypt, pgpEncrypt } from './pgpmime.js';
-export { smimeDecrypt, smimeEncrypt } from './smime.js';
 
 /** Wraps the original message into a tunnel message of the given format. */
 export function encryptTunnel(format: TunnelFormat, original: Buffer, sender: OwnDomain, recipient: PeerDomain, opts?: EncryptOptions): Promise<Buffer> {

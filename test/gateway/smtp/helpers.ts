@@ -3,7 +3,7 @@ import { SMTPServer } from 'smtp-server';
 import type { Test } from 'tap';
 import { ReplyParser, replyText, type Reply } from '../../../gateway/smtp/client.js';
 import { createGateway, type Envelope, type Gateway, type GatewayOptions } from '../../../gateway/smtp/smtp.js';
-import type { TlsKeyPair } from '../../../gateway/smtp/tls.js';
+import type { TlsKeyPair } from '../../../directory/tls.js';
 
 /** What a sink does; every field is optional: by default it takes everything. */
 export interface SinkBehaviour {
@@ -121,10 +121,10 @@ export function markProcessed(message: Buffer, env: Envelope): Promise<Buffer> {
 
 export const OUR = 'our.test';
 
-/** A gateway on port 0; inbound goes to `inbound`, outbound to `outbound` (default the same sink). */
+/** A gateway on port 0; inbound goes to `inbound`, outbound to `outbound` (default the same sink): any SMTP server on 127.0.0.1. */
 export async function startGateway(
   t: Test,
-  sinks: { inbound: Sink; outbound?: Sink },
+  sinks: { inbound: Pick<Sink, 'port'>; outbound?: Pick<Sink, 'port'> },
   over: Partial<GatewayOptions> = {},
 ): Promise<{ gw: Gateway; port: number; logs: object[] }> {
   const logs: object[] = [];

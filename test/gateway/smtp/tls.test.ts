@@ -1,10 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import t, { type Test } from 'tap';
 import type { TlsPolicy } from '../../../gateway/smtp/client.js';
-import { selfSignedTls } from '../../../gateway/smtp/tls.js';
+import { selfSignedCertificate } from '../../../directory/tls.js';
 import { OUR, Raw, asData, message, show, startGateway, startSink, type Sink } from './helpers.js';
 
-const sinkTls = await selfSignedTls('sink.test', { now: new Date() });
+const sinkTls = await selfSignedCertificate(['sink.test']);
 
 async function relayVia(t: Test, sink: Sink, hop: { tls: TlsPolicy; ca?: string; servername?: string }) {
   const { port, logs } = await startGateway(t, { inbound: sink }, { route: () => [{ host: '127.0.0.1', port: sink.port, ...hop }] });
@@ -18,7 +18,7 @@ async function relayVia(t: Test, sink: Sink, hop: { tls: TlsPolicy; ca?: string;
   return { rcpt, final: show((await c.read())[0]!), logs };
 }
 
-t.test('selfSignedTls makes a certificate for the host name', async (t) => {
+t.test('selfSignedCertificate makes a certificate for the host name', async (t) => {
   const cert = new X509Certificate(sinkTls.cert);
   t.equal(cert.subject, 'CN=sink.test');
   t.match(cert.subjectAltName, 'DNS:sink.test');
