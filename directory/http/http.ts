@@ -153,6 +153,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
 
   opts.webmail?.register(app);
   const keys = new PublishedKeys(directory);
+  app.addHook('onClose', async () => keys.close());
   const domainParam = (req: FastifyRequest) => (req.params as { domain: string }).domain;
 
   const metrics = opts.metrics ?? new Metrics();

@@ -26,13 +26,32 @@ const CACHE_SIZE = 1024;
 /**
  * The OpenPGP keys the directory publishes, parsed once and cached by their armored text
  * (a changed key is a new cache entry), with the searches the key-server protocols need.
+ * Searches other than by address scan the published records, read once and again after the
+ * directory's next 'change' (its own writes and, on a shared store, every node's).
  */
 export class PublishedKeys {
   readonly #directory: Directory;
   readonly #cache = new Map<string, Promise<openpgp.PublicKey>>();
+  #records?: Promise<DomainRecord[]>;
+  readonly #forget = () => (this.#records = undefined);
 
   constructor(directory: Directory) {
     this.#directory = directory;
+    directory.on('change', this.#forget);
+  }
+
+  /** Stops following the directory (when the HTTP face closes). */
+  close(): void {
+    this.#directory.off('change', this.#forget);
+  }
+
+  #published(): Promise<DomainRecord[]> {
+    if (!this.#records) {
+      const p = this.#directory.listDomains();
+      p.catch(() => this.#records === p && this.#forget()); // a failed read is not kept
+      this.#records = p;
+    }
+    return this.#records;
   }
 
   parse(info: OpenPgpKeyInfo): Promise<openpgp.PublicKey> {
@@ -63,21 +82,17 @@ export class PublishedKeys {
       const key = await this.parse(record.keys.openpgp);
       return emails(key).includes(wanted) ? [{ record, key }] : [];
     }
+    const all = await this.#published();
     let records: DomainRecord[];
     if ('fingerprint' in q) {
-      const r = await this.#directory.lookup({ fingerprint: q.fingerprint });
-      records = r ? [r] : [];
+      const fpr = q.fingerprint.replace(/\s+/g, '').toUpperCase();
+      records = all.filter((r) => r.keys.openpgp?.fingerprint === fpr || r.keys.smime?.fingerprint.toUpperCase() === fpr).slice(0, 1);
+    } else if ('keyId' in q) {
+      const id = q.keyId.toUpperCase();
+      records = all.filter((r) => r.keys.openpgp?.keyId === id);
     } else {
-      const all = await this.#directory.listDomains();
-      if ('keyId' in q) {
-        const id = q.keyId.toUpperCase();
-        records = all.filter((r) => r.keys.openpgp?.keyId === id);
-      } else {
-        const text = q.text.toLowerCase();
-        records = all.filter((r) =>
-          r.keys.openpgp?.userIds.some((u) => (q.exact ? u.toLowerCase() === text : u.toLowerCase().includes(text))),
-        );
-      }
+      const text = q.text.toLowerCase();
+      records = all.filter((r) => r.keys.openpgp?.userIds.some((u) => (q.exact ? u.toLowerCase() === text : u.toLowerCase().includes(text))));
     }
     const out: PublishedKey[] = [];
     for (const record of records.slice(0, MAX_MATCHES)) {
