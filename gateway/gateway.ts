@@ -1,7 +1,7 @@
 import type { Directory } from '../directory/directory.js';
 import { parseAddress, type Domain } from '../directory/domain.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
-import { followChanges } from '../directory/follow.js';
+import { followFromStart } from '../directory/follow.js';
 import type { Metrics } from '../directory/metrics.js';
 import type { DomainRecord, TunnelFormat } from '../directory/record.js';
 import type { Discovered } from '../federation/discovery.js';
@@ -68,8 +68,7 @@ export class MailPolicy {
 
   static async create(o: MailPolicyOptions): Promise<MailPolicy> {
     const p = new MailPolicy(o);
-    await p.#reload();
-    const f = followChanges(o.directory, () => p.#reload(), (err) => o.logger?.warn({ err }, 'reloading our domains failed'));
+    const f = await followFromStart(o.directory, () => p.#reload(), (err) => o.logger?.warn({ err }, 'reloading our domains failed'));
     p.#stop = () => f.stop();
     return p;
   }

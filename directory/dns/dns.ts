@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Directory } from '../directory.js';
 import { parseDomain } from '../domain.js';
 import { isMailmeshError, MailmeshError } from '../errors.js';
-import { followChanges } from '../follow.js';
+import { followFromStart, type Follower } from '../follow.js';
 import { renderMasterFile } from './master.js';
 import {
   encodeHeader, encodeOpt, encodeQuestion, encodeRR, EXTENDED_BADVERS, FLAG, HEADER_SIZE, lowerName, nameToWire,
@@ -12,8 +12,7 @@ import {
 } from './wire.js';
 import { buildZones, checkZoneOptions, type BuiltZones, type KeyRdata, type Zone, type ZoneOptions } from './zone.js';
 
-export { renderMasterFile } from './master.js';
-export { buildZones, checkZoneOptions, type Zone, type ZoneOptions } from './zone.js';
+export type { ZoneOptions } from './zone.js';
 
 /**
  * The directory's authoritative DNS face (DESIGN.md "Publication"): UDP and TCP on one port,
@@ -126,7 +125,7 @@ export class DnsServer {
   readonly #opts: DnsServerOptions & Required<Pick<DnsServerOptions, 'maxUdpPayload' | 'axfrMessageSize' | 'tcpIdleTimeoutMs' | 'maxTcpConnections'>>;
   #table: Table;
   readonly #cache = new Map<string, { serial: number; rdata: KeyRdata }>();
-  #follow?: ReturnType<typeof followChanges>;
+  #follow?: Follower;
   #udp?: dgram.Socket;
   #tcp?: net.Server;
   readonly #sockets = new Set<net.Socket>();
@@ -143,18 +142,11 @@ export class DnsServer {
     this.#table = compile([], 0);
   }
 
-  /** Builds the first table, then follows the directory's 'change' events. */
+  /** Builds the first table and follows the directory's 'change' events from before it on. */
   static async create(opts: DnsServerOptions): Promise<DnsServer> {
     const s = new DnsServer(opts);
-    // Follow first, so no change between the first build and the subscription is lost.
-    s.#follow = followChanges(opts.directory, () => s.#rebuild(), (err) =>
+    s.#follow = await followFromStart(opts.directory, () => s.#rebuild(), (err) =>
       opts.logger?.error({ err }, 'dns: rebuilding the zones failed; serving the previous ones'));
-    try {
-      await s.#rebuild();
-    } catch (e) {
-      s.#follow.stop();
-      throw e;
-    }
     return s;
   }
 
@@ -170,8 +162,6 @@ export class DnsServer {
 
   async #rebuild(): Promise<void> {
     const { zones, skipped, serial } = await snapshot(this.#opts.directory, this.#opts, this.#cache);
-    // Two builds may overlap (the first one and a change); the one that read the newer serial wins.
-    if (serial < this.#table.serial) return;
     for (const s of skipped) this.#opts.logger?.warn(s, 'dns: domain left out of the zone');
     this.#table = compile(zones, serial);
     this.#opts.logger?.debug({ serial, zones: zones.map((z) => z.apex) }, 'dns: zones rebuilt');

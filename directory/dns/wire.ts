@@ -10,7 +10,7 @@ import { MailmeshError } from '../errors.js';
 
 export const TYPE = { A: 1, AAAA: 28, NS: 2, SOA: 6, TXT: 16, SMIMEA: 53, OPENPGPKEY: 61, OPT: 41, IXFR: 251, AXFR: 252, ANY: 255 } as const;
 export const TYPE_NAMES: Record<number, string> = { 1: 'A', 28: 'AAAA', 2: 'NS', 6: 'SOA', 16: 'TXT', 53: 'SMIMEA', 61: 'OPENPGPKEY' };
-export const CLASS_IN = 1;
+const CLASS_IN = 1;
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, NOTAUTH: 9 } as const;
 /** RFC 6891 §6.1.3: BADVERS is extended RCODE 16 (upper 8 bits 1 in the OPT TTL, 0 in the header). */
 export const EXTENDED_BADVERS = 1;
@@ -21,14 +21,13 @@ export const HEADER_SIZE = 12;
 /** RFC 1035 §4.2.1: without EDNS a UDP message is at most 512 octets. */
 export const UDP_MIN = 512;
 
-export interface Edns {
+interface Edns {
   udpSize: number;
   version: number;
 }
 
 export interface Query {
   id: number;
-  opcode: number;
   /** The RD and CD bits of the query, to be copied into the answer (RFC 1035 §4.1.1, RFC 4035 §3.1.6). */
   copyFlags: number;
   /** The question name as asked (case kept), uncompressed wire form. */
@@ -118,8 +117,8 @@ export function labelsToWire(labels: string[]): Buffer {
   return wire;
 }
 
-/** Skips one resource record (RFC 1035 §4.1.3) and returns it, with its offset after. */
-function readRR(msg: Buffer, offset: number): { name: Buffer; type: number; klass: number; ttl: number; rdata: Buffer; end: number } {
+/** Reads one resource record (RFC 1035 §4.1.3) at `offset`: its fields, RDATA as a view into `msg`, and the offset after it. */
+export function readRR(msg: Buffer, offset: number): { name: Buffer; type: number; klass: number; ttl: number; rdata: Buffer; end: number } {
   const { name, end: afterName } = readName(msg, offset);
   if (afterName + 10 > msg.length) malformed('truncated resource record');
   const rdlength = msg.readUInt16BE(afterName + 8);
@@ -149,7 +148,6 @@ export function parseQuery(msg: Buffer): Query {
   if (end + 4 > msg.length) malformed('truncated question');
   const query: Query = {
     id: msg.readUInt16BE(0),
-    opcode: (word >> 11) & 0xf,
     copyFlags: word & (FLAG.RD | FLAG.CD),
     qname,
     key: lowerName(qname).toString('latin1'),

@@ -26,7 +26,7 @@ export interface ZoneOptions {
   nameserverAddresses?: string[];
 }
 
-export interface ZoneRecord {
+interface ZoneRecord {
   /** Lower-case text name, no trailing dot. */
   owner: string;
   type: number;
@@ -43,7 +43,7 @@ export interface Zone {
 }
 
 /** SOA timers (RFC 1035 §3.3.13): secondaries poll every 10 minutes, retry after 1, keep the zone two weeks. */
-export const SOA_TIMERS = { refresh: 600, retry: 60, expire: 1209600 } as const;
+const SOA_TIMERS = { refresh: 600, retry: 60, expire: 1209600 } as const;
 
 /** Options checked once at start: names canonical, every problem a CONFIG_INVALID. */
 export function checkZoneOptions(o: ZoneOptions): ZoneOptions {
@@ -82,6 +82,11 @@ function quoted(s: Buffer): string {
   return out + '"';
 }
 
+/** RFC 1035 §5.1, §3.3.14: TXT RDATA in presentation form, the text as quoted strings of at most 255 octets each. */
+export function txtPresentation(text: string): string {
+  return txtStrings(text).map(quoted).join(' ');
+}
+
 function soaRecord(apex: Domain, o: ZoneOptions, serial: number): ZoneRecord {
   const hm = parseAddress(o.hostmaster);
   // RFC 1035 §8: the RNAME's first label is the mailbox's local part (dots in it stay inside the label).
@@ -113,7 +118,7 @@ export interface KeyRdata {
   smimea?: { usage: 3; selector: 0; matchingType: 0; data: Buffer };
 }
 
-export async function keyRdata(r: DomainRecord, directoryUrl: string): Promise<KeyRdata> {
+async function keyRdata(r: DomainRecord, directoryUrl: string): Promise<KeyRdata> {
   const leaf = r.keys.smime?.chain[0];
   return {
     txt: pinText(r, directoryUrl),
@@ -125,7 +130,7 @@ export async function keyRdata(r: DomainRecord, directoryUrl: string): Promise<K
 function keyRecords(owner: { txt?: string; openpgpkey: string; smimea: string }, k: KeyRdata, ttl: number): ZoneRecord[] {
   const out: ZoneRecord[] = [];
   if (owner.txt) {
-    out.push({ owner: owner.txt, type: TYPE.TXT, ttl, rdata: txtRdata(k.txt), text: txtStrings(k.txt).map(quoted).join(' ') });
+    out.push({ owner: owner.txt, type: TYPE.TXT, ttl, rdata: txtRdata(k.txt), text: txtPresentation(k.txt) });
   }
   // RFC 7929 §2.3: the presentation form of OPENPGPKEY RDATA is base64.
   if (k.openpgpkey) out.push({ owner: owner.openpgpkey, type: TYPE.OPENPGPKEY, ttl, rdata: k.openpgpkey, text: k.openpgpkey.toString('base64') });

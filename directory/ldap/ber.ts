@@ -6,7 +6,7 @@
  */
 
 /** What a buffer starts with: a complete element's header, not enough bytes yet, or garbage. */
-export type Header = { tag: number; length: number; contentStart: number } | 'incomplete' | 'invalid';
+type Header = { tag: number; length: number; contentStart: number } | 'incomplete' | 'invalid';
 
 /**
  * RFC 4511 §5.1: LDAP uses BER with definite lengths only. X.690 §8.1.2: identifier octet (we

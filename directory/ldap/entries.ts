@@ -36,7 +36,7 @@ interface Dn {
 }
 
 /** RFC 4514 §3: parses a DN string; throws on a malformed one. */
-export const parseDn = ldap.parseDN as unknown as (dn: string) => Dn;
+const parseDn = ldap.parseDN as unknown as (dn: string) => Dn;
 
 /** The structural object class for each naming attribute a base DN may start with. */
 const BASE_CLASSES: Record<string, string> = {
@@ -97,7 +97,7 @@ export function baseEntry(base: string): LdapEntry {
  * (schema.ts) adds pgpKey (ASCII-armored, RFC 4880 §6.2) and pgpCertID (64-bit key ID).
  * Returns undefined for a record with no keys: there is nothing to publish.
  */
-export function domainEntry(record: DomainRecord, base: string): LdapEntry | undefined {
+function domainEntry(record: DomainRecord, base: string): LdapEntry | undefined {
   const { openpgp, smime } = record.keys;
   if (record.status === 'deleted' || (!openpgp && !smime)) return undefined;
   const mail = formatAddress(domainKeyAddress(record.domain));

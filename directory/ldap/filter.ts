@@ -43,27 +43,34 @@ function values(entry: LdapEntry, type: string): (string | Buffer)[] | undefined
 
 const asText = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v ?? ''));
 
+/** A filter compiled for one search: evaluates it against an entry. */
+type Matcher = (entry: LdapEntry) => Truth;
+
+const always = (t: Truth): Matcher => () => t;
+
 /**
  * equalityMatch (and approxMatch, which RFC 4511 §4.5.1.7.6 lets us treat as equality).
  * The one extension: `mail=<any address in the entry's domain>` matches, so a client looking
  * up a recipient's certificate finds the domain key (DESIGN.md "Publication").
  */
-function equality(entry: LdapEntry, type: string, assertion: string): Truth {
-  if (!CASE_IGNORE.has(type)) return 'UNDEFINED';
-  if (type === 'mail' && entry.domain) {
+function equality(type: string, assertion: string): Matcher {
+  if (!CASE_IGNORE.has(type)) return always('UNDEFINED');
+  let domain: string | undefined;
+  if (type === 'mail') {
     try {
-      if (parseAddress(assertion).domain === entry.domain) return 'TRUE';
+      domain = parseAddress(assertion).domain;
     } catch {
-      // not an address: compare as a plain value below
+      // not an address: compare as a plain value only
     }
   }
   const want = prep(assertion);
-  return (values(entry, type) ?? []).some((v) => prep(asText(v)) === want) ? 'TRUE' : 'FALSE';
+  return (entry) =>
+    (domain !== undefined && entry.domain === domain) || (values(entry, type) ?? []).some((v) => prep(asText(v)) === want) ? 'TRUE' : 'FALSE';
 }
 
 /** RFC 4511 §4.5.1.7.2: initial, then each any in order without overlap, then final. */
-function substrings(entry: LdapEntry, type: string, f: FilterNode): Truth {
-  if (!CASE_IGNORE.has(type)) return 'UNDEFINED';
+function substrings(type: string, f: FilterNode): Matcher {
+  if (!CASE_IGNORE.has(type)) return always('UNDEFINED');
   const initial = f.initial ? prep(f.initial) : '';
   const final = f.final ? prep(f.final) : '';
   const anys = (f.any ?? []).map(prep);
@@ -78,46 +85,59 @@ function substrings(entry: LdapEntry, type: string, f: FilterNode): Truth {
     }
     return v.length - final.length >= pos && v.endsWith(final);
   };
-  return (values(entry, type) ?? []).some((v) => match(asText(v))) ? 'TRUE' : 'FALSE';
+  return (entry) => ((values(entry, type) ?? []).some((v) => match(asText(v))) ? 'TRUE' : 'FALSE');
 }
 
 /** AND and OR in three-valued logic: the deciding value wins, else any UNDEFINED, else the other value. */
-function combine(clauses: FilterNode[], entry: LdapEntry, decisive: Truth, otherwise: Truth): Truth {
-  let out = otherwise;
-  for (const c of clauses) {
-    const r = evaluate(c, entry);
-    if (r === decisive) return decisive;
-    if (r === 'UNDEFINED') out = 'UNDEFINED';
-  }
-  return out;
+function combine(clauses: FilterNode[], decisive: Truth, otherwise: Truth): Matcher {
+  const matchers = clauses.map(compileFilter);
+  return (entry) => {
+    let out = otherwise;
+    for (const m of matchers) {
+      const r = m(entry);
+      if (r === decisive) return decisive;
+      if (r === 'UNDEFINED') out = 'UNDEFINED';
+    }
+    return out;
+  };
 }
 
-/** Evaluates a filter against an entry; only TRUE selects the entry (RFC 4511 §4.5.1.7). */
-export function evaluate(f: FilterNode, entry: LdapEntry): Truth {
+/** Compiles a filter once per search; only TRUE selects an entry (RFC 4511 §4.5.1.7). */
+export function compileFilter(f: FilterNode): Matcher {
   switch (f.type) {
     case 'AndFilter':
       // RFC 4511 §4.5.1.7.1 and RFC 4526 §2: FALSE decides an AND; the empty AND is TRUE.
-      return combine(f.clauses ?? [], entry, 'FALSE', 'TRUE');
+      return combine(f.clauses ?? [], 'FALSE', 'TRUE');
     case 'OrFilter':
       // RFC 4511 §4.5.1.7.2: TRUE decides an OR; the empty OR is FALSE.
-      return combine(f.clauses ?? [], entry, 'TRUE', 'FALSE');
+      return combine(f.clauses ?? [], 'TRUE', 'FALSE');
     case 'NotFilter': {
-      if (!f.filter) return 'UNDEFINED';
-      const r = evaluate(f.filter, entry);
-      return r === 'TRUE' ? 'FALSE' : r === 'FALSE' ? 'TRUE' : 'UNDEFINED';
+      if (!f.filter) return always('UNDEFINED');
+      const inner = compileFilter(f.filter);
+      return (entry) => {
+        const r = inner(entry);
+        return r === 'TRUE' ? 'FALSE' : r === 'FALSE' ? 'TRUE' : 'UNDEFINED';
+      };
     }
-    case 'PresenceFilter':
+    case 'PresenceFilter': {
       // RFC 4511 §4.5.1.7.5: TRUE if the entry has the attribute, FALSE otherwise.
-      return values(entry, attributeType(f.attribute ?? '')) ? 'TRUE' : 'FALSE';
+      const type = attributeType(f.attribute ?? '');
+      return (entry) => (values(entry, type) ? 'TRUE' : 'FALSE');
+    }
     case 'EqualityFilter':
     case 'ApproximateFilter': {
       const type = attributeType(f.attribute ?? '');
-      return NO_EQUALITY.has(type) ? 'UNDEFINED' : equality(entry, type, asText(f.value));
+      return NO_EQUALITY.has(type) ? always('UNDEFINED') : equality(type, asText(f.value));
     }
     case 'SubstringFilter':
-      return substrings(entry, attributeType(f.attribute ?? ''), f);
+      return substrings(attributeType(f.attribute ?? ''), f);
     default:
       // greaterOrEqual / lessOrEqual (no ordering rule on our types) and extensibleMatch.
-      return 'UNDEFINED';
+      return always('UNDEFINED');
   }
+}
+
+/** Evaluates a filter against one entry (compileFilter, for a single use). */
+export function evaluate(f: FilterNode, entry: LdapEntry): Truth {
+  return compileFilter(f)(entry);
 }

@@ -2,13 +2,12 @@ import type { AddressInfo, Socket } from 'node:net';
 import ldap from 'ldapjs';
 import type { Logger } from 'pino';
 import type { Directory } from '../directory.js';
+import { followFromStart, type Follower } from '../follow.js';
 import { checkMessage, encodeResult, takeMessages } from './ber.js';
 import { buildEntries, checkBase, dnKey, type LdapEntry } from './entries.js';
-import { attributeType, evaluate, type FilterNode } from './filter.js';
+import { attributeType, compileFilter, type FilterNode } from './filter.js';
 import { renderLdif } from './ldif.js';
 
-export { buildEntries, checkBase, type LdapEntry } from './entries.js';
-export { renderLdif } from './ldif.js';
 export { renderSchemaFile, renderSchemaLdif } from './schema.js';
 
 /**
@@ -97,7 +96,7 @@ export async function exportLdif(directory: Directory, base = 'dc=mailmesh'): Pr
 }
 
 /** RFC 4511 §4.5.1.8: which of an entry's attributes a search asked for. */
-export function selectAttributes(entry: LdapEntry, requested: string[]): LdapEntry['attributes'] {
+function selectAttributes(entry: LdapEntry, requested: string[]): LdapEntry['attributes'] {
   // ldapjs 3.0.7 hands the names over as sent; compare lower-cased (DESIGN.md "Library notes").
   const want = requested.map((a) => a.toLowerCase());
   if (want.length === 0 || want.includes('*')) return entry.attributes;
@@ -113,9 +112,7 @@ export class LdapServer {
   #entries: LdapEntry[] = [];
   #byKey = new Map<string, LdapEntry>();
   #rootDse: LdapEntry;
-  #building: Promise<void> | null = null;
-  #dirty = false;
-  readonly #onChange = () => this.#scheduleRebuild();
+  #follow?: Follower;
 
   private constructor(opts: LdapServerOptions) {
     this.#base = checkBase(opts.base ?? 'dc=mailmesh');
@@ -150,11 +147,11 @@ export class LdapServer {
     srv.bind('', (req, res, next) => this.#bind(req, res, next));
   }
 
-  /** Builds the first snapshot, then follows the directory's 'change' events. */
+  /** Builds the first snapshot and follows the directory's 'change' events from before it on. */
   static async create(opts: LdapServerOptions): Promise<LdapServer> {
     const s = new LdapServer(opts);
-    await s.#rebuild();
-    opts.directory.on('change', s.#onChange);
+    s.#follow = await followFromStart(opts.directory, () => s.#rebuild(), (err) =>
+      opts.logger?.error({ err }, 'ldap: rebuilding the entries failed; serving the previous ones'));
     return s;
   }
 
@@ -183,11 +180,11 @@ export class LdapServer {
 
   /** Resolves when every change seen so far is in the served snapshot. */
   async settled(): Promise<void> {
-    while (this.#building) await this.#building;
+    await this.#follow?.settled();
   }
 
   async close(): Promise<void> {
-    this.#opts.directory.off('change', this.#onChange);
+    this.#follow?.stop();
     for (const s of this.#sockets) s.destroy();
     if (this.#srv.server.listening) await new Promise<void>((r) => this.#srv.server.close(() => r()));
     await this.settled();
@@ -197,20 +194,6 @@ export class LdapServer {
     const entries = buildEntries(await this.#opts.directory.listDomains(), this.#base);
     this.#entries = entries;
     this.#byKey = new Map(entries.map((e) => [e.key, e]));
-  }
-
-  #scheduleRebuild(): void {
-    this.#dirty = true;
-    this.#building ??= (async () => {
-      try {
-        while (this.#dirty) {
-          this.#dirty = false;
-          await this.#rebuild().catch((err: unknown) => this.#opts.logger?.error({ err }, 'ldap: rebuilding the entries failed; serving the previous ones'));
-        }
-      } finally {
-        this.#building = null;
-      }
-    })();
   }
 
   /**
@@ -294,11 +277,12 @@ export class LdapServer {
     // Server limits, lowered (never raised) by the client's; 0 means "no client limit".
     const sizeLimit = req.sizeLimit > 0 ? Math.min(req.sizeLimit, this.#opts.sizeLimit) : this.#opts.sizeLimit;
     const timeLimitMs = 1000 * (req.timeLimit > 0 ? Math.min(req.timeLimit, this.#opts.timeLimitSec) : this.#opts.timeLimitSec);
+    const matches = compileFilter(req.filter);
     const started = this.#opts.now();
     let sent = 0;
     for (const entry of candidates) {
       if (this.#opts.now() - started > timeLimitMs) return this.#fail(res, next, RESULT.timeLimitExceeded, 'time limit exceeded');
-      if (evaluate(req.filter, entry) !== 'TRUE') continue;
+      if (matches(entry) !== 'TRUE') continue;
       if (sent === sizeLimit) return this.#fail(res, next, RESULT.sizeLimitExceeded, `more than ${sizeLimit} entries match`);
       const attributes = selectAttributes(entry, req.attributes).map(
         (a) => new ldap.Attribute({ type: a.type, values: req.typesOnly ? [] : a.values as string[] }),

@@ -1,7 +1,7 @@
 import type { LdapAttribute } from './entries.js';
 
 /** What renderLdif needs of an entry: its DN and attributes. */
-export interface LdifEntry {
+interface LdifEntry {
   dn: string;
   attributes: LdapAttribute[];
 }

@@ -9,14 +9,14 @@ import { renderLdif } from './ldif.js';
  *   cannot sit beside inetOrgPerson), under a UUID-derived OID (ITU-T X.667 / RFC 4122 §6: 2.25.<uuid as integer>).
  * Definitions use the RFC 4512 §4.1 description syntax.
  */
-export const ATTRIBUTE_TYPES = [
+const ATTRIBUTE_TYPES = [
   "( 1.3.6.1.4.1.3401.8.2.11 NAME 'pgpKey' DESC 'OpenPGP transferable public key, ASCII armored' " +
     'SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 SINGLE-VALUE )',
   "( 1.3.6.1.4.1.3401.8.2.12 NAME 'pgpCertID' DESC 'OpenPGP key ID, 16 hex digits' " +
     'EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )',
 ];
 
-export const OBJECT_CLASSES = [
+const OBJECT_CLASSES = [
   "( 2.25.238642173478123747632583490235768229770 NAME 'mailmeshDomainKey' " +
     "DESC 'mailmesh domain key: the OpenPGP key of a member domain' SUP top AUXILIARY MAY ( pgpKey $ pgpCertID ) )",
 ];
