@@ -1,5 +1,6 @@
 import { PIN_LABEL, pinText } from '../directory/dane.js';
 import type { Directory } from '../directory/directory.js';
+import { txtPresentation } from '../directory/dns/zone.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import type { DomainRecord } from '../directory/record.js';
 import type { Discovered } from './discovery.js';
@@ -21,9 +22,7 @@ async function ownDomain(directory: Directory, name?: string): Promise<DomainRec
 
 /** The TXT record to publish, in RFC 1035 §5 master-file form (strings of at most 255 octets, §3.3.14). */
 export function txtRecordLine(r: DomainRecord, directoryUrl: string): string {
-  const text = pinText(r, directoryUrl);
-  const strings = text.match(/.{1,255}/g) ?? [''];
-  return `${PIN_LABEL}.${r.domain}. 300 IN TXT ${strings.map((s) => `"${s.replace(/["\\]/g, '\\$&')}"`).join(' ')}`;
+  return `${PIN_LABEL}.${r.domain}. 300 IN TXT ${txtPresentation(pinText(r, directoryUrl))}`;
 }
 
 /** `mailmesh join <directory-url>`: signs the record with the domain key from the local store and posts it. */

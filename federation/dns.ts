@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
-import { encodeHeader, encodeOpt, encodeQuestion, FLAG, HEADER_SIZE, lowerName, nameToWire, RCODE, readName } from '../directory/dns/wire.js';
+import { encodeHeader, encodeOpt, encodeQuestion, FLAG, HEADER_SIZE, lowerName, nameToWire, RCODE, readName, readRR } from '../directory/dns/wire.js';
 
 /**
  * A stub DNS client for discovery and proofs: one question to the configured resolvers,
@@ -60,14 +60,9 @@ export function decodeResponse(msg: Buffer, id: number, qname: Buffer, type: num
   let pos = q.end + 4;
   const ancount = msg.readUInt16BE(6);
   for (let i = 0; i < ancount && !truncated; i++) {
-    const { name, end } = readName(msg, pos);
-    if (end + 10 > msg.length) malformed('truncated resource record');
-    const rrType = msg.readUInt16BE(end);
-    const ttl = msg.readUInt32BE(end + 4);
-    const len = msg.readUInt16BE(end + 8);
-    if (end + 10 + len > msg.length) malformed('RDATA runs past the end of the message');
-    if (rrType === type && lowerName(name).equals(key)) records.push({ type: rrType, ttl, rdata: Buffer.from(msg.subarray(end + 10, end + 10 + len)) });
-    pos = end + 10 + len;
+    const rr = readRR(msg, pos);
+    if (rr.type === type && lowerName(rr.name).equals(key)) records.push({ type: rr.type, ttl: rr.ttl, rdata: Buffer.from(rr.rdata) });
+    pos = rr.end;
   }
   return { rcode, records, truncated };
 }

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { pinText } from '../directory/dane.js';
 import { parseDomain, type Domain } from '../directory/domain.js';
 import { asMailmeshError } from '../directory/errors.js';
 import { readOpenPgpKey } from '../directory/openpgp.js';
 import type { DomainRecord } from '../directory/record.js';
 import { verifySigned, type VerifiedKeys } from '../directory/signed.js';
 import { wkdHash } from '../directory/wkd.js';
+import { txtRecordLine } from './commands.js';
 import type { DirectoryRef } from './discovery.js';
 import { stubResolver } from './dns.js';
 import { fetchFromLdap } from './ldapimport.js';
@@ -43,7 +43,7 @@ export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow
   let expected: VerifiedKeys | undefined = o.local?.keys;
   const dirUrl = o.directories[0]?.url ?? '<directory URL>';
   const txtFix = (k: VerifiedKeys | undefined) =>
-    k ? `publish in the domain's DNS: _mailmesh.${domain}. 300 IN TXT "${pinText({ keys: k } as DomainRecord, dirUrl)}"` : `publish _mailmesh.${domain} TXT "v=mm1; pgp=<fingerprint>; …"`;
+    k ? `publish in the domain's DNS: ${txtRecordLine({ domain, keys: k } as DomainRecord, dirUrl)}` : `publish _mailmesh.${domain} TXT "v=mm1; pgp=<fingerprint>; …"`;
   const row = async (check: string, f: () => Promise<Omit<DoctorRow, 'check'>>) => {
     try {
       rows.push({ check, ...(await f()) });

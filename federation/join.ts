@@ -67,11 +67,11 @@ export class JoinService {
     if (live && live.provenance.source !== 'joined' && live.provenance.source !== 'mirrored') {
       throw new MailmeshError('DOMAIN_HELD', `${v.domain} is a ${live.provenance.source} domain of this directory`);
     }
-    const heldNext = live?.signed ? nextArmored(live) : undefined;
-    const how = await continuity(heldKey, heldNext, v, now);
+    // A joined or mirrored record was verified when it was stored, so its payload parses.
+    const heldPayload = live?.signed ? checkRecordPayload(parseCanonical(live.signed.payload)) : undefined;
+    const how = await continuity(heldKey, heldPayload?.next?.openpgp, v, now);
     if (!how) throw new MailmeshError('DOMAIN_HELD', `${v.domain} is held by ${live!.keys.openpgp?.fingerprint}; the new key ${v.keys.openpgp.fingerprint} is neither announced nor signed by it`);
-    const heldIssued = live?.signed ? Date.parse(checkRecordPayload(parseCanonical(live.signed.payload)).issued) : -Infinity;
-    if (Date.parse(v.payload.issued) <= heldIssued) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `${v.domain}: issued ${v.payload.issued} is not newer than the record held`);
+    if (heldPayload && Date.parse(v.payload.issued) <= Date.parse(heldPayload.issued)) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `${v.domain}: issued ${v.payload.issued} is not newer than the record held`);
     const proof = await proveControl(sources, v.domain, v.keys);
     const record = await directory.putRecord(
       {
@@ -152,14 +152,6 @@ export class JoinService {
     }, intervalMs);
     timer.unref();
     return () => clearInterval(timer);
-  }
-}
-
-function nextArmored(r: DomainRecord): string | undefined {
-  try {
-    return checkRecordPayload(parseCanonical(r.signed!.payload)).next?.openpgp;
-  } catch {
-    return undefined;
   }
 }
 

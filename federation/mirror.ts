@@ -69,10 +69,11 @@ export class Mirror {
       return;
     }
     if (ours) return;
+    // Our copy of this origin's record, with the same payload: it was verified when we stored it.
+    if (live?.signed && live.signed.payload === r.signed?.payload) return;
     const now = directory.clock();
     const v = await verifySigned(r.signed, now, live?.keys.openpgp ? [live.keys.openpgp.armored] : []);
     if (v.domain !== domain) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `the record of ${domain} is signed for ${v.domain}`);
-    if (live?.signed?.payload === r.signed!.payload) return;
     const how = await continuity(live?.keys.openpgp?.armored, undefined, v, now);
     if (!how) throw new MailmeshError('PIN_VIOLATION', `${domain}: ${live!.keys.openpgp?.fingerprint} → ${v.keys.openpgp.fingerprint}`);
     await directory.putRecord(
