@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +38,21 @@ export function tempDir(t: Asserts, prefix = 'mailmesh-test-'): string {
 
 /** The Redis the tests use; CI fails (never skips) when it is unreachable. */
 export const TEST_REDIS_URL = process.env.MAILMESH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+
+/**
+ * A fresh Redis key prefix with a hash tag (so a cluster keeps its keys on one slot); every key
+ * under it is deleted, through a connection of its own, when the test ends.
+ */
+export function redisPrefix(t: Asserts, url = TEST_REDIS_URL): string {
+  const prefix = `mailmesh-test:{${randomBytes(6).toString('hex')}}:`;
+  t.teardown(async () => {
+    const { RedisStore } = await import('../directory/store/redis.js');
+    const s = await new RedisStore(url, { prefix }).connect();
+    await s.destroy();
+    await s.close();
+  });
+  return prefix;
+}
 
 /** A seeded PRNG (mulberry32) for property and fuzz loops, so a failing run can be repeated. */
 export function seeded(seed: number): () => number {
@@ -85,14 +101,13 @@ export function gpgHome(t: Asserts): { home: string; gpg: (args: string[], input
   };
 }
 
-/** A directory on a MemoryStore with curve25519 keys (addDomain takes 1–2 s for the RSA-3072 certificates: create few). */
-export async function memoryDirectory(): Promise<import('../directory/directory.js').Directory> {
-  const [{ Directory }, { MemoryStore }, { randomBytes }] = await Promise.all([
-    import('../directory/directory.js'),
-    import('../directory/store/memory.js'),
-    import('node:crypto'),
-  ]);
-  return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 } });
+/**
+ * A directory on a MemoryStore with curve25519 keys (addDomain takes 1–2 s for the RSA-3072
+ * certificates: create few); `clock` is the directory's (a test clock moves only when told).
+ */
+export async function memoryDirectory(clock?: () => Date): Promise<import('../directory/directory.js').Directory> {
+  const [{ Directory }, { MemoryStore }] = await Promise.all([import('../directory/directory.js'), import('../directory/store/memory.js')]);
+  return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 }, clock });
 }
 
 /** A port free for both UDP and TCP on 127.0.0.1 right now, for daemons (knotd, nsd, nginx) that cannot be told to pick one. */

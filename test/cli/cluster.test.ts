@@ -10,7 +10,7 @@ import { Directory } from '../../directory/directory.js';
 import { loadMasterKey } from '../../directory/seal.js';
 import { RedisStore } from '../../directory/store/redis.js';
 import { openMessage, sealMessage, WebmailKeys } from '../../gateway/webmail/crypto.js';
-import { rejectsCode, run, seeded, tempDir, TEST_REDIS_URL, throwsCode } from '../helpers.js';
+import { redisPrefix, rejectsCode, run, seeded, tempDir, TEST_REDIS_URL, throwsCode } from '../helpers.js';
 
 // Uses the built CLI (`npm run build` first) and the machine's Redis (MAILMESH_TEST_REDIS_URL) under a random prefix.
 
@@ -70,13 +70,8 @@ t.test('fuzz: any altered character of a bundle is refused with a bundle error c
 });
 
 t.test('export on node 1, join on node 2: node 2 sees node 1\'s domain and opens its private keys', async (t) => {
-  const prefix = `mailmesh:{t-${randomBytes(6).toString('hex')}}:`;
+  const prefix = redisPrefix(t);
   const env = { MAILMESH_STORE__URL: TEST_REDIS_URL, MAILMESH_STORE__REDIS_PREFIX: prefix };
-  t.teardown(async () => {
-    const s = await new RedisStore(TEST_REDIS_URL, { prefix }).connect();
-    await s.destroy();
-    await s.close();
-  });
   const one = tempDir(t);
   const two = tempDir(t);
   const add = await cli(one, ['domain', 'add', 'cluster.test'], env);
@@ -135,13 +130,10 @@ t.test('export on node 1, join on node 2: node 2 sees node 1\'s domain and opens
 });
 
 t.test('the bundle carries the WebMail keys: a rebuilt store gets them back, mail sent before opens again', async (t) => {
-  const prefix = `mailmesh:{t-${randomBytes(6).toString('hex')}}:`;
+  const prefix = redisPrefix(t);
   const env = { MAILMESH_STORE__URL: TEST_REDIS_URL, MAILMESH_STORE__REDIS_PREFIX: prefix, MAILMESH_CLUSTER_PASSPHRASE: 'tr0ub4dor' };
   const store = await new RedisStore(TEST_REDIS_URL, { prefix }).connect();
-  t.teardown(async () => {
-    await store.destroy();
-    await store.close();
-  });
+  t.teardown(() => store.close());
   const one = tempDir(t);
   t.equal((await cli(one, ['domain', 'add', 'wm.test'], env)).code, 0);
   // Node 1 serves WebMail: two key versions (one rotation), and a message sealed under the current one.

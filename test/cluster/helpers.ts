@@ -1,11 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Test } from 'tap';
-import { RedisStore } from '../../directory/store/redis.js';
 import { captureSink, type CaptureSink } from '../../gateway/loopback.js';
 import { SmtpClient } from '../../gateway/smtp/client.js';
-import { tempDir } from '../helpers.js';
+import { redisPrefix, tempDir } from '../helpers.js';
 
 // The built CLI (npm test builds first; `npm run build` before running these files alone).
 const MAIN = new URL('../../dist/cli/main.js', import.meta.url).pathname;
@@ -20,16 +18,7 @@ export interface Node {
 }
 
 /** A fresh key prefix with a hash tag; its keys are deleted when the test ends. */
-export function clusterPrefix(t: Test, url: string): string {
-  const prefix = `mailmesh-test:{${randomBytes(6).toString('hex')}}:`;
-  t.teardown(async () => {
-    const s = new RedisStore(url, { prefix });
-    await s.connect();
-    await s.destroy();
-    await s.close();
-  });
-  return prefix;
-}
+export const clusterPrefix = (t: Test, url: string): string => redisPrefix(t, url);
 
 /** A capture sink (the internal mail server of every node), closed at the end. */
 export async function sink(t: Test): Promise<CaptureSink> {

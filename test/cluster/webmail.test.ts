@@ -1,24 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { Directory } from '../../directory/directory.js';
-import { createDnsServer } from '../../directory/dns/dns.js';
-import { createHttpServer } from '../../directory/http/http.js';
 import { RedisStore } from '../../directory/store/redis.js';
-import { Discovery } from '../../federation/discovery.js';
-import { stubResolver } from '../../federation/dns.js';
 import { StorePinStore } from '../../federation/pins.js';
-import { MailPolicy } from '../../gateway/gateway.js';
-import { DEFAULT_POLICY, type CaptureSink } from '../../gateway/loopback.js';
+import type { CaptureSink } from '../../gateway/loopback.js';
 import { SmtpClient } from '../../gateway/smtp/client.js';
-import { createRouter } from '../../gateway/smtp/route.js';
-import { createGateway } from '../../gateway/smtp/smtp.js';
 import { WebmailKeys } from '../../gateway/webmail/crypto.js';
 import { readMessage } from '../../gateway/webmail/message.js';
 import { domainKeyOf } from '../../gateway/webmail/receipt.js';
-import { Webmail } from '../../gateway/webmail/webmail.js';
 import { get } from '../directory/http/helpers.js';
+import { webmailNode } from '../gateway/webmail/harness.js';
 import { TEST_REDIS_URL } from '../helpers.js';
 import { clusterPrefix, sink } from './helpers.js';
 
@@ -32,7 +24,6 @@ const PUBLIC = 'https://webmail.alpha.test';
 const PASSWORD = 'Correct horse 42';
 const MAX_ATTEMPTS = 3;
 const TO = 'bob@outside.test';
-const POLICY = { ...DEFAULT_POLICY, default: { ...DEFAULT_POLICY.default, fallback: 'webmail' as const } };
 
 interface ClusterNode {
   name: string;
@@ -49,48 +40,20 @@ interface ClusterNode {
  */
 async function startNode(t: Test, name: string, prefix: string, masterKey: Buffer, inbox: CaptureSink, outside: CaptureSink): Promise<ClusterNode> {
   const store = await new RedisStore(TEST_REDIS_URL, { prefix }).connect();
-  const closers: (() => Promise<unknown> | void)[] = [() => store.close()];
-  t.teardown(async () => {
-    for (const f of closers.reverse()) await f();
-  });
+  t.teardown(() => store.close());
   const directory = await Directory.open(store, masterKey, { keys: { openpgp: 'curve25519', validDays: 365 } });
   if (!(await directory.findRecord('alpha.test'))) await directory.addDomain('alpha.test');
-  const dns = await createDnsServer({
-    directory, zone: 'dir.alpha.test', ttl: 60, hostmaster: 'hostmaster@alpha.test', nameservers: ['ns1.dir.alpha.test'],
-    nameserverAddresses: ['127.0.0.1'], authoritativeFor: ['alpha.test', 'test'] /* `test` too: NXDOMAIN for outside.test, as on the Internet */, directoryUrl: 'http://127.0.0.1:1',
-  });
-  closers.push(() => dns.close());
-  const { port: dnsPort } = await dns.listen('127.0.0.1', 0);
-
-  const replyServer = { host: '127.0.0.1', port: 0 };
-  const webmail = new Webmail({
-    baseUrl: PUBLIC, language: 'en', expiryDays: 30, sessionSec: 900, maxAttempts: MAX_ATTEMPTS, maxClientAttempts: 20, lockoutSec: 900, delayMs: 0, replyServer,
-    store, keys: await WebmailKeys.open(store, masterKey), name: `${name}.alpha.test`, receiptKey: domainKeyOf(directory),
-  });
-  const app = await createHttpServer({
-    directory, logger: pino({ level: 'silent' }),
-    webmail: { handlers: webmail.handlers(), register: (a) => webmail.register(a, 30 * 1024 * 1024) },
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  closers.push(() => app.close());
-
-  const discovery = new Discovery({
-    sources: { resolver: stubResolver([`127.0.0.1:${dnsPort}`]), wellKnownBase: () => 'http://127.0.0.1:1', clock: () => new Date(), timeoutMs: 500 },
-    directories: [],
+  const { base, smtpPort } = await webmailNode(t, {
+    directory,
+    webmail: {
+      baseUrl: PUBLIC, language: 'en', expiryDays: 30, sessionSec: 900, maxAttempts: MAX_ATTEMPTS, maxClientAttempts: 20, lockoutSec: 900, delayMs: 0,
+      store, keys: await WebmailKeys.open(store, masterKey), name: `${name}.alpha.test`, receiptKey: domainKeyOf(directory),
+    },
     pins: new StorePinStore(store),
+    inbox,
+    outside,
   });
-  const mail = await MailPolicy.create({ directory, discovery, policy: POLICY, authservId: `${name}.alpha.test`, webmail });
-  closers.push(() => mail.close());
-  const gw = await createGateway({
-    listen: { host: '127.0.0.1', port: 0 },
-    name: `${name}.alpha.test`,
-    ...mail.gatewayHooks(),
-    isInternal: ['127.0.0.0/8'],
-    route: createRouter({ internal: { host: '127.0.0.1', port: inbox.port, tls: 'none' }, smarthost: { host: '127.0.0.1', port: outside.port, tls: 'none' } }),
-  });
-  closers.push(() => gw.close());
-  replyServer.port = (await gw.listen()).port;
-  return { name, base: `http://127.0.0.1:${(app.server.address() as { port: number }).port}`, smtpPort: replyServer.port };
+  return { name, base, smtpPort };
 }
 
 /** A form of a page: its action resolved against the page's URL, and its hidden fields. */

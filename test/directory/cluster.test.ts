@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { Directory } from '../../directory/directory.js';
 import { RedisStore } from '../../directory/store/redis.js';
-import { TEST_REDIS_URL } from '../helpers.js';
+import { redisPrefix, TEST_REDIS_URL } from '../helpers.js';
 import { kdig, startDns, ZONE } from './dns/helpers.js';
 import { get, startHttp } from './http/helpers.js';
 import { pollUntil, startRedis } from './store/redis-servers.js';
@@ -18,16 +18,9 @@ async function node(t: Test, url: string, prefix: string, masterKey: Buffer): Pr
 }
 
 async function twoNodes(t: Test, url = TEST_REDIS_URL): Promise<[Directory, Directory]> {
-  const prefix = `mailmesh-test:{${randomBytes(6).toString('hex')}}:`;
+  const prefix = redisPrefix(t, url);
   const masterKey = randomBytes(32);
-  const one = await node(t, url, prefix, masterKey);
-  t.teardown(async () => {
-    const s = new RedisStore(url, { prefix });
-    await s.connect();
-    await s.destroy();
-    await s.close();
-  });
-  return [one, await node(t, url, prefix, masterKey)];
+  return [await node(t, url, prefix, masterKey), await node(t, url, prefix, masterKey)];
 }
 
 t.test('a domain added on node 1 is answered by the DNS and HTTP faces of node 2', async (t) => {

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { runWhileLeader, type Leader } from '../../directory/lease.js';
 import { MemoryStore } from '../../directory/store/memory.js';
 import { RedisStore } from '../../directory/store/redis.js';
 import type { Store } from '../../directory/store/store.js';
-import { TEST_REDIS_URL } from '../helpers.js';
+import { redisPrefix, TEST_REDIS_URL } from '../helpers.js';
 
 /** A leader whose work counts starts and stops; the timer is left to tick() calls of the test (long TTL). */
 function node(store: Store, owner: string, t: Test) {
@@ -56,10 +55,9 @@ t.test('a store that does not answer: the work stops', async (t) => {
 });
 
 t.test('on Redis: of two nodes exactly one runs the work', async (t) => {
-  const prefix = `mailmesh-test:{${randomBytes(6).toString('hex')}}:`;
+  const prefix = redisPrefix(t);
   const stores = await Promise.all([0, 1].map(() => new RedisStore(TEST_REDIS_URL, { prefix }).connect()));
   t.teardown(async () => {
-    await stores[0]!.destroy();
     for (const s of stores) await s.close();
   });
   const nodes = stores.map((s, i) => node(s, `node-${i}`, t));

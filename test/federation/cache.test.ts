@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { openPgpKeyOwner } from '../../directory/dane.js';
@@ -11,7 +10,7 @@ import { StoreDiscoveryCache, type CacheEntry } from '../../federation/cache.js'
 import { stubResolver } from '../../federation/dns.js';
 import { Discovery, type Discovered } from '../../federation/discovery.js';
 import { MemoryPinStore, StorePinStore } from '../../federation/pins.js';
-import { rejectsCode, TEST_REDIS_URL } from '../helpers.js';
+import { redisPrefix, rejectsCode, TEST_REDIS_URL } from '../helpers.js';
 import { memoryDirectory, publishOpenPgpKey, startZone, testClock, type TestZone } from './helpers.js';
 
 // The discovery cache in the store's kv space, as the nodes of a cluster share it on Redis.
@@ -45,10 +44,8 @@ async function redisStore(t: Test, prefix: string): Promise<RedisStore> {
 
 /** Two connections to one Redis under a fresh prefix (two nodes), removed at the end. */
 async function redisNodes(t: Test): Promise<[RedisStore, RedisStore]> {
-  const prefix = `mailmesh-test:{${randomBytes(6).toString('hex')}}:`;
-  const one = await redisStore(t, prefix);
-  t.teardown(() => one.destroy());
-  return [one, await redisStore(t, prefix)];
+  const prefix = redisPrefix(t);
+  return [await redisStore(t, prefix), await redisStore(t, prefix)];
 }
 
 const kinds: [string, (t: Test) => Promise<[Store, Store]>][] = [

@@ -2,7 +2,6 @@ import http from 'node:http';
 import * as openpgp from 'openpgp';
 import t from 'tap';
 import { pino } from 'pino';
-import { createDnsServer } from '../../directory/dns/dns.js';
 import { createHttpServer } from '../../directory/http/http.js';
 import { canonicalize } from '../../directory/jcs.js';
 import { generateOpenPgpKey, openPgpKeyInfo } from '../../directory/openpgp.js';
@@ -14,6 +13,8 @@ import { JoinService, postJoin, postLeave } from '../../federation/join.js';
 import { MemoryPinStore } from '../../federation/pins.js';
 import { WELL_KNOWN_RECORD } from '../../federation/proof.js';
 import { baseFor } from '../../federation/web.js';
+import { startDns, ZONE } from '../directory/dns/helpers.js';
+import { startHttp } from '../directory/http/helpers.js';
 import { rejectsCode } from '../helpers.js';
 import { memoryDirectory, startZone, testClock } from './helpers.js';
 
@@ -36,14 +37,8 @@ const sources = { resolver: stubResolver(resolvers, { timeoutMs: 2000 }), wellKn
 
 const dir = await memoryDirectory(clock.now);
 const joins = new JoinService({ directory: dir, sources });
-const app = await createHttpServer({ directory: dir, logger: pino({ level: 'silent' }), federation: joins });
-await app.listen({ host: '127.0.0.1', port: 0 });
-t.teardown(() => app.close());
-const dirUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-const ZONE = 'dir.mailmesh.test';
-const dns = await createDnsServer({ directory: dir, zone: ZONE, ttl: 60, hostmaster: 'hostmaster@mailmesh.test', nameservers: ['ns1.dir.mailmesh.test'], nameserverAddresses: ['127.0.0.1'], authoritativeFor: [], directoryUrl: dirUrl });
-t.teardown(() => dns.close());
-const dnsPort = (await dns.listen('127.0.0.1', 0)).port;
+const { base: dirUrl } = await startHttp(t, dir, undefined, { federation: joins });
+const { server: dns, port: dnsPort } = await startDns(t, dir, { ttl: 60, directoryUrl: dirUrl });
 
 /** A gateway: its own store with its domain (signed record), and a discovery resolver. */
 async function gateway(domain: string) {

@@ -1,12 +1,12 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { randomBytes } from 'node:crypto';
 import type { Test } from 'tap';
-import { Directory } from '../../directory/directory.js';
 import { openPgpKeyData, PIN_LABEL, pinText } from '../../directory/dane.js';
 import { encodeHeader, encodeOpt, encodeQuestion, encodeRR, FLAG, HEADER_SIZE, lowerName, nameToWire, parseQuery, RCODE, txtRdata, TYPE, UDP_MIN } from '../../directory/dns/wire.js';
 import type { DomainRecord } from '../../directory/record.js';
-import { MemoryStore } from '../../directory/store/memory.js';
+
+/** A directory on a memory store (a gateway's local store, or a directory's), with an optional clock. */
+export { memoryDirectory } from '../helpers.js';
 
 /**
  * A member's own DNS, for tests: an authoritative UDP+TCP server on port 0 answering from a
@@ -113,9 +113,4 @@ export async function publishOpenPgpKey(zone: TestZone, owner: string, r: Domain
 export function testClock(start = new Date()): { now: () => Date; advance: (ms: number) => void } {
   let t = start.getTime();
   return { now: () => new Date(t), advance: (ms) => void (t += ms) };
-}
-
-/** A directory on a memory store (a gateway's local store, or a directory's). */
-export async function memoryDirectory(clock?: () => Date): Promise<Directory> {
-  return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 }, clock });
 }

@@ -1,11 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { pino } from 'pino';
-import { createHttpServer } from '../../directory/http/http.js';
 import { LdapServer } from '../../directory/ldap/ldap.js';
 import { importHandler, importThirdParty, readMaterial } from '../../federation/importer.js';
 import { importFromLdap } from '../../federation/ldapimport.js';
+import { startHttp } from '../directory/http/helpers.js';
 import { gpgHome, rejectsCode, run, seeded, tempDir } from '../helpers.js';
 import { memoryDirectory, testClock } from './helpers.js';
 import { isMailmeshError } from '../../directory/errors.js';
@@ -95,10 +94,8 @@ t.test('property: random bytes and mutated files are refused with a code, never 
 t.test('POST /v1/imports needs the token', async (t) => {
   const d = await memoryDirectory();
   const importKeys = importHandler(d, { token: 's3cret', trustAnchors: anchors, publish: false });
-  const app = await createHttpServer({ directory: d, logger: pino({ level: 'silent' }), federation: { join: async () => { throw new Error('unused'); }, leave: async () => { throw new Error('unused'); }, importKeys } });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  t.teardown(() => app.close());
-  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/v1/imports`;
+  const { base } = await startHttp(t, d, undefined, { federation: { join: async () => { throw new Error('unused'); }, leave: async () => { throw new Error('unused'); }, importKeys } });
+  const url = `${base}/v1/imports`;
   const body = JSON.stringify({ domain: 'partner.test', data: readFileSync(f('chain.p7b')).toString('base64'), encoding: 'base64' });
   const denied = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer wrong' }, body });
   t.equal(denied.status, 403);

@@ -1,18 +1,14 @@
 import http from 'node:http';
 import t from 'tap';
-import { pino } from 'pino';
-import { createHttpServer } from '../../directory/http/http.js';
 import { Mirror } from '../../federation/mirror.js';
+import { startHttp } from '../directory/http/helpers.js';
 import { memoryDirectory } from './helpers.js';
 
 // Directory A serves its records; B mirrors A through a proxy that alters one record in transit.
 const a = await memoryDirectory();
 const one = await a.addDomain('one.test', { gateways: { smtp: ['mx.one.test:25'] } });
 const two = await a.addDomain('two.test', { gateways: { smtp: ['mx.two.test:25'] } });
-const appA = await createHttpServer({ directory: a, logger: pino({ level: 'silent' }) });
-await appA.listen({ host: '127.0.0.1', port: 0 });
-t.teardown(() => appA.close());
-const urlA = `http://127.0.0.1:${(appA.server.address() as { port: number }).port}`;
+const { base: urlA } = await startHttp(t, a);
 
 let tamper = true;
 const proxy = http.createServer((req, res) => {

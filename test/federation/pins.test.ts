@@ -1,15 +1,13 @@
-import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { RedisStore } from '../../directory/store/redis.js';
 import { StorePinStore, type PinEntry } from '../../federation/pins.js';
-import { TEST_REDIS_URL } from '../helpers.js';
+import { redisPrefix, TEST_REDIS_URL } from '../helpers.js';
 
 t.test('pins in the store are shared by the nodes of a cluster', async (t) => {
-  const prefix = `mailmesh-test:{${randomBytes(6).toString('hex')}}:`;
+  const prefix = redisPrefix(t);
   const node1 = await new RedisStore(TEST_REDIS_URL, { prefix }).connect();
   const node2 = await new RedisStore(TEST_REDIS_URL, { prefix }).connect();
   t.teardown(async () => {
-    await node1.destroy();
     await node1.close();
     await node2.close();
   });

@@ -7,10 +7,9 @@ import { RedisStore } from '../../directory/store/redis.js';
 import { MailPolicy } from '../../gateway/gateway.js';
 import { captureSink, DEFAULT_POLICY } from '../../gateway/loopback.js';
 import { SmtpClient } from '../../gateway/smtp/client.js';
-import { createRouter } from '../../gateway/smtp/route.js';
-import { createGateway } from '../../gateway/smtp/smtp.js';
 import { freePort, run, tempDir } from '../helpers.js';
 import { pollUntil, redisServer } from '../directory/store/redis-servers.js';
+import { startGateway } from './smtp/helpers.js';
 
 // A gateway whose store is a redis-server this test starts and stops. Mail to alpha.test comes
 // in (inbound); mail from alpha.test to beta.test goes out encrypted to beta's key, which a
@@ -32,15 +31,7 @@ async function setup(t: Test) {
   t.teardown(() => mail.close());
   const sink = await captureSink();
   t.teardown(() => sink.close());
-  const gw = await createGateway({
-    listen: { host: '127.0.0.1', port: 0 },
-    name: 'mx.alpha.test',
-    ...mail.gatewayHooks(),
-    isInternal: ['127.0.0.0/8'],
-    route: createRouter({ internal: { host: '127.0.0.1', port: sink.port, tls: 'none' }, smarthost: { host: '127.0.0.1', port: sink.port, tls: 'none' } }),
-  });
-  t.teardown(() => gw.close());
-  const { port } = await gw.listen();
+  const { port } = await startGateway(t, { inbound: sink }, { name: 'mx.alpha.test', ...mail.gatewayHooks() });
   return { redis, sink, port, store };
 }
 

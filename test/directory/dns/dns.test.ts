@@ -1,9 +1,7 @@
 import dgram from 'node:dgram';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import * as openpgp from 'openpgp';
 import t from 'tap';
 import { domainKeyAddress, parseDomain } from '../../../directory/domain.js';
@@ -11,7 +9,7 @@ import { openPgpKeyOwner, smimeaOwner } from '../../../directory/dane.js';
 import { exportZone } from '../../../directory/dns/dns.js';
 import { FLAG, RCODE, TYPE } from '../../../directory/dns/wire.js';
 import { pemToDer } from '../../../directory/smime.js';
-import { rejectsCode, tempDir } from '../../helpers.js';
+import { rejectsCode, run, tempDir } from '../../helpers.js';
 import { kdig, memoryDirectory, mutate, query, rdataOf, seeded, startDns, ZONE, zoneOptions } from './helpers.js';
 
 // One directory with two domains for the whole file (key generation is the slow part).
@@ -270,8 +268,8 @@ t.test('zone export: RFC 1035 master file accepted by kzonecheck', async (t) => 
     const text = await exportZone(directory, opts, apex);
     const file = join(dir, `${apex}.zone`);
     writeFileSync(file, text);
-    const { stdout, stderr } = await promisify(execFile)('kzonecheck', ['-v', '-o', apex, file]);
-    t.pass(`kzonecheck accepts ${apex}: ${(stdout + stderr).trim().split('\n').pop()}`);
+    const { stdout, stderr } = await run('kzonecheck', ['-v', '-o', apex, file]);
+    t.pass(`kzonecheck accepts ${apex}: ${(stdout.toString() + stderr).trim().split('\n').pop()}`);
     t.match(text, new RegExp(`^${apex.replace(/\./g, '\\.')}\\. 300 IN SOA `, 'm'));
   }
   const fed = await exportZone(directory, opts);
@@ -280,5 +278,5 @@ t.test('zone export: RFC 1035 master file accepted by kzonecheck', async (t) => 
   // kzonecheck itself is not blind: a zone with an in-zone NS and no address is refused.
   const noGlue = join(dir, 'noglue.zone');
   writeFileSync(noGlue, await exportZone(directory, { ...opts, nameserverAddresses: [] }));
-  await t.rejects(promisify(execFile)('kzonecheck', ['-o', ZONE, noGlue]), 'missing glue is reported');
+  await t.rejects(run('kzonecheck', ['-o', ZONE, noGlue]), 'missing glue is reported');
 });

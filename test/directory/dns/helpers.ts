@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import type { Test } from 'tap';
 import { Directory } from '../../../directory/directory.js';
 import { createDnsServer, type DnsServer, type DnsServerOptions } from '../../../directory/dns/dns.js';
 import { encodeHeader, encodeOpt, encodeQuestion, nameToWire } from '../../../directory/dns/wire.js';
+import { run } from '../../helpers.js';
 
 export { seeded } from '../../helpers.js';
 
@@ -47,12 +46,10 @@ export interface Dig {
 /** Runs kdig (knot-dnsutils) against 127.0.0.1:port and parses what it printed. */
 export async function kdig(port: number, args: string[]): Promise<Dig> {
   // kdig exits 1 when the server refuses (e.g. AXFR over UDP): keep its output all the same.
-  const { stdout: out, stderr: err } = await promisify(execFile)('kdig', ['@127.0.0.1', '-p', String(port), '+time=5', '+retry=0', ...args]).catch(
-    (e: { stdout?: string; stderr?: string; code?: number }) => {
-      if (e.code !== 1 || e.stdout === undefined) throw e;
-      return { stdout: e.stdout, stderr: e.stderr ?? '' };
-    },
-  );
+  const r = await run('kdig', ['@127.0.0.1', '-p', String(port), '+time=5', '+retry=0', ...args], { allowFail: true });
+  if (r.code !== 0 && r.code !== 1) throw new Error(`kdig ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  const out = r.stdout.toString();
+  const err = r.stderr;
   const section = (name: string) => {
     const at = out.indexOf(`;; ${name} SECTION:\n`);
     if (at < 0) return [];

@@ -1,17 +1,13 @@
-import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { RedisStore } from '../../../directory/store/redis.js';
-import { rejectsCode, TEST_REDIS_URL } from '../../helpers.js';
+import { redisPrefix, rejectsCode, TEST_REDIS_URL } from '../../helpers.js';
 import { storeContract } from './contract.js';
 
 // A real Redis (CI starts one); every store gets its own key prefix, removed afterwards.
 // When Redis is unreachable these tests fail: they are never skipped.
 storeContract(t, async () => {
-  const s = await new RedisStore(TEST_REDIS_URL, { prefix: `mailmesh-test:{${randomBytes(6).toString('hex')}}:` }).connect();
-  t.teardown(async () => {
-    await s.destroy();
-    await s.close();
-  });
+  const s = await new RedisStore(TEST_REDIS_URL, { prefix: redisPrefix(t) }).connect();
+  t.teardown(() => s.close());
   return s;
 });
 

@@ -8,16 +8,15 @@ import { createHttpServer } from '../../../directory/http/http.js';
 import { SqliteStore } from '../../../directory/store/sqlite.js';
 import { Discovery } from '../../../federation/discovery.js';
 import { stubResolver } from '../../../federation/dns.js';
-import { MemoryPinStore } from '../../../federation/pins.js';
+import { MemoryPinStore, type PinStore } from '../../../federation/pins.js';
 import { MailPolicy } from '../../../gateway/gateway.js';
 import { captureSink, DEFAULT_POLICY, type CaptureSink } from '../../../gateway/loopback.js';
-import { createRouter } from '../../../gateway/smtp/route.js';
-import { createGateway } from '../../../gateway/smtp/smtp.js';
 import { WebmailKeys, type SealedMessage } from '../../../gateway/webmail/crypto.js';
 import { domainKeyOf } from '../../../gateway/webmail/receipt.js';
-import { Webmail, type WebmailSettings } from '../../../gateway/webmail/webmail.js';
+import { Webmail, type WebmailOptions, type WebmailSettings } from '../../../gateway/webmail/webmail.js';
 import { get } from '../../directory/http/helpers.js';
 import { tempDir } from '../../helpers.js';
+import { startGateway } from '../smtp/helpers.js';
 
 export interface Harness {
   directory: Directory;
@@ -34,6 +33,60 @@ export interface Harness {
   now: { date: Date };
 }
 
+/** A node's Webmail options, but its reply server (its own SMTP listener); without baseUrl, its own HTTP server's. */
+export type NodeWebmailOptions = Omit<WebmailOptions, 'baseUrl' | 'replyServer'> & { baseUrl?: string };
+
+export interface WebmailNode {
+  webmail: Webmail;
+  /** Its HTTP server. */
+  base: string;
+  smtpPort: number;
+}
+
+const WEBMAIL_POLICY = { ...DEFAULT_POLICY, default: { ...DEFAULT_POLICY.default, fallback: 'webmail' as const } };
+
+/**
+ * A gateway node of alpha.test with `fallback: webmail` on a directory that has alpha.test: its DNS
+ * face (its discovery's resolver: it knows no key of an outside domain), the HTTP face with the
+ * WebMail pages, the gateway (named `webmail.name`). Internal mail goes to `inbox`, mail for
+ * outside domains to `outside`. Closed when the test ends.
+ */
+export async function webmailNode(
+  t: Test,
+  n: { directory: Directory; webmail: NodeWebmailOptions; pins: PinStore; inbox: CaptureSink; outside: CaptureSink },
+): Promise<WebmailNode> {
+  const { directory } = n;
+  const dns = await createDnsServer({
+    directory, zone: 'dir.alpha.test', ttl: 60, hostmaster: 'hostmaster@alpha.test', nameservers: ['ns1.dir.alpha.test'],
+    nameserverAddresses: ['127.0.0.1'], authoritativeFor: ['alpha.test', 'test'] /* `test` too: NXDOMAIN for outside.test, as on the Internet */, directoryUrl: 'http://127.0.0.1:1',
+  });
+  t.teardown(() => dns.close());
+  const { port: dnsPort } = await dns.listen('127.0.0.1', 0);
+
+  // The Webmail keeps this object and reads baseUrl and replyServer when it uses them: both are set once the servers listen.
+  const options: WebmailOptions = { baseUrl: 'http://127.0.0.1:0', ...n.webmail, replyServer: { host: '127.0.0.1', port: 0 } };
+  const webmail = new Webmail(options);
+  const app = await createHttpServer({
+    directory, logger: pino({ level: 'silent' }),
+    webmail: { handlers: webmail.handlers(), register: (a) => webmail.register(a, 30 * 1024 * 1024) },
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => app.close());
+  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  options.baseUrl = n.webmail.baseUrl ?? base;
+
+  const discovery = new Discovery({
+    sources: { resolver: stubResolver([`127.0.0.1:${dnsPort}`]), wellKnownBase: () => 'http://127.0.0.1:1', clock: () => new Date(), timeoutMs: 500 },
+    directories: [],
+    pins: n.pins,
+  });
+  const mail = await MailPolicy.create({ directory, discovery, policy: WEBMAIL_POLICY, authservId: options.name, webmail });
+  t.teardown(() => mail.close());
+  // Inbound to `inbox`, outbound to `outside`, without STARTTLS (the capture sinks offer none).
+  options.replyServer.port = (await startGateway(t, { inbound: n.inbox, outbound: n.outside }, { name: options.name, ...mail.gatewayHooks() })).port;
+  return { webmail, base, smtpPort: options.replyServer.port };
+}
+
 /**
  * alpha.test on loopback with `fallback: webmail`: a directory on SQLite, its DNS (which
  * knows no key of any outside domain), the HTTP face with the WebMail pages, the gateway.
@@ -48,55 +101,23 @@ export async function webmailGateway(t: Test, over: Partial<WebmailSettings> = {
   await directory.addDomain('alpha.test');
   // After the domain key exists: receipts are signed at this time, and a key cannot sign before its creation.
   const now = { date: new Date() };
-  const clock = () => now.date;
-  const dns = await createDnsServer({
-    directory, zone: 'dir.alpha.test', ttl: 60, hostmaster: 'hostmaster@alpha.test', nameservers: ['ns1.dir.alpha.test'],
-    nameserverAddresses: ['127.0.0.1'], authoritativeFor: ['alpha.test', 'test'] /* `test` too: NXDOMAIN for outside.test, as on the Internet */, directoryUrl: 'http://127.0.0.1:1',
-  });
-  t.teardown(() => dns.close());
-  const { port: dnsPort } = await dns.listen('127.0.0.1', 0);
   const inbox = await captureSink();
   const outside = await captureSink();
   t.teardown(() => inbox.close());
   t.teardown(() => outside.close());
 
   const keys = await WebmailKeys.open(store, masterKey);
-  const replyServer = { host: '127.0.0.1', port: 0 };
-  const settings: WebmailSettings = {
-    baseUrl: 'http://127.0.0.1:0', language: 'en', expiryDays: 30, sessionSec: 900, maxAttempts: 3, maxClientAttempts: 20,
-    lockoutSec: 900, delayMs: 0, replyServer, ...over,
-  };
-  const webmail = new Webmail({ ...settings, store, keys, name: 'mx.alpha.test', clock, scrypt: { N: 1 << 14, r: 8, p: 1 }, receiptKey: domainKeyOf(directory) });
-  const app = await createHttpServer({
-    directory, logger: pino({ level: 'silent' }),
-    webmail: { handlers: webmail.handlers(), register: (a) => webmail.register(a, 30 * 1024 * 1024) },
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  t.teardown(() => app.close());
-  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  settings.baseUrl = base;
-  // The Webmail reads baseUrl at build time: make one with the real URL.
-  const live = new Webmail({ ...settings, baseUrl: base, store, keys, name: 'mx.alpha.test', clock, scrypt: { N: 1 << 14, r: 8, p: 1 }, receiptKey: domainKeyOf(directory) });
-
-  const discovery = new Discovery({
-    sources: { resolver: stubResolver([`127.0.0.1:${dnsPort}`]), wellKnownBase: () => 'http://127.0.0.1:1', clock: () => new Date(), timeoutMs: 500 },
-    directories: [],
+  const { webmail, base, smtpPort } = await webmailNode(t, {
+    directory,
+    webmail: {
+      language: 'en', expiryDays: 30, sessionSec: 900, maxAttempts: 3, maxClientAttempts: 20, lockoutSec: 900, delayMs: 0, ...over,
+      store, keys, name: 'mx.alpha.test', clock: () => now.date, scrypt: { N: 1 << 14, r: 8, p: 1 }, receiptKey: domainKeyOf(directory),
+    },
     pins: new MemoryPinStore(),
+    inbox,
+    outside,
   });
-  const policy = { ...DEFAULT_POLICY, default: { ...DEFAULT_POLICY.default, fallback: 'webmail' as const } };
-  const mail = await MailPolicy.create({ directory, discovery, policy, authservId: 'mx.alpha.test', webmail: live });
-  t.teardown(() => mail.close());
-  const gw = await createGateway({
-    listen: { host: '127.0.0.1', port: 0 },
-    name: 'mx.alpha.test',
-    ...mail.gatewayHooks(),
-    isInternal: ['127.0.0.0/8'],
-    route: createRouter({ internal: { host: '127.0.0.1', port: inbox.port, tls: 'none' }, smarthost: { host: '127.0.0.1', port: outside.port, tls: 'may' } }),
-  });
-  t.teardown(() => gw.close());
-  const smtpPort = (await gw.listen()).port;
-  replyServer.port = smtpPort;
-  return { directory, dbFile, masterKey, keys, webmail: live, base, smtpPort, inbox, outside, now };
+  return { directory, dbFile, masterKey, keys, webmail, base, smtpPort, inbox, outside, now };
 }
 
 /** A form post to a WebMail page: the refusal code, the CSRF token and the session cookie of the answer. */
