@@ -128,7 +128,7 @@ export class Discovery {
 
     // "none" needs an answer from a directory, or, with none configured, from every source of
     // the domain itself: a source that is down must never turn into "no key" (a downgrade).
-    const steps = this.#steps(domain);
+    const steps = this.#steps(domain, pin);
     for (const [i, step] of steps.entries()) {
       let candidates: Candidate[];
       try {
@@ -156,9 +156,9 @@ export class Discovery {
       return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `key ${pin.keys.openpgp.fingerprint} revoked`, at }, cache: 'miss' });
     }
     if (violation && pin) {
-      // Held: the old key stays in use, the violation is reported and kept for doctor.
+      // Held: the old key stays in use, the violation is reported and kept for doctor (the last 20).
       this.#o.logger?.warn({ ...violation }, 'pin violation: key change refused');
-      await recordViolation(this.#o.pins, violation);
+      await this.#o.pins.put(domain, { ...pin, violations: [...pin.violations, violation].slice(-20) });
       return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at }, cache: 'miss', violation }, violation);
     }
     if (!definite) {
@@ -198,7 +198,7 @@ export class Discovery {
   }
 
   /** The lookups in DESIGN.md order; each returns candidates (possibly none) or throws when its source fails. */
-  #steps(domain: Domain): (() => Promise<Candidate[]>)[] {
+  #steps(domain: Domain, pin: PinEntry | undefined): (() => Promise<Candidate[]>)[] {
     const s = this.#o.sources;
     let ownPins: Pin[] = [];
     const matchesOwn = (k: VerifiedKeys) => ownPins.length === 0 || ownPins.some((p) => pinMatches(p, k));
@@ -243,7 +243,6 @@ export class Discovery {
         const body = (await getJson(`${base}/v1/domains/${encodeURIComponent(domain)}`, { fetch: s.fetch, timeoutMs: s.timeoutMs })) as DomainRecord | undefined;
         if (!body) return [];
         if (!body.signed) throw new MailmeshError('SIGNATURE_INVALID', `${base}: the record of ${domain} is not signed`);
-        const pin = await this.#o.pins.get(domain);
         const alsoTry = [pin?.keys.openpgp?.armored, pin?.nextArmored].filter((a): a is string => !!a);
         const v = await verifySigned(body.signed, this.#now, alsoTry);
         if (v.domain !== domain) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `${base} answered for ${v.domain}`);
@@ -302,10 +301,3 @@ export class Discovery {
   }
 }
 
-/** Records a violation in the pin store (kept, at most the last 20, for `doctor`). */
-export async function recordViolation(pins: PinStore, v: PinViolation): Promise<void> {
-  const entry = await pins.get(v.domain);
-  if (!entry) return;
-  entry.violations = [...entry.violations, v].slice(-20);
-  await pins.put(v.domain, entry);
-}
