@@ -121,7 +121,9 @@ export async function pgpDecrypt(message: Buffer, own: OwnDomain, sender?: PeerD
   }
   const inner = Buffer.from(result.data);
   const sig = result.signatures[0];
-  if (!sig) return { format: 'pgp-mime', inner, signature: 'absent' };
+  // openpgp.js 6 decrypts only integrity-protected data (SEIPD, RFC 4880 §5.13) unless told otherwise.
+  const sealed = { format: 'pgp-mime' as const, inner, cipher: 'openpgp-seipd', integrity: true };
+  if (!sig) return { ...sealed, signature: 'absent' };
   const bySender = senderKey?.getKeys().some((k) => k.getKeyID().equals(sig.keyID)) ?? false;
   if (!bySender) {
     let issuer: Uint8Array | null | undefined;
@@ -130,9 +132,9 @@ export async function pgpDecrypt(message: Buffer, own: OwnDomain, sender?: PeerD
     } catch {
       issuer = undefined;
     }
-    return { format: 'pgp-mime', inner, signature: 'unknown-signer', signerFingerprint: issuer ? hex(issuer) : undefined, detail: `signed by key ID ${sig.keyID.toHex().toUpperCase()}` };
+    return { ...sealed, signature: 'unknown-signer', signerFingerprint: issuer ? hex(issuer) : undefined, detail: `signed by key ID ${sig.keyID.toHex().toUpperCase()}` };
   }
-  const base = { format: 'pgp-mime' as const, inner, signerFingerprint: senderKey!.getFingerprint().toUpperCase(), signerDomain: sender!.domain };
+  const base = { ...sealed, signerFingerprint: senderKey!.getFingerprint().toUpperCase(), signerDomain: sender!.domain };
   try {
     await sig.verified;
     return { ...base, signature: 'valid' };

@@ -75,12 +75,12 @@ export async function smimeDecrypt(message: Buffer, own: OwnDomain, sender?: Pee
   if (!isPkcs7Mime(ct) || (type !== undefined && type !== 'enveloped-data' && type !== 'authenveloped-data')) {
     throw malformed(`not an S/MIME enveloped message (${ct.type}/${ct.subtype})`);
   }
-  const content = openEnvelope(decodeBody(outer), chain[0]!, key);
-  return { format: 'smime', ...(await unwrapSigned(content, sender, opts.now ?? new Date())) };
+  const { content, cipher, integrity } = openEnvelope(decodeBody(outer), chain[0]!, key);
+  return { format: 'smime', cipher, integrity, ...(await unwrapSigned(content, sender, opts.now ?? new Date())) };
 }
 
 /** The decrypted entity: opaque signed-data (RFC 8551 §3.5.2), multipart/signed (§3.5.3), or unsigned content. */
-async function unwrapSigned(content: Buffer, sender: PeerDomain | undefined, now: Date): Promise<Omit<DecryptResult, 'format'>> {
+async function unwrapSigned(content: Buffer, sender: PeerDomain | undefined, now: Date): Promise<Omit<DecryptResult, 'format' | 'cipher' | 'integrity'>> {
   const entity = parseEntity(content);
   const ct = parseContentType(fieldValue(entity.fields, 'content-type'));
   const extra = sender?.keys.smime?.chain ?? [];

@@ -46,4 +46,11 @@ export interface DecryptResult {
   signerDomain?: Domain;
   /** Why the signature is not valid, for logs. */
   detail?: string;
+  /** The content encryption: an OpenSSL cipher name for S/MIME ('aes-256-gcm', 'aes-256-cbc', …), 'openpgp-seipd' for PGP/MIME. */
+  cipher: string;
+  /**
+   * Whether the encryption itself protects the content against change: AEAD (RFC 5083/5084)
+   * or OpenPGP's integrity-protected data (RFC 4880 §5.13). CBC has none (EFAIL).
+   */
+  integrity: boolean;
 }

@@ -176,7 +176,7 @@ const decryptionKeys = new ParsedCache<KeyObject>();
  * certificate and private key. Errors: TUNNEL_MALFORMED, TUNNEL_UNSUPPORTED, TUNNEL_NOT_FOR_US,
  * TUNNEL_DECRYPT_FAILED (a bad key transport padding also ends here, through implicit rejection).
  */
-export function openEnvelope(der: Uint8Array, certPem: string, keyPkcs8Pem: string): Buffer {
+export function openEnvelope(der: Uint8Array, certPem: string, keyPkcs8Pem: string): { content: Buffer; cipher: string; integrity: boolean } {
   const env = parseEnvelope(der);
   const cert = pkijsCertificate(certPem);
   const mine = env.recipients.filter((r) => namesCertificate(r, cert));
@@ -187,7 +187,7 @@ export function openEnvelope(der: Uint8Array, certPem: string, keyPkcs8Pem: stri
   for (const r of mine) {
     try {
       const cek = unwrapKey(r, key, c.keyLength);
-      return decryptContent(env, c, cek);
+      return { content: decryptContent(env, c, cek), cipher: c.cipher, integrity: c.tagLength !== undefined };
     } catch (e) {
       last = e;
     }
