@@ -23,12 +23,21 @@ import { getBytes, getJson } from './web.js';
 
 export type SourceName = 'local' | 'imported' | 'domain-dns' | 'domain-https' | 'domain-wkd' | 'directory-dns' | 'directory-https' | 'pinned' | 'none';
 
+/**
+ * What authenticates a discovered key against an attacker on the path (docs/federation.md):
+ * local (our own), imported (an operator put it here), signed-record (a record signed by the
+ * domain key and proven by the domain), dnssec (a DNSSEC-validated answer), pinned (the key
+ * accepted before, kept), unauthenticated (plain DNS or HTTPS lookups only).
+ */
+export type KeyTrust = 'local' | 'imported' | 'signed-record' | 'dnssec' | 'pinned' | 'unauthenticated';
+
 export interface Discovered {
   domain: Domain;
   keys: VerifiedKeys;
   gateways?: GatewayEndpoints;
   formats?: TunnelFormat[];
-  provenance: { source: SourceName; verified: string; origin?: string; at: string };
+  /** `trust` is filled in by discovery (federation/dns.ts, discovery.ts); absent means not yet classified. */
+  provenance: { source: SourceName; verified: string; origin?: string; at: string; trust?: KeyTrust };
   /** hit: from the cache; stale: every source failed and an expired answer (or the pin) is served. */
   cache: 'miss' | 'hit' | 'stale';
   /** A key change that was refused for this answer; `keys` are the pinned ones. */
