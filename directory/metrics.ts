@@ -61,9 +61,14 @@ export class Histogram {
 
 export class Metrics {
   readonly #families: Family[] = [];
+  readonly #counters = new Map<string, Counter>();
 
+  /** The counter of this name: one family however many modules ask for it (e.g. mailmesh_faults_total, one label per face). */
   counter(name: string, help: string): Counter {
+    const known = this.#counters.get(name);
+    if (known) return known;
     const c = new Counter();
+    this.#counters.set(name, c);
     this.#families.push({ name, help, type: 'counter', lines: () => c.lines(name) });
     return c;
   }
