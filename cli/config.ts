@@ -174,7 +174,11 @@ export const ConfigSchema = z.strictObject({
         .strictObject({
           invalidSignature: z.enum(['reject', 'mark']).default('reject'),
           unknownSigner: z.enum(['reject', 'mark']).default('mark'),
-          unsigned: z.enum(['reject', 'mark']).default('mark'),
+          unsigned: z.enum(['reject', 'mark']).default('reject'),
+          /** A valid signature by a domain that is not the From domain (docs/security/authenticity.md). */
+          authorMismatch: z.enum(['reject', 'mark']).default('reject'),
+          /** strict: the signer is the From domain; relaxed: or a parent domain of it. */
+          authorAlignment: z.enum(['strict', 'relaxed']).default('strict'),
         })
         .prefault({}),
     })

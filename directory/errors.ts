@@ -39,6 +39,8 @@ export const CATALOGUE = {
   TUNNEL_NOT_FOR_US: { kind: 'invalid', message: 'the tunnel message is not encrypted to this domain key' },
   TUNNEL_DECRYPT_FAILED: { kind: 'invalid', message: 'the tunnel message cannot be decrypted' },
   TUNNEL_NO_KEY: { kind: 'invalid', message: 'no domain key for this tunnel format' },
+  TUNNEL_UNAUTHENTICATED: { kind: 'invalid', message: 'the tunnel message cannot be decrypted and authenticated' },
+  AUTHOR_MISMATCH: { kind: 'forbidden', message: 'the message is signed by a domain that is not its author domain (From)' },
   NOT_FOUND: { kind: 'not_found', message: 'not found' },
   RATE_LIMITED: { kind: 'unavailable', message: 'too many requests' },
   NEXT_HOP_UNAVAILABLE: { kind: 'unavailable', message: 'the next-hop mail server is unreachable' },

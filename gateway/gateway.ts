@@ -5,11 +5,13 @@ import { followFromStart } from '../directory/follow.js';
 import type { Metrics } from '../directory/metrics.js';
 import type { DomainRecord, TunnelFormat } from '../directory/record.js';
 import type { Discovered } from '../federation/discovery.js';
-import { chooseFormat, policyFor, triggered, type PolicySettings } from './policy.js';
+import { authorDomain, headerFields } from './header.js';
+import { aligned, chooseFormat, policyFor, triggered, type PolicySettings } from './policy.js';
 import type { Reply } from './smtp/client.js';
 import { domainMatcher, type Direction } from './smtp/route.js';
 import { MessageRefused, type Envelope, type GatewayOptions, type RecipientDecision } from './smtp/smtp.js';
-import { addAuthenticationResults, classifyMessage, decryptTunnel, encryptTunnel, type OwnDomain } from './tunnel/tunnel.js';
+import { addAuthenticationResults, removeOurResults } from './tunnel/authresults.js';
+import { classifyMessage, decryptTunnel, encryptTunnel, type DecryptResult, type OwnDomain } from './tunnel/tunnel.js';
 
 /** What the gateway needs of discovery (federation/discovery.ts Discovery). */
 export interface KeyDiscovery {
@@ -43,6 +45,9 @@ type Plan =
 type OutboundPlan = Exclude<Plan, { kind: 'refuse' }>;
 
 const r = (code: number, text: string): Reply => ({ code, lines: [text] });
+const r550 = (text: string): Reply => r(550, `5.7.1 ${text}`);
+/** RFC 3463 §3.8 X.7.5: one reply for every tunnel message that cannot be decrypted and authenticated. */
+const UNAUTHENTICATED = r(554, '5.7.5 The tunnel message cannot be decrypted and authenticated (TUNNEL_UNAUTHENTICATED)');
 
 /**
  * The mail side of the E-Mail VPN: per-recipient policy at RCPT time and per-message tunnel
@@ -170,7 +175,7 @@ export class MailPolicy {
       return this.#o.webmail!.buildMail(message, env.from, env.to[0]!);
     }
     if (plan.kind === 'plain') {
-      if (triggered(message.subarray(0, headerEnd(message)).toString('latin1'), this.#o.policy.trigger)) {
+      if (triggered(message.subarray(0, headerFields(message).headerEnd).toString('latin1'), this.#o.policy.trigger)) {
         throw new MessageRefused(r(554, `5.7.1 The message asks for encryption, but ${plan.reason}`));
       }
       this.#results?.inc({ direction: 'outbound', format: 'none', result: 'plain' });
@@ -192,34 +197,83 @@ export class MailPolicy {
     const domains = [...new Set(env.to.map((t) => parseAddress(t).domain))].filter((d) => this.#own.has(d));
     for (const d of domains) {
       const c = await classifyMessage(message, this.#own.get(d)!.keys);
-      if (c.kind !== 'tunnel') continue;
-      const own = await this.#ownDomain(d);
-      const senderDomain = senderDomainOf(message, env.from);
-      let peer: Discovered | undefined;
-      try {
-        peer = senderDomain ? await this.#discover(senderDomain) : undefined;
-      } catch (e) {
-        if (!isMailmeshError(e)) throw e;
-        peer = undefined; // unknown signer, decided by policy below
-      }
-      let result;
-      try {
-        result = await decryptTunnel(message, own, peer && senderDomain ? { domain: senderDomain, keys: peer.keys } : undefined, { now: this.#o.clock?.() });
-      } catch (e) {
-        if (isMailmeshError(e) && e.code.startsWith('TUNNEL_')) {
-          this.#results?.inc({ direction: 'inbound', format: c.format, result: 'undecryptable' });
-          throw new MessageRefused(r(554, `5.7.5 The tunnel message cannot be decrypted (${e.code})`));
-        }
-        throw e;
-      }
-      this.#results?.inc({ direction: 'inbound', format: result.format, result: `signature-${result.signature}` });
-      const inbound = this.#o.policy.inbound;
-      const rule = result.signature === 'invalid' ? inbound.invalidSignature : result.signature === 'unknown-signer' ? inbound.unknownSigner : result.signature === 'absent' ? inbound.unsigned : 'mark';
-      if (rule === 'reject') throw new MessageRefused(r(550, `5.7.1 Tunnel message refused: signature ${result.signature}`));
-      return addAuthenticationResults(result.inner, this.#o.authservId, result);
+      if (c.kind === 'tunnel') return this.#openTunnel(message, env, await this.#ownDomain(d), c.format);
     }
     this.#results?.inc({ direction: 'inbound', format: 'none', result: 'passed' });
-    return message;
+    // RFC 8601 §5: nobody outside speaks for our authserv-id, in tunnel mail or not.
+    return removeOurResults(message, this.#o.authservId);
+  }
+
+  /**
+   * Decrypts a tunnel message, verifies it and binds the signer to the author
+   * (docs/security/authenticity.md). The key asked for first is that of the From domain the
+   * outer header names (else MAIL FROM's); while the signer is unknown, then the decrypted
+   * From domain's and MAIL FROM's, each at most once: a valid signature by MAIL FROM's domain
+   * under another author is a mismatch, not an unknown signer.
+   */
+  async #openTunnel(message: Buffer, env: Envelope, own: OwnDomain, format: string): Promise<Buffer> {
+    const pol = this.#o.policy.inbound;
+    const mailFrom = envelopeDomain(env.from);
+    const first = authorDomain(message) ?? mailFrom;
+    let best = await this.#decrypt(message, own, first, format);
+    const author = authorDomain(best.result.inner);
+    const tried = new Set([first]);
+    for (const next of [author, mailFrom]) {
+      if (best.result.signature !== 'unknown-signer') break;
+      if (next === undefined || tried.has(next)) continue;
+      tried.add(next);
+      const again = await this.#decrypt(message, own, next, format);
+      if (again.result.signature !== 'unknown-signer') best = again;
+    }
+    const r = best.result;
+    const ok = r.signature === 'valid' && aligned(r.signerDomain, author, pol.authorAlignment);
+    // EFAIL: content from a cipher without integrity is only as good as its signature, and every
+    // way of failing gives the same reply (no oracle), whatever the policy says.
+    if (!r.integrity && r.signature !== 'valid') throw this.#unauthenticated(format, `${r.cipher} content with signature ${r.signature}`);
+    const outcome = ok ? 'signature-valid' : r.signature === 'valid' ? 'author-mismatch' : `signature-${r.signature}`;
+    this.#results?.inc({ direction: 'inbound', format: r.format, result: outcome });
+    if (r.signature === 'valid' && !ok) {
+      if (pol.authorMismatch === 'reject') {
+        const whose = author ? `the author domain ${author}` : 'a single From mailbox';
+        throw new MessageRefused(r550(`Tunnel message refused: signed by ${r.signerDomain}, not by ${whose} (AUTHOR_MISMATCH)`));
+      }
+    } else {
+      const rule = r.signature === 'invalid' ? pol.invalidSignature : r.signature === 'unknown-signer' ? pol.unknownSigner : r.signature === 'absent' ? pol.unsigned : 'mark';
+      if (rule === 'reject') throw new MessageRefused(r550(`Tunnel message refused: signature ${r.signature}`));
+    }
+    const provenance = r.signerDomain ? best.peer?.provenance : undefined;
+    return addAuthenticationResults(r.inner, this.#o.authservId, {
+      ...r,
+      author,
+      aligned: ok,
+      alignment: pol.authorAlignment,
+      key: provenance?.trust ?? provenance?.source,
+    });
+  }
+
+  /** Decrypts with our key and verifies with the key discovery finds for `domain`. */
+  async #decrypt(message: Buffer, own: OwnDomain, domain: Domain | undefined, format: string): Promise<Attempt> {
+    let peer: Discovered | undefined;
+    try {
+      peer = domain ? await this.#discover(domain) : undefined;
+    } catch (e) {
+      if (!isMailmeshError(e)) throw e;
+      peer = undefined; // unknown signer, decided by policy
+    }
+    try {
+      const result = await decryptTunnel(message, own, peer && domain ? { domain, keys: peer.keys } : undefined, { now: this.#o.clock?.() });
+      return { result, domain, peer };
+    } catch (e) {
+      if (isMailmeshError(e) && e.code.startsWith('TUNNEL_')) throw this.#unauthenticated(format, e.message);
+      throw e;
+    }
+  }
+
+  /** The one refusal for every decrypt, parse and verify failure (the reason goes to the log only). */
+  #unauthenticated(format: string, why: string): MessageRefused {
+    this.#results?.inc({ direction: 'inbound', format, result: 'unauthenticated' });
+    this.#o.logger?.warn({ err: new MailmeshError('TUNNEL_UNAUTHENTICATED', why).message }, 'tunnel message refused');
+    return new MessageRefused(UNAUTHENTICATED);
   }
 
   /** The parts of GatewayOptions this policy provides. */
@@ -228,22 +282,19 @@ export class MailPolicy {
   }
 }
 
-/** Offset of the blank line that ends the header section (RFC 5322 §2.1), or the length. */
-function headerEnd(m: Buffer): number {
-  const i = m.indexOf('\r\n\r\n');
-  const j = m.indexOf('\n\n');
-  const k = [i, j].filter((x) => x >= 0);
-  return k.length ? Math.min(...k) : m.length;
-}
-
-/** The sender domain: MAIL FROM's, else the From header's (for the null reverse-path). */
-function senderDomainOf(message: Buffer, from: string): Domain | undefined {
+/** MAIL FROM's domain, if it has one. */
+function envelopeDomain(from: string): Domain | undefined {
   try {
-    if (from) return parseAddress(from).domain;
-    const header = message.subarray(0, headerEnd(message)).toString('latin1').replace(/\r?\n[ \t]+/g, ' ');
-    const m = /^from:.*?<?([^<>\s]+@[^<>\s]+)>?\s*$/im.exec(header);
-    return m ? parseAddress(m[1]!).domain : undefined;
+    return from ? parseAddress(from).domain : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** One decryption and the key it was verified with. */
+interface Attempt {
+  result: DecryptResult;
+  /** The domain whose key was asked for. */
+  domain: Domain | undefined;
+  peer: Discovered | undefined;
 }

@@ -16,13 +16,31 @@ export interface DomainPolicy {
   format: TunnelFormat;
 }
 
+/**
+ * What happens to a tunnel message by its signature (docs/security/authenticity.md). Whatever
+ * these say, content decrypted from a cipher without integrity (CBC) is refused unless its
+ * signature is valid.
+ */
 export interface InboundPolicy {
-  /** A tunnel message whose signature does not verify against the sender domain's key. */
+  /** A tunnel message whose signature does not verify against the author domain's key. */
   invalidSignature: 'reject' | 'mark';
-  /** A tunnel message signed by a key no source knows for the sender domain. */
+  /** A tunnel message signed by a key no source knows for the author domain. */
   unknownSigner: 'reject' | 'mark';
-  /** A tunnel message without a signature. */
+  /** A tunnel message without a signature (or with none we can read). */
   unsigned: 'reject' | 'mark';
+  /** A valid signature by a domain that is not the From domain under `authorAlignment`. */
+  authorMismatch: 'reject' | 'mark';
+  /** strict: the signing domain is the From domain; relaxed: or a parent domain of it. */
+  authorAlignment: 'strict' | 'relaxed';
+}
+
+/**
+ * Whether a signing domain vouches for an author domain: the same domain, or (relaxed) a
+ * parent of it. A subdomain never vouches for its parent, nor one sibling for another.
+ */
+export function aligned(signer: string | undefined, author: string | undefined, mode: InboundPolicy['authorAlignment']): boolean {
+  if (!signer || !author) return false;
+  return signer === author || (mode === 'relaxed' && author.endsWith('.' + signer));
 }
 
 export interface PolicySettings {

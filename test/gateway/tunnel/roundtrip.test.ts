@@ -1,4 +1,5 @@
 import t from 'tap';
+import { parseDomain } from '../../../directory/domain.js';
 import type { TunnelFormat } from '../../../directory/record.js';
 import {
   addAuthenticationResults,
@@ -145,14 +146,18 @@ t.test('classifier: plain, inline PGP and garbage', async (t) => {
 t.test('Authentication-Results is prepended and forged ones with our authserv-id are removed', async (t) => {
   const sealed = await encryptTunnel('pgp-mime', original, alpha, peer(beta));
   const r = await decryptTunnel(sealed, beta, peer(alpha));
+  const checked = { ...r, author: r.signerDomain, aligned: true, alignment: 'strict' as const, key: 'dnssec' };
   const forged = Buffer.concat([Buffer.from('Authentication-Results: GW.beta.test; mailmesh=pass\r\nAuthentication-Results: other.example; spf=pass\r\n'), r.inner]);
-  const out = addAuthenticationResults(forged, 'gw.beta.test', r);
+  const out = addAuthenticationResults(forged, 'gw.beta.test', checked);
   const text = out.toString('latin1');
-  t.ok(text.startsWith(`Authentication-Results: gw.beta.test;\r\n\tmailmesh=pass (decrypted pgp-mime; signature valid)\r\n\theader.d=alpha.test header.b=${alpha.keys.openpgp!.fingerprint}\r\n`));
+  t.ok(text.startsWith('Authentication-Results: gw.beta.test;\r\n\tmailmesh=pass (decrypted pgp-mime, openpgp-seipd with integrity; signature valid; author aligned, strict)\r\n' +
+    `\theader.d=alpha.test header.b=${alpha.keys.openpgp!.fingerprint} header.from=alpha.test\r\n\tpolicy.cipher=openpgp-seipd policy.integrity=yes policy.key=dnssec\r\n`), text);
   t.notOk(text.includes('GW.beta.test'), 'the forged field claiming our authserv-id is gone');
   t.ok(text.includes('Authentication-Results: other.example; spf=pass\r\n'), 'other servers\' results stay');
   t.ok(out.subarray(out.length - original.length).equals(original), 'the rest of the message is unchanged');
-  const none = addAuthenticationResults(original, 'gw.beta.test', { format: 'smime', signature: 'absent' });
-  t.ok(none.toString('latin1').startsWith('Authentication-Results: gw.beta.test;\r\n\tmailmesh=none (decrypted smime; signature absent)\r\nFrom:'));
-  t.throws(() => addAuthenticationResults(original, 'bad id;', r), /authserv-id/);
+  const none = addAuthenticationResults(original, 'gw.beta.test', { format: 'smime', signature: 'absent', cipher: 'aes-256-gcm', integrity: true, aligned: false, alignment: 'strict' });
+  t.ok(none.toString('latin1').startsWith('Authentication-Results: gw.beta.test;\r\n\tmailmesh=none (decrypted smime, aes-256-gcm with integrity; signature absent; no single author domain)\r\n\tpolicy.cipher=aes-256-gcm policy.integrity=yes\r\nFrom:'));
+  const mismatch = addAuthenticationResults(original, 'gw.beta.test', { ...checked, author: parseDomain('bank.test'), aligned: false });
+  t.match(mismatch.toString('latin1'), /mailmesh=fail \([^)]*signature valid; author not aligned, strict\)\r\n\theader\.d=alpha\.test header\.b=\S+ header\.from=bank\.test\r\n/, 'a valid signature by another domain than the author is a fail');
+  t.throws(() => addAuthenticationResults(original, 'bad id;', checked), /authserv-id/);
 });

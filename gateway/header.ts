@@ -1,0 +1,207 @@
+/**
+ * Linear-time readers for a stranger's header section, used where the gateway decides on
+ * trust: splitting the header into fields, the authserv-id of an Authentication-Results field
+ * (RFC 8601 §2.2) and the author domain of the From field (RFC 5322 §3.6.2). No regular
+ * expression runs over header data here: each reader is one pass over the characters, and
+ * the From field is capped (MAX_FROM_LENGTH). None of them throws on bad input.
+ */
+import { domainToASCII } from 'node:url';
+import { parseDomain, type Domain } from '../directory/domain.js';
+
+/** The longest From field value (unfolded) read for an author domain; a longer one has none. */
+export const MAX_FROM_LENGTH = 4096;
+
+export interface RawField {
+  /** Lower-case field name, white space before the colon removed (RFC 5322 §4.5.3 obs-optional). */
+  key: string;
+  /** Offsets of the field's bytes in the message, folding and the final line break included. */
+  start: number;
+  end: number;
+}
+
+/**
+ * RFC 5322 §2.1, §2.2, §2.2.3: the header fields up to the first empty line (LF alone is
+ * accepted, as gateway/tunnel/mime.ts does); a line starting with WSP continues the field.
+ * A line without a colon is a field with an empty key (kept, never interpreted).
+ */
+export function headerFields(message: Buffer): { fields: RawField[]; headerEnd: number } {
+  const fields: RawField[] = [];
+  let pos = 0;
+  while (pos < message.length) {
+    if (message[pos] === 0x0a || (message[pos] === 0x0d && message[pos + 1] === 0x0a)) break; // the empty line
+    const start = pos;
+    for (;;) {
+      const nl = message.indexOf(0x0a, pos);
+      pos = nl < 0 ? message.length : nl + 1;
+      if (pos >= message.length || (message[pos] !== 0x20 && message[pos] !== 0x09)) break;
+    }
+    fields.push({ key: fieldKey(message, start, pos), start, end: pos });
+  }
+  return { fields, headerEnd: pos };
+}
+
+function fieldKey(message: Buffer, start: number, end: number): string {
+  let colon = -1;
+  for (let i = start; i < end && message[i] !== 0x0a; i++) {
+    if (message[i] === 0x3a) {
+      colon = i;
+      break;
+    }
+  }
+  if (colon < 0) return '';
+  let e = colon;
+  while (e > start && (message[e - 1] === 0x20 || message[e - 1] === 0x09)) e--;
+  return message.toString('latin1', start, e).toLowerCase();
+}
+
+/** RFC 5322 §2.2.3: a field's value, unfolded (every CR and LF removed), without the name. */
+export function fieldValueOf(message: Buffer, f: RawField, encoding: BufferEncoding = 'latin1'): string {
+  const raw = message.toString(encoding, f.start, f.end);
+  return raw.slice(raw.indexOf(':') + 1).replaceAll('\r', '').replaceAll('\n', '');
+}
+
+/**
+ * RFC 5322 §3.2.2: the index after the CFWS at `i` (white space, line breaks, comments that
+ * nest and hold quoted-pairs), or -1 for a comment that is never closed.
+ */
+function skipCfws(s: string, i: number): number {
+  let depth = 0;
+  for (; i < s.length; i++) {
+    const c = s[i];
+    if (depth > 0 && c === '\\') i++;
+    else if (c === '(') depth++;
+    else if (c === ')' && depth > 0) depth--;
+    else if (depth === 0 && c !== ' ' && c !== '\t' && c !== '\r' && c !== '\n') return i;
+  }
+  return depth > 0 ? -1 : i;
+}
+
+// RFC 2045 §5.1 tspecials, which end a token (with space and the controls).
+const TSPECIALS = new Set('()<>@,;:\\"/[]?='.split(''));
+
+/**
+ * RFC 8601 §2.2: the authserv-id of an Authentication-Results value (`authserv-id = value`,
+ * RFC 2045 token or quoted-string, after optional CFWS), in the form compared: quotes and
+ * quoted-pairs removed, trimmed, lower case, trailing dots removed, IDNA to ASCII when it is
+ * not ASCII. undefined when there is none or a comment or quote is never closed.
+ */
+export function authservIdOf(value: string): string | undefined {
+  let i = skipCfws(value, 0);
+  if (i < 0 || i >= value.length) return undefined;
+  let id = '';
+  if (value[i] === '"') {
+    for (i++; i < value.length && value[i] !== '"'; i++) {
+      if (value[i] === '\\') i++;
+      if (i < value.length) id += value[i];
+    }
+    if (i >= value.length) return undefined;
+    id = id.trim();
+  } else {
+    for (; i < value.length; i++) {
+      const c = value[i]!;
+      if (c <= ' ' || c === '\x7f' || TSPECIALS.has(c)) break;
+      id += c;
+    }
+  }
+  let end = id.length;
+  while (end > 0 && id[end - 1] === '.') end--;
+  id = id.slice(0, end).toLowerCase();
+  // eslint-disable-next-line no-control-regex -- a plain ASCII test on a short string, no quantifier nesting
+  if (/[^\x00-\x7f]/.test(id)) id = domainToASCII(id) || id;
+  return id || undefined;
+}
+
+/**
+ * RFC 5322 §3.6.2, §3.4: the domain of the author, when the header has exactly one From field
+ * holding exactly one mailbox whose domain is a domain name. Anything else (no From, several
+ * From fields, several mailboxes, a group, a domain literal, a value over MAX_FROM_LENGTH)
+ * has no author domain.
+ */
+export function authorDomain(message: Buffer): Domain | undefined {
+  const { fields } = headerFields(message);
+  const from = fields.filter((f) => f.key === 'from');
+  if (from.length !== 1 || from[0]!.end - from[0]!.start > MAX_FROM_LENGTH * 2) return undefined;
+  const value = fieldValueOf(message, from[0]!, 'utf8');
+  if (value.length > MAX_FROM_LENGTH) return undefined;
+  const addr = singleAddrSpec(value);
+  return addr === undefined ? undefined : domainOfAddrSpec(addr);
+}
+
+/**
+ * RFC 5322 §3.4 mailbox = name-addr / addr-spec: one pass that drops comments, notes quoted
+ * strings, and finds the angle-addr. undefined for a list (a comma outside quotes, comments
+ * and angle brackets), a group (a colon outside them), two angle-addrs, or an `@` outside the
+ * angle brackets next to an angle-addr.
+ */
+function singleAddrSpec(value: string): string | undefined {
+  let outside = ''; // the text outside <...>, comments removed
+  let inside: string | undefined; // the text inside <...>
+  let angles = 0;
+  let inAngle = false;
+  let quoted = false;
+  let depth = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (depth > 0) {
+      if (c === '\\') i++;
+      else if (c === '(') depth++;
+      else if (c === ')') depth--;
+      continue;
+    }
+    let ch = c;
+    if (quoted) {
+      if (c === '\\' && i + 1 < value.length) ch = c + value[++i]!;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === '(') {
+      depth = 1;
+      ch = ' ';
+    } else if (c === '<') {
+      if (inAngle || ++angles > 1) return undefined;
+      inAngle = true;
+      inside = '';
+      continue;
+    } else if (c === '>') {
+      if (!inAngle) return undefined;
+      inAngle = false;
+      continue;
+    } else if (c === ',' || c === ';' || (c === ':' && !inAngle)) return undefined;
+    if (inAngle) inside += ch;
+    else outside += ch;
+  }
+  if (quoted || depth > 0 || inAngle) return undefined;
+  if (inside !== undefined) {
+    if (hasUnquotedAt(outside)) return undefined; // `a@x <b@y>`: which one is the author?
+    return inside.trim();
+  }
+  return outside.trim();
+}
+
+function hasUnquotedAt(s: string): boolean {
+  let quoted = false;
+  for (let i = 0; i < s.length; i++) {
+    if (quoted && s[i] === '\\') i++;
+    else if (s[i] === '"') quoted = !quoted;
+    else if (!quoted && s[i] === '@') return true;
+  }
+  return false;
+}
+
+/** RFC 5322 §3.4.1 addr-spec = local-part "@" domain: the domain after the last `@` outside quotes. */
+function domainOfAddrSpec(addr: string): Domain | undefined {
+  let at = -1;
+  let quoted = false;
+  for (let i = 0; i < addr.length; i++) {
+    if (quoted && addr[i] === '\\') i++;
+    else if (addr[i] === '"') quoted = !quoted;
+    else if (!quoted && addr[i] === '@') at = i;
+  }
+  if (at <= 0) return undefined;
+  const domain = addr.slice(at + 1).trim();
+  if (domain.startsWith('[')) return undefined; // a domain literal names no domain
+  try {
+    return parseDomain(domain);
+  } catch {
+    return undefined;
+  }
+}
