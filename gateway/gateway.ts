@@ -5,7 +5,7 @@ import { followFromStart } from '../directory/follow.js';
 import type { Metrics } from '../directory/metrics.js';
 import type { DomainRecord, TunnelFormat } from '../directory/record.js';
 import type { Discovered } from '../federation/discovery.js';
-import { authorDomain, headerFields } from './header.js';
+import { authorDomain } from './header.js';
 import { aligned, chooseFormat, policyFor, triggered, type PolicySettings } from './policy.js';
 import type { Reply } from './smtp/client.js';
 import { domainMatcher, type Direction } from './smtp/route.js';
@@ -175,7 +175,7 @@ export class MailPolicy {
       return this.#o.webmail!.buildMail(message, env.from, env.to[0]!);
     }
     if (plan.kind === 'plain') {
-      if (triggered(message.subarray(0, headerFields(message).headerEnd).toString('latin1'), this.#o.policy.trigger)) {
+      if (triggered(message, this.#o.policy.trigger)) {
         throw new MessageRefused(r(554, `5.7.1 The message asks for encryption, but ${plan.reason}`));
       }
       this.#results?.inc({ direction: 'outbound', format: 'none', result: 'plain' });

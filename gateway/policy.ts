@@ -1,4 +1,5 @@
 import type { TunnelFormat } from '../directory/record.js';
+import { fieldValueOf, headerFields } from './header.js';
 
 /**
  * Routing policy per destination domain (DESIGN.md "The queue-less gateway"):
@@ -77,13 +78,17 @@ export function chooseFormat(preferred: TunnelFormat, peerFormats: TunnelFormat[
 /**
  * RFC 5322 header fields that force encryption for one message: a Subject starting with the
  * tag (case-insensitive), or the trigger header present with any value but `no`/`false`/`0`.
+ * Fields are read by the linear splitter (gateway/header.ts), unfolded (§2.2.3).
  */
-export function triggered(header: string, trigger: PolicySettings['trigger']): boolean {
-  const unfolded = header.replace(/\r?\n[ \t]+/g, ' ');
-  const subject = /^subject:[ \t]*(.*)$/im.exec(unfolded)?.[1] ?? '';
+export function triggered(message: Buffer, trigger: PolicySettings['trigger']): boolean {
+  const { fields } = headerFields(message);
+  const value = (name: string) => {
+    const f = fields.find((x) => x.key === name.toLowerCase());
+    return f && fieldValueOf(message, f).replace(/^[ \t]+/, '');
+  };
+  const subject = value('subject') ?? '';
   if (trigger.subjectTag && subject.toLowerCase().startsWith(trigger.subjectTag.toLowerCase())) return true;
   if (!trigger.header) return false;
-  const esc = trigger.header.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const v = new RegExp(`^${esc}:[ \\t]*(.*)$`, 'im').exec(unfolded)?.[1];
-  return v !== undefined && !/^(no|false|0)$/i.test(v.trim());
+  const v = value(trigger.header)?.trim().toLowerCase();
+  return v !== undefined && v !== 'no' && v !== 'false' && v !== '0';
 }

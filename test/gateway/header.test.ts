@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import t from 'tap';
 import { authorDomain, authservIdOf, headerFields, MAX_FROM_LENGTH } from '../../gateway/header.js';
+import { triggered } from '../../gateway/policy.js';
 import { removeOurResults } from '../../gateway/tunnel/authresults.js';
 import { FORGED_IDS } from './forged.js';
 
@@ -52,6 +53,18 @@ t.test('authorDomain: exactly one From field with exactly one mailbox', async (t
   ];
   for (const [head, want] of cases) t.equal(authorDomain(Buffer.from(`${head}\r\nTo: x@y.test\r\n\r\nFrom: body@evil.test\r\n`)), want, JSON.stringify(head));
   t.equal(authorDomain(Buffer.from(`From: ${'x'.repeat(MAX_FROM_LENGTH)}@bank.test\r\n\r\n`)), undefined, 'a From over the cap has no author');
+});
+
+t.test('triggered reads Subject and the trigger header through the same splitter', async (t) => {
+  const trigger = { subjectTag: '[secure]', header: 'X-Mailmesh-Encrypt' };
+  const m = (h: string) => Buffer.from(`${h}\r\n\r\nSubject: [secure] in the body\r\n`);
+  t.ok(triggered(m('Subject: [SECURE] pay'), trigger));
+  t.ok(triggered(m('Subject:\r\n [secure] folded'), trigger));
+  t.ok(triggered(m('x-mailmesh-encrypt : yes'), trigger));
+  t.notOk(triggered(m('X-Mailmesh-Encrypt: No'), trigger));
+  t.notOk(triggered(m('Subject: re: [secure]'), trigger));
+  t.notOk(triggered(m('From: a@b.test'), trigger), 'the body is not the header');
+  t.notOk(triggered(m('Subject: [secure] x'), { subjectTag: '', header: '' }), 'both off');
 });
 
 /** The median of five timings of f, in ms per call, each over `reps` calls. */
