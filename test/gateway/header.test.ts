@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import t from 'tap';
 import { authorDomain, authservIdOf, headerFields, MAX_FROM_LENGTH } from '../../gateway/header.js';
-import { triggered } from '../../gateway/policy.js';
+import { aligned, triggered } from '../../gateway/policy.js';
 import { removeOurResults } from '../../gateway/tunnel/authresults.js';
 import { FORGED_IDS } from './forged.js';
 
@@ -53,6 +53,18 @@ t.test('authorDomain: exactly one From field with exactly one mailbox', async (t
   ];
   for (const [head, want] of cases) t.equal(authorDomain(Buffer.from(`${head}\r\nTo: x@y.test\r\n\r\nFrom: body@evil.test\r\n`)), want, JSON.stringify(head));
   t.equal(authorDomain(Buffer.from(`From: ${'x'.repeat(MAX_FROM_LENGTH)}@bank.test\r\n\r\n`)), undefined, 'a From over the cap has no author');
+});
+
+t.test('alignment: strict is the same domain; relaxed also a parent, never a child, a sibling or a suffix match', async (t) => {
+  t.ok(aligned('alpha.test', 'alpha.test', 'strict'));
+  t.notOk(aligned('alpha.test', 'sales.alpha.test', 'strict'));
+  t.ok(aligned('alpha.test', 'sales.alpha.test', 'relaxed'));
+  t.ok(aligned('alpha.test', 'a.b.alpha.test', 'relaxed'));
+  t.notOk(aligned('sales.alpha.test', 'alpha.test', 'relaxed'), 'a subdomain does not sign for its parent');
+  t.notOk(aligned('sales.alpha.test', 'hr.alpha.test', 'relaxed'), 'nor for a sibling');
+  t.notOk(aligned('alpha.test', 'evilalpha.test', 'relaxed'), 'a label boundary, not a string suffix');
+  t.notOk(aligned(undefined, 'alpha.test', 'relaxed'));
+  t.notOk(aligned('alpha.test', undefined, 'relaxed'));
 });
 
 t.test('triggered reads Subject and the trigger header through the same splitter', async (t) => {
