@@ -225,25 +225,25 @@ export class MailPolicy {
       const again = await this.#decrypt(message, own, next, format);
       if (again.result.signature !== 'unknown-signer') best = again;
     }
-    const r = best.result;
-    const ok = r.signature === 'valid' && aligned(r.signerDomain, author, pol.authorAlignment);
+    const res = best.result;
+    const ok = res.signature === 'valid' && aligned(res.signerDomain, author, pol.authorAlignment);
     // EFAIL: content from a cipher without integrity is only as good as its signature, and every
     // way of failing gives the same reply (no oracle), whatever the policy says.
-    if (!r.integrity && r.signature !== 'valid') throw this.#unauthenticated(format, `${r.cipher} content with signature ${r.signature}`);
-    const outcome = ok ? 'signature-valid' : r.signature === 'valid' ? 'author-mismatch' : `signature-${r.signature}`;
-    this.#results?.inc({ direction: 'inbound', format: r.format, result: outcome });
-    if (r.signature === 'valid' && !ok) {
+    if (!res.integrity && res.signature !== 'valid') throw this.#unauthenticated(format, `${res.cipher} content with signature ${res.signature}`);
+    const outcome = ok ? 'signature-valid' : res.signature === 'valid' ? 'author-mismatch' : `signature-${res.signature}`;
+    this.#results?.inc({ direction: 'inbound', format: res.format, result: outcome });
+    if (res.signature === 'valid' && !ok) {
       if (pol.authorMismatch === 'reject') {
         const whose = author ? `the author domain ${author}` : 'a single From mailbox';
-        throw new MessageRefused(r550(`Tunnel message refused: signed by ${r.signerDomain}, not by ${whose} (AUTHOR_MISMATCH)`));
+        throw new MessageRefused(r550(`Tunnel message refused: signed by ${res.signerDomain}, not by ${whose} (AUTHOR_MISMATCH)`));
       }
     } else {
-      const rule = r.signature === 'invalid' ? pol.invalidSignature : r.signature === 'unknown-signer' ? pol.unknownSigner : r.signature === 'absent' ? pol.unsigned : 'mark';
-      if (rule === 'reject') throw new MessageRefused(r550(`Tunnel message refused: signature ${r.signature}`));
+      const rule = res.signature === 'invalid' ? pol.invalidSignature : res.signature === 'unknown-signer' ? pol.unknownSigner : res.signature === 'absent' ? pol.unsigned : 'mark';
+      if (rule === 'reject') throw new MessageRefused(r550(`Tunnel message refused: signature ${res.signature}`));
     }
-    const provenance = r.signerDomain ? best.peer?.provenance : undefined;
-    return addAuthenticationResults(r.inner, this.#o.authservId, {
-      ...r,
+    const provenance = res.signerDomain ? best.peer?.provenance : undefined;
+    return addAuthenticationResults(res.inner, this.#o.authservId, {
+      ...res,
       author,
       aligned: ok,
       alignment: pol.authorAlignment,
