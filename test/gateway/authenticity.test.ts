@@ -6,8 +6,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as asn1js from 'asn1js';
+import * as openpgp from 'openpgp';
 import * as pkijs from 'pkijs';
 import t, { type Test } from 'tap';
+import { loadConfig } from '../../cli/config.js';
 import { DEFAULT_POLICY, loopbackPair, type LoopbackMember, type LoopbackOptions } from '../../gateway/loopback.js';
 import type { InboundPolicy, PolicySettings } from '../../gateway/policy.js';
 import { openEnvelope } from '../../gateway/tunnel/cms/envelope.js';
@@ -196,4 +198,23 @@ t.test('a 1 MB adversarial From on a tunnel message from the null sender costs a
   t.ok(ratio < 300, `1 MB / 10 KB = ${ratio.toFixed(1)}`);
   const last = beta.sink.messages.at(-1)!.data.toString();
   t.match(resultsFields(Buffer.from(last))[0], /mailmesh=pass .*header\.d=alpha\.test .*header\.from=alpha\.test/, 'verified with the decrypted From domain\'s key');
+});
+
+t.test('unsigned tunnel content is refused by default; with `mark`, delivered as none only over a cipher with integrity', async (t) => {
+  const defaults = loadConfig({ env: {}, cwd: tempDir(t) }).policy;
+  t.same(defaults.inbound, { invalidSignature: 'reject', unknownSigner: 'mark', unsigned: 'reject', authorMismatch: 'reject', authorAlignment: 'strict' });
+  const [, strictBeta] = await pair(t, { policies: [undefined, defaults] });
+  const [, lenientBeta] = await pair(t, { policies: [undefined, LENIENT] });
+  const original = 'From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: unsigned\r\n\r\nNo signature.\r\n';
+  for (const [beta, expect] of [[strictBeta, /^550 5\.7\.1 Tunnel message refused: signature absent/], [lenientBeta, /^250 /]] as const) {
+    const rec = await beta.directory.getRecord('beta.test');
+    // OpenPGP integrity-protected data (SEIPD), encrypted to beta, signed by nobody.
+    const armored = await openpgp.encrypt({ message: await openpgp.createMessage({ binary: new Uint8Array(Buffer.from(original)) }), encryptionKeys: await openpgp.readKey({ armoredKey: rec.keys.openpgp!.armored }) });
+    const pgp = 'From: a@alpha.test\r\nTo: b@beta.test\r\nContent-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n' +
+      `--b\r\nContent-Type: application/octet-stream\r\n\r\n${armored.replace(/\r?\n/g, '\r\n')}\r\n--b--\r\n`;
+    t.match(await send(t, beta.smtpPort, 'a@alpha.test', 'b@beta.test', pgp), expect);
+  }
+  t.equal(strictBeta.sink.messages.length, 0);
+  await lenientBeta.sink.received(1);
+  t.match(resultsFields(lenientBeta.sink.messages[0]!.data)[0], /mailmesh=none \(decrypted pgp-mime, openpgp-seipd with integrity; signature absent; author alpha\.test\)\theader\.from=alpha\.test\tpolicy\.cipher=openpgp-seipd policy\.integrity=yes$/);
 });
