@@ -12,7 +12,7 @@ import { parseDomain, type Domain } from '../directory/domain.js';
 export const MAX_FROM_LENGTH = 4096;
 
 export interface RawField {
-  /** Lower-case field name, white space before the colon removed (RFC 5322 §4.5.3 obs-optional). */
+  /** Lower-case field name, white space (also folded) before the colon removed (RFC 5322 §4.5.3 obs-optional). */
   key: string;
   /** Offsets of the field's bytes in the message, folding and the final line break included. */
   start: number;
@@ -41,16 +41,12 @@ export function headerFields(message: Buffer): { fields: RawField[]; headerEnd: 
 }
 
 function fieldKey(message: Buffer, start: number, end: number): string {
-  let colon = -1;
-  for (let i = start; i < end && message[i] !== 0x0a; i++) {
-    if (message[i] === 0x3a) {
-      colon = i;
-      break;
-    }
-  }
-  if (colon < 0) return '';
+  const at = message.subarray(start, end).indexOf(0x3a); // within the field only: linear overall
+  if (at < 0) return '';
+  const colon = start + at;
+  // White space before the colon, folded or not: lenient readers downstream accept both.
   let e = colon;
-  while (e > start && (message[e - 1] === 0x20 || message[e - 1] === 0x09)) e--;
+  while (e > start && (message[e - 1] === 0x20 || message[e - 1] === 0x09 || message[e - 1] === 0x0d || message[e - 1] === 0x0a)) e--;
   return message.toString('latin1', start, e).toLowerCase();
 }
 
