@@ -20,6 +20,7 @@ export const CATALOGUE = {
   KEY_NO_ENCRYPTION: { kind: 'invalid', message: 'the key has no encryption-capable (sub)key' },
   KEY_USAGE: { kind: 'invalid', message: 'the certificate is not allowed for e-mail protection' },
   CHAIN_INVALID: { kind: 'invalid', message: 'the certificate chain does not verify' },
+  CHAIN_UNRELATED: { kind: 'invalid', message: 'the file holds certificates that are not on the path from the domain certificate to a trust anchor' },
   MASTER_KEY_MISMATCH: {
     kind: 'forbidden',
     message: 'the master key does not open this store (wrong key file or MAILMESH_MASTER_KEY)',
