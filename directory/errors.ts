@@ -55,6 +55,7 @@ export const CATALOGUE = {
   DOMAIN_HELD: { kind: 'conflict', message: 'the domain is held by another key (a key change needs a rollover signed by the old key)' },
   PIN_VIOLATION: { kind: 'conflict', message: 'the key changed without a rollover or a signature by the pinned key' },
   TRUST_ANCHOR_UNKNOWN: { kind: 'invalid', message: 'the certificate chain does not lead to a configured trust anchor' },
+  ADDRESS_FORBIDDEN: { kind: 'forbidden', message: 'the host resolves to a private, loopback or other special-purpose address' },
   LOOKUP_UNAVAILABLE: { kind: 'unavailable', message: 'no discovery source could be reached' },
   FEDERATION_DISABLED: { kind: 'forbidden', message: 'this operation is not enabled on this directory' },
   UNAUTHORIZED: { kind: 'forbidden', message: 'a valid bearer token is needed' },

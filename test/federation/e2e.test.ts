@@ -36,7 +36,7 @@ const wellKnownBase = baseFor(`http://127.0.0.1:${(web.address() as { port: numb
 const sources = { resolver: stubResolver(resolvers, { timeoutMs: 2000 }), wellKnownBase, clock: clock.now, timeoutMs: 2000 };
 
 const dir = await memoryDirectory(clock.now);
-const joins = new JoinService({ directory: dir, sources });
+const joins = new JoinService({ directory: dir, sources, allowPrivateAddresses: true });
 const { base: dirUrl } = await startHttp(t, dir, undefined, { federation: joins });
 const { server: dns, port: dnsPort } = await startDns(t, dir, { ttl: 60, directoryUrl: dirUrl });
 
