@@ -6,7 +6,9 @@ import { parseCanonical } from '../directory/jcs.js';
 import { readOpenPgpKey } from '../directory/openpgp.js';
 import type { DomainRecord } from '../directory/record.js';
 import { asSigned, checkRecordPayload, LEAVE_TYPE, revokedBy, signPayload, verifyLeave, verifySigned, type VerifiedRecord } from '../directory/signed.js';
+import type { Metrics } from '../directory/metrics.js';
 import { guardedFetch } from './outbound.js';
+import { every } from './timer.js';
 import { proveControl, type DomainSources } from './proof.js';
 import { sendJson, type Fetch } from './web.js';
 
@@ -175,18 +177,9 @@ export class JoinService {
     return out;
   }
 
-  /** Runs `reverify` every `intervalMs`; returns a stop function. */
-  startReverify(intervalMs: number): () => void {
-    let running = false;
-    const timer = setInterval(() => {
-      if (running) return;
-      running = true;
-      this.reverify()
-        .catch((err: unknown) => this.#o.logger?.warn({ err }, 're-verification failed'))
-        .finally(() => (running = false));
-    }, intervalMs);
-    timer.unref();
-    return () => clearInterval(timer);
+  /** Runs `reverify` every `intervalMs`; a failed run is logged and counted (`mailmesh_faults_total{face="reverify"}`). Returns a stop function. */
+  startReverify(intervalMs: number, metrics?: Metrics): () => void {
+    return every(intervalMs, 'reverify', () => this.reverify(), { logger: this.#o.logger, metrics, what: 're-verification' });
   }
 }
 
