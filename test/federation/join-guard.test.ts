@@ -1,3 +1,4 @@
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { join } from 'node:path';
@@ -103,4 +104,15 @@ t.test('allowed, the fetch goes to the address it checked, with the name for TLS
   t.equal(seen.connections, before + 1, 'resolved through the federation resolvers and connected once');
   t.ok(seen.servernames.includes('private.test'), 'TLS server name is the host name, not the address');
   t.equal(a.code, 'PROOF_MISSING', 'the internal certificate is not trusted: no proof');
+});
+
+t.test('a redirect is not followed', async (t) => {
+  const redirector = http.createServer((_req, res) => res.writeHead(302, { location: `https://127.0.0.1:${port}/.well-known/mailmesh/record` }).end());
+  await new Promise<void>((resolve) => redirector.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => redirector.close());
+  const { base } = await directoryWith({ wellKnownBase: `http://127.0.0.1:${(redirector.address() as net.AddressInfo).port}/{domain}`, allowPrivateAddresses: true });
+  const before = seen.connections;
+  const a = await postJoinRaw(base, 'redirect.test');
+  t.equal(a.code, 'PROOF_MISSING', 'a redirect is no proof');
+  t.equal(seen.connections, before, 'the redirect target saw no connection');
 });
