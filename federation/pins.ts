@@ -144,7 +144,7 @@ export class FilePinStore extends MemoryPinStore {
   }
 
   #save(): void {
-    mkdirSync(dirname(this.#file), { recursive: true });
+    mkdirSync(dirname(this.#file), { recursive: true, mode: 0o700 });
     const tmp = `${this.#file}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.pins), null, 1), { mode: 0o600 });
     renameSync(tmp, this.#file);
