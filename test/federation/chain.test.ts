@@ -94,3 +94,10 @@ t.test('the attack bundle: a self-signed victim.test certificate beside an ancho
   }
   t.equal(await d.findRecord('victim.test', { unpublished: true }), undefined, 'nothing stored, so discovery has nothing of it to serve');
 });
+
+t.test('a file of more certificates than a path needs is refused before any search', async (t) => {
+  const d = await memoryDirectory();
+  await rejectsCode(t, importThirdParty(d, 'partner.test', bundle('leaf', ...Array<string>(32).fill('inter')), opts('root')), 'KEY_UNREADABLE', '33 certificates');
+  const dup = await importThirdParty(d, 'partner.test', bundle('leaf', 'inter', 'inter'), opts('root'));
+  t.same(chainOf(dup), [fp('leaf'), fp('inter'), fp('root')], 'a certificate twice in the file is on the path once');
+});
