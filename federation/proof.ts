@@ -78,8 +78,9 @@ export async function proveControl(s: DomainSources, domain: Domain, keys: Verif
     problems.push(e);
   }
   if (mismatch) throw new MailmeshError('PIN_MISMATCH', `${mismatch}, the record has ${describe(keys)}`);
+  // Both sources failed: unavailable (re-verification then changes nothing), even when one was refused.
+  if (problems.length === 2) throw new MailmeshError('LOOKUP_UNAVAILABLE', problems.map((p) => p.message).join('; '));
   const forbidden = problems.find((p) => p.code === 'ADDRESS_FORBIDDEN');
   if (forbidden) throw forbidden;
-  if (problems.length === 2) throw new MailmeshError('LOOKUP_UNAVAILABLE', problems.map((p) => p.message).join('; '));
   throw new MailmeshError('PROOF_MISSING', `${domain}: publish "_mailmesh.${domain}. TXT" or serve ${WELL_KNOWN_RECORD}`);
 }
