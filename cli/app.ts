@@ -135,7 +135,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     }
     const f = c.federation;
     const fedLog = log.child({ face: 'federation' });
-    const joins = f.acceptJoins ? new JoinService({ directory, sources: federationSources(c, directory.clock), logger: fedLog }) : undefined;
+    const joins = f.acceptJoins ? new JoinService({ directory, sources: federationSources(c, directory.clock), logger: fedLog, allowPrivateAddresses: f.join.allowPrivateAddresses }) : undefined;
     const disabled = async (): Promise<never> => {
       throw new MailmeshError('FEDERATION_DISABLED', 'federation.acceptJoins is false');
     };
@@ -150,8 +150,8 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       const l = runWhileLeader({ store: directory.store, name, owner, ttlSec: LEASE_TTL_SEC, start, onError: (err) => fedLog.warn({ err, lease: name }, 'lease renewal failed') });
       closers.push(() => l.stop());
     };
-    if (joins && f.reverifySec > 0) leased('reverify', () => joins.startReverify(f.reverifySec * 1000));
-    for (const url of f.mirror) leased(`mirror:${url}`, () => new Mirror(url, { directory, logger: fedLog }).start(f.mirrorIntervalSec * 1000));
+    if (joins && f.reverifySec > 0) leased('reverify', () => joins.startReverify(f.reverifySec * 1000, metrics));
+    for (const url of f.mirror) leased(`mirror:${url}`, () => new Mirror(url, { directory, logger: fedLog }).start(f.mirrorIntervalSec * 1000, metrics));
     const webmail = c.webmail.enabled ? await webmailFor(c, directory) : undefined;
     if (c.http.enabled) {
       const http = await createHttpServer({

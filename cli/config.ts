@@ -131,6 +131,12 @@ export const ConfigSchema = z.strictObject({
       wellKnownBase: z.string().default('https://{domain}'),
       /** Accept POST /v1/domains (join) and DELETE (leave) on this directory's HTTP face. */
       acceptJoins: z.boolean().default(true),
+      join: z
+        .strictObject({
+          /** Let join proofs fetch from private, loopback, link-local and other special-purpose addresses (tests, a private federation). */
+          allowPrivateAddresses: z.boolean().default(false),
+        })
+        .prefault({}),
       /** Re-check joined records' proofs this often; 0: never. */
       reverifySec: z.number().int().min(0).default(3600),
       /** Directories a gateway asks (discovery) and joins: HTTP base URL, federation zone, its name servers. */

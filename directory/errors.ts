@@ -20,6 +20,7 @@ export const CATALOGUE = {
   KEY_NO_ENCRYPTION: { kind: 'invalid', message: 'the key has no encryption-capable (sub)key' },
   KEY_USAGE: { kind: 'invalid', message: 'the certificate is not allowed for e-mail protection' },
   CHAIN_INVALID: { kind: 'invalid', message: 'the certificate chain does not verify' },
+  CHAIN_UNRELATED: { kind: 'invalid', message: 'the file holds certificates that are not on the path from the domain certificate to a trust anchor' },
   MASTER_KEY_MISMATCH: {
     kind: 'forbidden',
     message: 'the master key does not open this store (wrong key file or MAILMESH_MASTER_KEY)',
@@ -56,6 +57,7 @@ export const CATALOGUE = {
   DOMAIN_HELD: { kind: 'conflict', message: 'the domain is held by another key (a key change needs a rollover signed by the old key)' },
   PIN_VIOLATION: { kind: 'conflict', message: 'the key changed without a rollover or a signature by the pinned key' },
   TRUST_ANCHOR_UNKNOWN: { kind: 'invalid', message: 'the certificate chain does not lead to a configured trust anchor' },
+  ADDRESS_FORBIDDEN: { kind: 'forbidden', message: 'the host resolves to a private, loopback or other special-purpose address' },
   LOOKUP_UNAVAILABLE: { kind: 'unavailable', message: 'no discovery source could be reached' },
   FEDERATION_DISABLED: { kind: 'forbidden', message: 'this operation is not enabled on this directory' },
   UNAUTHORIZED: { kind: 'forbidden', message: 'a valid bearer token is needed' },

@@ -33,7 +33,7 @@ export async function joinCommand(directory: Directory, url: string, name?: stri
     const joined = await postJoin(url, r.signed!);
     return { text: `joined ${url}: ${joined.domain} (${joined.provenance.verified})`, exitCode: 0 };
   } catch (e) {
-    if (isMailmeshError(e) && (e.code === 'PROOF_MISSING' || e.code === 'PIN_MISMATCH')) {
+    if (isMailmeshError(e) && (e.code === 'PROOF_MISSING' || e.code === 'PIN_MISMATCH' || e.code === 'ADDRESS_FORBIDDEN')) {
       return { text: `${e.code}: ${e.message}\nPublish this record in the DNS of ${r.domain}, then run the join again:\n\n${txtRecordLine(r, url)}\n`, exitCode: 1 };
     }
     throw e;

@@ -10,7 +10,7 @@ import { wkdHash } from '../directory/wkd.js';
 import { MemoryDiscoveryCache, type CacheEntry, type DiscoveryCache } from './cache.js';
 import { lookupRecords, stubResolver } from './dns.js';
 import { pinMatches, type Pin } from './pin.js';
-import type { PinEntry, PinStore, PinViolation } from './pins.js';
+import { keysToPin, smimeChange, type PinEntry, type PinStore, type PinViolation } from './pins.js';
 import { readPins, readWellKnown, type DomainSources } from './proof.js';
 import { getBytes, getJson } from './web.js';
 
@@ -283,6 +283,12 @@ export class Discovery {
    * shows none of those, or keys the domain's own `_mailmesh` TXT does not pin.
    */
   async #checkPin(pin: PinEntry | undefined, c: Candidate): Promise<'accept' | 'defer' | 'violation'> {
+    const openpgp = await this.#checkOpenPgpPin(pin, c);
+    // The S/MIME leaf and domain CA are pinned too, by the same rules (federation/pins.ts).
+    return openpgp === 'accept' && smimeChange(pin, c.keys, !!c.verified) ? 'violation' : openpgp;
+  }
+
+  async #checkOpenPgpPin(pin: PinEntry | undefined, c: Candidate): Promise<'accept' | 'defer' | 'violation'> {
     if (!c.ownPinOk) return 'violation';
     const pinned = pin?.keys.openpgp;
     const offered = c.keys.openpgp?.fingerprint;
@@ -295,14 +301,19 @@ export class Discovery {
   }
 
   #violation(domain: Domain, pin: PinEntry, c: Candidate): PinViolation {
-    return { domain, pinned: pin.keys.openpgp!.fingerprint, offered: c.keys.openpgp?.fingerprint ?? '-', source: `${c.source}${c.origin ? ` ${c.origin}` : ''}`, at: this.#now.toISOString() };
+    const pgp = c.keys.openpgp?.fingerprint;
+    const smime = c.ownPinOk && (!pgp || pgp === pin.keys.openpgp?.fingerprint) ? smimeChange(pin, c.keys, !!c.verified) : undefined;
+    const change = smime ?? { key: 'openpgp' as const, pinned: pin.keys.openpgp?.fingerprint ?? '-', offered: pgp ?? '-' };
+    return { domain, ...change, source: `${c.source}${c.origin ? ` ${c.origin}` : ''}`, at: this.#now.toISOString() };
   }
 
   async #remember(domain: Domain, pin: PinEntry | undefined, c: Candidate): Promise<void> {
     const nextKey = c.verified?.next?.openpgp;
+    const nextSmime = c.verified ? c.verified.next?.smime?.fingerprint : pin?.nextSmime;
     const entry: PinEntry = {
-      keys: c.keys,
+      keys: keysToPin(pin, c.keys),
       ...(nextKey ? { next: nextKey.fingerprint, nextArmored: nextKey.armored } : c.keys.openpgp?.fingerprint === pin?.keys.openpgp?.fingerprint && pin?.next ? { next: pin.next, nextArmored: pin.nextArmored } : {}),
+      ...(nextSmime ? { nextSmime } : {}),
       at: this.#now.toISOString(),
       violations: pin?.violations ?? [],
     };

@@ -1,23 +1,21 @@
 import { readFileSync } from 'node:fs';
-import { webcrypto } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { bearerMatches } from '../directory/bearer.js';
 import type { Directory } from '../directory/directory.js';
 import { parseDomain, type Domain } from '../directory/domain.js';
 import { MailmeshError } from '../directory/errors.js';
-import { importCertificates, importOpenPgp } from '../directory/keys.js';
+import { importOpenPgp } from '../directory/keys.js';
 import type { DomainRecord, OpenPgpKeyInfo, SmimeKeyInfo } from '../directory/record.js';
-import { pemToDer } from '../directory/smime.js';
+import { smimeKeyInfo, validateSmimeChain } from '../directory/smime.js';
+import { anchoredPath, validatePath } from './chain.js';
 
 /**
  * Third-party keys (DESIGN.md "Words"): a partner's domain key imported by an operator, from
  * an OpenPGP key, PEM or DER certificates or a PKCS#7 (RFC 5652 §5) certificate bag. Certificates
- * must chain to a configured trust anchor; domain binding, expiry, strength and usage are
+ * must form one path from the domain's certificate to a configured trust anchor (federation/chain.ts); domain binding, expiry, strength and usage are
  * directory/keys.ts's checks. Stored with provenance `imported`, published only when asked.
  */
-
-const engine = new pkijs.CryptoEngine({ name: 'node', crypto: webcrypto as unknown as Crypto });
 
 export interface ImportOptions {
   /** PEM certificates of trusted CAs (federation.trustAnchors). */
@@ -74,29 +72,6 @@ export function readMaterial(data: Buffer): Material {
   return { kind: 'certificates', der: [data] };
 }
 
-function toPkijs(der: Buffer): pkijs.Certificate {
-  try {
-    return pkijs.Certificate.fromBER(new Uint8Array(der));
-  } catch (e) {
-    throw new MailmeshError('KEY_UNREADABLE', `certificate: ${(e as Error).message}`);
-  }
-}
-
-/**
- * RFC 5280 §6 path validation with pkijs' CertificateChainValidationEngine: the chain (plus
- * intermediates) must lead to one of the anchors at `now`; otherwise TRUST_ANCHOR_UNKNOWN.
- */
-export async function validateToAnchors(chainDer: Buffer[], anchorsPem: string[], now: Date): Promise<string> {
-  if (anchorsPem.length === 0) throw new MailmeshError('TRUST_ANCHOR_UNKNOWN', 'no trust anchors are configured (federation.trustAnchors)');
-  const anchors = anchorsPem.map((p) => toPkijs(pemToDer(p)));
-  const certs = chainDer.map(toPkijs);
-  const v = new pkijs.CertificateChainValidationEngine({ trustedCerts: anchors, certs, checkDate: now });
-  const result = await v.verify({}, engine).catch((e: unknown) => ({ result: false, resultMessage: (e as { resultMessage?: string }).resultMessage ?? String(e) }));
-  if (!result.result) throw new MailmeshError('TRUST_ANCHOR_UNKNOWN', result.resultMessage);
-  const anchor = 'certificatePath' in result && result.certificatePath?.length ? result.certificatePath[result.certificatePath.length - 1]! : anchors[0]!;
-  return anchor.subject.typesAndValues.map((tv) => String(tv.value.valueBlock.value)).join(', ');
-}
-
 /** Reads anchor files (PEM, possibly several certificates each). */
 export function loadAnchors(files: string[]): string[] {
   return files.flatMap((f) => {
@@ -111,8 +86,6 @@ export function loadAnchors(files: string[]): string[] {
     return blocks;
   });
 }
-
-const pemOf = (der: Buffer) => `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').trim()}\n-----END CERTIFICATE-----\n`;
 
 /** Validates and stores a third-party key for a domain, merged with what was imported before. */
 export async function importThirdParty(directory: Directory, domainInput: string, data: Buffer, o: ImportOptions): Promise<DomainRecord> {
@@ -129,11 +102,13 @@ export async function importThirdParty(directory: Directory, domainInput: string
     openpgp = await importOpenPgp(material.data, domain, now);
     how = `OpenPGP key ${openpgp.fingerprint} valid for ${domain}`;
   } else {
-    // The trust anchors are not part of what is published; the chain keeps what the file had.
-    const pem = material.der.map(pemOf).join('');
-    smime = await importCertificates(pem, domain, now);
-    const anchor = await validateToAnchors(material.der, o.trustAnchors, now);
-    how = `certificate ${smime.fingerprint} for ${domain}, chain to trust anchor ${anchor}`;
+    // Exactly the path from the domain's certificate to the anchor is checked and published (federation/chain.ts).
+    const anchored = await anchoredPath(material.der, o.trustAnchors, domain);
+    await validateSmimeChain(anchored.path, domain, now);
+    await validatePath(anchored, now);
+    smime = smimeKeyInfo(anchored.path);
+    const anchorName = anchored.anchor.subjectName.getField('CN')[0] ?? anchored.anchor.subject;
+    how = `certificate ${smime.fingerprint} for ${domain}, chain to trust anchor ${anchorName}`;
   }
   const keys = { ...live?.keys, ...(openpgp ? { openpgp } : {}), ...(smime ? { smime } : {}) };
   const at = now.toISOString();

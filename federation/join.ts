@@ -1,11 +1,14 @@
 import type { Logger } from 'pino';
 import type { Directory } from '../directory/directory.js';
 import { parseDomain } from '../directory/domain.js';
-import { isMailmeshError, MailmeshError } from '../directory/errors.js';
+import { asMailmeshError, isMailmeshError, MailmeshError } from '../directory/errors.js';
 import { parseCanonical } from '../directory/jcs.js';
 import { readOpenPgpKey } from '../directory/openpgp.js';
 import type { DomainRecord } from '../directory/record.js';
 import { asSigned, checkRecordPayload, LEAVE_TYPE, revokedBy, signPayload, verifyLeave, verifySigned, type VerifiedRecord } from '../directory/signed.js';
+import type { Metrics } from '../directory/metrics.js';
+import { guardedFetch } from './outbound.js';
+import { every } from './timer.js';
 import { proveControl, type DomainSources } from './proof.js';
 import { sendJson, type Fetch } from './web.js';
 
@@ -29,14 +32,30 @@ export interface JoinOptions {
   directory: Directory;
   sources: DomainSources;
   logger?: Pick<Logger, 'info' | 'warn'>;
+  /** federation.join.allowPrivateAddresses: let proof fetches reach private and loopback addresses (default false). */
+  allowPrivateAddresses?: boolean;
 }
 
 /** The directory side of join, leave and re-verification (docs/federation.md "Join and leave"). */
 export class JoinService {
   readonly #o: JoinOptions;
+  /** The domain's own sources, with the fetch that refuses special-purpose addresses (federation/outbound.ts). */
+  readonly #sources: DomainSources;
 
   constructor(o: JoinOptions) {
     this.#o = o;
+    this.#sources = { ...o.sources, fetch: guardedFetch({ resolver: o.sources.resolver, allowPrivateAddresses: o.allowPrivateAddresses ?? false }) };
+  }
+
+  /**
+   * A refusal as the caller sees it: the stable code and the catalogue's text. The domain is the
+   * caller's choice, so what the lookups found out (fetch and DNS errors of any host) goes to the
+   * log only: join is no probe of other services.
+   */
+  #refusal(op: 'join' | 'leave', e: unknown): MailmeshError {
+    const err = asMailmeshError(e);
+    this.#o.logger?.warn({ op, code: err.code, detail: err.detail, ...(isMailmeshError(e) ? {} : { err: e }) }, `${op} refused`);
+    return new MailmeshError(err.code);
   }
 
   /**
@@ -44,7 +63,16 @@ export class JoinService {
    * may replace what is held (same key or a rollover), prove domain control, store it as `joined`.
    */
   async join(body: unknown): Promise<DomainRecord> {
-    const { directory, sources } = this.#o;
+    try {
+      return await this.#join(body);
+    } catch (e) {
+      throw this.#refusal('join', e);
+    }
+  }
+
+  async #join(body: unknown): Promise<DomainRecord> {
+    const { directory } = this.#o;
+    const sources = this.#sources;
     const now = directory.clock();
     const payload = checkRecordPayload(parseCanonical(asSigned(body).payload));
     const existing = await directory.store.getRecord(parseDomain(payload.domain));
@@ -93,6 +121,14 @@ export class JoinService {
 
   /** DELETE /v1/domains/{domain}: a leave statement signed by the key the directory holds. */
   async leave(domainInput: string, body: unknown): Promise<DomainRecord> {
+    try {
+      return await this.#leave(domainInput, body);
+    } catch (e) {
+      throw this.#refusal('leave', e);
+    }
+  }
+
+  async #leave(domainInput: string, body: unknown): Promise<DomainRecord> {
     const { directory } = this.#o;
     const domain = parseDomain(domainInput);
     const held = await directory.findRecord(domain, { unpublished: true });
@@ -113,7 +149,8 @@ export class JoinService {
    * An unreachable source changes nothing.
    */
   async reverify(): Promise<{ domain: string; status: 'active' | 'stale' | 'unchanged'; reason?: string }[]> {
-    const { directory, sources } = this.#o;
+    const { directory } = this.#o;
+    const sources = this.#sources;
     const out: { domain: string; status: 'active' | 'stale' | 'unchanged'; reason?: string }[] = [];
     for (const r of await directory.listDomains()) {
       if (r.provenance.source !== 'joined' || !r.signed) continue;
@@ -140,18 +177,9 @@ export class JoinService {
     return out;
   }
 
-  /** Runs `reverify` every `intervalMs`; returns a stop function. */
-  startReverify(intervalMs: number): () => void {
-    let running = false;
-    const timer = setInterval(() => {
-      if (running) return;
-      running = true;
-      this.reverify()
-        .catch((err: unknown) => this.#o.logger?.warn({ err }, 're-verification failed'))
-        .finally(() => (running = false));
-    }, intervalMs);
-    timer.unref();
-    return () => clearInterval(timer);
+  /** Runs `reverify` every `intervalMs`; a failed run is logged and counted (`mailmesh_faults_total{face="reverify"}`). Returns a stop function. */
+  startReverify(intervalMs: number, metrics?: Metrics): () => void {
+    return every(intervalMs, 'reverify', () => this.reverify(), { logger: this.#o.logger, metrics, what: 're-verification' });
   }
 }
 

@@ -4,7 +4,9 @@ import { parseDomain } from '../directory/domain.js';
 import { asMailmeshError, MailmeshError } from '../directory/errors.js';
 import type { DomainRecord } from '../directory/record.js';
 import { verifySigned } from '../directory/signed.js';
+import type { Metrics } from '../directory/metrics.js';
 import { continuity } from './join.js';
+import { every } from './timer.js';
 import { getJson, type Fetch } from './web.js';
 
 /**
@@ -93,19 +95,8 @@ export class Mirror {
     out.stored.push(domain);
   }
 
-  /** Syncs every `intervalMs`; returns a stop function. */
-  start(intervalMs: number): () => void {
-    let running = false;
-    const tick = () => {
-      if (running) return;
-      running = true;
-      this.sync()
-        .catch((err: unknown) => this.#o.logger?.warn({ err, origin: this.#url }, 'mirror sync failed'))
-        .finally(() => (running = false));
-    };
-    tick();
-    const timer = setInterval(tick, intervalMs);
-    timer.unref();
-    return () => clearInterval(timer);
+  /** Syncs now and every `intervalMs`; a failed sync is logged and counted (`mailmesh_faults_total{face="mirror"}`). Returns a stop function. */
+  start(intervalMs: number, metrics?: Metrics): () => void {
+    return every(intervalMs, 'mirror', () => this.sync(), { logger: this.#o.logger, metrics, immediate: true, what: `mirror sync of ${this.#url}` });
   }
 }

@@ -1,12 +1,16 @@
+import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MailmeshError } from '../directory/errors.js';
+import type { SmimeKeyInfo } from '../directory/record.js';
 import type { VerifiedKeys } from '../directory/signed.js';
 import type { Store } from '../directory/store/store.js';
 
 /** A key change that was refused: the pinned key stays in use (DESIGN.md "Federation"). */
 export interface PinViolation {
   domain: string;
+  /** Which key changed (absent in violations recorded before S/MIME was pinned: the OpenPGP key). */
+  key?: 'openpgp' | 'smime' | 'smime-ca';
   pinned: string;
   offered: string;
   /** The source that offered the other key. */
@@ -24,8 +28,53 @@ export interface PinEntry {
   next?: string;
   /** Armored next key as announced (so a later record by it can be checked). */
   nextArmored?: string;
+  /** S/MIME leaf (SHA-256 of its DER) announced as `next` by a verified record. Absent in pins written before S/MIME was pinned. */
+  nextSmime?: string;
   at: string;
   violations: PinViolation[];
+}
+
+/**
+ * The domain CA of an S/MIME key, the last certificate of a chain longer than the leaf, as a
+ * key pin: SHA-256 of its SubjectPublicKeyInfo (RFC 7469 §2.4), so that a CA certificate
+ * re-issued for the same key is the same CA.
+ */
+export function smimeCaPin(s: SmimeKeyInfo | undefined): string | undefined {
+  if (!s || s.chain.length < 2) return undefined;
+  return createHash('sha256').update(new X509Certificate(s.chain[s.chain.length - 1]!).publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+}
+
+/**
+ * The S/MIME half of a pin check; it runs once the OpenPGP half accepted the candidate
+ * (federation/discovery.ts). Accepted: no S/MIME key pinned yet (first sighting, and pins from
+ * before S/MIME was pinned), a candidate without S/MIME (the pin keeps its certificate), the
+ * pinned leaf under the pinned CA, the leaf announced as `next` by a verified record, or any
+ * S/MIME key of a verified record when an OpenPGP key is pinned (the record is signed by a key
+ * the OpenPGP half accepted against it). Anything else,
+ * an unsigned source (SMIMEA) offering another leaf or CA beside the accepted OpenPGP key, is
+ * returned as the change refused.
+ */
+export function smimeChange(pin: PinEntry | undefined, offered: VerifiedKeys, signed: boolean): Pick<PinViolation, 'key' | 'pinned' | 'offered'> | undefined {
+  const pinned = pin?.keys.smime;
+  const o = offered.smime;
+  if (!pinned || !o || (signed && pin.keys.openpgp)) return undefined;
+  if (o.fingerprint !== pinned.fingerprint) {
+    return o.fingerprint === pin.nextSmime ? undefined : { key: 'smime', pinned: `S/MIME ${pinned.fingerprint}`, offered: `S/MIME ${o.fingerprint}` };
+  }
+  const [was, now] = [smimeCaPin(pinned), smimeCaPin(o)];
+  return was && now && was !== now ? { key: 'smime-ca', pinned: `S/MIME CA key ${was}`, offered: `S/MIME CA key ${now}` } : undefined;
+}
+
+/**
+ * The keys a pin keeps for an accepted candidate: its keys, except that the pinned S/MIME key
+ * stays when the candidate has none, or has the same leaf with less of its chain (SMIMEA holds
+ * the leaf only): S/MIME cannot be dropped and re-added as a "first sighting".
+ */
+export function keysToPin(pin: PinEntry | undefined, offered: VerifiedKeys): VerifiedKeys {
+  const pinned = pin?.keys.smime;
+  const o = offered.smime;
+  const keep = pinned && (!o || (o.fingerprint === pinned.fingerprint && o.chain.length < pinned.chain.length));
+  return keep ? { ...offered, smime: pinned } : offered;
 }
 
 export interface PinStore {
@@ -95,7 +144,7 @@ export class FilePinStore extends MemoryPinStore {
   }
 
   #save(): void {
-    mkdirSync(dirname(this.#file), { recursive: true });
+    mkdirSync(dirname(this.#file), { recursive: true, mode: 0o700 });
     const tmp = `${this.#file}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.pins), null, 1), { mode: 0o600 });
     renameSync(tmp, this.#file);

@@ -55,6 +55,7 @@ function describe(keys: VerifiedKeys): string {
  * Proof of domain control (DESIGN.md "Federation"): the domain's `_mailmesh` TXT pins these keys,
  * or its well-known HTTPS record carries the same OpenPGP key. Returns how it was proved.
  * PIN_MISMATCH: a pin names other keys (and the well-known record does not save it);
+ * ADDRESS_FORBIDDEN: the web server is at an address the fetch refuses (federation/outbound.ts);
  * PROOF_MISSING: neither exists; LOOKUP_UNAVAILABLE: neither source could be asked.
  */
 export async function proveControl(s: DomainSources, domain: Domain, keys: VerifiedKeys): Promise<string> {
@@ -77,6 +78,9 @@ export async function proveControl(s: DomainSources, domain: Domain, keys: Verif
     problems.push(e);
   }
   if (mismatch) throw new MailmeshError('PIN_MISMATCH', `${mismatch}, the record has ${describe(keys)}`);
+  // Both sources failed: unavailable (re-verification then changes nothing), even when one was refused.
   if (problems.length === 2) throw new MailmeshError('LOOKUP_UNAVAILABLE', problems.map((p) => p.message).join('; '));
+  const forbidden = problems.find((p) => p.code === 'ADDRESS_FORBIDDEN');
+  if (forbidden) throw forbidden;
   throw new MailmeshError('PROOF_MISSING', `${domain}: publish "_mailmesh.${domain}. TXT" or serve ${WELL_KNOWN_RECORD}`);
 }

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { CATALOGUE, MailmeshError } from '../directory/errors.js';
+import { CATALOGUE, isMailmeshError, MailmeshError } from '../directory/errors.js';
 
 /** What discovery and proofs use to reach HTTPS sources; injectable for tests (the global fetch by default). */
 export type Fetch = typeof fetch;
@@ -32,6 +32,8 @@ export async function getJson(url: string, opts: { fetch?: Fetch; timeoutMs?: nu
   try {
     res = await (opts.fetch ?? fetch)(u, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(opts.timeoutMs ?? 5000), redirect: 'error' });
   } catch (e) {
+    // A guarded fetch (federation/outbound.ts) refuses with a code of its own: kept.
+    if (isMailmeshError(e)) throw e;
     throw new MailmeshError('LOOKUP_UNAVAILABLE', `${u.origin}${u.pathname}: ${(e as Error).message}`);
   }
   if (res.status === 404 || res.status === 410) {
@@ -62,6 +64,7 @@ export async function getBytes(url: string, opts: { fetch?: Fetch; timeoutMs?: n
     if (body.length > MAX_BODY) throw new Error('answer too large');
     return body;
   } catch (e) {
+    if (isMailmeshError(e, 'ADDRESS_FORBIDDEN')) throw e;
     throw new MailmeshError('LOOKUP_UNAVAILABLE', `${u.origin}${u.pathname}: ${(e as Error).message}`);
   }
 }

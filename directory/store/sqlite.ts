@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Domain } from '../domain.js';
@@ -19,6 +19,18 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expire
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires INTEGER NOT NULL);
 `;
 
+/**
+ * The database holds sealed secrets and every record: readable by the owner only. A directory
+ * it creates is 0700; the file is created 0600 before SQLite opens it (SQLite gives its -wal and
+ * -shm files the mode of the database file), and an existing file, -wal or -shm is narrowed to 0600.
+ * An existing directory is left as it is (it may be shared, like the working directory).
+ */
+function privateFile(file: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
+}
+
 /** The embedded default: one SQLite file, WAL journal, every write one transaction. */
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
@@ -33,7 +45,7 @@ export class SqliteStore implements Store {
   constructor(file: string, opts: { clock?: () => number } = {}) {
     this.#now = opts.clock ?? Date.now;
     try {
-      if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+      if (file !== ':memory:') privateFile(file);
       this.#db = new Database(file);
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma('busy_timeout = 5000');

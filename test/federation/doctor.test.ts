@@ -16,7 +16,7 @@ import { memoryDirectory, startZone } from './helpers.js';
 const zone = await startZone(t);
 const sources = { resolver: stubResolver([`127.0.0.1:${zone.port}`], { timeoutMs: 2000 }), wellKnownBase: baseFor('http://127.0.0.1:1/{domain}'), clock: () => new Date(), timeoutMs: 2000 };
 const dir = await memoryDirectory();
-const { base: url } = await startHttp(t, dir, undefined, { federation: new JoinService({ directory: dir, sources }) });
+const { base: url } = await startHttp(t, dir, undefined, { federation: new JoinService({ directory: dir, sources, allowPrivateAddresses: true }) });
 const { server: dns, port: dnsPort } = await startDns(t, dir, { ttl: 60, hostmaster: 'h@mailmesh.test', directoryUrl: url });
 const ldap = await LdapServer.create({ directory: dir, base: 'dc=mailmesh' });
 t.teardown(() => ldap.close());

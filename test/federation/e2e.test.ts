@@ -1,11 +1,10 @@
-import http from 'node:http';
 import * as openpgp from 'openpgp';
 import t from 'tap';
 import { pino } from 'pino';
 import { createHttpServer } from '../../directory/http/http.js';
 import { canonicalize } from '../../directory/jcs.js';
 import { generateOpenPgpKey, openPgpKeyInfo } from '../../directory/openpgp.js';
-import type { DomainRecord, SignedRecord } from '../../directory/record.js';
+import type { DomainRecord } from '../../directory/record.js';
 import { payloadKeys, recordPayload, signPayload } from '../../directory/signed.js';
 import { stubResolver } from '../../federation/dns.js';
 import { Discovery } from '../../federation/discovery.js';
@@ -16,7 +15,7 @@ import { baseFor } from '../../federation/web.js';
 import { startDns, ZONE } from '../directory/dns/helpers.js';
 import { startHttp } from '../directory/http/helpers.js';
 import { rejectsCode } from '../helpers.js';
-import { memoryDirectory, startZone, testClock } from './helpers.js';
+import { memoryDirectory, startWellKnown, startZone, testClock } from './helpers.js';
 
 // Loopback federation: one directory (HTTP + DNS faces on port 0), the members' own DNS (a test
 // zone holding their _mailmesh pins), a web server for well-known records, and two gateways.
@@ -24,19 +23,12 @@ const clock = testClock();
 const zone = await startZone(t);
 const resolvers = [`127.0.0.1:${zone.port}`];
 
-const wellKnown = new Map<string, SignedRecord>();
-const web = http.createServer((req, res) => {
-  const m = /^\/([^/]+)(\/.*)$/.exec(req.url ?? '');
-  const rec = m && m[2] === WELL_KNOWN_RECORD ? wellKnown.get(m[1]!) : undefined;
-  res.writeHead(rec ? 200 : 404, { 'content-type': 'application/json' }).end(rec ? JSON.stringify(rec) : '{}');
-});
-await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
-t.teardown(() => web.close());
-const wellKnownBase = baseFor(`http://127.0.0.1:${(web.address() as { port: number }).port}/{domain}`);
+const { records: wellKnown, base: webBase } = await startWellKnown(t);
+const wellKnownBase = baseFor(webBase);
 const sources = { resolver: stubResolver(resolvers, { timeoutMs: 2000 }), wellKnownBase, clock: clock.now, timeoutMs: 2000 };
 
 const dir = await memoryDirectory(clock.now);
-const joins = new JoinService({ directory: dir, sources });
+const joins = new JoinService({ directory: dir, sources, allowPrivateAddresses: true });
 const { base: dirUrl } = await startHttp(t, dir, undefined, { federation: joins });
 const { server: dns, port: dnsPort } = await startDns(t, dir, { ttl: 60, directoryUrl: dirUrl });
 

@@ -1,9 +1,11 @@
 import dgram from 'node:dgram';
+import http from 'node:http';
 import net from 'node:net';
 import type { Test } from 'tap';
 import { openPgpKeyData, PIN_LABEL, pinText } from '../../directory/dane.js';
 import { encodeHeader, encodeOpt, encodeQuestion, encodeRR, FLAG, HEADER_SIZE, lowerName, nameToWire, parseQuery, RCODE, txtRdata, TYPE, UDP_MIN } from '../../directory/dns/wire.js';
-import type { DomainRecord } from '../../directory/record.js';
+import type { DomainRecord, SignedRecord } from '../../directory/record.js';
+import { WELL_KNOWN_RECORD } from '../../federation/proof.js';
 
 /** A directory on a memory store (a gateway's local store, or a directory's), with an optional clock. */
 export { memoryDirectory } from '../helpers.js';
@@ -113,4 +115,20 @@ export async function publishOpenPgpKey(zone: TestZone, owner: string, r: Domain
 export function testClock(start = new Date()): { now: () => Date; advance: (ms: number) => void } {
   let t = start.getTime();
   return { now: () => new Date(t), advance: (ms) => void (t += ms) };
+}
+
+/**
+ * The members' web servers, for tests: one loopback HTTP server answering
+ * `/<domain>/.well-known/mailmesh/record` from `records`; `base` is a federation.wellKnownBase template.
+ */
+export async function startWellKnown(t: Test): Promise<{ records: Map<string, SignedRecord>; base: string }> {
+  const records = new Map<string, SignedRecord>();
+  const web = http.createServer((req, res) => {
+    const m = /^\/([^/]+)(\/.*)$/.exec(req.url ?? '');
+    const rec = m && m[2] === WELL_KNOWN_RECORD ? records.get(m[1]!) : undefined;
+    res.writeHead(rec ? 200 : 404, { 'content-type': 'application/json' }).end(rec ? JSON.stringify(rec) : '{}');
+  });
+  await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => web.close());
+  return { records, base: `http://127.0.0.1:${(web.address() as { port: number }).port}/{domain}` };
 }

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Domain } from '../../../directory/domain.js';
@@ -34,4 +34,24 @@ t.test('an unusable sqlite path is STORE_UNAVAILABLE', async (t) => {
   writeFileSync(file, 'not a directory');
   throwsCode(t, () => new SqliteStore(join(file, 'x.db')), 'STORE_UNAVAILABLE', 'a path below a file');
   throwsCode(t, () => new SqliteStore(file), 'STORE_UNAVAILABLE', 'a file that is not a database');
+});
+
+t.test('the database, its -wal and -shm are 0600 and a data directory it creates is 0700, whatever the umask', async (t) => {
+  const old = process.umask(0o022);
+  t.teardown(() => void process.umask(old));
+  const dataDir = join(tempDir(t), 'data', 'mailmesh');
+  const file = join(dataDir, 'mailmesh.db');
+  const s = new SqliteStore(file);
+  await s.putRecord(draft('a.example'), { secrets: Buffer.from('secret') });
+  const mode = (f: string) => statSync(f).mode & 0o777;
+  t.ok(existsSync(`${file}-wal`) && existsSync(`${file}-shm`), 'WAL mode made its files');
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) t.equal(mode(f).toString(8), '600', f);
+  t.equal(mode(dataDir).toString(8), '700', 'data directory');
+  t.equal(mode(join(dataDir, '..')).toString(8), '700', 'every directory it made');
+  await s.close();
+  // A file left world-readable by an older version is narrowed when it is opened again.
+  chmodSync(file, 0o644);
+  const again = new SqliteStore(file);
+  t.teardown(() => again.close());
+  t.equal(mode(file).toString(8), '600', 'narrowed on open');
 });
