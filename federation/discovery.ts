@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { openPgpKeyOwner, smimeaOwner } from '../directory/dane.js';
+import { openPgpKeyOwner, PIN_LABEL, smimeaOwner } from '../directory/dane.js';
 import { domainKeyAddress, parseAddress, parseDomain, type Domain } from '../directory/domain.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import { importCertificates, importOpenPgp } from '../directory/keys.js';
@@ -8,7 +8,7 @@ import { revokedBy, verifySigned, type VerifiedKeys, type VerifiedRecord } from 
 import { TYPE } from '../directory/dns/wire.js';
 import { wkdHash } from '../directory/wkd.js';
 import { MemoryDiscoveryCache, type CacheEntry, type DiscoveryCache } from './cache.js';
-import { lookupRecords, stubResolver } from './dns.js';
+import { AnswerLog, lookupRecords, stubResolver, type DnssecMode, type Resolver } from './dns.js';
 import { pinMatches, type Pin } from './pin.js';
 import type { PinEntry, PinStore, PinViolation } from './pins.js';
 import { readPins, readWellKnown, type DomainSources } from './proof.js';
@@ -31,12 +31,23 @@ export type SourceName = 'local' | 'imported' | 'domain-dns' | 'domain-https' | 
  */
 export type KeyTrust = 'local' | 'imported' | 'signed-record' | 'dnssec' | 'pinned' | 'unauthenticated';
 
+/** The trust levels that authenticate a key (`pinned` is only given for a pin of one of the others). */
+const AUTHENTICATED: ReadonlySet<KeyTrust | undefined> = new Set<KeyTrust>(['local', 'imported', 'signed-record', 'dnssec', 'pinned']);
+
+/** Is a discovered key authenticated (policy `mode: require` needs it)? Absent (unclassified) is not. */
+export function isAuthenticated(trust: KeyTrust | undefined): boolean {
+  return AUTHENTICATED.has(trust);
+}
+
+/** A pin as discovery writes it: also the trust of the answer it was taken from (older pins lack it: unauthenticated). */
+type TrustedPin = PinEntry & { trust?: KeyTrust };
+
 export interface Discovered {
   domain: Domain;
   keys: VerifiedKeys;
   gateways?: GatewayEndpoints;
   formats?: TunnelFormat[];
-  /** `trust` is filled in by discovery (federation/dns.ts, discovery.ts); absent means not yet classified. */
+  /** `trust`: what authenticates the keys (docs/federation.md "Key trust"); always set by Discovery. */
   provenance: { source: SourceName; verified: string; origin?: string; at: string; trust?: KeyTrust };
   /** hit: from the cache; stale: every source failed and an expired answer (or the pin) is served. */
   cache: 'miss' | 'hit' | 'stale';
@@ -66,6 +77,8 @@ export interface DiscoveryOptions {
   /** Where answers are cached (default: in memory, per process); its failures count as misses. */
   cache?: DiscoveryCache;
   logger?: Pick<Logger, 'warn' | 'info'>;
+  /** For the resolvers made here (a directory's `nameservers`): whose AD bit counts (default off). */
+  dnssec?: DnssecMode;
 }
 
 interface Candidate {
@@ -78,6 +91,40 @@ interface Candidate {
   origin?: string;
   /** false: the domain's own `_mailmesh` TXT pins other keys. */
   ownPinOk: boolean;
+  /** What authenticates these keys by themselves (before any pin). */
+  trust: KeyTrust;
+}
+
+/** What vouches for keys read from DNS: validated TXT pins, validated OPENPGPKEY/SMIMEA answers. */
+interface DnsEvidence {
+  pins: Pin[];
+  pinsValidated: boolean;
+  openpgpValidated?: boolean;
+  smimeValidated?: boolean;
+}
+
+/**
+ * dnssec when every key is vouched for by a DNSSEC-validated answer: its own OPENPGPKEY/SMIMEA
+ * record, or a validated `_mailmesh` TXT pin that names its fingerprint; else unauthenticated.
+ */
+function dnsTrust(keys: VerifiedKeys, e: DnsEvidence): KeyTrust {
+  const pgp = keys.openpgp?.fingerprint;
+  const smime = keys.smime?.fingerprint.toLowerCase();
+  const pgpOk = !pgp || e.openpgpValidated || (e.pinsValidated && e.pins.some((p) => p.pgp === pgp));
+  const smimeOk = !smime || e.smimeValidated || (e.pinsValidated && e.pins.some((p) => p.smime === smime));
+  return (pgp || smime) && pgpOk && smimeOk ? 'dnssec' : 'unauthenticated';
+}
+
+/** Every key offered is the pinned key of its kind. */
+function samePinnedKeys(pin: PinEntry, keys: VerifiedKeys): boolean {
+  const pgp = !keys.openpgp || keys.openpgp.fingerprint === pin.keys.openpgp?.fingerprint;
+  const smime = !keys.smime || keys.smime.fingerprint === pin.keys.smime?.fingerprint;
+  return !!(keys.openpgp || keys.smime) && pgp && smime;
+}
+
+/** A pin's keys are `pinned` (authenticated) when the answer they were pinned from was authenticated. */
+function pinTrust(pin: PinEntry): KeyTrust {
+  return isAuthenticated((pin as TrustedPin).trust) ? 'pinned' : 'unauthenticated';
 }
 
 const KEY_OWNER = (d: Domain) => domainKeyAddress(d);
@@ -112,7 +159,7 @@ export class Discovery {
     const local = await this.#o.local?.(domain);
     if (local && (local.provenance.source === 'local' || local.provenance.source === 'imported') && local.status !== 'deleted') {
       const source = local.provenance.source;
-      return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at }, cache: 'miss' };
+      return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at, trust: source }, cache: 'miss' };
     }
 
     const cached = await this.#cached(domain);
@@ -127,8 +174,10 @@ export class Discovery {
     const consider = async (c: Candidate): Promise<Discovered | undefined> => {
       const decision = await this.#checkPin(pin, c);
       if (decision === 'accept') {
-        const result: Discovered = { domain, keys: c.keys, gateways: c.gateways, formats: c.formats, provenance: { source: c.source, verified: c.how, origin: c.origin, at }, cache: 'miss' };
-        await this.#remember(domain, pin, c);
+        // A key that is not authenticated by itself is `pinned` when it is the pin of an authenticated one.
+        const trust = isAuthenticated(c.trust) ? c.trust : pin && samePinnedKeys(pin, c.keys) ? pinTrust(pin) : 'unauthenticated';
+        const result: Discovered = { domain, keys: c.keys, gateways: c.gateways, formats: c.formats, provenance: { source: c.source, verified: c.how, origin: c.origin, at, trust }, cache: 'miss' };
+        await this.#remember(domain, pin, c, trust);
         return result;
       }
       if (decision === 'violation' && pin) violation ??= this.#violation(domain, pin, c);
@@ -137,7 +186,7 @@ export class Discovery {
 
     // "none" needs an answer from a directory, or, with none configured, from every source of
     // the domain itself: a source that is down must never turn into "no key" (a downgrade).
-    const steps = this.#steps(domain, pin);
+    const steps = this.#steps(domain, pin, new AnswerLog());
     for (const [i, step] of steps.entries()) {
       let candidates: Candidate[];
       try {
@@ -162,23 +211,23 @@ export class Discovery {
     if (pin?.keys.openpgp && revoked.has(pin.keys.openpgp.fingerprint)) {
       await this.#o.pins.delete(domain);
       this.#o.logger?.warn({ domain, fingerprint: pin.keys.openpgp.fingerprint }, 'pinned key revoked: dropped');
-      return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `key ${pin.keys.openpgp.fingerprint} revoked`, at }, cache: 'miss' });
+      return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `key ${pin.keys.openpgp.fingerprint} revoked`, at, trust: 'unauthenticated' }, cache: 'miss' });
     }
     if (violation && pin) {
       // Held: the old key stays in use, the violation is reported and kept for doctor (the last 20).
       this.#o.logger?.warn({ ...violation }, 'pin violation: key change refused');
       await this.#o.pins.put(domain, { ...pin, violations: [...pin.violations, violation].slice(-20) });
-      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at }, cache: 'miss', violation }, violation);
+      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', violation }, violation);
     }
     if (!definite) {
       const stale = cached && cached.staleUntil > now.getTime() ? cached.result : undefined;
       if (stale) return { ...stale, cache: 'stale' };
       // After a restart the cache is empty: the pin's keys stand in, within the same bound.
       const pinFresh = pin && Date.parse(pin.at) + (this.#o.cacheTtlMs ?? 300_000) + (this.#o.staleMaxMs ?? 86_400_000) > now.getTime();
-      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at }, cache: 'stale' };
+      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at, trust: pinTrust(pin) }, cache: 'stale' };
       throw new MailmeshError('LOOKUP_UNAVAILABLE', `${domain}: ${failures.join('; ')}`);
     }
-    return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: failures.join('; ') || 'no source knows the domain', at }, cache: 'miss' });
+    return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: failures.join('; ') || 'no source knows the domain', at, trust: 'unauthenticated' }, cache: 'miss' });
   }
 
   /** A cache that cannot be read is a miss: discovery goes on to the sources. */
@@ -207,9 +256,11 @@ export class Discovery {
   }
 
   /** The lookups in DESIGN.md order; each returns candidates (possibly none) or throws when its source fails. */
-  #steps(domain: Domain, pin: PinEntry | undefined): (() => Promise<Candidate[]>)[] {
-    const s = this.#o.sources;
+  #steps(domain: Domain, pin: PinEntry | undefined, log: AnswerLog): (() => Promise<Candidate[]>)[] {
+    const s = { ...this.#o.sources, resolver: log.wrap(this.#o.sources.resolver) };
     let ownPins: Pin[] = [];
+    const pinsOwner = `${PIN_LABEL}.${domain}`;
+    const ownEvidence = (o: Partial<DnsEvidence> = {}): DnsEvidence => ({ pins: ownPins, pinsValidated: log.authenticated(pinsOwner, TYPE.TXT), ...o });
     const matchesOwn = (k: VerifiedKeys) => ownPins.length === 0 || ownPins.some((p) => pinMatches(p, k));
     const own = (k: VerifiedKeys) => (ownPins.length ? (matchesOwn(k) ? ', matches the domain\'s _mailmesh pin' : ', NOT the key the domain\'s _mailmesh pins') : '');
     const steps: (() => Promise<Candidate[]>)[] = [
@@ -217,14 +268,17 @@ export class Discovery {
         ownPins = (await readPins(s, domain)).pins;
         if (ownPins.length === 0) return [];
         const out: Candidate[] = [];
-        const keys = await this.#dnsKeys(`${openPgpKeyOwner(KEY_OWNER(domain))}`, `${smimeaOwner(KEY_OWNER(domain))}`, domain);
-        if (keys.openpgp || keys.smime) out.push({ keys, source: 'domain-dns', how: `OPENPGPKEY/SMIMEA of the domain${own(keys)}`, ownPinOk: matchesOwn(keys) });
+        const [pgpOwner, smimeOwner] = [openPgpKeyOwner(KEY_OWNER(domain)), smimeaOwner(KEY_OWNER(domain))];
+        const keys = await this.#dnsKeys(pgpOwner, smimeOwner, domain, s.resolver);
+        const trust = dnsTrust(keys, ownEvidence({ openpgpValidated: log.authenticated(pgpOwner, TYPE.OPENPGPKEY), smimeValidated: log.authenticated(smimeOwner, TYPE.SMIMEA) }));
+        if (keys.openpgp || keys.smime) out.push({ keys, source: 'domain-dns', how: `OPENPGPKEY/SMIMEA of the domain${own(keys)}`, ownPinOk: matchesOwn(keys), trust });
         return out;
       },
       async () => {
         if (ownPins.length === 0) return [];
         const v = await readWellKnown(s, domain);
-        return v ? [this.#fromVerified(v, 'domain-https', `signed well-known record${own(v.keys)}`, s.wellKnownBase(domain), matchesOwn(v.keys))] : [];
+        // Served by the domain over HTTPS and self-signed: authenticated only by a validated pin naming its keys.
+        return v ? [this.#fromVerified(v, 'domain-https', `signed well-known record${own(v.keys)}`, s.wellKnownBase(domain), matchesOwn(v.keys), dnsTrust(v.keys, ownEvidence()))] : [];
       },
       async () => {
         if (ownPins.length === 0) return [];
@@ -232,7 +286,7 @@ export class Discovery {
         const bytes = await getBytes(url, { fetch: s.fetch, timeoutMs: s.timeoutMs });
         if (!bytes) return [];
         const openpgp = await importOpenPgp(bytes, domain, this.#now);
-        return [{ keys: { openpgp }, source: 'domain-wkd', how: `WKD key${own({ openpgp })}`, origin: url, ownPinOk: matchesOwn({ openpgp }) }];
+        return [{ keys: { openpgp }, source: 'domain-wkd', how: `WKD key${own({ openpgp })}`, origin: url, ownPinOk: matchesOwn({ openpgp }), trust: dnsTrust({ openpgp }, ownEvidence()) }];
       },
     ];
     for (const dir of this.#o.directories) {
@@ -240,12 +294,14 @@ export class Discovery {
       if (dir.zone) {
         steps.push(async () => {
           const owner = `${domain}.${dir.zone}`;
-          const ds = dir.nameservers?.length ? { ...s, resolver: stubResolver(dir.nameservers, { timeoutMs: s.timeoutMs }) } : s;
+          const ds = dir.nameservers?.length ? { ...s, resolver: log.wrap(this.#directoryResolver(dir.nameservers)) } : s;
           const dirPins = (await readPins(ds, domain, owner)).pins;
           if (dirPins.length === 0) return [];
           const keys = await this.#dnsKeys(owner, owner, domain, ds.resolver);
           if (!(keys.openpgp || keys.smime) || !dirPins.some((p) => pinMatches(p, keys))) return [];
-          return [{ keys, source: 'directory-dns', how: `OPENPGPKEY/SMIMEA in ${dir.zone} match its TXT pin${own(keys)}`, origin: owner, ownPinOk: matchesOwn(keys) }];
+          const validated = (type: number) => log.authenticated(owner, type);
+          const trust = dnsTrust(keys, { pins: dirPins, pinsValidated: validated(TYPE.TXT), openpgpValidated: validated(TYPE.OPENPGPKEY), smimeValidated: validated(TYPE.SMIMEA) });
+          return [{ keys, source: 'directory-dns', how: `OPENPGPKEY/SMIMEA in ${dir.zone} match its TXT pin${own(keys)}`, origin: owner, ownPinOk: matchesOwn(keys), trust }];
         });
       }
       steps.push(async () => {
@@ -256,18 +312,24 @@ export class Discovery {
         const v = await verifySigned(body.signed, this.#now, alsoTry);
         if (v.domain !== domain) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `${base} answered for ${v.domain}`);
         const status = body.status === 'stale' ? ' (the directory marks it stale)' : '';
-        return [this.#fromVerified(v, 'directory-https', `signature by ${v.keys.openpgp.fingerprint}${own(v.keys)}${status}`, base, matchesOwn(v.keys))];
+        // Signed by the domain key, from a directory the operator configured (over HTTPS), which checked the proof of control.
+        return [this.#fromVerified(v, 'directory-https', `signature by ${v.keys.openpgp.fingerprint}${own(v.keys)}${status}`, base, matchesOwn(v.keys), 'signed-record')];
       });
     }
     return steps;
   }
 
-  #fromVerified(v: VerifiedRecord, source: SourceName, how: string, origin: string, ownPinOk: boolean): Candidate {
-    return { keys: v.keys, verified: v, gateways: v.payload.gateways, formats: v.payload.formats, source, how, origin, ownPinOk };
+  #fromVerified(v: VerifiedRecord, source: SourceName, how: string, origin: string, ownPinOk: boolean, trust: KeyTrust): Candidate {
+    return { keys: v.keys, verified: v, gateways: v.payload.gateways, formats: v.payload.formats, source, how, origin, ownPinOk, trust };
+  }
+
+  /** A directory's own name servers: usually authoritative (no AD); the same DNSSEC rule as the resolvers. */
+  #directoryResolver(nameservers: string[]): Resolver {
+    return stubResolver(nameservers, { timeoutMs: this.#o.sources.timeoutMs, dnssec: this.#o.dnssec });
   }
 
   /** RFC 7929 §2.1 OPENPGPKEY and RFC 8162 §2 SMIMEA (usage 3, selector 0, matching 0: the full certificate) at two owner names. */
-  async #dnsKeys(pgpOwner: string, smimeOwner: string, domain: Domain, r = this.#o.sources.resolver): Promise<VerifiedKeys> {
+  async #dnsKeys(pgpOwner: string, smimeOwner: string, domain: Domain, r: Resolver): Promise<VerifiedKeys> {
     const [pgp, smime] = await Promise.all([lookupRecords(r, pgpOwner, TYPE.OPENPGPKEY), lookupRecords(r, smimeOwner, TYPE.SMIMEA)]);
     const keys: VerifiedKeys = {};
     if (pgp[0]) keys.openpgp = await importOpenPgp(pgp[0].rdata, domain, this.#now);
@@ -298,13 +360,15 @@ export class Discovery {
     return { domain, pinned: pin.keys.openpgp!.fingerprint, offered: c.keys.openpgp?.fingerprint ?? '-', source: `${c.source}${c.origin ? ` ${c.origin}` : ''}`, at: this.#now.toISOString() };
   }
 
-  async #remember(domain: Domain, pin: PinEntry | undefined, c: Candidate): Promise<void> {
+  async #remember(domain: Domain, pin: PinEntry | undefined, c: Candidate, trust: KeyTrust): Promise<void> {
     const nextKey = c.verified?.next?.openpgp;
-    const entry: PinEntry = {
+    const entry: TrustedPin = {
       keys: c.keys,
       ...(nextKey ? { next: nextKey.fingerprint, nextArmored: nextKey.armored } : c.keys.openpgp?.fingerprint === pin?.keys.openpgp?.fingerprint && pin?.next ? { next: pin.next, nextArmored: pin.nextArmored } : {}),
       at: this.#now.toISOString(),
       violations: pin?.violations ?? [],
+      // The trust it was taken with; a key seen again unauthenticated keeps the pin's.
+      trust: trust === 'pinned' ? (pin as TrustedPin).trust : trust,
     };
     await this.#o.pins.put(domain, entry);
   }

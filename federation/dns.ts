@@ -260,3 +260,31 @@ export async function lookupRecords(resolver: Resolver, name: string, type: numb
   if (a.rcode === RCODE.NOERROR || a.rcode === RCODE.NXDOMAIN) return a.records;
   throw new MailmeshError('LOOKUP_UNAVAILABLE', `${name}: rcode ${a.rcode}`);
 }
+
+/**
+ * Wraps resolvers and remembers, per (name, type), whether every answer was DNSSEC-authenticated,
+ * so that a caller can say afterwards what a conclusion drawn from DNS rests on.
+ */
+export class AnswerLog {
+  readonly #seen = new Map<string, boolean>();
+
+  static #key(name: string, type: number): string {
+    return `${name.toLowerCase().replace(/\.$/, '')}/${type}`;
+  }
+
+  wrap(r: Resolver): Resolver {
+    return {
+      query: async (name, type) => {
+        const a = await r.query(name, type);
+        const k = AnswerLog.#key(name, type);
+        this.#seen.set(k, (this.#seen.get(k) ?? true) && a.authenticated);
+        return a;
+      },
+    };
+  }
+
+  /** Was (name, type) asked, and was every answer to it authenticated? */
+  authenticated(name: string, type: number): boolean {
+    return this.#seen.get(AnswerLog.#key(name, type)) === true;
+  }
+}
