@@ -63,7 +63,7 @@ function query(id: number, qname: Buffer, type: number): Buffer {
   return Buffer.concat([encodeHeader({ id, flags: FLAG.RD | AD, rcode: 0, qd: 1, an: 0, ns: 0, ar: 1 }), encodeQuestion(qname, type), opt]);
 }
 
-/** draft-vixie-dnsext-dns0x20 §3: each ASCII letter of the query name in a random case; the reply must echo it exactly. */
+/** draft-vixie-dnsext-dns0x20: each ASCII letter of the query name in a random case; the reply must echo it exactly. */
 export function randomCase(qname: Buffer): Buffer {
   const out = Buffer.from(qname);
   const bits = randomBytes(out.length);
@@ -86,7 +86,7 @@ function malformed(detail: string): never {
 /**
  * RFC 1035 §4.1: decodes a response to our question: the ID must match, QR must be set, and
  * the question must be ours — the name octet for octet (the 0x20 case pattern we sent,
- * draft-vixie-dnsext-dns0x20 §4), the type and class IN (RFC 5452 §9.1). Answer RRs (§4.1.3)
+ * draft-vixie-dnsext-dns0x20), the type and class IN (RFC 5452 §9.1). Answer RRs (§4.1.3)
  * owned by the question name (any case, RFC 4343) with the asked type and class are kept.
  * Returns `truncated` for TC (RFC 2181 §9) so that the caller retries over TCP, and `ad`.
  */
@@ -149,7 +149,7 @@ function splitHostPort(server: string): { host: string; port: number } {
 type Decoded = ReturnType<typeof decodeResponse>;
 
 /**
- * One UDP exchange on a fresh socket (random ephemeral source port, RFC 5452 §4.5), connected
+ * One UDP exchange on a fresh socket (random ephemeral source port, RFC 5452 §9.2), connected
  * to the server: the kernel drops datagrams from any other address or port, and we check both
  * again. A datagram that is not the answer to our question is ignored (RFC 5452 §9.1).
  */

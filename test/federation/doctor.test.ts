@@ -78,4 +78,5 @@ t.test('the CLI: join prints the TXT record to publish; doctor exits 0 / 1; look
   t.equal(look.code, 0, look.stderr);
   t.match(look.stdout.toString(), new RegExp(`openpgp +${healthy.keys.openpgp!.fingerprint}`));
   t.match(look.stdout.toString(), /source +directory-dns/);
+  t.match(look.stdout.toString(), /trust +unauthenticated/, 'plain DNS: the key trust says so');
 });
