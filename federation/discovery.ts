@@ -26,8 +26,9 @@ export type SourceName = 'local' | 'imported' | 'domain-dns' | 'domain-https' | 
 /**
  * What authenticates a discovered key against an attacker on the path (docs/federation.md):
  * local (our own), imported (an operator put it here), signed-record (a record signed by the
- * domain key and proven by the domain), dnssec (a DNSSEC-validated answer), pinned (the key
- * accepted before, kept), unauthenticated (plain DNS or HTTPS lookups only).
+ * domain key, from a configured directory that checked the domain's proof), dnssec (every key
+ * in a DNSSEC-validated answer or named by a validated pin), pinned (a pin taken from one of
+ * those), unauthenticated (plain DNS or HTTPS lookups only; pins of such answers).
  */
 export type KeyTrust = 'local' | 'imported' | 'signed-record' | 'dnssec' | 'pinned' | 'unauthenticated';
 
@@ -115,10 +116,10 @@ function dnsTrust(keys: VerifiedKeys, e: DnsEvidence): KeyTrust {
   return (pgp || smime) && pgpOk && smimeOk ? 'dnssec' : 'unauthenticated';
 }
 
-/** Every key offered is the pinned key of its kind. */
-function samePinnedKeys(pin: PinEntry, keys: VerifiedKeys): boolean {
-  const pgp = !keys.openpgp || keys.openpgp.fingerprint === pin.keys.openpgp?.fingerprint;
-  const smime = !keys.smime || keys.smime.fingerprint === pin.keys.smime?.fingerprint;
+/** Every key offered is the held key of its kind (the pinned keys, or another answer's). */
+function keysWithin(held: VerifiedKeys, keys: VerifiedKeys): boolean {
+  const pgp = !keys.openpgp || keys.openpgp.fingerprint === held.openpgp?.fingerprint;
+  const smime = !keys.smime || keys.smime.fingerprint === held.smime?.fingerprint;
   return !!(keys.openpgp || keys.smime) && pgp && smime;
 }
 
@@ -171,13 +172,14 @@ export class Discovery {
     let violation: PinViolation | undefined;
     const revoked = new Set<string>();
 
-    const consider = async (c: Candidate): Promise<Discovered | undefined> => {
+    const consider = async (c: Candidate, later: (() => Promise<Candidate[]>)[]): Promise<Discovered | undefined> => {
       const decision = await this.#checkPin(pin, c);
       if (decision === 'accept') {
+        const best = isAuthenticated(c.trust) ? c : ((await this.#authenticatedTwin(pin, c, later)) ?? c);
         // A key that is not authenticated by itself is `pinned` when it is the pin of an authenticated one.
-        const trust = isAuthenticated(c.trust) ? c.trust : pin && samePinnedKeys(pin, c.keys) ? pinTrust(pin) : 'unauthenticated';
-        const result: Discovered = { domain, keys: c.keys, gateways: c.gateways, formats: c.formats, provenance: { source: c.source, verified: c.how, origin: c.origin, at, trust }, cache: 'miss' };
-        await this.#remember(domain, pin, c, trust);
+        const trust = isAuthenticated(best.trust) ? best.trust : pin && keysWithin(pin.keys, best.keys) ? pinTrust(pin) : 'unauthenticated';
+        const result: Discovered = { domain, keys: best.keys, gateways: best.gateways, formats: best.formats, provenance: { source: best.source, verified: best.how, origin: best.origin, at, trust }, cache: 'miss' };
+        await this.#remember(domain, pin, best, trust);
         return result;
       }
       if (decision === 'violation' && pin) violation ??= this.#violation(domain, pin, c);
@@ -202,7 +204,7 @@ export class Discovery {
         continue;
       }
       for (const c of candidates) {
-        const r = await consider(c);
+        const r = await consider(c, steps.slice(Math.max(i + 1, OWN_STEPS)));
         if (r) return this.#store(r, violation);
       }
     }
@@ -317,6 +319,25 @@ export class Discovery {
       });
     }
     return steps;
+  }
+
+  /**
+   * For an answer that is not authenticated by itself: the directory steps after it are asked
+   * too, and an authenticated answer there with the same keys that the pin accepts is preferred
+   * (so `mode: require` is not refused for keys a directory holds signed). Their failures change nothing.
+   */
+  async #authenticatedTwin(pin: PinEntry | undefined, c: Candidate, later: (() => Promise<Candidate[]>)[]): Promise<Candidate | undefined> {
+    for (const step of later) {
+      let found: Candidate[];
+      try {
+        found = await step();
+      } catch (e) {
+        if (!isMailmeshError(e)) throw e;
+        continue;
+      }
+      for (const d of found) if (isAuthenticated(d.trust) && keysWithin(d.keys, c.keys) && (await this.#checkPin(pin, d)) === 'accept') return d;
+    }
+    return undefined;
   }
 
   #fromVerified(v: VerifiedRecord, source: SourceName, how: string, origin: string, ownPinOk: boolean, trust: KeyTrust): Candidate {

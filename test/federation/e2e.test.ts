@@ -71,9 +71,11 @@ t.test('both gateways join with their TXT pins and find each other with provenan
   const b = await alpha.discovery.discover('someone@beta.test');
   t.equal(b.keys.openpgp?.fingerprint, beta.record.keys.openpgp!.fingerprint, 'alpha gets beta\'s key');
   t.equal(b.keys.smime?.fingerprint, beta.record.keys.smime!.fingerprint);
-  t.equal(b.provenance.source, 'directory-dns', 'DNS of the directory first');
-  t.equal(b.provenance.trust, 'unauthenticated', 'plain DNS: the key is not authenticated');
-  t.match(b.provenance.verified, /match its TXT pin, matches the domain's _mailmesh pin/);
+  // The directory's DNS answers first, over plain DNS (unauthenticated); its signed record
+  // (HTTPS) carries the same keys, so that is the answer: authenticated.
+  t.equal(b.provenance.source, 'directory-https', 'the same keys, signed, from the directory');
+  t.equal(b.provenance.trust, 'signed-record');
+  t.match(b.provenance.verified, /signature by [0-9A-F]{40}, matches the domain's _mailmesh pin/);
   t.equal(b.cache, 'miss');
   t.equal((await alpha.discovery.discover('beta.test')).cache, 'hit');
 
@@ -98,14 +100,18 @@ t.test('both gateways join with their TXT pins and find each other with provenan
 });
 
 t.test('key trust: a pin keeps the trust of the answer it was taken from', async (t) => {
-  const withDns = { url: dirUrl, zone: ZONE, nameservers: [`127.0.0.1:${dnsPort}`] };
+  // The directory's DNS only (its HTTPS face unreachable): plain DNS.
+  const dnsOnly = { url: 'http://127.0.0.1:1', zone: ZONE, nameservers: [`127.0.0.1:${dnsPort}`] };
+  const fromDns = new MemoryPinStore();
+  const plain = await new Discovery({ sources, directories: [dnsOnly], pins: fromDns }).discover('beta.test');
+  t.equal(plain.provenance.source, 'directory-dns', 'the directory\'s DNS');
+  t.match(plain.provenance.verified, /match its TXT pin, matches the domain's _mailmesh pin/);
+  t.equal(plain.provenance.trust, 'unauthenticated', 'plain DNS: the keys are not authenticated');
   const fromRecord = new MemoryPinStore();
   t.equal((await new Discovery({ sources, directories: [{ url: dirUrl }], pins: fromRecord }).discover('beta.test')).provenance.trust, 'signed-record', 'pinned from a signed record');
-  const again = await new Discovery({ sources, directories: [withDns], pins: fromRecord }).discover('beta.test');
+  const again = await new Discovery({ sources, directories: [dnsOnly], pins: fromRecord }).discover('beta.test');
   t.equal(again.provenance.source, 'directory-dns');
   t.equal(again.provenance.trust, 'pinned', 'the same keys later over plain DNS: a pin of a signed record');
-  const fromDns = new MemoryPinStore();
-  t.equal((await new Discovery({ sources, directories: [withDns], pins: fromDns }).discover('beta.test')).provenance.trust, 'unauthenticated', 'the same answer without that pin');
 
   // Every source down: the pin stands in, with the trust it was taken with.
   const down = (pins: MemoryPinStore) => new Discovery({ sources: { ...sources, resolver: stubResolver(['127.0.0.1:1'], { timeoutMs: 300 }) }, directories: [{ url: 'http://127.0.0.1:1' }], pins });
