@@ -11,6 +11,7 @@ import { MemoryDiscoveryCache, type CacheEntry, type DiscoveryCache } from './ca
 import { AnswerLog, lookupRecords, stubResolver, type DnssecMode, type Resolver } from './dns.js';
 import { pinMatches, type Pin } from './pin.js';
 import type { PinEntry, PinStore, PinViolation } from './pins.js';
+import { dnsTrust, isAuthenticated, keysWithin, pinTrust, type DnsEvidence, type TrustedPin } from './trust.js';
 import { readPins, readWellKnown, type DomainSources } from './proof.js';
 import { getBytes, getJson } from './web.js';
 
@@ -32,24 +33,17 @@ export type SourceName = 'local' | 'imported' | 'domain-dns' | 'domain-https' | 
  */
 export type KeyTrust = 'local' | 'imported' | 'signed-record' | 'dnssec' | 'pinned' | 'unauthenticated';
 
-/** The trust levels that authenticate a key (`pinned` is only given for a pin of one of the others). */
-const AUTHENTICATED: ReadonlySet<KeyTrust | undefined> = new Set<KeyTrust>(['local', 'imported', 'signed-record', 'dnssec', 'pinned']);
-
-/** Is a discovered key authenticated (policy `mode: require` needs it)? Absent (unclassified) is not. */
-export function isAuthenticated(trust: KeyTrust | undefined): boolean {
-  return AUTHENTICATED.has(trust);
-}
-
-/** A pin as discovery writes it: also the trust of the answer it was taken from (older pins lack it: unauthenticated). */
-type TrustedPin = PinEntry & { trust?: KeyTrust };
-
 export interface Discovered {
   domain: Domain;
   keys: VerifiedKeys;
   gateways?: GatewayEndpoints;
   formats?: TunnelFormat[];
-  /** `trust`: what authenticates the keys (docs/federation.md "Key trust"); always set by Discovery. */
-  provenance: { source: SourceName; verified: string; origin?: string; at: string; trust?: KeyTrust };
+  /**
+   * `trust`: what authenticates the keys (docs/federation.md "Key trust"); always set by Discovery.
+   * `trustPending`: not authenticated, and a source that might have authenticated them failed
+   * (`mode: require` answers 451, try again, rather than 550).
+   */
+  provenance: { source: SourceName; verified: string; origin?: string; at: string; trust?: KeyTrust; trustPending?: boolean };
   /** hit: from the cache; stale: every source failed and an expired answer (or the pin) is served. */
   cache: 'miss' | 'hit' | 'stale';
   /** A key change that was refused for this answer; `keys` are the pinned ones. */
@@ -94,38 +88,6 @@ interface Candidate {
   ownPinOk: boolean;
   /** What authenticates these keys by themselves (before any pin). */
   trust: KeyTrust;
-}
-
-/** What vouches for keys read from DNS: validated TXT pins, validated OPENPGPKEY/SMIMEA answers. */
-interface DnsEvidence {
-  pins: Pin[];
-  pinsValidated: boolean;
-  openpgpValidated?: boolean;
-  smimeValidated?: boolean;
-}
-
-/**
- * dnssec when every key is vouched for by a DNSSEC-validated answer: its own OPENPGPKEY/SMIMEA
- * record, or a validated `_mailmesh` TXT pin that names its fingerprint; else unauthenticated.
- */
-function dnsTrust(keys: VerifiedKeys, e: DnsEvidence): KeyTrust {
-  const pgp = keys.openpgp?.fingerprint;
-  const smime = keys.smime?.fingerprint.toLowerCase();
-  const pgpOk = !pgp || e.openpgpValidated || (e.pinsValidated && e.pins.some((p) => p.pgp === pgp));
-  const smimeOk = !smime || e.smimeValidated || (e.pinsValidated && e.pins.some((p) => p.smime === smime));
-  return (pgp || smime) && pgpOk && smimeOk ? 'dnssec' : 'unauthenticated';
-}
-
-/** Every key offered is the held key of its kind (the pinned keys, or another answer's). */
-function keysWithin(held: VerifiedKeys, keys: VerifiedKeys): boolean {
-  const pgp = !keys.openpgp || keys.openpgp.fingerprint === held.openpgp?.fingerprint;
-  const smime = !keys.smime || keys.smime.fingerprint === held.smime?.fingerprint;
-  return !!(keys.openpgp || keys.smime) && pgp && smime;
-}
-
-/** A pin's keys are `pinned` (authenticated) when the answer they were pinned from was authenticated. */
-function pinTrust(pin: PinEntry): KeyTrust {
-  return isAuthenticated((pin as TrustedPin).trust) ? 'pinned' : 'unauthenticated';
 }
 
 const KEY_OWNER = (d: Domain) => domainKeyAddress(d);
@@ -175,10 +137,12 @@ export class Discovery {
     const consider = async (c: Candidate, later: (() => Promise<Candidate[]>)[]): Promise<Discovered | undefined> => {
       const decision = await this.#checkPin(pin, c);
       if (decision === 'accept') {
-        const best = isAuthenticated(c.trust) ? c : ((await this.#authenticatedTwin(pin, c, later)) ?? c);
+        const { twin, failed } = isAuthenticated(c.trust) ? { twin: c, failed: false } : await this.#authenticatedTwin(pin, c, later);
+        const best = twin ?? c;
         // A key that is not authenticated by itself is `pinned` when it is the pin of an authenticated one.
         const trust = isAuthenticated(best.trust) ? best.trust : pin && keysWithin(pin.keys, best.keys) ? pinTrust(pin) : 'unauthenticated';
-        const result: Discovered = { domain, keys: best.keys, gateways: best.gateways, formats: best.formats, provenance: { source: best.source, verified: best.how, origin: best.origin, at, trust }, cache: 'miss' };
+        const pending = trust === 'unauthenticated' && failed ? { trustPending: true } : {};
+        const result: Discovered = { domain, keys: best.keys, gateways: best.gateways, formats: best.formats, provenance: { source: best.source, verified: best.how, origin: best.origin, at, trust, ...pending }, cache: 'miss' };
         await this.#remember(domain, pin, best, trust);
         return result;
       }
@@ -226,7 +190,7 @@ export class Discovery {
       if (stale) return { ...stale, cache: 'stale' };
       // After a restart the cache is empty: the pin's keys stand in, within the same bound.
       const pinFresh = pin && Date.parse(pin.at) + (this.#o.cacheTtlMs ?? 300_000) + (this.#o.staleMaxMs ?? 86_400_000) > now.getTime();
-      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at, trust: pinTrust(pin) }, cache: 'stale' };
+      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at, trust: pinTrust(pin), ...(pinTrust(pin) === 'pinned' ? {} : { trustPending: true }) }, cache: 'stale' };
       throw new MailmeshError('LOOKUP_UNAVAILABLE', `${domain}: ${failures.join('; ')}`);
     }
     return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: failures.join('; ') || 'no source knows the domain', at, trust: 'unauthenticated' }, cache: 'miss' });
@@ -324,20 +288,23 @@ export class Discovery {
   /**
    * For an answer that is not authenticated by itself: the directory steps after it are asked
    * too, and an authenticated answer there with the same keys that the pin accepts is preferred
-   * (so `mode: require` is not refused for keys a directory holds signed). Their failures change nothing.
+   * (so `mode: require` is not refused for keys a directory holds signed). `failed`: one of them
+   * could not be asked.
    */
-  async #authenticatedTwin(pin: PinEntry | undefined, c: Candidate, later: (() => Promise<Candidate[]>)[]): Promise<Candidate | undefined> {
+  async #authenticatedTwin(pin: PinEntry | undefined, c: Candidate, later: (() => Promise<Candidate[]>)[]): Promise<{ twin?: Candidate; failed: boolean }> {
+    let failed = false;
     for (const step of later) {
       let found: Candidate[];
       try {
         found = await step();
       } catch (e) {
         if (!isMailmeshError(e)) throw e;
+        failed = true;
         continue;
       }
-      for (const d of found) if (isAuthenticated(d.trust) && keysWithin(d.keys, c.keys) && (await this.#checkPin(pin, d)) === 'accept') return d;
+      for (const d of found) if (isAuthenticated(d.trust) && keysWithin(d.keys, c.keys) && (await this.#checkPin(pin, d)) === 'accept') return { twin: d, failed };
     }
-    return undefined;
+    return { failed };
   }
 
   #fromVerified(v: VerifiedRecord, source: SourceName, how: string, origin: string, ownPinOk: boolean, trust: KeyTrust): Candidate {

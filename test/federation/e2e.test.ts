@@ -107,18 +107,20 @@ t.test('key trust: a pin keeps the trust of the answer it was taken from', async
   t.equal(plain.provenance.source, 'directory-dns', 'the directory\'s DNS');
   t.match(plain.provenance.verified, /match its TXT pin, matches the domain's _mailmesh pin/);
   t.equal(plain.provenance.trust, 'unauthenticated', 'plain DNS: the keys are not authenticated');
+  t.equal(plain.provenance.trustPending, true, 'and the directory\'s signed record could not be asked: pending');
   const fromRecord = new MemoryPinStore();
   t.equal((await new Discovery({ sources, directories: [{ url: dirUrl }], pins: fromRecord }).discover('beta.test')).provenance.trust, 'signed-record', 'pinned from a signed record');
   const again = await new Discovery({ sources, directories: [dnsOnly], pins: fromRecord }).discover('beta.test');
   t.equal(again.provenance.source, 'directory-dns');
   t.equal(again.provenance.trust, 'pinned', 'the same keys later over plain DNS: a pin of a signed record');
+  t.notOk(again.provenance.trustPending);
 
   // Every source down: the pin stands in, with the trust it was taken with.
   const down = (pins: MemoryPinStore) => new Discovery({ sources: { ...sources, resolver: stubResolver(['127.0.0.1:1'], { timeoutMs: 300 }) }, directories: [{ url: 'http://127.0.0.1:1' }], pins });
   const pinnedSigned = await down(fromRecord).discover('beta.test');
   t.same([pinnedSigned.provenance.source, pinnedSigned.provenance.trust], ['pinned', 'pinned'], 'a pin of a signed record');
   const pinnedDns = await down(fromDns).discover('beta.test');
-  t.same([pinnedDns.provenance.source, pinnedDns.provenance.trust], ['pinned', 'unauthenticated'], 'a pin of a plain DNS answer is no better than it');
+  t.same([pinnedDns.provenance.source, pinnedDns.provenance.trust, pinnedDns.provenance.trustPending], ['pinned', 'unauthenticated', true], 'a pin of a plain DNS answer is no better than it (pending: every source failed)');
   const old = new MemoryPinStore();
   const { trust: _, ...legacy } = (await fromRecord.get('beta.test')) as Awaited<ReturnType<MemoryPinStore['get']>> & { trust?: string };
   await old.put('beta.test', legacy);

@@ -37,14 +37,15 @@ t.test('mode require: an unauthenticated key is refused, an imported one is used
   await publishOpenPgpKey(zone, openPgpKeyOwner(domainKeyAddress(parseDomain('beta.test'))), beta);
   const own = await memoryDirectory();
   await own.addDomain('alpha.test');
-  const discovery = new Discovery({
-    sources: { resolver: stubResolver([`127.0.0.1:${zone.port}`], { timeoutMs: 2000 }), wellKnownBase: () => 'http://127.0.0.1:1', clock: () => new Date(), timeoutMs: 2000 },
-    directories: [],
-    pins: new MemoryPinStore(),
-    local: (d) => own.findRecord(d, { unpublished: true }),
-  });
-  const gateway = async (mode: 'auto' | 'require') => {
-    const mail = await MailPolicy.create({ directory: own, discovery, policy: { ...DEFAULT_POLICY, default: { ...DEFAULT_POLICY.default, mode } }, authservId: 'mx.alpha.test' });
+  const discovery = (directories: { url: string }[] = []) =>
+    new Discovery({
+      sources: { resolver: stubResolver([`127.0.0.1:${zone.port}`], { timeoutMs: 2000 }), wellKnownBase: () => 'http://127.0.0.1:1', clock: () => new Date(), timeoutMs: 2000 },
+      directories,
+      pins: new MemoryPinStore(),
+      local: (d) => own.findRecord(d, { unpublished: true }),
+    });
+  const gateway = async (mode: 'auto' | 'require', d = discovery()) => {
+    const mail = await MailPolicy.create({ directory: own, discovery: d, policy: { ...DEFAULT_POLICY, default: { ...DEFAULT_POLICY.default, mode } }, authservId: 'mx.alpha.test' });
     t.teardown(() => mail.close());
     return () => mail.recipientPolicy(parseDomain('beta.test'), 'outbound', 'a@alpha.test', 'b@beta.test');
   };
@@ -52,6 +53,9 @@ t.test('mode require: an unauthenticated key is refused, an imported one is used
 
   t.match(await auto(), { tag: 'encrypt:pgp-mime:beta.test' }, 'auto: the unauthenticated key is used (opportunistic)');
   t.match(await require(), { refuse: { code: 550, lines: [/no authenticated key for beta\.test \(key trust unauthenticated\)/] } }, 'require: refused like no key');
+  // A configured directory that is down might have held the key signed: try again later, no bounce.
+  const requireDirectoryDown = await gateway('require', discovery([{ url: 'http://127.0.0.1:1' }]));
+  t.match(await requireDirectoryDown(), { refuse: { code: 451, lines: [/^4\.4\.3 No authenticated key for beta\.test yet/] } }, 'require, a directory unreachable: 451');
 
   // The operator imports beta's key (checked against the domain): trust `imported`.
   await importThirdParty(own, 'beta.test', Buffer.from(beta.keys.openpgp!.armored), { trustAnchors: [], publish: false, origin: 'test' });
