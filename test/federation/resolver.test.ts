@@ -172,3 +172,16 @@ t.test('resolvers are IP addresses', async (t) => {
   for (const bad of ['localhost:53', 'dns.example:53', '[127.0.0.1]:53', '127.0.0.1:0', '127.0.0.1:99999']) t.throws(() => stubResolver([bad]), { code: 'CONFIG_INVALID' }, bad);
   t.doesNotThrow(() => stubResolver(['127.0.0.1', '[::1]:5353', '192.0.2.1:53']));
 });
+
+t.test('an IPv6 resolver: the reply is matched on its address too', async (t) => {
+  const sock = dgram.createSocket('udp6');
+  const bound = await new Promise<boolean>((resolve) => {
+    sock.once('error', () => resolve(false));
+    sock.bind(0, '::1', () => resolve(true));
+  });
+  if (!bound) return void t.skip('no ::1 on this host');
+  t.teardown(() => sock.close());
+  sock.on('message', (m, r) => void send(sock, reply(parseAsked(m, r), 'v=mm1; over ipv6'), r));
+  const [rr] = await lookupRecords(stubResolver([`[::1]:${sock.address().port}`], { timeoutMs: 2000 }), '_mailmesh.alpha.test', TYPE.TXT);
+  t.equal(txtText(rr!.rdata), 'v=mm1; over ipv6');
+});
