@@ -46,7 +46,7 @@ export async function openDirectory(c: Config, opts: { createKey: boolean }): Pr
 /** Where federation reads a domain's own statements: resolvers and web base from `federation` (docs/federation.md). */
 export function federationSources(c: Config, clock: () => Date = () => new Date()): DomainSources {
   const f = c.federation;
-  return { resolver: stubResolver(f.resolvers, { timeoutMs: f.dnsTimeoutMs }), wellKnownBase: baseFor(f.wellKnownBase), clock, timeoutMs: f.dnsTimeoutMs };
+  return { resolver: stubResolver(f.resolvers, { timeoutMs: f.dnsTimeoutMs, dnssec: f.dnssec }), wellKnownBase: baseFor(f.wellKnownBase), clock, timeoutMs: f.dnsTimeoutMs };
 }
 
 /** Pins: in `federation.pinsFile` when set, else in the store (shared by every node of a cluster). */
@@ -71,6 +71,7 @@ export function discoveryFor(c: Config, directory: Directory, logger?: Logger): 
     staleMaxMs: f.staleMaxSec * 1000,
     cache: directory.store.kind === 'redis' ? new StoreDiscoveryCache(directory.store) : undefined,
     logger,
+    dnssec: f.dnssec,
   });
 }
 

@@ -124,9 +124,11 @@ export const ConfigSchema = z.strictObject({
   /** Join, discovery, third-party keys, peering (docs/federation.md "Configuration"). */
   federation: z
     .strictObject({
-      /** DNS resolvers (host:port) for _mailmesh proofs and discovery. */
+      /** DNS resolvers (IP address, ip:port or [v6]:port) for _mailmesh proofs and discovery. */
       resolvers: z.array(z.string()).default(['127.0.0.1:53']),
       dnsTimeoutMs: z.number().int().min(100).max(30000).default(3000),
+      /** off | trust-ad-from-loopback: a resolver on 127.0.0.0/8 or ::1 that sets AD has validated the answer with DNSSEC. */
+      dnssec: z.enum(['off', 'trust-ad-from-loopback']).default('off'),
       /** Base URL of a member's web server for /.well-known/mailmesh/record and WKD; {domain} is replaced. */
       wellKnownBase: z.string().default('https://{domain}'),
       /** Accept POST /v1/domains (join) and DELETE (leave) on this directory's HTTP face. */

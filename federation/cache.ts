@@ -50,6 +50,7 @@ interface StoredEntry extends CacheEntry {
  * In the store's kv space (on Redis, shared by every node of a cluster): `disc:<domain>` holds
  * the entry as JSON for its life, tagged with the generation (`disc-gen`, absent until the first
  * clear()). clear() writes a new generation, so every older entry reads as absent and runs out.
+ * An entry without `provenance.trust` (an older version's) reads as absent too.
  */
 export class StoreDiscoveryCache implements DiscoveryCache {
   readonly #kv: Pick<Store, 'kvGet' | 'kvPut' | 'kvDelete'>;
@@ -61,7 +62,8 @@ export class StoreDiscoveryCache implements DiscoveryCache {
     const [gen, value] = await Promise.all([this.#kv.kvGet(GENERATION), this.#kv.kvGet(entryKey(domain))]);
     if (value === undefined) return undefined;
     const { gen: written, ...entry } = JSON.parse(value) as StoredEntry;
-    return written === (gen ?? '') ? entry : undefined;
+    // An answer written without its key trust (by an older version) is a miss: it is asked again and classified.
+    return written === (gen ?? '') && entry.result?.provenance?.trust ? entry : undefined;
   }
 
   async set(domain: Domain, entry: CacheEntry, lifeMs: number): Promise<void> {

@@ -57,6 +57,7 @@ export function lookupText(d: Discovered): CommandOutput {
     `smime       ${d.keys.smime?.fingerprint ?? '-'}`,
     `source      ${d.provenance.source}${d.provenance.origin ? ` (${d.provenance.origin})` : ''}`,
     `verified    ${d.provenance.verified}`,
+    `trust       ${d.provenance.trust ?? '-'}${d.provenance.trustPending ? ' (pending: a source that might authenticate it was unreachable)' : ''}`,
     `cache       ${d.cache}`,
   ];
   if (d.gateways?.smtp.length) lines.push(`gateways    ${d.gateways.smtp.join(', ')}`);

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { openPgpKeyOwner, smimeaOwner } from '../directory/dane.js';
+import { openPgpKeyOwner, PIN_LABEL, smimeaOwner } from '../directory/dane.js';
 import { domainKeyAddress, parseAddress, parseDomain, type Domain } from '../directory/domain.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import { importCertificates, importOpenPgp } from '../directory/keys.js';
@@ -8,9 +8,10 @@ import { revokedBy, verifySigned, type VerifiedKeys, type VerifiedRecord } from 
 import { TYPE } from '../directory/dns/wire.js';
 import { wkdHash } from '../directory/wkd.js';
 import { MemoryDiscoveryCache, type CacheEntry, type DiscoveryCache } from './cache.js';
-import { lookupRecords, stubResolver } from './dns.js';
+import { AnswerLog, lookupRecords, stubResolver, type DnssecMode, type Resolver } from './dns.js';
 import { pinMatches, type Pin } from './pin.js';
 import { keysToPin, smimeChange, type PinEntry, type PinStore, type PinViolation } from './pins.js';
+import { dnsTrust, isAuthenticated, keysWithin, pinTrust, type DnsEvidence, type TrustedPin } from './trust.js';
 import { readPins, readWellKnown, type DomainSources } from './proof.js';
 import { getBytes, getJson } from './web.js';
 
@@ -26,8 +27,9 @@ export type SourceName = 'local' | 'imported' | 'domain-dns' | 'domain-https' | 
 /**
  * What authenticates a discovered key against an attacker on the path (docs/federation.md):
  * local (our own), imported (an operator put it here), signed-record (a record signed by the
- * domain key and proven by the domain), dnssec (a DNSSEC-validated answer), pinned (the key
- * accepted before, kept), unauthenticated (plain DNS or HTTPS lookups only).
+ * domain key, from a configured directory that checked the domain's proof), dnssec (every key
+ * in a DNSSEC-validated answer or named by a validated pin), pinned (a pin taken from one of
+ * those), unauthenticated (plain DNS or HTTPS lookups only; pins of such answers).
  */
 export type KeyTrust = 'local' | 'imported' | 'signed-record' | 'dnssec' | 'pinned' | 'unauthenticated';
 
@@ -36,8 +38,12 @@ export interface Discovered {
   keys: VerifiedKeys;
   gateways?: GatewayEndpoints;
   formats?: TunnelFormat[];
-  /** `trust` is filled in by discovery (federation/dns.ts, discovery.ts); absent means not yet classified. */
-  provenance: { source: SourceName; verified: string; origin?: string; at: string; trust?: KeyTrust };
+  /**
+   * `trust`: what authenticates the keys (docs/federation.md "Key trust"); always set by Discovery.
+   * `trustPending`: not authenticated, and a source that might have authenticated them failed
+   * (`mode: require` answers 451, try again, rather than 550).
+   */
+  provenance: { source: SourceName; verified: string; origin?: string; at: string; trust?: KeyTrust; trustPending?: boolean };
   /** hit: from the cache; stale: every source failed and an expired answer (or the pin) is served. */
   cache: 'miss' | 'hit' | 'stale';
   /** A key change that was refused for this answer; `keys` are the pinned ones. */
@@ -66,6 +72,8 @@ export interface DiscoveryOptions {
   /** Where answers are cached (default: in memory, per process); its failures count as misses. */
   cache?: DiscoveryCache;
   logger?: Pick<Logger, 'warn' | 'info'>;
+  /** For the resolvers made here (a directory's `nameservers`): whose AD bit counts (default off). */
+  dnssec?: DnssecMode;
 }
 
 interface Candidate {
@@ -78,6 +86,8 @@ interface Candidate {
   origin?: string;
   /** false: the domain's own `_mailmesh` TXT pins other keys. */
   ownPinOk: boolean;
+  /** What authenticates these keys by themselves (before any pin). */
+  trust: KeyTrust;
 }
 
 const KEY_OWNER = (d: Domain) => domainKeyAddress(d);
@@ -112,7 +122,7 @@ export class Discovery {
     const local = await this.#o.local?.(domain);
     if (local && (local.provenance.source === 'local' || local.provenance.source === 'imported') && local.status !== 'deleted') {
       const source = local.provenance.source;
-      return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at }, cache: 'miss' };
+      return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at, trust: source }, cache: 'miss' };
     }
 
     const cached = await this.#cached(domain);
@@ -124,11 +134,16 @@ export class Discovery {
     let violation: PinViolation | undefined;
     const revoked = new Set<string>();
 
-    const consider = async (c: Candidate): Promise<Discovered | undefined> => {
+    const consider = async (c: Candidate, later: (() => Promise<Candidate[]>)[]): Promise<Discovered | undefined> => {
       const decision = await this.#checkPin(pin, c);
       if (decision === 'accept') {
-        const result: Discovered = { domain, keys: c.keys, gateways: c.gateways, formats: c.formats, provenance: { source: c.source, verified: c.how, origin: c.origin, at }, cache: 'miss' };
-        await this.#remember(domain, pin, c);
+        const { twin, failed } = isAuthenticated(c.trust) ? { twin: c, failed: false } : await this.#authenticatedTwin(pin, c, later);
+        const best = twin ?? c;
+        // A key that is not authenticated by itself is `pinned` when it is the pin of an authenticated one.
+        const trust = isAuthenticated(best.trust) ? best.trust : pin && keysWithin(pin.keys, best.keys) ? pinTrust(pin) : 'unauthenticated';
+        const pending = trust === 'unauthenticated' && failed ? { trustPending: true } : {};
+        const result: Discovered = { domain, keys: best.keys, gateways: best.gateways, formats: best.formats, provenance: { source: best.source, verified: best.how, origin: best.origin, at, trust, ...pending }, cache: 'miss' };
+        await this.#remember(domain, pin, best, trust);
         return result;
       }
       if (decision === 'violation' && pin) violation ??= this.#violation(domain, pin, c);
@@ -137,7 +152,7 @@ export class Discovery {
 
     // "none" needs an answer from a directory, or, with none configured, from every source of
     // the domain itself: a source that is down must never turn into "no key" (a downgrade).
-    const steps = this.#steps(domain, pin);
+    const steps = this.#steps(domain, pin, new AnswerLog());
     for (const [i, step] of steps.entries()) {
       let candidates: Candidate[];
       try {
@@ -153,7 +168,7 @@ export class Discovery {
         continue;
       }
       for (const c of candidates) {
-        const r = await consider(c);
+        const r = await consider(c, steps.slice(Math.max(i + 1, OWN_STEPS)));
         if (r) return this.#store(r, violation);
       }
     }
@@ -162,23 +177,23 @@ export class Discovery {
     if (pin?.keys.openpgp && revoked.has(pin.keys.openpgp.fingerprint)) {
       await this.#o.pins.delete(domain);
       this.#o.logger?.warn({ domain, fingerprint: pin.keys.openpgp.fingerprint }, 'pinned key revoked: dropped');
-      return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `key ${pin.keys.openpgp.fingerprint} revoked`, at }, cache: 'miss' });
+      return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `key ${pin.keys.openpgp.fingerprint} revoked`, at, trust: 'unauthenticated' }, cache: 'miss' });
     }
     if (violation && pin) {
       // Held: the old key stays in use, the violation is reported and kept for doctor (the last 20).
       this.#o.logger?.warn({ ...violation }, 'pin violation: key change refused');
       await this.#o.pins.put(domain, { ...pin, violations: [...pin.violations, violation].slice(-20) });
-      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at }, cache: 'miss', violation }, violation);
+      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', violation }, violation);
     }
     if (!definite) {
       const stale = cached && cached.staleUntil > now.getTime() ? cached.result : undefined;
       if (stale) return { ...stale, cache: 'stale' };
       // After a restart the cache is empty: the pin's keys stand in, within the same bound.
       const pinFresh = pin && Date.parse(pin.at) + (this.#o.cacheTtlMs ?? 300_000) + (this.#o.staleMaxMs ?? 86_400_000) > now.getTime();
-      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at }, cache: 'stale' };
+      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at, trust: pinTrust(pin), ...(pinTrust(pin) === 'pinned' ? {} : { trustPending: true }) }, cache: 'stale' };
       throw new MailmeshError('LOOKUP_UNAVAILABLE', `${domain}: ${failures.join('; ')}`);
     }
-    return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: failures.join('; ') || 'no source knows the domain', at }, cache: 'miss' });
+    return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: failures.join('; ') || 'no source knows the domain', at, trust: 'unauthenticated' }, cache: 'miss' });
   }
 
   /** A cache that cannot be read is a miss: discovery goes on to the sources. */
@@ -207,9 +222,11 @@ export class Discovery {
   }
 
   /** The lookups in DESIGN.md order; each returns candidates (possibly none) or throws when its source fails. */
-  #steps(domain: Domain, pin: PinEntry | undefined): (() => Promise<Candidate[]>)[] {
-    const s = this.#o.sources;
+  #steps(domain: Domain, pin: PinEntry | undefined, log: AnswerLog): (() => Promise<Candidate[]>)[] {
+    const s = { ...this.#o.sources, resolver: log.wrap(this.#o.sources.resolver) };
     let ownPins: Pin[] = [];
+    const pinsOwner = `${PIN_LABEL}.${domain}`;
+    const ownEvidence = (o: Partial<DnsEvidence> = {}): DnsEvidence => ({ pins: ownPins, pinsValidated: log.authenticated(pinsOwner, TYPE.TXT), ...o });
     const matchesOwn = (k: VerifiedKeys) => ownPins.length === 0 || ownPins.some((p) => pinMatches(p, k));
     const own = (k: VerifiedKeys) => (ownPins.length ? (matchesOwn(k) ? ', matches the domain\'s _mailmesh pin' : ', NOT the key the domain\'s _mailmesh pins') : '');
     const steps: (() => Promise<Candidate[]>)[] = [
@@ -217,14 +234,17 @@ export class Discovery {
         ownPins = (await readPins(s, domain)).pins;
         if (ownPins.length === 0) return [];
         const out: Candidate[] = [];
-        const keys = await this.#dnsKeys(`${openPgpKeyOwner(KEY_OWNER(domain))}`, `${smimeaOwner(KEY_OWNER(domain))}`, domain);
-        if (keys.openpgp || keys.smime) out.push({ keys, source: 'domain-dns', how: `OPENPGPKEY/SMIMEA of the domain${own(keys)}`, ownPinOk: matchesOwn(keys) });
+        const [pgpOwner, smimeOwner] = [openPgpKeyOwner(KEY_OWNER(domain)), smimeaOwner(KEY_OWNER(domain))];
+        const keys = await this.#dnsKeys(pgpOwner, smimeOwner, domain, s.resolver);
+        const trust = dnsTrust(keys, ownEvidence({ openpgpValidated: log.authenticated(pgpOwner, TYPE.OPENPGPKEY), smimeValidated: log.authenticated(smimeOwner, TYPE.SMIMEA) }));
+        if (keys.openpgp || keys.smime) out.push({ keys, source: 'domain-dns', how: `OPENPGPKEY/SMIMEA of the domain${own(keys)}`, ownPinOk: matchesOwn(keys), trust });
         return out;
       },
       async () => {
         if (ownPins.length === 0) return [];
         const v = await readWellKnown(s, domain);
-        return v ? [this.#fromVerified(v, 'domain-https', `signed well-known record${own(v.keys)}`, s.wellKnownBase(domain), matchesOwn(v.keys))] : [];
+        // Served by the domain over HTTPS and self-signed: authenticated only by a validated pin naming its keys.
+        return v ? [this.#fromVerified(v, 'domain-https', `signed well-known record${own(v.keys)}`, s.wellKnownBase(domain), matchesOwn(v.keys), dnsTrust(v.keys, ownEvidence()))] : [];
       },
       async () => {
         if (ownPins.length === 0) return [];
@@ -232,7 +252,7 @@ export class Discovery {
         const bytes = await getBytes(url, { fetch: s.fetch, timeoutMs: s.timeoutMs });
         if (!bytes) return [];
         const openpgp = await importOpenPgp(bytes, domain, this.#now);
-        return [{ keys: { openpgp }, source: 'domain-wkd', how: `WKD key${own({ openpgp })}`, origin: url, ownPinOk: matchesOwn({ openpgp }) }];
+        return [{ keys: { openpgp }, source: 'domain-wkd', how: `WKD key${own({ openpgp })}`, origin: url, ownPinOk: matchesOwn({ openpgp }), trust: dnsTrust({ openpgp }, ownEvidence()) }];
       },
     ];
     for (const dir of this.#o.directories) {
@@ -240,12 +260,14 @@ export class Discovery {
       if (dir.zone) {
         steps.push(async () => {
           const owner = `${domain}.${dir.zone}`;
-          const ds = dir.nameservers?.length ? { ...s, resolver: stubResolver(dir.nameservers, { timeoutMs: s.timeoutMs }) } : s;
+          const ds = dir.nameservers?.length ? { ...s, resolver: log.wrap(this.#directoryResolver(dir.nameservers)) } : s;
           const dirPins = (await readPins(ds, domain, owner)).pins;
           if (dirPins.length === 0) return [];
           const keys = await this.#dnsKeys(owner, owner, domain, ds.resolver);
           if (!(keys.openpgp || keys.smime) || !dirPins.some((p) => pinMatches(p, keys))) return [];
-          return [{ keys, source: 'directory-dns', how: `OPENPGPKEY/SMIMEA in ${dir.zone} match its TXT pin${own(keys)}`, origin: owner, ownPinOk: matchesOwn(keys) }];
+          const validated = (type: number) => log.authenticated(owner, type);
+          const trust = dnsTrust(keys, { pins: dirPins, pinsValidated: validated(TYPE.TXT), openpgpValidated: validated(TYPE.OPENPGPKEY), smimeValidated: validated(TYPE.SMIMEA) });
+          return [{ keys, source: 'directory-dns', how: `OPENPGPKEY/SMIMEA in ${dir.zone} match its TXT pin${own(keys)}`, origin: owner, ownPinOk: matchesOwn(keys), trust }];
         });
       }
       steps.push(async () => {
@@ -256,18 +278,46 @@ export class Discovery {
         const v = await verifySigned(body.signed, this.#now, alsoTry);
         if (v.domain !== domain) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `${base} answered for ${v.domain}`);
         const status = body.status === 'stale' ? ' (the directory marks it stale)' : '';
-        return [this.#fromVerified(v, 'directory-https', `signature by ${v.keys.openpgp.fingerprint}${own(v.keys)}${status}`, base, matchesOwn(v.keys))];
+        // Signed by the domain key, from a directory the operator configured (over HTTPS), which checked the proof of control.
+        return [this.#fromVerified(v, 'directory-https', `signature by ${v.keys.openpgp.fingerprint}${own(v.keys)}${status}`, base, matchesOwn(v.keys), 'signed-record')];
       });
     }
     return steps;
   }
 
-  #fromVerified(v: VerifiedRecord, source: SourceName, how: string, origin: string, ownPinOk: boolean): Candidate {
-    return { keys: v.keys, verified: v, gateways: v.payload.gateways, formats: v.payload.formats, source, how, origin, ownPinOk };
+  /**
+   * For an answer that is not authenticated by itself: the directory steps after it are asked
+   * too, and an authenticated answer there with the same keys that the pin accepts is preferred
+   * (so `mode: require` is not refused for keys a directory holds signed). `failed`: one of them
+   * could not be asked.
+   */
+  async #authenticatedTwin(pin: PinEntry | undefined, c: Candidate, later: (() => Promise<Candidate[]>)[]): Promise<{ twin?: Candidate; failed: boolean }> {
+    let failed = false;
+    for (const step of later) {
+      let found: Candidate[];
+      try {
+        found = await step();
+      } catch (e) {
+        if (!isMailmeshError(e)) throw e;
+        failed = true;
+        continue;
+      }
+      for (const d of found) if (isAuthenticated(d.trust) && keysWithin(d.keys, c.keys) && (await this.#checkPin(pin, d)) === 'accept') return { twin: d, failed };
+    }
+    return { failed };
+  }
+
+  #fromVerified(v: VerifiedRecord, source: SourceName, how: string, origin: string, ownPinOk: boolean, trust: KeyTrust): Candidate {
+    return { keys: v.keys, verified: v, gateways: v.payload.gateways, formats: v.payload.formats, source, how, origin, ownPinOk, trust };
+  }
+
+  /** A directory's own name servers: usually authoritative (no AD); the same DNSSEC rule as the resolvers. */
+  #directoryResolver(nameservers: string[]): Resolver {
+    return stubResolver(nameservers, { timeoutMs: this.#o.sources.timeoutMs, dnssec: this.#o.dnssec });
   }
 
   /** RFC 7929 §2.1 OPENPGPKEY and RFC 8162 §2 SMIMEA (usage 3, selector 0, matching 0: the full certificate) at two owner names. */
-  async #dnsKeys(pgpOwner: string, smimeOwner: string, domain: Domain, r = this.#o.sources.resolver): Promise<VerifiedKeys> {
+  async #dnsKeys(pgpOwner: string, smimeOwner: string, domain: Domain, r: Resolver): Promise<VerifiedKeys> {
     const [pgp, smime] = await Promise.all([lookupRecords(r, pgpOwner, TYPE.OPENPGPKEY), lookupRecords(r, smimeOwner, TYPE.SMIMEA)]);
     const keys: VerifiedKeys = {};
     if (pgp[0]) keys.openpgp = await importOpenPgp(pgp[0].rdata, domain, this.#now);
@@ -307,15 +357,17 @@ export class Discovery {
     return { domain, ...change, source: `${c.source}${c.origin ? ` ${c.origin}` : ''}`, at: this.#now.toISOString() };
   }
 
-  async #remember(domain: Domain, pin: PinEntry | undefined, c: Candidate): Promise<void> {
+  async #remember(domain: Domain, pin: PinEntry | undefined, c: Candidate, trust: KeyTrust): Promise<void> {
     const nextKey = c.verified?.next?.openpgp;
     const nextSmime = c.verified ? c.verified.next?.smime?.fingerprint : pin?.nextSmime;
-    const entry: PinEntry = {
+    const entry: TrustedPin = {
       keys: keysToPin(pin, c.keys),
       ...(nextKey ? { next: nextKey.fingerprint, nextArmored: nextKey.armored } : c.keys.openpgp?.fingerprint === pin?.keys.openpgp?.fingerprint && pin?.next ? { next: pin.next, nextArmored: pin.nextArmored } : {}),
       ...(nextSmime ? { nextSmime } : {}),
       at: this.#now.toISOString(),
       violations: pin?.violations ?? [],
+      // The trust it was taken with; a key seen again unauthenticated keeps the pin's.
+      trust: trust === 'pinned' ? (pin as TrustedPin).trust : trust,
     };
     await this.#o.pins.put(domain, entry);
   }

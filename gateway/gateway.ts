@@ -5,6 +5,7 @@ import { followFromStart } from '../directory/follow.js';
 import type { Metrics } from '../directory/metrics.js';
 import type { DomainRecord, TunnelFormat } from '../directory/record.js';
 import type { Discovered } from '../federation/discovery.js';
+import { isAuthenticated } from '../federation/trust.js';
 import { authorDomain } from './header.js';
 import { aligned, chooseFormat, policyFor, triggered, type PolicySettings } from './policy.js';
 import type { Reply } from './smtp/client.js';
@@ -117,9 +118,13 @@ export class MailPolicy {
     } catch {
       sender = undefined;
     }
-    const format = chooseFormat(pol.format, peer.formats, peer.keys);
+    // `require` takes only authenticated keys (docs/federation.md "Key trust"); any other is as good as none,
+    // unless a source that might have authenticated it was down: then the upstream tries again.
+    const usable = pol.mode !== 'require' || isAuthenticated(peer.provenance.trust);
+    if (!usable && peer.provenance.trustPending) return { kind: 'refuse', reply: r(451, `4.4.3 No authenticated key for ${domain} yet (a source is unreachable), try again later`) };
+    const format = usable ? chooseFormat(pol.format, peer.formats, peer.keys) : undefined;
     if (format && sender) return { kind: 'encrypt', format, sender, domain, peer };
-    const why = format ? `the sender domain has no domain key here` : `no key found for ${domain}`;
+    const why = !usable ? `no authenticated key for ${domain} (key trust ${peer.provenance.trust ?? 'unknown'})` : format ? `the sender domain has no domain key here` : `no key found for ${domain}`;
     if (pol.mode === 'require' || pol.fallback === 'reject') {
       return { kind: 'refuse', reply: r(550, `5.7.1 Encryption to ${domain} is required and not possible: ${why}`) };
     }

@@ -129,3 +129,19 @@ export async function freePort(): Promise<number> {
     }
   }
 }
+
+/** The `server`, `database` and `log` sections of a knotd configuration for a test: one worker each, on 127.0.0.1@port, state under `dir` (run/, db/). */
+export function knotServerConf(dir: string, port: number): string {
+  return `server:
+    rundir: "${dir}/run"
+    listen: 127.0.0.1@${port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "${dir}/db"
+log:
+  - target: stderr
+    any: info
+`;
+}

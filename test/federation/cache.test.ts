@@ -31,7 +31,7 @@ const full: Discovered = {
   keys: beta.keys,
   gateways: beta.gateways,
   formats: beta.formats,
-  provenance: { source: 'directory-https', verified: 'signature by …', origin: 'https://dir.example', at: '2026-11-28T00:00:00.000Z' },
+  provenance: { source: 'directory-https', verified: 'signature by …', origin: 'https://dir.example', at: '2026-11-28T00:00:00.000Z', trust: 'signed-record' },
   cache: 'miss',
   violation: { domain: 'beta.test', pinned: 'A'.repeat(40), offered: 'B'.repeat(40), source: 'directory-dns', at: '2026-11-28T00:00:01.000Z' },
 };
@@ -79,6 +79,11 @@ for (const [kind, open] of kinds) {
     t.strictSame(await two.get(gamma), entry, 'entries written after forget() count');
     await one.clear();
     t.equal(await two.get(gamma), undefined, 'and a second forget() drops them too');
+
+    // An older version wrote its answers without the key trust: they are asked again, never served unclassified.
+    const { trust: _, ...unclassified } = full.provenance;
+    await one.set(full.domain, { ...entry, result: { ...full, provenance: unclassified } }, 60_000);
+    t.equal(await two.get(full.domain), undefined, 'an entry without provenance.trust is a miss');
   });
 
   t.test(`${kind}: Discovery judges expiry and staleness by its own clock`, async (t) => {

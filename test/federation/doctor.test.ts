@@ -77,5 +77,7 @@ t.test('the CLI: join prints the TXT record to publish; doctor exits 0 / 1; look
   const look = await mm(['lookup', 'someone@healthy.test']);
   t.equal(look.code, 0, look.stderr);
   t.match(look.stdout.toString(), new RegExp(`openpgp +${healthy.keys.openpgp!.fingerprint}`));
-  t.match(look.stdout.toString(), /source +directory-dns/);
+  // The directory's DNS answers first (plain DNS); its signed record with the same keys authenticates them.
+  t.match(look.stdout.toString(), /source +directory-https/);
+  t.match(look.stdout.toString(), /trust +signed-record/);
 });

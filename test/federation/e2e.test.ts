@@ -63,26 +63,60 @@ t.test('both gateways join with their TXT pins and find each other with provenan
   const b = await alpha.discovery.discover('someone@beta.test');
   t.equal(b.keys.openpgp?.fingerprint, beta.record.keys.openpgp!.fingerprint, 'alpha gets beta\'s key');
   t.equal(b.keys.smime?.fingerprint, beta.record.keys.smime!.fingerprint);
-  t.equal(b.provenance.source, 'directory-dns', 'DNS of the directory first');
-  t.match(b.provenance.verified, /match its TXT pin, matches the domain's _mailmesh pin/);
+  // The directory's DNS answers first, over plain DNS (unauthenticated); its signed record
+  // (HTTPS) carries the same keys, so that is the answer: authenticated.
+  t.equal(b.provenance.source, 'directory-https', 'the same keys, signed, from the directory');
+  t.equal(b.provenance.trust, 'signed-record');
+  t.match(b.provenance.verified, /signature by [0-9A-F]{40}, matches the domain's _mailmesh pin/);
   t.equal(b.cache, 'miss');
   t.equal((await alpha.discovery.discover('beta.test')).cache, 'hit');
 
   const a = await beta.discovery.discover('alpha.test');
   t.equal(a.keys.openpgp?.fingerprint, alpha.record.keys.openpgp!.fingerprint, 'beta gets alpha\'s key');
   t.equal((await alpha.discovery.discover('alpha.test')).provenance.source, 'local', 'own domain is local');
+  t.equal((await alpha.discovery.discover('alpha.test')).provenance.trust, 'local');
   t.equal((await alpha.pins.get('beta.test'))?.keys.openpgp?.fingerprint, beta.record.keys.openpgp!.fingerprint, 'pinned on first use');
 
   // Without DNS for the directory, the signed record over HTTPS is the source, and it is verified.
   const httpsOnly = new Discovery({ sources, directories: [{ url: dirUrl }], pins: new MemoryPinStore() });
   const viaHttps = await httpsOnly.discover('beta.test');
   t.equal(viaHttps.provenance.source, 'directory-https');
+  t.equal(viaHttps.provenance.trust, 'signed-record', 'a signed record from a configured directory');
   t.match(viaHttps.provenance.verified, `signature by ${beta.record.keys.openpgp!.fingerprint}`);
   t.same(viaHttps.gateways, { smtp: ['mx.beta.test:25'] });
 
   const none = await httpsOnly.discover('nowhere.test');
   t.equal(none.provenance.source, 'none');
+  t.equal(none.provenance.trust, 'unauthenticated');
   t.same(none.keys, {});
+});
+
+t.test('key trust: a pin keeps the trust of the answer it was taken from', async (t) => {
+  // The directory's DNS only (its HTTPS face unreachable): plain DNS.
+  const dnsOnly = { url: 'http://127.0.0.1:1', zone: ZONE, nameservers: [`127.0.0.1:${dnsPort}`] };
+  const fromDns = new MemoryPinStore();
+  const plain = await new Discovery({ sources, directories: [dnsOnly], pins: fromDns }).discover('beta.test');
+  t.equal(plain.provenance.source, 'directory-dns', 'the directory\'s DNS');
+  t.match(plain.provenance.verified, /match its TXT pin, matches the domain's _mailmesh pin/);
+  t.equal(plain.provenance.trust, 'unauthenticated', 'plain DNS: the keys are not authenticated');
+  t.equal(plain.provenance.trustPending, true, 'and the directory\'s signed record could not be asked: pending');
+  const fromRecord = new MemoryPinStore();
+  t.equal((await new Discovery({ sources, directories: [{ url: dirUrl }], pins: fromRecord }).discover('beta.test')).provenance.trust, 'signed-record', 'pinned from a signed record');
+  const again = await new Discovery({ sources, directories: [dnsOnly], pins: fromRecord }).discover('beta.test');
+  t.equal(again.provenance.source, 'directory-dns');
+  t.equal(again.provenance.trust, 'pinned', 'the same keys later over plain DNS: a pin of a signed record');
+  t.notOk(again.provenance.trustPending);
+
+  // Every source down: the pin stands in, with the trust it was taken with.
+  const down = (pins: MemoryPinStore) => new Discovery({ sources: { ...sources, resolver: stubResolver(['127.0.0.1:1'], { timeoutMs: 300 }) }, directories: [{ url: 'http://127.0.0.1:1' }], pins });
+  const pinnedSigned = await down(fromRecord).discover('beta.test');
+  t.same([pinnedSigned.provenance.source, pinnedSigned.provenance.trust], ['pinned', 'pinned'], 'a pin of a signed record');
+  const pinnedDns = await down(fromDns).discover('beta.test');
+  t.same([pinnedDns.provenance.source, pinnedDns.provenance.trust, pinnedDns.provenance.trustPending], ['pinned', 'unauthenticated', true], 'a pin of a plain DNS answer is no better than it (pending: every source failed)');
+  const old = new MemoryPinStore();
+  const { trust: _, ...legacy } = (await fromRecord.get('beta.test')) as Awaited<ReturnType<MemoryPinStore['get']>> & { trust?: string };
+  await old.put('beta.test', legacy);
+  t.equal((await down(old).discover('beta.test')).provenance.trust, 'unauthenticated', 'a pin written before key trust existed: unauthenticated');
 });
 
 t.test('refused joins say why with a stable code', async (t) => {
