@@ -36,6 +36,8 @@ export interface Discovered {
   keys: VerifiedKeys;
   gateways?: GatewayEndpoints;
   formats?: TunnelFormat[];
+  /** From the signed record (directory/record.ts SMIME_AEAD); absent: none announced. */
+  capabilities?: string[];
   /** `trust` is filled in by discovery (federation/dns.ts, discovery.ts); absent means not yet classified. */
   provenance: { source: SourceName; verified: string; origin?: string; at: string; trust?: KeyTrust };
   /** hit: from the cache; stale: every source failed and an expired answer (or the pin) is served. */
@@ -73,6 +75,7 @@ interface Candidate {
   verified?: VerifiedRecord;
   gateways?: GatewayEndpoints;
   formats?: TunnelFormat[];
+  capabilities?: string[];
   source: SourceName;
   how: string;
   origin?: string;
@@ -112,7 +115,7 @@ export class Discovery {
     const local = await this.#o.local?.(domain);
     if (local && (local.provenance.source === 'local' || local.provenance.source === 'imported') && local.status !== 'deleted') {
       const source = local.provenance.source;
-      return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at }, cache: 'miss' };
+      return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, capabilities: local.capabilities, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at }, cache: 'miss' };
     }
 
     const cached = await this.#cached(domain);
@@ -127,7 +130,7 @@ export class Discovery {
     const consider = async (c: Candidate): Promise<Discovered | undefined> => {
       const decision = await this.#checkPin(pin, c);
       if (decision === 'accept') {
-        const result: Discovered = { domain, keys: c.keys, gateways: c.gateways, formats: c.formats, provenance: { source: c.source, verified: c.how, origin: c.origin, at }, cache: 'miss' };
+        const result: Discovered = { domain, keys: c.keys, gateways: c.gateways, formats: c.formats, capabilities: c.capabilities, provenance: { source: c.source, verified: c.how, origin: c.origin, at }, cache: 'miss' };
         await this.#remember(domain, pin, c);
         return result;
       }
@@ -263,7 +266,7 @@ export class Discovery {
   }
 
   #fromVerified(v: VerifiedRecord, source: SourceName, how: string, origin: string, ownPinOk: boolean): Candidate {
-    return { keys: v.keys, verified: v, gateways: v.payload.gateways, formats: v.payload.formats, source, how, origin, ownPinOk };
+    return { keys: v.keys, verified: v, gateways: v.payload.gateways, formats: v.payload.formats, capabilities: v.payload.capabilities, source, how, origin, ownPinOk };
   }
 
   /** RFC 7929 §2.1 OPENPGPKEY and RFC 8162 §2 SMIMEA (usage 3, selector 0, matching 0: the full certificate) at two owner names. */

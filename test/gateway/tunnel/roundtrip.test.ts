@@ -9,7 +9,7 @@ import {
   TUNNEL_HEADER,
 } from '../../../gateway/tunnel/tunnel.js';
 import * as openpgp from 'openpgp';
-import { sealEnvelope } from '../../../gateway/tunnel/cms/envelope.js';
+import { sealEnvelope } from '../../../gateway/tunnel/cms/seal.js';
 import { signContent } from '../../../gateway/tunnel/cms/signed.js';
 import { encodeBase64Lines, fieldValue, parseEntity, toCrlf } from '../../../gateway/tunnel/mime.js';
 import { rejectsCode } from '../../helpers.js';
