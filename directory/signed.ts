@@ -174,8 +174,9 @@ export function checkRecordPayload(value: unknown): RecordPayload {
   if (g.https !== undefined) str(g.https, 'gateways.https');
   if (!Array.isArray(p.formats) || !p.formats.every((f) => f === 'pgp-mime' || f === 'smime')) malformed('formats must be pgp-mime and/or smime');
   const caps = p.capabilities;
-  if (caps !== undefined && (!Array.isArray(caps) || caps.length > 32 || !caps.every((c) => typeof c === 'string' && c.length <= 64))) {
-    malformed('capabilities must be a list of at most 32 short strings');
+  // Names as the `_mailmesh` TXT carries them (directory/dane.ts pinText): letters, digits, hyphens.
+  if (caps !== undefined && (!Array.isArray(caps) || caps.length > 32 || !caps.every((c) => typeof c === 'string' && /^[a-z0-9-]{1,64}$/i.test(c)))) {
+    malformed('capabilities must be a list of at most 32 names (letters, digits, hyphens)');
   }
   const val = p.validity as Record<string, unknown> | undefined;
   if (!val || typeof val !== 'object') malformed('validity must be an object');

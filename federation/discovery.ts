@@ -84,6 +84,8 @@ interface Candidate {
 }
 
 const KEY_OWNER = (d: Domain) => domainKeyAddress(d);
+/** Keys from DNS carry the capabilities of the `_mailmesh` TXT pin that names them (federation/pin.ts). */
+const capsOf = (pins: Pin[], keys: VerifiedKeys) => pins.find((p) => pinMatches(p, keys))?.caps;
 /** The first steps ask the domain itself (DNS, well-known record, WKD); the rest ask directories. */
 const OWN_STEPS = 3;
 
@@ -221,7 +223,7 @@ export class Discovery {
         if (ownPins.length === 0) return [];
         const out: Candidate[] = [];
         const keys = await this.#dnsKeys(`${openPgpKeyOwner(KEY_OWNER(domain))}`, `${smimeaOwner(KEY_OWNER(domain))}`, domain);
-        if (keys.openpgp || keys.smime) out.push({ keys, source: 'domain-dns', how: `OPENPGPKEY/SMIMEA of the domain${own(keys)}`, ownPinOk: matchesOwn(keys) });
+        if (keys.openpgp || keys.smime) out.push({ keys, source: 'domain-dns', how: `OPENPGPKEY/SMIMEA of the domain${own(keys)}`, ownPinOk: matchesOwn(keys), capabilities: capsOf(ownPins, keys) });
         return out;
       },
       async () => {
@@ -248,7 +250,7 @@ export class Discovery {
           if (dirPins.length === 0) return [];
           const keys = await this.#dnsKeys(owner, owner, domain, ds.resolver);
           if (!(keys.openpgp || keys.smime) || !dirPins.some((p) => pinMatches(p, keys))) return [];
-          return [{ keys, source: 'directory-dns', how: `OPENPGPKEY/SMIMEA in ${dir.zone} match its TXT pin${own(keys)}`, origin: owner, ownPinOk: matchesOwn(keys) }];
+          return [{ keys, source: 'directory-dns', how: `OPENPGPKEY/SMIMEA in ${dir.zone} match its TXT pin${own(keys)}`, origin: owner, ownPinOk: matchesOwn(keys), capabilities: capsOf(dirPins, keys) }];
         });
       }
       steps.push(async () => {

@@ -56,7 +56,7 @@ t.test('resign gives an older local record the capabilities of this version', as
 t.test('discovery passes the announcement on: GCM to beta (new record), CBC to gamma (older record)', async (t) => {
   const zone = await startZone(t);
   // Each domain's `_mailmesh` TXT pins its OpenPGP key; its DNS publishes no key, its well-known record does.
-  for (const r of [beta, gamma]) zone.pin({ ...r, keys: { openpgp: r.keys.openpgp } });
+  for (const r of [beta, gamma]) zone.pin({ ...r, keys: { openpgp: r.keys.openpgp }, capabilities: undefined });
   const served: Record<string, unknown> = { 'beta.test': beta.signed, 'gamma.test': await withoutCapabilities(gamma) };
   const server = createServer((req, res) => {
     const [, domain, ...rest] = (req.url ?? '').split('/');
