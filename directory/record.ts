@@ -41,6 +41,7 @@ export const SMIME_AEAD = 'smime-aes-256-gcm';
 export function ownCapabilities(keys: DomainRecord['keys']): string[] {
   return keys.smime ? [SMIME_AEAD] : [];
 }
+
 export type RecordStatus = 'active' | 'stale' | 'deleted';
 export type ProvenanceSource = 'local' | 'joined' | 'imported' | 'mirrored';
 

@@ -62,11 +62,11 @@ export async function smimeEncrypt(original: Buffer, sender: OwnDomain, recipien
   // AEAD to a peer that announces it (no EFAIL: the content cannot be changed without the key), else CBC.
   const aead = recipient.capabilities?.includes(SMIME_AEAD) ?? false;
   const enveloped = aead ? sealAuthEnvelope(innerEntity, recipientCert) : await sealEnvelope(innerEntity, recipientCert);
-  const smimeType = aead ? 'authEnveloped-data' : 'enveloped-data';
+  const type = aead ? 'authEnveloped-data' : 'enveloped-data'; // RFC 8551 §3.4 / §3.3
   const header = outerHeader(
     fields,
     'smime',
-    [`Content-Type: application/pkcs7-mime; smime-type=${smimeType}; ` + P7M, P7M_DISPOSITION, 'Content-Transfer-Encoding: base64'],
+    [`Content-Type: application/pkcs7-mime; smime-type=${type}; ` + P7M, P7M_DISPOSITION, 'Content-Transfer-Encoding: base64'],
     opts,
   );
   return Buffer.concat([header, Buffer.from(encodeBase64Lines(enveloped), 'latin1')]);
