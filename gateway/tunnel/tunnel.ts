@@ -5,7 +5,7 @@
  */
 import type { TunnelFormat } from '../../directory/record.js';
 import { MailmeshError } from '../../directory/errors.js';
-import { parseEnvelope, namesCertificate } from './cms/envelope.js';
+import { contentFailed, parseEnvelope, namesCertificate } from './cms/envelope.js';
 import { pkijsCertificate } from './cms/asn1.js';
 import { decodeBody, fieldValue, parseContentType, parseEntity, type ContentType } from './mime.js';
 import { isEncryptedTo, pgpDecrypt, pgpEncrypt, pgpMimePayload, publicKeyOf, readPgpMessage } from './pgpmime.js';
@@ -26,6 +26,16 @@ export async function decryptTunnel(message: Buffer, own: OwnDomain, sender?: Pe
   const format = encryptedFormat(contentTypeOf(message));
   if (!format) throw new MailmeshError('TUNNEL_MALFORMED', 'neither PGP/MIME nor S/MIME enveloped');
   return format === 'pgp-mime' ? pgpDecrypt(message, own, sender, opts) : smimeDecrypt(message, own, sender, opts);
+}
+
+/**
+ * For the inbound policy: content without integrity of its own (CBC) is trustworthy only with a
+ * valid signature by the sender domain (EFAIL, docs/tunnel.md). Throws, for anything else, the very
+ * error that bad CBC padding gives (TUNNEL_DECRYPT_FAILED, same text), so that a sender cannot tell
+ * "padding good, content rewritten" from "padding bad": no padding oracle through the SMTP reply.
+ */
+export function requireIntegrity(r: Pick<DecryptResult, 'integrity' | 'signature'>): void {
+  if (!r.integrity && r.signature !== 'valid') throw contentFailed(`no integrity and signature ${r.signature}`);
 }
 
 export type Classification = { kind: 'plain' } | { kind: 'tunnel' | 'personal'; format: TunnelFormat | 'inline-pgp' };

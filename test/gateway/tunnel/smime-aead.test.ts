@@ -1,7 +1,7 @@
 // S/MIME integrity: AuthEnvelopedData (AES-256-GCM) to peers that announce it, CBC to the others,
 // what a rewrite of the ciphertext (EFAIL) does to each, and no padding oracle on CBC.
 import t from 'tap';
-import { decryptTunnel, encryptTunnel } from '../../../gateway/tunnel/tunnel.js';
+import { decryptTunnel, encryptTunnel, requireIntegrity } from '../../../gateway/tunnel/tunnel.js';
 import { parseEnvelope } from '../../../gateway/tunnel/cms/envelope.js';
 import { sealAuthEnvelope, sealEnvelope } from '../../../gateway/tunnel/cms/seal.js';
 import { encodeBase64Lines, fieldValue, parseEntity } from '../../../gateway/tunnel/mime.js';
@@ -96,6 +96,19 @@ t.test('no padding oracle: changed CBC content fails with one error, whether its
   const b = await codeOf(decryptTunnel(badPadding, beta, peer(alpha)));
   t.equal(a.code, 'TUNNEL_DECRYPT_FAILED', 'unreadable content');
   t.same(a, b, 'the same code and text for both');
+
+  // Content that still reads, but was rewritten (the EFAIL first block): a result, not an error.
+  // requireIntegrity, for the inbound policy, turns it into that same error.
+  const rewritten = split(await encryptTunnel('smime', original, alpha, peer(beta), { now: NOW }));
+  const iv = octets(parseEnvelope(rewritten.der).contentAlgorithm.params, 'IV');
+  xorAt(rewritten.der, rewritten.der.indexOf(iv), 'Content-Type: ap', 'Content-Type: te');
+  const r = await decryptTunnel(join(rewritten.head, rewritten.der), beta, peer(alpha));
+  t.same({ integrity: r.integrity, signature: r.signature }, { integrity: false, signature: 'absent' });
+  const c = await codeOf(Promise.resolve().then(() => requireIntegrity(r)));
+  t.same(c, b, 'requireIntegrity: the same code and text as bad padding');
+  for (const [what, res] of [['valid CBC', { integrity: false, signature: 'valid' }], ['unsigned GCM', { integrity: true, signature: 'absent' }]] as const) {
+    t.doesNotThrow(() => requireIntegrity(res), `${what} passes (the policy judges unsigned AEAD content)`);
+  }
 
   // With AEAD nothing is read before the tag holds: content that does not parse is the sender's fault and says so.
   const aead = tunnelMessage(sealAuthEnvelope(entity('bm90IERFUg=='), cert), 'authEnveloped-data');
