@@ -272,7 +272,7 @@ if (keyPair && (wanted('bare-pgp') || wanted('bare-2'))) {
 for (const [format, members] of Object.entries(pairs)) {
   if (!wanted(`tunnel-${format}`)) continue;
   const [alpha, beta] = members;
-  const between = format === 'pgp-mime' ? /Content-Type: multipart\/encrypted;/ : /Content-Type: application\/pkcs7-mime; smime-type=enveloped-data/;
+  const between = format === 'pgp-mime' ? /Content-Type: multipart\/encrypted;/ : /Content-Type: application\/pkcs7-mime; smime-type=authEnveloped-data/;
   targets.push({
     key: `tunnel-${format}`,
     label: `mailmesh tunnel alpha → beta, ${format === 'pgp-mime' ? 'PGP/MIME' : 'S/MIME'}`,

@@ -32,12 +32,17 @@ export function smimeaOwner(a: Address): string {
 /** The label of the domain-control proof and key pin in a member's own zone (DESIGN.md "Publication"). */
 export const PIN_LABEL = '_mailmesh';
 
-/** DESIGN.md "Publication": `v=mm1; pgp=<fingerprint>; smime=<sha256 of cert DER>; dir=<directory URL>`; absent keys are left out. */
+/**
+ * DESIGN.md "Publication": `v=mm1; pgp=<fingerprint>; smime=<sha256 of cert DER>; dir=<directory URL>`
+ * and, when the record announces capabilities, `; caps=<name>,<name>` (record.ts SMIME_AEAD; older
+ * readers ignore the field); absent keys are left out.
+ */
 export function pinText(r: DomainRecord, directoryUrl: string): string {
   const parts = ['v=mm1'];
   if (r.keys.openpgp) parts.push(`pgp=${r.keys.openpgp.fingerprint}`);
   if (r.keys.smime) parts.push(`smime=${r.keys.smime.fingerprint}`);
   parts.push(`dir=${directoryUrl}`);
+  if (r.capabilities?.length) parts.push(`caps=${r.capabilities.join(',')}`);
   return parts.join('; ');
 }
 

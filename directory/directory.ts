@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { parseAddress, parseDomain, type Domain } from './domain.js';
 import { MailmeshError } from './errors.js';
 import { generateDomainKeys, type KeyOptions } from './keys.js';
-import { secretsContext, type DomainRecord, type DomainSecrets, type GatewayEndpoints, type RecordDraft, type TunnelFormat } from './record.js';
+import { ownCapabilities, secretsContext, type DomainRecord, type DomainSecrets, type GatewayEndpoints, type RecordDraft, type TunnelFormat } from './record.js';
 import { recordPayload, signPayload, type PayloadKeys } from './signed.js';
 import { MASTER_KEY_CHECK_CONTEXT, Sealer } from './seal.js';
 import type { Store } from './store/store.js';
@@ -115,6 +115,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
       keys,
       gateways: opts.gateways ?? { smtp: [] },
       formats: opts.formats ?? ['pgp-mime' as const, 'smime' as const],
+      capabilities: ownCapabilities(keys),
       validity: { notBefore: now.toISOString(), notAfter: keys.smime?.notAfter ?? keys.openpgp?.expires ?? null },
     };
     // Every record this directory serves for its own domains is signed by the domain key (docs/federation.md).
@@ -210,8 +211,10 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     const secrets = await this.getSecrets(current.domain);
     if (!secrets.openpgp) throw new MailmeshError('TUNNEL_NO_KEY', `${current.domain} has no OpenPGP private key here`);
     const now = this.clock();
-    const signed = await signPayload(recordPayload(current, now, extra), [secrets.openpgp.armored], now);
-    return this.putRecord({ ...current, signed, updated: now.toISOString() }, current.serial);
+    // What this software reads now: a record signed before capabilities existed gains them here.
+    const content = { ...current, capabilities: ownCapabilities(current.keys) };
+    const signed = await signPayload(recordPayload(content, now, extra), [secrets.openpgp.armored], now);
+    return this.putRecord({ ...content, signed, updated: now.toISOString() }, current.serial);
   }
 }
 

@@ -42,6 +42,7 @@ export const CATALOGUE = {
   TUNNEL_NO_KEY: { kind: 'invalid', message: 'no domain key for this tunnel format' },
   TUNNEL_UNAUTHENTICATED: { kind: 'invalid', message: 'the tunnel message cannot be decrypted and authenticated' },
   AUTHOR_MISMATCH: { kind: 'forbidden', message: 'the message is signed by a domain that is not its author domain (From)' },
+  TUNNEL_WEAK_ALGORITHM: { kind: 'invalid', message: 'the tunnel message uses a weak algorithm (3DES, RC2, DES, RSA under 2048 bits, MD5 or SHA-1 signatures) that is refused' },
   NOT_FOUND: { kind: 'not_found', message: 'not found' },
   RATE_LIMITED: { kind: 'unavailable', message: 'too many requests' },
   NEXT_HOP_UNAVAILABLE: { kind: 'unavailable', message: 'the next-hop mail server is unreachable' },

@@ -28,6 +28,20 @@ export interface SmimeKeyInfo {
 }
 
 export type TunnelFormat = 'pgp-mime' | 'smime';
+
+/**
+ * Capabilities a domain announces in its signed record, beyond `formats` (docs/tunnel.md):
+ * 'smime-aes-256-gcm': its gateway reads S/MIME AuthEnvelopedData (RFC 5083) with AES-256-GCM
+ * (RFC 5084), so peers send that instead of CBC EnvelopedData. Unknown values are ignored; a
+ * record without the list (signed before it existed) announces none: CBC only.
+ */
+export const SMIME_AEAD = 'smime-aes-256-gcm';
+
+/** What this software announces for a domain it holds the keys of. */
+export function ownCapabilities(keys: DomainRecord['keys']): string[] {
+  return keys.smime ? [SMIME_AEAD] : [];
+}
+
 export type RecordStatus = 'active' | 'stale' | 'deleted';
 export type ProvenanceSource = 'local' | 'joined' | 'imported' | 'mirrored';
 
@@ -52,6 +66,8 @@ export interface DomainRecord {
   keys: { openpgp?: OpenPgpKeyInfo; smime?: SmimeKeyInfo };
   gateways: GatewayEndpoints;
   formats: TunnelFormat[];
+  /** Announced capabilities (SMIME_AEAD); absent in records signed before they existed. */
+  capabilities?: string[];
   validity: { notBefore: string; notAfter: string | null };
   /** Grows with every write to the store; a store-wide counter, so `since=` sync works. */
   serial: number;

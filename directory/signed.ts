@@ -29,6 +29,8 @@ export interface RecordPayload {
   keys: PayloadKeys;
   gateways: GatewayEndpoints;
   formats: TunnelFormat[];
+  /** Optional (older records lack it, and older verifiers ignore it): see record.ts SMIME_AEAD. */
+  capabilities?: string[];
   validity: { notBefore: string; notAfter: string | null };
   issued: string;
   /** Rollover: the keys that will replace `keys`, announced under the current key's signature. */
@@ -65,7 +67,7 @@ function malformed(detail: string): never {
 }
 
 /** What a record says, in the form that is signed. */
-export function recordPayload(r: Pick<DomainRecord, 'domain' | 'keys' | 'gateways' | 'formats' | 'validity'>, issued: Date, extra: { next?: PayloadKeys; revocations?: string[] } = {}): RecordPayload {
+export function recordPayload(r: Pick<DomainRecord, 'domain' | 'keys' | 'gateways' | 'formats' | 'capabilities' | 'validity'>, issued: Date, extra: { next?: PayloadKeys; revocations?: string[] } = {}): RecordPayload {
   return {
     v: 1,
     type: RECORD_TYPE,
@@ -73,6 +75,7 @@ export function recordPayload(r: Pick<DomainRecord, 'domain' | 'keys' | 'gateway
     keys: payloadKeys(r.keys),
     gateways: r.gateways,
     formats: r.formats,
+    ...(r.capabilities?.length ? { capabilities: r.capabilities } : {}),
     validity: r.validity,
     issued: issued.toISOString(),
     ...(extra.next ? { next: extra.next } : {}),
@@ -170,6 +173,11 @@ export function checkRecordPayload(value: unknown): RecordPayload {
   if (!g || typeof g !== 'object' || !Array.isArray(g.smtp) || !g.smtp.every((s) => typeof s === 'string')) malformed('gateways.smtp must be a list');
   if (g.https !== undefined) str(g.https, 'gateways.https');
   if (!Array.isArray(p.formats) || !p.formats.every((f) => f === 'pgp-mime' || f === 'smime')) malformed('formats must be pgp-mime and/or smime');
+  const caps = p.capabilities;
+  // Names as the `_mailmesh` TXT carries them (directory/dane.ts pinText): letters, digits, hyphens.
+  if (caps !== undefined && (!Array.isArray(caps) || caps.length > 32 || !caps.every((c) => typeof c === 'string' && /^[a-z0-9-]{1,64}$/i.test(c)))) {
+    malformed('capabilities must be a list of at most 32 names (letters, digits, hyphens)');
+  }
   const val = p.validity as Record<string, unknown> | undefined;
   if (!val || typeof val !== 'object') malformed('validity must be an object');
   isoDate(val.notBefore, 'validity.notBefore');

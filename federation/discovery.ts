@@ -38,6 +38,8 @@ export interface Discovered {
   keys: VerifiedKeys;
   gateways?: GatewayEndpoints;
   formats?: TunnelFormat[];
+  /** From the signed record (directory/record.ts SMIME_AEAD); absent: none announced. */
+  capabilities?: string[];
   /**
    * `trust`: what authenticates the keys (docs/federation.md "Key trust"); always set by Discovery.
    * `trustPending`: not authenticated, and a source that might have authenticated them failed
@@ -81,6 +83,7 @@ interface Candidate {
   verified?: VerifiedRecord;
   gateways?: GatewayEndpoints;
   formats?: TunnelFormat[];
+  capabilities?: string[];
   source: SourceName;
   how: string;
   origin?: string;
@@ -91,6 +94,8 @@ interface Candidate {
 }
 
 const KEY_OWNER = (d: Domain) => domainKeyAddress(d);
+/** Keys from DNS carry the capabilities of the `_mailmesh` TXT pin that names them (federation/pin.ts). */
+const capsOf = (pins: Pin[], keys: VerifiedKeys) => pins.find((p) => pinMatches(p, keys))?.caps;
 /** The first steps ask the domain itself (DNS, well-known record, WKD); the rest ask directories. */
 const OWN_STEPS = 3;
 
@@ -122,7 +127,7 @@ export class Discovery {
     const local = await this.#o.local?.(domain);
     if (local && (local.provenance.source === 'local' || local.provenance.source === 'imported') && local.status !== 'deleted') {
       const source = local.provenance.source;
-      return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at, trust: source }, cache: 'miss' };
+      return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, capabilities: local.capabilities, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at, trust: source }, cache: 'miss' };
     }
 
     const cached = await this.#cached(domain);
@@ -142,7 +147,7 @@ export class Discovery {
         // A key that is not authenticated by itself is `pinned` when it is the pin of an authenticated one.
         const trust = isAuthenticated(best.trust) ? best.trust : pin && keysWithin(pin.keys, best.keys) ? pinTrust(pin) : 'unauthenticated';
         const pending = trust === 'unauthenticated' && failed ? { trustPending: true } : {};
-        const result: Discovered = { domain, keys: best.keys, gateways: best.gateways, formats: best.formats, provenance: { source: best.source, verified: best.how, origin: best.origin, at, trust, ...pending }, cache: 'miss' };
+        const result: Discovered = { domain, keys: best.keys, gateways: best.gateways, formats: best.formats, capabilities: best.capabilities, provenance: { source: best.source, verified: best.how, origin: best.origin, at, trust, ...pending }, cache: 'miss' };
         await this.#remember(domain, pin, best, trust);
         return result;
       }
@@ -237,7 +242,7 @@ export class Discovery {
         const [pgpOwner, smimeOwner] = [openPgpKeyOwner(KEY_OWNER(domain)), smimeaOwner(KEY_OWNER(domain))];
         const keys = await this.#dnsKeys(pgpOwner, smimeOwner, domain, s.resolver);
         const trust = dnsTrust(keys, ownEvidence({ openpgpValidated: log.authenticated(pgpOwner, TYPE.OPENPGPKEY), smimeValidated: log.authenticated(smimeOwner, TYPE.SMIMEA) }));
-        if (keys.openpgp || keys.smime) out.push({ keys, source: 'domain-dns', how: `OPENPGPKEY/SMIMEA of the domain${own(keys)}`, ownPinOk: matchesOwn(keys), trust });
+        if (keys.openpgp || keys.smime) out.push({ keys, source: 'domain-dns', how: `OPENPGPKEY/SMIMEA of the domain${own(keys)}`, ownPinOk: matchesOwn(keys), trust, capabilities: capsOf(ownPins, keys) });
         return out;
       },
       async () => {
@@ -267,7 +272,7 @@ export class Discovery {
           if (!(keys.openpgp || keys.smime) || !dirPins.some((p) => pinMatches(p, keys))) return [];
           const validated = (type: number) => log.authenticated(owner, type);
           const trust = dnsTrust(keys, { pins: dirPins, pinsValidated: validated(TYPE.TXT), openpgpValidated: validated(TYPE.OPENPGPKEY), smimeValidated: validated(TYPE.SMIMEA) });
-          return [{ keys, source: 'directory-dns', how: `OPENPGPKEY/SMIMEA in ${dir.zone} match its TXT pin${own(keys)}`, origin: owner, ownPinOk: matchesOwn(keys), trust }];
+          return [{ keys, source: 'directory-dns', how: `OPENPGPKEY/SMIMEA in ${dir.zone} match its TXT pin${own(keys)}`, origin: owner, ownPinOk: matchesOwn(keys), trust, capabilities: capsOf(dirPins, keys) }];
         });
       }
       steps.push(async () => {
@@ -308,7 +313,7 @@ export class Discovery {
   }
 
   #fromVerified(v: VerifiedRecord, source: SourceName, how: string, origin: string, ownPinOk: boolean, trust: KeyTrust): Candidate {
-    return { keys: v.keys, verified: v, gateways: v.payload.gateways, formats: v.payload.formats, source, how, origin, ownPinOk, trust };
+    return { keys: v.keys, verified: v, gateways: v.payload.gateways, formats: v.payload.formats, capabilities: v.payload.capabilities, source, how, origin, ownPinOk, trust };
   }
 
   /** A directory's own name servers: usually authoritative (no AD); the same DNSSEC rule as the resolvers. */

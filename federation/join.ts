@@ -107,6 +107,7 @@ export class JoinService {
         keys: v.keys,
         gateways: v.payload.gateways,
         formats: v.payload.formats,
+        capabilities: v.payload.capabilities,
         validity: v.payload.validity,
         updated: now.toISOString(),
         status: 'active',

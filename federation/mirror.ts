@@ -84,6 +84,7 @@ export class Mirror {
         keys: v.keys,
         gateways: v.payload.gateways,
         formats: v.payload.formats,
+        capabilities: v.payload.capabilities,
         validity: v.payload.validity,
         updated: now.toISOString(),
         status: r.status === 'stale' ? 'stale' : 'active',

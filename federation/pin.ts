@@ -2,12 +2,14 @@ import { MailmeshError } from '../directory/errors.js';
 
 /**
  * The `_mailmesh` TXT pin (DESIGN.md "Publication"; the format directory/dane.ts pinText
- * writes): `v=mm1; pgp=<fingerprint>; smime=<sha256 of cert DER>; dir=<directory URL>`.
+ * writes): `v=mm1; pgp=<fingerprint>; smime=<sha256 of cert DER>; dir=<directory URL>; caps=<names>`.
  */
 export interface Pin {
   pgp?: string;
   smime?: string;
   dir?: string;
+  /** Capabilities of the record (directory/record.ts SMIME_AEAD), comma-separated in the TXT. */
+  caps?: string[];
 }
 
 /** Parses one TXT string; a string that is not `v=mm1` is not ours (undefined), a broken mm1 string is SIGNED_RECORD_MALFORMED. */
@@ -38,6 +40,11 @@ export function parsePin(text: string): Pin | undefined {
   }
   const dir = fields.get('dir');
   if (dir !== undefined) pin.dir = dir;
+  const caps = fields.get('caps');
+  if (caps !== undefined) {
+    pin.caps = caps.split(',').map((c) => c.trim()).filter(Boolean);
+    if (pin.caps.length > 32 || !pin.caps.every((c) => /^[a-z0-9-]{1,64}$/i.test(c))) bad(`caps=${caps} is not a list of names`);
+  }
   if (!pin.pgp && !pin.smime) bad('the pin names no key');
   return pin;
 }

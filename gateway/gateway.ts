@@ -190,7 +190,7 @@ export class MailPolicy {
       this.#results?.inc({ direction: 'outbound', format: 'none', result: 'personal' });
       return message; // end-to-end encrypted by the person: untouched (DESIGN.md "Tunnel messages")
     }
-    const out = await encryptTunnel(plan.format, message, await this.#ownDomain(plan.sender), { domain: plan.domain, keys: plan.peer.keys }, {
+    const out = await encryptTunnel(plan.format, message, await this.#ownDomain(plan.sender), { domain: plan.domain, keys: plan.peer.keys, capabilities: plan.peer.capabilities }, {
       keepSubject: this.#o.policy.keepSubject,
       now: this.#o.clock?.(),
     });

@@ -1,14 +1,17 @@
 /**
- * The S/MIME tunnel (RFC 8551): `application/pkcs7-mime; smime-type=enveloped-data` (§3.3)
- * around an `application/pkcs7-mime; smime-type=signed-data` entity (§3.5.2, signing then
- * encrypting as §3.6 describes) whose encapsulated content is the whole original message.
- * This is what `openssl cms -decrypt` followed by `openssl cms -verify` reads.
+ * The S/MIME tunnel (RFC 8551): `application/pkcs7-mime; smime-type=authEnveloped-data` (§3.4,
+ * AES-256-GCM, to peers whose record announces SMIME_AEAD) or `smime-type=enveloped-data` (§3.3,
+ * AES-256-CBC, to the others) around an `application/pkcs7-mime; smime-type=signed-data` entity
+ * (§3.5.2, signing then encrypting as §3.6 describes) whose encapsulated content is the whole
+ * original message. This is what `openssl cms -decrypt` followed by `openssl cms -verify` reads.
  */
 import { createHash } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { MailmeshError } from '../../directory/errors.js';
+import { SMIME_AEAD } from '../../directory/record.js';
 import { validateSmimeChain } from '../../directory/smime.js';
-import { openEnvelope, sealEnvelope } from './cms/envelope.js';
+import { contentFailed, openEnvelope } from './cms/envelope.js';
+import { sealAuthEnvelope, sealEnvelope } from './cms/seal.js';
 import { signContent, verifySigned } from './cms/signed.js';
 import {
   decodeBody,
@@ -56,11 +59,14 @@ export async function smimeEncrypt(original: Buffer, sender: OwnDomain, recipien
       'Content-Transfer-Encoding: base64\r\n' + P7M_DISPOSITION + '\r\n\r\n' + encodeBase64Lines(signed),
     'latin1',
   );
-  const enveloped = await sealEnvelope(innerEntity, recipientCert);
+  // AEAD to a peer that announces it (no EFAIL: the content cannot be changed without the key), else CBC.
+  const aead = recipient.capabilities?.includes(SMIME_AEAD) ?? false;
+  const enveloped = aead ? sealAuthEnvelope(innerEntity, recipientCert) : await sealEnvelope(innerEntity, recipientCert);
+  const type = aead ? 'authEnveloped-data' : 'enveloped-data'; // RFC 8551 §3.4 / §3.3
   const header = outerHeader(
     fields,
     'smime',
-    ['Content-Type: application/pkcs7-mime; smime-type=enveloped-data; ' + P7M, P7M_DISPOSITION, 'Content-Transfer-Encoding: base64'],
+    [`Content-Type: application/pkcs7-mime; smime-type=${type}; ` + P7M, P7M_DISPOSITION, 'Content-Transfer-Encoding: base64'],
     opts,
   );
   return Buffer.concat([header, Buffer.from(encodeBase64Lines(enveloped), 'latin1')]);
@@ -76,7 +82,16 @@ export async function smimeDecrypt(message: Buffer, own: OwnDomain, sender?: Pee
     throw malformed(`not an S/MIME enveloped message (${ct.type}/${ct.subtype})`);
   }
   const { content, cipher, integrity } = openEnvelope(decodeBody(outer), chain[0]!, key);
-  return { format: 'smime', cipher, integrity, ...(await unwrapSigned(content, sender, opts.now ?? new Date())) };
+  try {
+    return { format: 'smime', cipher, integrity, ...(await unwrapSigned(content, sender, opts.now ?? new Date())) };
+  } catch (e) {
+    // No oracle: CBC content that was changed may fail the padding check (in openEnvelope) or, with
+    // the padding intact, fail here; both must look the same to the sender, or a padding oracle
+    // decrypts CBC block by block. So every failure of CBC content is the one error (the cause
+    // stays for logs). AEAD content was authenticated before it was read: its errors are its own.
+    if (integrity) throw e;
+    throw contentFailed(e);
+  }
 }
 
 /** The decrypted entity: opaque signed-data (RFC 8551 §3.5.2), multipart/signed (§3.5.3), or unsigned content. */

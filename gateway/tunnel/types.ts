@@ -12,6 +12,8 @@ export interface OwnDomain {
 export interface PeerDomain {
   domain: Domain;
   keys: DomainRecord['keys'];
+  /** What its signed record announces (DomainRecord.capabilities); absent: none, S/MIME goes as AES-256-CBC. */
+  capabilities?: readonly string[];
 }
 
 export interface EncryptOptions {

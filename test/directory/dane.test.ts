@@ -20,8 +20,8 @@ t.test('RFC 7929 §3 / RFC 8162 §3 owner names (VECTORS.md)', async (t) => {
 t.test('pin TXT, OPENPGPKEY and SMIMEA contents of a generated domain', async (t) => {
   const d = await Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 } });
   const r = await d.addDomain('example.org');
-  t.equal(pinText(r, 'https://dir.example'), `v=mm1; pgp=${r.keys.openpgp!.fingerprint}; smime=${r.keys.smime!.fingerprint}; dir=https://dir.example`);
-  t.equal(pinText({ ...r, keys: { smime: r.keys.smime } }, 'x'), `v=mm1; smime=${r.keys.smime!.fingerprint}; dir=x`, 'an absent key is left out');
+  t.equal(pinText(r, 'https://dir.example'), `v=mm1; pgp=${r.keys.openpgp!.fingerprint}; smime=${r.keys.smime!.fingerprint}; dir=https://dir.example; caps=smime-aes-256-gcm`);
+  t.equal(pinText({ ...r, keys: { smime: r.keys.smime }, capabilities: undefined }, 'x'), `v=mm1; smime=${r.keys.smime!.fingerprint}; dir=x`, 'an absent key and no capabilities are left out');
   const binary = Buffer.from((await openpgp.readKey({ armoredKey: r.keys.openpgp!.armored })).write());
   t.ok((await openPgpKeyData(r.keys.openpgp!.armored)).equals(binary), 'RFC 7929 §2.1: the binary transferable key');
   const s = smimeaData(r.keys.smime!.chain[0]!);

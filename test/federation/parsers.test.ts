@@ -14,6 +14,9 @@ const SHA = 'b'.repeat(64);
 t.test('_mailmesh TXT pins', async (t) => {
   t.same(parsePin(`v=mm1; pgp=${FPR.toLowerCase()}; smime=${SHA.toUpperCase()}; dir=https://dir.example`), { pgp: FPR, smime: SHA, dir: 'https://dir.example' });
   t.same(parsePin(`v=mm1;pgp=${FPR}`), { pgp: FPR });
+  t.same(parsePin(`v=mm1; pgp=${FPR}; caps=smime-aes-256-gcm, smime-future`), { pgp: FPR, caps: ['smime-aes-256-gcm', 'smime-future'] }, 'capabilities');
+  throwsCode(t, () => parsePin(`v=mm1; pgp=${FPR}; caps=a b`), 'SIGNED_RECORD_MALFORMED', 'caps not names');
+  t.same(parsePin(`v=mm1; pgp=${FPR}; later=1`), { pgp: FPR }, 'an unknown field is ignored (how older readers see caps)');
   t.equal(parsePin('v=spf1 -all'), undefined, 'not ours');
   t.equal(parsePin('google-site-verification=abc'), undefined);
   throwsCode(t, () => parsePin('v=mm1; pgp=1234'), 'SIGNED_RECORD_MALFORMED', 'short fingerprint');

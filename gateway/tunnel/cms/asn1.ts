@@ -1,4 +1,4 @@
-/** BER reading helpers for untrusted CMS (X.690), and the object identifiers the tunnel uses. */
+/** BER reading and DER building helpers for CMS (X.690), and the object identifiers and algorithm policy the tunnel uses. */
 import { webcrypto } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
@@ -22,25 +22,65 @@ export const OID = {
   sha256: '2.16.840.1.101.3.4.2.1',
   sha384: '2.16.840.1.101.3.4.2.2',
   sha512: '2.16.840.1.101.3.4.2.3',
-  desEde3Cbc: '1.2.840.113549.3.7', // RFC 3370 §5.1
+  aes256Gcm: '2.16.840.1.101.3.4.1.46', // RFC 5084 §3.2
   contentType: '1.2.840.113549.1.9.3', // RFC 5652 §11.1
   messageDigest: '1.2.840.113549.1.9.4', // RFC 5652 §11.2
   signingTime: '1.2.840.113549.1.9.5', // RFC 5652 §11.3
   subjectKeyIdentifier: '2.5.29.14', // RFC 5280 §4.2.1.2
 } as const;
 
-/** RFC 3565 §4.1 (AES-CBC) and RFC 5084 §3.2 (AES-GCM): OID → cipher. */
+/** RFC 3565 §4.1 (AES-CBC) and RFC 5084 §3.2 (AES-GCM): OID → cipher; the content ciphers RFC 8551 §2.7 keeps. */
 export const CONTENT_CIPHERS: Record<string, { cipher: string; keyLength: number; aead: boolean }> = {
   '2.16.840.1.101.3.4.1.2': { cipher: 'aes-128-cbc', keyLength: 16, aead: false },
   '2.16.840.1.101.3.4.1.22': { cipher: 'aes-192-cbc', keyLength: 24, aead: false },
   '2.16.840.1.101.3.4.1.42': { cipher: 'aes-256-cbc', keyLength: 32, aead: false },
-  [OID.desEde3Cbc]: { cipher: 'des-ede3-cbc', keyLength: 24, aead: false },
   '2.16.840.1.101.3.4.1.6': { cipher: 'aes-128-gcm', keyLength: 16, aead: true },
   '2.16.840.1.101.3.4.1.26': { cipher: 'aes-192-gcm', keyLength: 24, aead: true },
-  '2.16.840.1.101.3.4.1.46': { cipher: 'aes-256-gcm', keyLength: 32, aead: true },
+  [OID.aes256Gcm]: { cipher: 'aes-256-gcm', keyLength: 32, aead: true },
+};
+
+/**
+ * Content ciphers refused as weak (RFC 8551 §2.7: 3DES is "SHOULD-" for receiving, the rest are
+ * gone): 64-bit blocks (Sweet32), 40–56-bit keys, RC4. Refused with TUNNEL_WEAK_ALGORITHM.
+ */
+export const WEAK_CIPHERS: Record<string, string> = {
+  '1.2.840.113549.3.7': 'des-ede3-cbc', // RFC 3370 §5.1
+  '1.2.840.113549.3.2': 'rc2-cbc', // RFC 3370 §5.2
+  '1.3.14.3.2.7': 'des-cbc', // RFC 8018 App. B.2.1
+  '1.2.840.113549.3.4': 'rc4',
+  '1.2.840.113549.3.9': 'rc5-cbc-pad', // RFC 8018 App. B.2.4
+  '1.2.840.113533.7.66.10': 'cast5-cbc', // RFC 2984 §2.1
+  '1.3.6.1.4.1.188.7.1.1.2': 'idea-cbc', // RFC 3058 §2
 };
 
 export const HASHES: Record<string, string> = { [OID.sha1]: 'sha1', [OID.sha256]: 'sha256', [OID.sha384]: 'sha384', [OID.sha512]: 'sha512' };
+
+/**
+ * Digests refused in signatures (RFC 8551 §2.1: MD5 and SHA-1 are not to be relied on; collisions
+ * are practical), as digestAlgorithm or inside the signatureAlgorithm (RFC 3370 §3, RFC 5754, RFC 5758).
+ */
+export const WEAK_SIGNATURE_ALGORITHMS: Record<string, string> = {
+  '1.2.840.113549.2.2': 'md2',
+  '1.2.840.113549.2.5': 'md5',
+  [OID.sha1]: 'sha1',
+  '1.2.840.113549.1.1.2': 'md2WithRSAEncryption',
+  '1.2.840.113549.1.1.4': 'md5WithRSAEncryption',
+  '1.2.840.113549.1.1.5': 'sha1WithRSAEncryption',
+  '1.2.840.10040.4.3': 'dsa-with-sha1',
+  '1.2.840.10045.4.1': 'ecdsa-with-SHA1',
+};
+
+/** RFC 8551 §2.7 / §4.1: RSA key transport and signature keys need 2048 bits at least. */
+export const MIN_RSA_BITS = 2048;
+
+export function weak(detail: string): MailmeshError {
+  return new MailmeshError('TUNNEL_WEAK_ALGORITHM', detail);
+}
+
+/** Refuses an RSA key under MIN_RSA_BITS; `bits` undefined (not RSA) passes. */
+export function checkRsaBits(bits: number | undefined, what: string): void {
+  if (bits !== undefined && bits < MIN_RSA_BITS) throw weak(`${what}: RSA ${bits} bits (at least ${MIN_RSA_BITS} needed)`);
+}
 
 export function bad(detail: string): MailmeshError {
   return new MailmeshError('TUNNEL_MALFORMED', detail);
@@ -111,6 +151,26 @@ export function readContentInfo(der: Uint8Array): { type: string; content: asn1j
   const inner = items(content, 'ContentInfo content')[0];
   if (!inner) throw bad('ContentInfo: empty content');
   return { type: oidOf(type, 'ContentInfo type'), content: inner };
+}
+
+// Builders for the DER the tunnel sends (X.690 §10: definite lengths, DEFAULT values omitted).
+
+/** RFC 5280 §4.1.1.2 AlgorithmIdentifier; `params` null: an explicit NULL (as RFC 4055 §2.1 defines sha256Identifier). */
+export function algorithmDer(oid: string, params?: asn1js.AsnType | null): asn1js.Sequence {
+  const p = params === null ? [new asn1js.Null()] : params ? [params] : [];
+  return new asn1js.Sequence({ value: [new asn1js.ObjectIdentifier({ value: oid }), ...p] });
+}
+
+/** A context-specific tag around values: [n] EXPLICIT (or IMPLICIT for a SET/SEQUENCE's elements). */
+export function tagged(tagNumber: number, value: asn1js.AsnType[]): asn1js.Constructed {
+  return new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber }, value });
+}
+
+/** X.690 §8.7: a primitive OCTET STRING, or its IMPLICIT [n] form (asn1js keeps OctetString's own tag, so a Primitive). */
+export function octetsDer(data: Uint8Array, implicitTag?: number): asn1js.AsnType {
+  const valueHex = new Uint8Array(data);
+  if (implicitTag === undefined) return new asn1js.OctetString({ valueHex });
+  return new asn1js.Primitive({ idBlock: { tagClass: 3, tagNumber: implicitTag }, valueHex });
 }
 
 export function contentInfoDer(type: string, content: { toSchema(): asn1js.AsnType }): Buffer {

@@ -1,21 +1,20 @@
 /**
- * CMS encryption for the S/MIME tunnel.
- * Send: EnvelopedData (RFC 5652 §6) with RSAES-OAEP/SHA-256 key transport (RFC 3560, RFC 8017 §7.1)
- * and AES-256-CBC content encryption (RFC 3565), built with pkijs.
- * Receive: EnvelopedData with RSAES-OAEP or RSAES-PKCS1-v1_5 key transport (RFC 3370 §4.2.1),
- * AES-CBC or 3DES-CBC content, and AuthEnvelopedData (RFC 5083) with AES-GCM (RFC 5084),
- * read with asn1js (pkijs has no AuthEnvelopedData) and decrypted with node:crypto.
+ * CMS decryption for the S/MIME tunnel (sending: ./seal.ts).
+ * Receive: EnvelopedData (RFC 5652 §6) with RSAES-OAEP or RSAES-PKCS1-v1_5 key transport
+ * (RFC 3560, RFC 3370 §4.2.1) and AES-CBC content (RFC 3565), and AuthEnvelopedData (RFC 5083)
+ * with AES-GCM (RFC 5084), read with asn1js (pkijs has no AuthEnvelopedData) and decrypted with
+ * node:crypto. 3DES, RC2, DES and the like, and RSA keys under 2048 bits, are refused as weak
+ * (TUNNEL_WEAK_ALGORITHM, RFC 8551 §2.7).
  */
 import { constants, createDecipheriv, createPrivateKey, privateDecrypt, type KeyObject } from 'node:crypto';
 import type * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
+import type * as pkijs from 'pkijs';
 import { MailmeshError } from '../../../directory/errors.js';
 import {
   algorithm,
   bad,
+  checkRsaBits,
   CONTENT_CIPHERS,
-  contentInfoDer,
-  engine,
   expectUniversal,
   HASHES,
   isTagged,
@@ -26,6 +25,8 @@ import {
   pkijsCertificate,
   readContentInfo,
   smallInt,
+  weak,
+  WEAK_CIPHERS,
 } from './asn1.js';
 import { ParsedCache } from '../cache.js';
 import { rsaPkcs1v15DecryptKey } from './pkcs1.js';
@@ -140,6 +141,7 @@ function oaepHash(params: asn1js.AsnType | undefined): { hash: string; label?: B
 
 /** Key transport: the content-encryption key for this recipient (RFC 3560 §2.3, RFC 3370 §4.2.1). */
 function unwrapKey(r: KeyTransRecipient, key: KeyObject, keyLength: number): Uint8Array {
+  checkRsaBits(key.asymmetricKeyDetails?.modulusLength, 'key transport');
   if (r.keyAlgorithm.oid === OID.rsaEncryption) return rsaPkcs1v15DecryptKey(key, r.encryptedKey, keyLength);
   if (r.keyAlgorithm.oid !== OID.rsaesOaep) throw new MailmeshError('TUNNEL_UNSUPPORTED', `key transport ${r.keyAlgorithm.oid}`);
   const { hash, label } = oaepHash(r.keyAlgorithm.params);
@@ -152,12 +154,14 @@ function unwrapKey(r: KeyTransRecipient, key: KeyObject, keyLength: number): Uin
 
 /** The content cipher and its IV/nonce: RFC 3565 §4.1 (IV OCTET STRING), RFC 5084 §3.2 GCMParameters. */
 function contentCipher(env: ParsedEnvelope): { cipher: string; keyLength: number; iv: Buffer; tagLength?: number } {
+  const refused = WEAK_CIPHERS[env.contentAlgorithm.oid];
+  if (refused) throw weak(`content encryption ${refused}`);
   const c = CONTENT_CIPHERS[env.contentAlgorithm.oid];
   if (!c) throw new MailmeshError('TUNNEL_UNSUPPORTED', `content encryption ${env.contentAlgorithm.oid}`);
   if (c.aead !== (env.kind === 'authEnveloped')) throw new MailmeshError('TUNNEL_UNSUPPORTED', `${c.cipher} in ${env.kind}Data`);
   if (!c.aead) {
     const iv = octets(expectUniversal(env.contentAlgorithm.params, 4, 'IV'), 'IV');
-    if (iv.length !== (c.cipher.startsWith('des') ? 8 : 16)) throw bad('IV of the wrong length');
+    if (iv.length !== 16) throw bad('IV of the wrong length');
     return { ...c, iv };
   }
   // GCMParameters ::= SEQUENCE { aes-nonce OCTET STRING, aes-ICVlen INTEGER DEFAULT 12 } (RFC 5084 §3.2)
@@ -207,15 +211,11 @@ function decryptContent(env: ParsedEnvelope, c: ReturnType<typeof contentCipher>
     return Buffer.concat([d.update(env.encrypted), d.final()]);
   } catch (e) {
     if (e instanceof MailmeshError) throw e;
-    throw new MailmeshError('TUNNEL_DECRYPT_FAILED', 'content decryption failed', { cause: e });
+    throw contentFailed(e);
   }
 }
 
-/** RFC 8551 §2.7, §3.3: EnvelopedData to one certificate, RSAES-OAEP with SHA-256 (RFC 4055 §4) and AES-256-CBC. */
-export async function sealEnvelope(content: Uint8Array, recipientCertPem: string): Promise<Buffer> {
-  const env = new pkijs.EnvelopedData();
-  env.addRecipientByCertificate(pkijsCertificate(recipientCertPem), { oaepHashAlgorithm: 'SHA-256' }, 1, engine);
-  const buf = new Uint8Array(content).buffer;
-  await env.encrypt({ name: 'AES-CBC', length: 256 } as Algorithm, buf, engine);
-  return contentInfoDer(OID.envelopedData, env);
+/** The one error for content that does not decrypt (a bad CBC padding, a GCM tag that does not match). */
+export function contentFailed(cause: unknown): MailmeshError {
+  return new MailmeshError('TUNNEL_DECRYPT_FAILED', 'content decryption failed', { cause });
 }

@@ -4,12 +4,12 @@
  * signingTime (RFC 5652 §11), the certificate chain included; verify an encapsulated or a
  * detached signature.
  */
-import { createHash, createPrivateKey, webcrypto } from 'node:crypto';
+import { createHash, createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { MailmeshError } from '../../../directory/errors.js';
 import { ParsedCache } from '../cache.js';
-import { bad, contentInfoDer, engine, isTagged, items, octets, OID, pkijsCertificate, readContentInfo } from './asn1.js';
+import { bad, checkRsaBits, contentInfoDer, engine, isTagged, items, octets, OID, pkijsCertificate, readContentInfo, weak, WEAK_SIGNATURE_ALGORITHMS } from './asn1.js';
 
 /** The domains' signing keys by their PEM, imported once (../cache.ts). */
 const signingKeys = new ParsedCache<Promise<webcrypto.CryptoKey>>();
@@ -61,7 +61,8 @@ export interface SignedVerification {
  * Verifies the first SignerInfo of a SignedData ContentInfo (RFC 5652 §5.6). `detached` is the
  * content of a multipart/signed (RFC 8551 §3.5.3); `extraCerts` are added for a signer whose
  * certificate the SignedData does not carry. Chains are not checked here: the caller matches
- * the signer to a domain record.
+ * the signer to a domain record. MD5 or SHA-1 digests (RFC 8551 §2.1) and RSA signer keys under
+ * 2048 bits (§2.7, §4.1) are refused: TUNNEL_WEAK_ALGORITHM.
  */
 export async function verifySigned(der: Uint8Array, detached: Uint8Array | undefined, extraCerts: string[]): Promise<SignedVerification> {
   const info = readContentInfo(der);
@@ -78,18 +79,37 @@ export async function verifySigned(der: Uint8Array, detached: Uint8Array | undef
     throw new MailmeshError('TUNNEL_MALFORMED', `SignedData: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
   if (sd.signerInfos.length === 0) return { content, outcome: 'absent' };
+  // RFC 5652 §5.3 SignerInfo: digestAlgorithm, and signatureAlgorithm (which may name the digest too).
+  const si = sd.signerInfos[0]!;
+  for (const alg of [si.digestAlgorithm.algorithmId, si.signatureAlgorithm.algorithmId]) {
+    const name = WEAK_SIGNATURE_ALGORITHMS[alg];
+    if (name) throw weak(`signature with ${name}`);
+  }
   sd.certificates = [...(sd.certificates ?? []), ...extraCerts.map(pkijsCertificate)];
   // pkijs reads the encapsulated content itself; give it the concatenated octets in case they were chunked (X.690 §8.7.3).
   if (eContent) sd.encapContentInfo.eContent = new asn1js.OctetString({ valueHex: new Uint8Array(eContent) });
   try {
     const r = await sd.verify({ signer: 0, data: new Uint8Array(content).buffer, checkChain: false, extendedMode: true }, engine);
     const signerDer = r.signerCertificate ? Buffer.from(r.signerCertificate.toSchema().toBER(false)) : undefined;
+    if (signerDer) checkSignerKey(signerDer);
     return { content, outcome: r.signatureVerified === true ? 'verified' : 'failed', signerDer };
   } catch (e) {
+    if (e instanceof MailmeshError) throw e;
     // pkijs throws SignedDataVerifyError; code 3: the signer's certificate is not there.
     const err = e as { code?: number; message?: string; signerCertificate?: pkijs.Certificate | null };
     if (err.code === 3) return { content, outcome: 'no-certificate', detail: err.message };
     const signerDer = err.signerCertificate ? Buffer.from(err.signerCertificate.toSchema().toBER(false)) : undefined;
     return { content, outcome: 'failed', signerDer, detail: err.message ?? String(e) };
   }
+}
+
+/** RFC 8551 §4.1: an RSA signer key under 2048 bits is weak. */
+function checkSignerKey(der: Buffer): void {
+  let key;
+  try {
+    key = new X509Certificate(der).publicKey;
+  } catch {
+    return; // pkijs read it; node:crypto not: nothing to say about its size
+  }
+  checkRsaBits(key.asymmetricKeyType === 'rsa' ? key.asymmetricKeyDetails?.modulusLength : undefined, 'signer certificate');
 }

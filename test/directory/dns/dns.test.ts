@@ -73,7 +73,7 @@ t.test('without EDNS the key does not fit in 512 octets: TC, and kdig retries ov
 t.test('TXT pin and SMIMEA 3 0 0 <leaf DER>', async (t) => {
   const { port } = await startDns(t, directory, { maxUdpPayload: 4096 });
   const txt = await kdig(port, [aName, 'TXT']);
-  t.equal(rdataOf(txt.answers[0]!), `"v=mm1; pgp=${a.keys.openpgp!.fingerprint}; smime=${a.keys.smime!.fingerprint}; dir=http://127.0.0.1:8080"`);
+  t.equal(rdataOf(txt.answers[0]!), `"v=mm1; pgp=${a.keys.openpgp!.fingerprint}; smime=${a.keys.smime!.fingerprint}; dir=http://127.0.0.1:8080; caps=smime-aes-256-gcm"`);
   const smimea = await kdig(port, [`beta.example.${ZONE}`, 'TYPE53', '+bufsize=4096']);
   t.equal(smimea.via, 'UDP', 'fits with a larger payload size');
   const [usage, selector, matching, ...hex] = rdataOf(smimea.answers[0]!).split(' ');
@@ -88,7 +88,7 @@ t.test('a long pin is split into 255-octet strings (RFC 1035 §3.3.14)', async (
   const strings = [...rdataOf(r.answers[0]!).matchAll(/"([^"]*)"/g)].map((m) => m[1]!);
   t.equal(strings.length, 2);
   t.equal(strings[0]!.length, 255);
-  t.equal(strings.join(''), `v=mm1; pgp=${a.keys.openpgp!.fingerprint}; smime=${a.keys.smime!.fingerprint}; dir=${url}`);
+  t.equal(strings.join(''), `v=mm1; pgp=${a.keys.openpgp!.fingerprint}; smime=${a.keys.smime!.fingerprint}; dir=${url}; caps=smime-aes-256-gcm`);
 });
 
 t.test('NXDOMAIN, NODATA, empty non-terminals, REFUSED, case', async (t) => {

@@ -1,5 +1,6 @@
 import { parseDomain } from '../../../directory/domain.js';
 import { generateDomainKeys } from '../../../directory/keys.js';
+import { SMIME_AEAD } from '../../../directory/record.js';
 import type { OwnDomain, PeerDomain } from '../../../gateway/tunnel/tunnel.js';
 
 export const NOW = new Date();
@@ -11,8 +12,14 @@ export async function makeDomain(name: string): Promise<OwnDomain> {
   return { domain, keys, secrets };
 }
 
+/** A peer whose record announces no capabilities (signed before they existed): S/MIME goes as CBC. */
 export function peer(own: OwnDomain): PeerDomain {
   return { domain: own.domain, keys: own.keys };
+}
+
+/** A peer whose record announces AuthEnvelopedData with AES-256-GCM. */
+export function aeadPeer(own: Pick<OwnDomain, 'domain' | 'keys'>): PeerDomain {
+  return { domain: own.domain, keys: own.keys, capabilities: [SMIME_AEAD] };
 }
 
 /**

@@ -7,7 +7,7 @@ import { signContent, verifySigned } from '../../../gateway/tunnel/cms/signed.js
 import { decodeBody, parseEntity } from '../../../gateway/tunnel/mime.js';
 import { decryptTunnel, encryptTunnel } from '../../../gateway/tunnel/tunnel.js';
 import { run, seeded, tempDir } from '../../helpers.js';
-import { makeDomain, mutate, NOW, peer, sampleMessage } from './fixtures.js';
+import { aeadPeer, makeDomain, mutate, NOW, peer, sampleMessage } from './fixtures.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -50,6 +50,13 @@ t.test('EnvelopedData (ours) and AuthEnvelopedData (OpenSSL, BER)', async (t) =>
   const cbc = await run('openssl', ['cms', '-encrypt', '-aes128', '-outform', 'DER', '-stream', '-recip', leaf], { input: original });
   t.ok(openEnvelope(cbc.stdout, betaCert, betaKey).content.equals(original), 'streamed EnvelopedData (chunked OCTET STRING) opens');
   await fuzz(t, 'streamed EnvelopedData', cbc.stdout, 200, (m) => openEnvelope(m, betaCert, betaKey), 3);
+
+  // Ours (RFC 5083): whatever a mutation leaves readable opens to the same content, or not at all.
+  const aead = decodeBody(parseEntity(await encryptTunnel('smime', original, alpha, aeadPeer(beta), { now: NOW })));
+  const inner = openEnvelope(aead, betaCert, betaKey).content;
+  await fuzz(t, 'AuthEnvelopedData (ours)', aead, 300, (m) => {
+    if (!openEnvelope(m, betaCert, betaKey).content.equals(inner)) t.fail('a changed AuthEnvelopedData opened to other content');
+  }, 5);
 });
 
 t.test('SignedData', async (t) => {
@@ -65,12 +72,14 @@ t.test('SignedData', async (t) => {
   t.ok(changed > 0, 'mutations that parse do not verify');
 });
 
-t.test('whole tunnel messages, both formats', async (t) => {
-  for (const [i, format] of (['pgp-mime', 'smime'] as const).entries()) {
-    const sealed = await encryptTunnel(format, original, alpha, peer(beta), { now: NOW });
-    await fuzz(t, format, sealed, 150, async (m) => {
+t.test('whole tunnel messages, both formats (S/MIME with CBC and with GCM)', async (t) => {
+  const cases = [['pgp-mime', peer(beta)], ['smime', peer(beta)], ['smime', aeadPeer(beta)]] as const;
+  for (const [i, [format, to]] of cases.entries()) {
+    const sealed = await encryptTunnel(format, original, alpha, to, { now: NOW });
+    await fuzz(t, `${format}${to.capabilities ? ' (GCM)' : ''}`, sealed, 150, async (m) => {
       const r = await decryptTunnel(m, beta, peer(alpha));
       if (r.signature === 'valid' && !r.inner.equals(original)) t.fail('a changed message has a valid signature');
+      if (r.integrity && r.cipher !== 'openpgp-seipd' && !r.inner.equals(original)) t.fail('changed GCM content was accepted');
     }, 10 + i);
   }
 });

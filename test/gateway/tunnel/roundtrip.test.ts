@@ -10,7 +10,7 @@ import {
   TUNNEL_HEADER,
 } from '../../../gateway/tunnel/tunnel.js';
 import * as openpgp from 'openpgp';
-import { sealEnvelope } from '../../../gateway/tunnel/cms/envelope.js';
+import { sealEnvelope } from '../../../gateway/tunnel/cms/seal.js';
 import { signContent } from '../../../gateway/tunnel/cms/signed.js';
 import { encodeBase64Lines, fieldValue, parseEntity, toCrlf } from '../../../gateway/tunnel/mime.js';
 import { rejectsCode } from '../../helpers.js';
@@ -61,13 +61,14 @@ for (const format of FORMATS) {
     if (format === 'pgp-mime') {
       await rejectsCode(t, decryptTunnel(tamper(sealed, format), beta, peer(alpha)), 'TUNNEL_DECRYPT_FAILED', 'tampered ciphertext (MDC)');
     } else {
-      // AES-CBC has no integrity of its own: a flipped block decrypts to garbage that either does not
-      // parse, fails the padding check, or breaks the signature. Never a valid message.
+      // AES-CBC has no integrity of its own: a flipped block decrypts to garbage that fails the padding
+      // check or does not parse (both TUNNEL_DECRYPT_FAILED: no oracle), or breaks the signature (or
+      // the signer's certificate). MALFORMED only if the flip hits the outer CMS structure. Never valid.
       const got = await decryptTunnel(tamper(sealed, format), beta, peer(alpha)).then(
         (r) => r.signature,
         (e: { code?: string }) => e.code,
       );
-      t.ok(['TUNNEL_DECRYPT_FAILED', 'TUNNEL_MALFORMED', 'invalid'].includes(got ?? ''), `tampered CBC ciphertext: ${got}`);
+      t.ok(['TUNNEL_DECRYPT_FAILED', 'TUNNEL_MALFORMED', 'invalid', 'unknown-signer'].includes(got ?? ''), `tampered CBC ciphertext: ${got}`);
     }
     await rejectsCode(t, decryptTunnel(sealed, gamma, peer(alpha)), 'TUNNEL_NOT_FOR_US', 'wrong recipient key');
     await rejectsCode(t, decryptTunnel(sealed.subarray(0, sealed.length - 200), beta, peer(alpha)), 'TUNNEL_MALFORMED', 'truncated');
