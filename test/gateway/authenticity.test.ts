@@ -125,9 +125,12 @@ const block = (s: string) => {
 t.test('EFAIL: a captured S/MIME CBC tunnel message rewritten without the key is refused, with the same reply as a garbled one', async (t) => {
   // beta would mark unsigned mail: integrity still wins, whatever the policy.
   const [alpha, beta] = await pair(t, { policies: [SMIME_TO_BETA, LENIENT] });
-  t.match(await send(t, alpha.smtpPort, 'a@alpha.test', 'b@beta.test', 'From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: salaries\r\n\r\nThe secret figures.\r\n'), /^250 /);
+  // What alpha sends to a peer whose record announces no AEAD (an older gateway): CBC EnvelopedData.
+  const rec = await beta.directory.getRecord('beta.test');
+  const original = Buffer.from('From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: salaries\r\n\r\nThe secret figures.\r\n');
+  const captured = await encryptTunnel('smime', original, await own(alpha), { domain: rec.domain, keys: rec.keys });
+  t.match(await send(t, beta.smtpPort, 'a@alpha.test', 'b@beta.test', captured), /^250 /, 'the genuine CBC message is delivered (validly signed)');
   await beta.sink.received(1);
-  const captured = beta.arrived[0]!;
   const outer = parseEntity(captured);
   t.match(fieldValue(outer.fields, 'content-type'), /smime-type=enveloped-data/, 'an S/MIME tunnel message travelled');
   const { iv, ct, write } = cbcParts(decodeBody(outer));
