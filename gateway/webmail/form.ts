@@ -22,14 +22,62 @@ export function formLimit(maxMessageBytes: number): number {
   return Math.ceil(base64 * (1 + 2 / 16)) + OTHER_FIELDS;
 }
 
+/** More fields than any WebMail form has (it has at most nine) are refused. */
+export const FORM_FIELDS_MAX = 64;
+
+const isHex = (c: number) => (c >= 0x30 && c <= 0x39) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66);
+const hexValue = (c: number) => (c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x57);
+
+/** WHATWG URL §5.1 steps 3.4-3.5: `+` is a space, then percent-decode (RFC 3986 §2.1) and UTF-8 decode without failure. */
+function formDecode(s: string): string {
+  if (!s.includes('%') && !s.includes('+')) return s;
+  const bytes = Buffer.from(s, 'utf8');
+  const out = Buffer.allocUnsafe(bytes.length);
+  let n = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b === 0x2b) out[n++] = 0x20;
+    else if (b === 0x25 && i + 2 < bytes.length && isHex(bytes[i + 1]!) && isHex(bytes[i + 2]!)) {
+      out[n++] = (hexValue(bytes[i + 1]!) << 4) | hexValue(bytes[i + 2]!);
+      i += 2;
+    } else out[n++] = b;
+  }
+  return out.toString('utf8', 0, n);
+}
+
+/**
+ * WHATWG URL §5.1 application/x-www-form-urlencoded parsing, in one pass (what URLSearchParams
+ * gives, without its slow path on long runs of `+`); a repeated name keeps its last value; more
+ * than FORM_FIELDS_MAX fields are BAD_REQUEST. The object has no prototype.
+ */
+export function parseForm(body: string): Record<string, string> {
+  const form = Object.create(null) as Record<string, string>;
+  let fields = 0;
+  for (let start = 0; start <= body.length; ) {
+    let end = body.indexOf('&', start);
+    if (end < 0) end = body.length;
+    if (end > start) {
+      if (++fields > FORM_FIELDS_MAX) throw new MailmeshError('BAD_REQUEST', `more than ${FORM_FIELDS_MAX} form fields`);
+      const eq = body.indexOf('=', start);
+      const cut = eq >= 0 && eq < end ? eq : end;
+      form[formDecode(body.slice(start, cut))] = formDecode(body.slice(Math.min(cut + 1, end), end));
+    }
+    start = end + 1;
+  }
+  return form;
+}
+
 /**
  * HTML form bodies (WHATWG URL §5.1 application/x-www-form-urlencoded) up to `bodyLimit`, for the
  * routes of `scope` only: http.ts calls this inside the WebMail operations' own fastify context.
- * URLSearchParams parses in one pass; a repeated name keeps its last value.
  */
 export function registerFormParser(scope: FastifyInstance, bodyLimit: number): void {
   scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    try {
+      done(null, parseForm(body as string));
+    } catch (e) {
+      done(e as Error);
+    }
   });
 }
 

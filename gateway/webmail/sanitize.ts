@@ -1,4 +1,5 @@
 import sanitize, { type IOptions } from 'sanitize-html';
+import { MailmeshError } from '../../directory/errors.js';
 import { esc } from './i18n.js';
 
 /**
@@ -42,17 +43,40 @@ const OPTIONS: IOptions = {
   exclusiveFilter: (frame) => frame.tag === 'img' && !DATA_IMAGE.test(frame.attribs.src ?? ''),
 };
 
-/** The sanitised HTML (a body fragment). Never throws; any input gives markup made of the allow-list only. */
+/**
+ * The parser's open elements at most. htmlparser2 keeps them in an array it shifts at every start
+ * tag, so 1 MB of `<div>` would cost time quadratic in the depth; deeper HTML is refused instead.
+ */
+export const MAX_DEPTH = 256;
+
+/**
+ * The sanitised HTML (a body fragment): markup made of the allow-list only. HTML nested deeper
+ * than MAX_DEPTH is WEBMAIL_INVALID (the page then shows the message's text).
+ */
 export function sanitizeHtml(html: string): string {
-  return sanitize(html, OPTIONS);
+  let depth = 0;
+  return sanitize(html, {
+    ...OPTIONS,
+    onOpenTag: () => {
+      if (++depth > MAX_DEPTH) throw new MailmeshError('WEBMAIL_INVALID', `HTML nested deeper than ${MAX_DEPTH} elements`);
+    },
+    onCloseTag: () => void depth--,
+  });
 }
 
 /**
  * The iframe document for a sanitised HTML body: its own CSP (images only from data:, nothing
  * else at all), and the iframe is sandboxed without allow-scripts, allow-forms or allow-same-origin.
+ * HTML the sanitiser refuses is shown as `text` instead.
  */
-export function htmlFrame(html: string, title: string): string {
+export function htmlFrame(html: string, title: string, text = ''): string {
+  let body: string;
+  try {
+    body = sanitizeHtml(html);
+  } catch {
+    return `<pre id="text">${esc(text)}</pre>`;
+  }
   const doc = `<!DOCTYPE html><html><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:">
-<meta name="referrer" content="no-referrer"><base target="_blank"></head><body>${sanitizeHtml(html)}</body></html>`;
+<meta name="referrer" content="no-referrer"><base target="_blank"></head><body>${body}</body></html>`;
   return `<iframe id="html" title="${esc(title)}" sandbox="" referrerpolicy="no-referrer" srcdoc="${esc(doc)}"></iframe>`;
 }

@@ -9,13 +9,15 @@ import { SmtpClient } from '../smtp/client.js';
 import { rfc5322Date } from '../smtp/smtp.js';
 import { openMessage, sealMessage, type SealedMessage, type WebmailKeys } from './crypto.js';
 import { esc, texts, type Language, type Texts } from './i18n.js';
-import { encodeWord, firstAddress, readMessage, writeMessage, type Readable } from './message.js';
+import { attachmentDisposition, encodeWord, firstAddress, readMessage, writeMessage, type Readable } from './message.js';
 import { attachmentFile, loginPage, messagePage, notePage, page, registerPage } from './pages.js';
 import { checkPassword, hashPassword, needsRehash, SCRYPT, verifyPassword, type ScryptParams } from './password.js';
 import { signReceipt } from './receipt.js';
 import { formLimit, normalAddress, registerFormParser, REPLY_MAX, sealedFrom } from './form.js';
+import { clearFailures, failureKey, regKey, resetRegistration } from './registrations.js';
 
 export { normalAddress, sealedFrom } from './form.js';
+export { resetRegistration } from './registrations.js';
 
 export interface WebmailSettings {
   /** Public base URL of the HTTP server (the pages are under <baseUrl>/webmail/). */
@@ -81,7 +83,7 @@ export class Webmail {
   async buildMail(original: Buffer, from: string, recipient: string): Promise<Buffer> {
     const t = this.#t;
     const now = this.#clock();
-    const read = readMessage(original);
+    const read = await readMessage(original);
     const messageId = read.messageId || `<${randomBytes(12).toString('hex')}@${this.#o.name}>`;
     const expires = Math.floor(now.getTime() / 1000) + this.#o.expiryDays * 86400;
     const sealed = await sealMessage(this.#o.keys, original, { recipient: normalAddress(recipient), messageId, expires });
@@ -162,13 +164,12 @@ export class Webmail {
 
       webmailAttachment: this.#page(async (req, reply, form, sealed) => {
         await this.#session(req, form, sealed, true);
-        const m = readMessage(await this.#open(sealed));
+        const m = await readMessage(await this.#open(sealed));
         const a = m.attachments[Number(form.index)];
         if (!/^\d{1,4}$/.test(form.index ?? '') || !a) throw new MailmeshError('BAD_REQUEST', 'no such attachment');
-        // RFC 6266 §4.3: filename* carries the UTF-8 name.
         return reply
           .code(200)
-          .header('content-disposition', `attachment; filename="${a.name.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(a.name)}`)
+          .header('content-disposition', attachmentDisposition(a.name))
           .header('cache-control', 'no-store')
           .header('x-content-type-options', 'nosniff')
           .type('application/octet-stream')
@@ -177,7 +178,7 @@ export class Webmail {
 
       webmailReply: this.#page(async (req, reply, form, sealed) => {
         await this.#session(req, form, sealed, true);
-        const m = readMessage(await this.#open(sealed));
+        const m = await readMessage(await this.#open(sealed));
         const to = firstAddress(m.from);
         if (!to) throw new MailmeshError('WEBMAIL_INVALID', 'the message has no sender address');
         const text = form.text ?? '';
@@ -273,7 +274,7 @@ export class Webmail {
 
   /** After the password: a new session id (no fixation), then the message (`plain`: the opened `sealed`). */
   async #showMessage(req: FastifyRequest, reply: FastifyReply, s: Session, sealed: SealedMessage, plain: Buffer): Promise<FastifyReply> {
-    const m = readMessage(plain);
+    const m = await readMessage(plain);
     const next: Session = { ...s, auth: true, csrf: randomBytes(24).toString('base64url') };
     await this.#newSession(reply, next);
     if (m.registered || this.#o.registered) await this.#receipt(sealed, m).catch((err: unknown) => req.log.warn({ err }, 'registered-mail receipt not sent'));
@@ -375,29 +376,6 @@ export class Webmail {
       c.close();
     }
   }
-}
-
-function regKey(address: string): string {
-  return `webmail:reg:${address}`;
-}
-
-/** Forgets a recipient's password and failure counter; false if the address was not registered. */
-export async function resetRegistration(store: Store, address: string): Promise<boolean> {
-  const a = normalAddress(address);
-  const existed = (await store.kvGet(regKey(a))) !== undefined;
-  await store.kvDelete(regKey(a));
-  await clearFailures(store, failureKey('rcpt', a));
-  return existed;
-}
-
-/** The failure counters: per recipient (cleared by the right password) and per client address. */
-function failureKey(kind: 'rcpt' | 'client', id: string): string {
-  return `webmail:failures:${kind}:${id}`;
-}
-
-async function clearFailures(store: Store, key: string): Promise<void> {
-  await store.kvDelete(key);
-  await store.kvDelete(`${key}:last`);
 }
 
 function safeEqual(a: string, b: string): boolean {

@@ -26,7 +26,7 @@ async function send(t: Test, n: number, subject: string, body: string, extra: st
   await h.outside.received(n);
   const mail = h.outside.messages[n - 1]!;
   t.same(mail.to, ['bob@outside.test']);
-  const file = readMessage(mail.data).attachments.find((a) => a.name === 'secure-message.html');
+  const file = (await readMessage(mail.data)).attachments.find((a) => a.name === 'secure-message.html');
   t.ok(file, 'the mail carries secure-message.html');
   const path = join(dir, `secure-message-${n}.html`);
   writeFileSync(path, file!.data);
@@ -79,7 +79,7 @@ t.test('first contact: register, read, download, reply', async (t) => {
   const reply = h.inbox.messages[0]!;
   t.equal(reply.from, 'bob@outside.test');
   t.same(reply.to, ['alice@alpha.test']);
-  const got = readMessage(reply.data);
+  const got = await readMessage(reply.data);
   t.equal(got.text, 'Thanks Alice, received.');
   t.equal(got.subject, 'Re: Quarterly figures');
   t.match(reply.data.toString(), /^In-Reply-To: <m1@alpha\.test>/m);
