@@ -6,7 +6,7 @@ import { asMailmeshError, MailmeshError } from '../../directory/errors.js';
 import { httpStatus } from '../../directory/http/http.js';
 import type { Store } from '../../directory/store/store.js';
 import { SmtpClient } from '../smtp/client.js';
-import { rfc5322Date } from '../smtp/smtp.js';
+import { MessageRefused, rfc5322Date } from '../smtp/smtp.js';
 import { openMessage, sealMessage, type SealedMessage, type WebmailKeys } from './crypto.js';
 import { esc, texts, type Language, type Texts } from './i18n.js';
 import { attachmentDisposition, encodeWord, firstAddress, readMessage, writeMessage, type Readable } from './message.js';
@@ -83,7 +83,10 @@ export class Webmail {
   async buildMail(original: Buffer, from: string, recipient: string): Promise<Buffer> {
     const t = this.#t;
     const now = this.#clock();
-    const read = await readMessage(original);
+    // A message WebMail could never show is refused now (RFC 3463 §3.7: 5.6.0), not retried for days.
+    const read = await readMessage(original).catch((e: unknown) => {
+      throw new MessageRefused({ code: 554, lines: [`5.6.0 The message cannot be read for WebMail: ${asMailmeshError(e).detail ?? 'unreadable'}`] });
+    });
     const messageId = read.messageId || `<${randomBytes(12).toString('hex')}@${this.#o.name}>`;
     const expires = Math.floor(now.getTime() / 1000) + this.#o.expiryDays * 86400;
     const sealed = await sealMessage(this.#o.keys, original, { recipient: normalAddress(recipient), messageId, expires });

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { sealMessage } from '../../../gateway/webmail/crypto.js';
 import { attachmentDisposition, fileName, htmlToText, readMessage } from '../../../gateway/webmail/message.js';
+import { SmtpClient } from '../../../gateway/smtp/client.js';
 import { get } from '../../directory/http/helpers.js';
 import { fields, post, webmailGateway } from './harness.js';
 
@@ -96,4 +97,18 @@ t.test('htmlToText: text only, block ends as line breaks, hidden content and com
     ['İ<P>ok</P>x', 'İok\nx'], // toLowerCase would make İ two characters and shift every index
   ];
   for (const [html, want] of cases) t.equal(htmlToText(html), want, html);
+});
+
+t.test('a message WebMail could never show is refused at SMTP with 554 5.6.0, not queued for retries', async (t) => {
+  const h = await webmailGateway(t);
+  const nested = Array.from({ length: 30 }, (_, i) => `--b${i}\r\nContent-Type: multipart/mixed; boundary=b${i + 1}\r\n\r\n`).join('');
+  const bad = Buffer.from(`From: alice@alpha.test\r\nTo: bob@outside.test\r\nSubject: deep\r\nMessage-ID: <d1@alpha.test>\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n${nested}--b30\r\n\r\nx\r\n`);
+  const c = await SmtpClient.connect({ host: '127.0.0.1', port: h.smtpPort, helo: 'client.alpha.test', tls: 'none' });
+  t.teardown(() => c.close());
+  t.equal((await c.mail('alice@alpha.test')).code, 250);
+  t.equal((await c.rcpt('bob@outside.test')).code, 250);
+  const r = await c.data(bad);
+  t.equal(r.code, 554);
+  t.match(r.lines.join(' '), /5\.6\.0 .*WebMail/);
+  t.equal(h.outside.messages.length, 0, 'nothing was sent');
 });

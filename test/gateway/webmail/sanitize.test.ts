@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { htmlFrame, sanitizeHtml } from '../../../gateway/webmail/sanitize.js';
+import { htmlFrame, MAX_DEPTH, sanitizeHtml } from '../../../gateway/webmail/sanitize.js';
 import { seeded } from '../../helpers.js';
 
 const ALLOWED = /^(a|abbr|b|blockquote|br|caption|cite|code|col|colgroup|dd|del|div|dl|dt|em|font|h[1-6]|hr|i|img|ins|kbd|li|ol|p|pre|q|s|small|span|strike|strong|sub|sup|table|tbody|td|tfoot|th|thead|tr|u|ul)$/;
@@ -103,4 +103,11 @@ t.test('fuzz: random markup only ever yields allowed tags and safe attributes', 
     checkOutput(t, out, `fuzz ${i}`);
     t.equal(sanitizeHtml(out), out, `fuzz ${i}: sanitising again changes nothing`);
   }
+});
+
+t.test('HTML nested deeper than MAX_DEPTH is refused; the frame then shows the text', async (t) => {
+  t.match(sanitizeHtml('<div>'.repeat(MAX_DEPTH - 1) + 'deep'), 'deep', 'just within the depth (beyond 100 flattened)');
+  t.equal(sanitizeHtml('<div></div>'.repeat(10 * MAX_DEPTH)), '<div></div>'.repeat(10 * MAX_DEPTH), 'many elements side by side are fine');
+  t.throws(() => sanitizeHtml('<div>'.repeat(MAX_DEPTH + 1)), { code: 'WEBMAIL_INVALID' });
+  t.equal(htmlFrame('<div>'.repeat(MAX_DEPTH + 1), 'Message', 'the <text>'), '<pre id="text">the &#60;text&#62;</pre>');
 });
