@@ -62,6 +62,7 @@ function parseHash(stored: string): { params: ScryptParams; salt: Buffer; hash: 
 /** True when the password matches; a stored hash that cannot be used is WEBMAIL_HASH_UNSUPPORTED (never a hang). */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
   const { params, salt, hash } = parseHash(stored);
+  if (password.length > PASSWORD_MAX_UNITS) return false; // never registered: not worth a hash
   const got = await derive(password, salt, params);
   return timingSafeEqual(got, hash);
 }
@@ -72,12 +73,16 @@ export function needsRehash(stored: string, o: ScryptParams = SCRYPT): boolean {
   return params.N !== o.N || params.r !== o.r || params.p !== o.p;
 }
 
+/** 200 characters are at most 400 UTF-16 code units. */
+const PASSWORD_MAX_UNITS = 400;
+
 /**
  * The strength rules: at least 10 characters with three of four classes (lower, upper, digit,
  * other), or at least 16 of any kind; at most 200; not containing the address's local part.
  */
 export function checkPassword(password: string, address: string): void {
   const weak = (why: string) => new MailmeshError('WEBMAIL_WEAK_PASSWORD', why);
+  if (password.length > PASSWORD_MAX_UNITS) throw weak('longer than 200 characters'); // before spreading a form field of megabytes
   const chars = [...password];
   if (chars.length > 200) throw weak('longer than 200 characters');
   const classes = [/\p{Ll}/u, /\p{Lu}/u, /\p{Nd}/u, /[^\p{Ll}\p{Lu}\p{Nd}]/u].filter((c) => c.test(password)).length;

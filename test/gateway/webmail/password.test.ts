@@ -1,6 +1,6 @@
 import t from 'tap';
 import { sealMessage } from '../../../gateway/webmail/crypto.js';
-import { checkParams, hashPassword, needsRehash, SCRYPT, SCRYPT_PREVIOUS, verifyPassword } from '../../../gateway/webmail/password.js';
+import { checkParams, checkPassword, hashPassword, needsRehash, SCRYPT, SCRYPT_PREVIOUS, verifyPassword } from '../../../gateway/webmail/password.js';
 import { rejectsCode, throwsCode } from '../../helpers.js';
 import { fields, post, webmailGateway } from './harness.js';
 
@@ -75,4 +75,15 @@ t.test('on a server: a hash with N=2^30 in the store gives a page with the stabl
   t.match(now.hash, /^scrypt\$16384\$8\$1\$/, 'rehashed with the configured parameters');
   const c = await open('erin@outside.test', '<p3@alpha.test>');
   t.equal((await post(h, 'login', { ...c.f, password: PW, csrf: c.opened.csrf! }, c.opened.cookie)).status, 200, 'the new hash verifies');
+});
+
+t.test('a password of megabytes is refused at registration and is simply wrong at login, before any hashing', async (t) => {
+  const huge = 'Aa1!'.repeat(2_500_000);
+  throwsCode(t, () => checkPassword(huge, 'carol@outside.test'), 'WEBMAIL_WEAK_PASSWORD');
+  throwsCode(t, () => checkPassword('Aa1!x'.repeat(41), 'carol@outside.test'), 'WEBMAIL_WEAK_PASSWORD', '205 characters');
+  checkPassword('Aa1!x'.repeat(40), 'carol@outside.test');
+  t.pass('200 characters are fine');
+  const h = await hashPassword(PW, { N: 1 << 14, r: 8, p: 1 });
+  t.equal(await verifyPassword(huge, h), false);
+  t.equal(await verifyPassword('😀'.repeat(200), await hashPassword('😀'.repeat(200), { N: 1 << 14, r: 8, p: 1 })), true, '200 astral characters (400 code units) still verify');
 });
