@@ -159,7 +159,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         directory, logger: log.child({ face: 'http' }), config: c.http, federation, metrics,
         // On Redis the nodes of a cluster count a client's requests together.
         rateCounters: directory.store.kind === 'redis' ? directory.store : undefined,
-        webmail: webmail && { handlers: webmail.handlers(), register: (app) => webmail.register(app, Math.ceil(c.smtp.maxMessageBytes * 1.4)) },
+        webmail: webmail && { handlers: webmail.handlers(), register: (app) => webmail.register(app, c.smtp.maxMessageBytes) },
       });
       await http.listen({ host: c.http.host, port: c.http.port });
       closers.push(() => http.close());

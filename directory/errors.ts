@@ -70,6 +70,7 @@ export const CATALOGUE = {
   WEBMAIL_WEAK_PASSWORD: { kind: 'invalid', message: 'the password does not meet the rules' },
   WEBMAIL_REGISTERED: { kind: 'conflict', message: 'this address is already registered' },
   WEBMAIL_LOCKED: { kind: 'forbidden', message: 'too many wrong passwords: locked for a while' },
+  WEBMAIL_HASH_UNSUPPORTED: { kind: 'internal', message: 'the stored password hash cannot be used (malformed or outside the accepted scrypt parameters); an operator can reset the registration' },
   INTERNAL: { kind: 'internal', message: 'internal error' },
 } as const satisfies Record<string, { kind: ErrorKind; message: string }>;
 

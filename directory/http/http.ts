@@ -10,7 +10,7 @@ import { pemToDer } from '../smime.js';
 import { negotiate } from './accept.js';
 import { keyServerHandlers } from './keyserver.js';
 import { PublishedKeys } from './keys.js';
-import { loadOpenApi, operations, registerOperations } from './openapi.js';
+import { loadOpenApi, operations, registerOperations, type OpenApiDocument } from './openapi.js';
 import { tlsMaterial, type TlsConfig } from './tls.js';
 
 /** The edge mapping from error kinds to HTTP status codes (RFC 9110 §15). */
@@ -69,7 +69,7 @@ export interface HttpOptions {
   rateCounters?: RateCounters;
 }
 
-/** Handlers of the operations tagged `webmail` in openapi.yaml, and a hook to add their body parser. */
+/** Handlers of the operations tagged `webmail` in openapi.yaml, and a hook to add their body parser (called in their own context only). */
 export interface WebmailHandlers {
   handlers: Record<string, RouteHandlerMethod>;
   register(app: FastifyInstance): void;
@@ -94,13 +94,30 @@ function sharedRateStore(counters: RateCounters, windowMs: number, prefix = 'rat
   };
 }
 
-/** Every `webmail` operation gets its handler, or one that says WebMail is off. */
-function webmailOperations(w: WebmailHandlers | undefined): Record<string, RouteHandlerMethod> {
+/** The operations of openapi.yaml with (`tagged`) or without the tag, as a document of their own. */
+function byTag(doc: OpenApiDocument, tag: string, tagged: boolean): OpenApiDocument {
+  const paths: OpenApiDocument['paths'] = {};
+  for (const { path, method, op } of operations(doc)) {
+    if (((op as { tags?: string[] }).tags?.includes(tag) ?? false) === tagged) paths[path] = { ...paths[path], [method]: op };
+  }
+  return { ...doc, paths };
+}
+
+/**
+ * Every `webmail` operation gets its handler, or one that says WebMail is off. They live in a
+ * fastify context of their own (encapsulation): the form body parser WebMail adds there, with
+ * its larger limit, applies to these routes only; elsewhere a form is an unsupported media type (415).
+ */
+async function registerWebmail(app: FastifyInstance, w: WebmailHandlers | undefined): Promise<void> {
   const off: RouteHandlerMethod = async () => {
     throw new MailmeshError('NOT_FOUND', 'WebMail is not enabled');
   };
-  const ids = [...operations(loadOpenApi())].filter((o) => (o.op as { tags?: string[] }).tags?.includes('webmail')).map((o) => o.op.operationId);
-  return Object.fromEntries(ids.map((id) => [id, w?.handlers[id] ?? off]));
+  const doc = byTag(loadOpenApi(), 'webmail', true);
+  const ids = [...operations(doc)].map((o) => o.op.operationId);
+  await app.register(async (scope) => {
+    w?.register(scope);
+    registerOperations(scope, doc, Object.fromEntries(ids.map((id) => [id, w?.handlers[id] ?? off])));
+  });
 }
 
 export const BODY_LIMIT = 256 * 1024;
@@ -151,7 +168,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     });
   }
 
-  opts.webmail?.register(app);
+  await registerWebmail(app, opts.webmail);
   const keys = new PublishedKeys(directory);
   app.addHook('onClose', async () => keys.close());
   const domainParam = (req: FastifyRequest) => (req.params as { domain: string }).domain;
@@ -160,7 +177,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   let lastSerial = await directory.store.serial().catch(() => 0);
   metrics.collect('mailmesh_directory_serial', 'The store serial (grows with every change)', 'gauge', () => [{ value: lastSerial }]);
 
-  registerOperations(app, loadOpenApi(), {
+  registerOperations(app, byTag(loadOpenApi(), 'webmail', false), {
     async getMetrics(_req, reply) {
       lastSerial = await directory.store.serial().catch(() => lastSerial);
       return reply.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render());
@@ -210,7 +227,6 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     },
 
     ...keyServerHandlers(directory, keys),
-    ...webmailOperations(opts.webmail),
 
     async joinDomain(req, reply) {
       if (!opts.federation) throw new MailmeshError('FEDERATION_DISABLED', 'join');

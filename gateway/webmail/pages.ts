@@ -1,5 +1,6 @@
 import type { SealedMessage } from './crypto.js';
 import { esc, type Texts } from './i18n.js';
+import { REPLY_MAX } from './form.js';
 import type { Readable } from './message.js';
 import { htmlFrame } from './sanitize.js';
 
@@ -50,9 +51,9 @@ export function messagePage(t: Texts, s: SealedMessage, csrf: string, m: Readabl
     ? `<h2>${esc(t('attachments'))}</h2>` +
       m.attachments.map((a, i) => form('attachment', s, csrf, `<input type="hidden" name="index" value="${i}">${esc(a.name)} (${a.data.length} B) <button type="submit">${esc(t('download'))}</button>`)).join('')
     : '';
-  const body = m.html !== undefined ? htmlFrame(m.html, t('subject')) : `<pre id="text">${esc(m.text)}</pre>`;
+  const body = m.html !== undefined ? htmlFrame(m.html, t('subject'), m.text) : `<pre id="text">${esc(m.text)}</pre>`;
   return `<h1>${esc(m.subject)}</h1><dl>${rows}</dl>${body}${files}
-<h2>${esc(t('reply'))}</h2>${form('reply', s, csrf, `<label for="r">${esc(t('reply'))}</label><textarea id="r" name="text" rows="8" required></textarea><button type="submit">${esc(t('send'))}</button>`)}`;
+<h2>${esc(t('reply'))}</h2>${form('reply', s, csrf, `<label for="r">${esc(t('reply'))}</label><textarea id="r" name="text" rows="8" maxlength="${REPLY_MAX}" required></textarea><button type="submit">${esc(t('send'))}</button>`)}`;
 }
 
 export function notePage(title: string, note: string, ok: boolean, code?: string): string {

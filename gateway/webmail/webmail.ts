@@ -6,13 +6,18 @@ import { asMailmeshError, MailmeshError } from '../../directory/errors.js';
 import { httpStatus } from '../../directory/http/http.js';
 import type { Store } from '../../directory/store/store.js';
 import { SmtpClient } from '../smtp/client.js';
-import { rfc5322Date } from '../smtp/smtp.js';
+import { MessageRefused, rfc5322Date } from '../smtp/smtp.js';
 import { openMessage, sealMessage, type SealedMessage, type WebmailKeys } from './crypto.js';
 import { esc, texts, type Language, type Texts } from './i18n.js';
-import { encodeWord, firstAddress, readMessage, writeMessage, type Readable } from './message.js';
+import { attachmentDisposition, encodeWord, firstAddress, readMessage, writeMessage, type Readable } from './message.js';
 import { attachmentFile, loginPage, messagePage, notePage, page, registerPage } from './pages.js';
-import { checkPassword, hashPassword, SCRYPT, verifyPassword } from './password.js';
+import { checkPassword, hashPassword, needsRehash, SCRYPT, verifyPassword, type ScryptParams } from './password.js';
 import { signReceipt } from './receipt.js';
+import { formLimit, normalAddress, registerFormParser, REPLY_MAX, sealedFrom } from './form.js';
+import { clearFailures, failureKey, regKey, resetRegistration } from './registrations.js';
+
+export { normalAddress, sealedFrom } from './form.js';
+export { resetRegistration } from './registrations.js';
 
 export interface WebmailSettings {
   /** Public base URL of the HTTP server (the pages are under <baseUrl>/webmail/). */
@@ -43,7 +48,8 @@ export interface WebmailOptions extends WebmailSettings {
   /** Our host name (EHLO, Message-IDs). */
   name: string;
   clock?: () => Date;
-  scrypt?: typeof SCRYPT;
+  /** scrypt parameters of new hashes (default SCRYPT, password.ts); tests use cheaper ones. */
+  scrypt?: ScryptParams;
   /** The armored private key of a sender domain, for registered-mail receipts (receipt.ts `domainKeyOf`). */
   receiptKey?: (domain: string) => Promise<string | undefined>;
 }
@@ -56,7 +62,6 @@ interface Session {
 }
 
 const COOKIE = 'mailmesh_webmail';
-const FIELD_MAX = 1000;
 
 /**
  * Enhanced WebMail (DESIGN.md): the notification mail with the sealed message, and the pages
@@ -78,7 +83,10 @@ export class Webmail {
   async buildMail(original: Buffer, from: string, recipient: string): Promise<Buffer> {
     const t = this.#t;
     const now = this.#clock();
-    const read = readMessage(original);
+    // A message WebMail could never show is refused now (RFC 3463 §3.7: 5.6.0), not retried for days.
+    const read = await readMessage(original).catch((e: unknown) => {
+      throw new MessageRefused({ code: 554, lines: [`5.6.0 The message cannot be read for WebMail: ${asMailmeshError(e).detail ?? 'unreadable'}`] });
+    });
     const messageId = read.messageId || `<${randomBytes(12).toString('hex')}@${this.#o.name}>`;
     const expires = Math.floor(now.getTime() / 1000) + this.#o.expiryDays * 86400;
     const sealed = await sealMessage(this.#o.keys, original, { recipient: normalAddress(recipient), messageId, expires });
@@ -106,11 +114,9 @@ export class Webmail {
     ]);
   }
 
-  /** Accepts HTML form bodies (WHATWG URL §5.1 application/x-www-form-urlencoded) up to the message size. */
-  register(app: FastifyInstance, bodyLimit: number): void {
-    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
-      done(null, Object.fromEntries(new URLSearchParams(body as string)));
-    });
+  /** The form body parser, in the WebMail routes' own context (http.ts), sized for mail up to `maxMessageBytes`. */
+  register(scope: FastifyInstance, maxMessageBytes: number): void {
+    registerFormParser(scope, formLimit(maxMessageBytes));
   }
 
   /** The handlers of the webmail operations in openapi.yaml. */
@@ -149,24 +155,24 @@ export class Webmail {
         // nodes, at most maxAttempts are tried (the counter is atomic across the cluster).
         if ((await this.#count(rcpt)) > this.#o.maxAttempts) throw new MailmeshError('WEBMAIL_LOCKED', rcpt);
         const reg = await this.#o.store.kvGet(this.#regKey(sealed.recipient));
-        const ok = reg !== undefined && (await verifyPassword(form.password ?? '', (JSON.parse(reg) as { hash: string }).hash));
-        if (!ok) {
+        const hash = reg === undefined ? undefined : (JSON.parse(reg) as { hash: string }).hash;
+        if (hash === undefined || !(await verifyPassword(form.password ?? '', hash))) {
           await this.#count(client);
           return this.#send(reply, 403, loginPage(this.#t, sealed, s.csrf, new MailmeshError('WEBMAIL_PASSWORD').publicMessage));
         }
         await clearFailures(this.#o.store, rcpt);
+        await this.#rehash(sealed.recipient, reg!, hash, form.password ?? '').catch((err: unknown) => req.log.warn({ err }, 'password not rehashed'));
         return this.#showMessage(req, reply, s, sealed, plain);
       }),
 
       webmailAttachment: this.#page(async (req, reply, form, sealed) => {
         await this.#session(req, form, sealed, true);
-        const m = readMessage(await this.#open(sealed));
+        const m = await readMessage(await this.#open(sealed));
         const a = m.attachments[Number(form.index)];
         if (!/^\d{1,4}$/.test(form.index ?? '') || !a) throw new MailmeshError('BAD_REQUEST', 'no such attachment');
-        // RFC 6266 §4.3: filename* carries the UTF-8 name.
         return reply
           .code(200)
-          .header('content-disposition', `attachment; filename="${a.name.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(a.name)}`)
+          .header('content-disposition', attachmentDisposition(a.name))
           .header('cache-control', 'no-store')
           .header('x-content-type-options', 'nosniff')
           .type('application/octet-stream')
@@ -175,10 +181,11 @@ export class Webmail {
 
       webmailReply: this.#page(async (req, reply, form, sealed) => {
         await this.#session(req, form, sealed, true);
-        const m = readMessage(await this.#open(sealed));
+        const m = await readMessage(await this.#open(sealed));
         const to = firstAddress(m.from);
         if (!to) throw new MailmeshError('WEBMAIL_INVALID', 'the message has no sender address');
-        const text = (form.text ?? '').slice(0, 100_000);
+        const text = form.text ?? '';
+        if (text.length > REPLY_MAX) throw new MailmeshError('BAD_REQUEST', `the reply is longer than ${REPLY_MAX} characters`);
         await this.#sendReply(sealed.recipient, to, m.subject, sealed.messageId, text);
         return this.#send(reply, 200, notePage(this.#t('reply'), this.#t('replySent', { to }), true));
       }),
@@ -200,6 +207,17 @@ export class Webmail {
   /** Forgets a recipient's password and failure counter (for `mailmesh webmail reset`). */
   async resetRegistration(address: string): Promise<boolean> {
     return resetRegistration(this.#o.store, address);
+  }
+
+  /**
+   * A hash made with older scrypt parameters is replaced by one with the current ones after a
+   * right password, unless the registration changed meanwhile (a reset or another rehash).
+   */
+  async #rehash(address: string, reg: string, hash: string, password: string): Promise<void> {
+    const params = this.#o.scrypt ?? SCRYPT;
+    if (!needsRehash(hash, params)) return;
+    const fresh = JSON.stringify({ hash: await hashPassword(password, params), at: this.#clock().toISOString() });
+    if ((await this.#o.store.kvGet(this.#regKey(address))) === reg) await this.#o.store.kvPut(this.#regKey(address), fresh);
   }
 
   #regKey(address: string): string {
@@ -259,7 +277,7 @@ export class Webmail {
 
   /** After the password: a new session id (no fixation), then the message (`plain`: the opened `sealed`). */
   async #showMessage(req: FastifyRequest, reply: FastifyReply, s: Session, sealed: SealedMessage, plain: Buffer): Promise<FastifyReply> {
-    const m = readMessage(plain);
+    const m = await readMessage(plain);
     const next: Session = { ...s, auth: true, csrf: randomBytes(24).toString('base64url') };
     await this.#newSession(reply, next);
     if (m.registered || this.#o.registered) await this.#receipt(sealed, m).catch((err: unknown) => req.log.warn({ err }, 'registered-mail receipt not sent'));
@@ -363,52 +381,8 @@ export class Webmail {
   }
 }
 
-function regKey(address: string): string {
-  return `webmail:reg:${address}`;
-}
-
-/** Forgets a recipient's password and failure counter; false if the address was not registered. */
-export async function resetRegistration(store: Store, address: string): Promise<boolean> {
-  const a = normalAddress(address);
-  const existed = (await store.kvGet(regKey(a))) !== undefined;
-  await store.kvDelete(regKey(a));
-  await clearFailures(store, failureKey('rcpt', a));
-  return existed;
-}
-
-/** The failure counters: per recipient (cleared by the right password) and per client address. */
-function failureKey(kind: 'rcpt' | 'client', id: string): string {
-  return `webmail:failures:${kind}:${id}`;
-}
-
-async function clearFailures(store: Store, key: string): Promise<void> {
-  await store.kvDelete(key);
-  await store.kvDelete(`${key}:last`);
-}
-
-/** An address as WebMail keys it: the local part lower-cased (one registration per mailbox in practice), the domain normalised. */
-export function normalAddress(s: string): string {
-  const a = parseAddress(s);
-  return `${a.local.toLowerCase()}@${a.domain}`;
-}
-
 function safeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
-}
-
-/** The sealed message from the form fields; shape errors are WEBMAIL_INVALID. */
-export function sealedFrom(form: Record<string, string>): SealedMessage {
-  const { recipient, messageId, expires, data } = form;
-  if (!recipient || !messageId || !expires || !data || recipient.length > FIELD_MAX || messageId.length > FIELD_MAX || !/^\d{1,12}$/.test(expires) || !/^[A-Za-z0-9+/]+={0,2}$/.test(data)) {
-    throw new MailmeshError('WEBMAIL_INVALID', 'missing or malformed fields');
-  }
-  let address: string;
-  try {
-    address = normalAddress(recipient);
-  } catch {
-    throw new MailmeshError('WEBMAIL_INVALID', 'bad recipient');
-  }
-  return { recipient: address, messageId, expires: Number(expires), data };
 }

@@ -132,9 +132,9 @@ async function send(t: Test, node: ClusterNode, subject: string, body: string): 
   await outside.received(sealed.length + 1);
   const mail = outside.messages[sealed.length]!;
   t.same(mail.to, [TO], 'the WebMail mail went to the outside recipient');
-  t.match(readMessage(mail.data).messageId, `@${node.name}.alpha.test>`, `${node.name} made it`);
+  t.match((await readMessage(mail.data)).messageId, `@${node.name}.alpha.test>`, `${node.name} made it`);
   for (const secret of [subject, body]) t.notMatch(mail.data.toString('latin1'), secret, `"${secret}" is not readable in the mail`);
-  const file = readMessage(mail.data).attachments.find((a) => a.name === 'secure-message.html');
+  const file = (await readMessage(mail.data)).attachments.find((a) => a.name === 'secure-message.html');
   t.ok(file, 'the mail carries secure-message.html');
   const form = formOf(file!.data.toString('utf8'), new URL('file:///secure-message.html'));
   t.equal(form?.action.href, `${PUBLIC}/webmail/open`, 'its form posts to the public WebMail URL');

@@ -86,7 +86,7 @@ t.test('registered mail: the first opening sends one receipt signed with the sen
   const mail = h.inbox.messages[before]!;
   t.same(mail.to, ['alice@alpha.test'], 'to the sender');
   t.equal(mail.from, '', 'with the null reverse-path');
-  const text = readMessage(mail.data).text;
+  const text = (await readMessage(mail.data)).text;
   t.match(text, /^-----BEGIN PGP SIGNED MESSAGE-----/);
   t.match(text, `Message-ID: ${id}`);
   t.match(text, 'Recipient:  erin@outside.test');
@@ -119,5 +119,5 @@ t.test('registered mail by configuration: every message gets a receipt on first 
   t.match(first.page.text, 'secret text');
   await x.inbox.received(1);
   t.same(x.inbox.messages[0]!.to, ['alice@alpha.test']);
-  t.match(readMessage(x.inbox.messages[0]!.data).text, 'Recipient:  frank@outside.test');
+  t.match((await readMessage(x.inbox.messages[0]!.data)).text, 'Recipient:  frank@outside.test');
 });

@@ -26,7 +26,7 @@ async function send(t: Test, n: number, subject: string, body: string, extra: st
   await h.outside.received(n);
   const mail = h.outside.messages[n - 1]!;
   t.same(mail.to, ['bob@outside.test']);
-  const file = readMessage(mail.data).attachments.find((a) => a.name === 'secure-message.html');
+  const file = (await readMessage(mail.data)).attachments.find((a) => a.name === 'secure-message.html');
   t.ok(file, 'the mail carries secure-message.html');
   const path = join(dir, `secure-message-${n}.html`);
   writeFileSync(path, file!.data);
@@ -79,7 +79,7 @@ t.test('first contact: register, read, download, reply', async (t) => {
   const reply = h.inbox.messages[0]!;
   t.equal(reply.from, 'bob@outside.test');
   t.same(reply.to, ['alice@alpha.test']);
-  const got = readMessage(reply.data);
+  const got = await readMessage(reply.data);
   t.equal(got.text, 'Thanks Alice, received.');
   t.equal(got.subject, 'Re: Quarterly figures');
   t.match(reply.data.toString(), /^In-Reply-To: <m1@alpha\.test>/m);
@@ -123,7 +123,11 @@ t.test('an HTML message: sanitised, in a sandboxed frame, no script runs, nothin
   const pixel = `http://127.0.0.1:${(remote.address() as AddressInfo).port}/pixel.gif`;
   const html = `<html><head><title>orig</title><script>document.title='pwned-script'</script></head><body>
 <p>Hello <b>Bob</b></p><img src="${pixel}" onerror="document.title='pwned-onerror'"><img src=x onerror="document.title='pwned-img'">
-<a href="javascript:document.title='pwned-link'">click</a><a href="https://example.test/">site</a></body></html>`;
+<a href="javascript:document.title='pwned-link'">click</a><a href="https://example.test/">site</a>
+<noscript><p title="</noscript><img src=x onerror=document.title='pwned-noscript'>"></noscript>
+<svg><style><img src=x onerror="document.title='pwned-svg'"></style></svg><div style="background:url(${pixel}?css)">css</div>
+<a href="jav&#x61;script:document.title='pwned-entity'">entity</a>
+<math><mtext><table><mglyph><style><img src=x onerror="document.title='pwned-math'"></style></mglyph></table></mtext></math></body></html>`;
   const url = await send(t, 3, 'Rich', html, ['--header', 'Content-Type: text/html; charset=utf-8']);
   const page = await openAttachment(url);
   await page.fill('#p1', 'Correct horse 43');

@@ -68,7 +68,7 @@ export async function webmailNode(
   const webmail = new Webmail(options);
   const app = await createHttpServer({
     directory, logger: pino({ level: 'silent' }),
-    webmail: { handlers: webmail.handlers(), register: (a) => webmail.register(a, 30 * 1024 * 1024) },
+    webmail: { handlers: webmail.handlers(), register: (a) => webmail.register(a, 20 * 1024 * 1024) },
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => app.close());
