@@ -14,6 +14,8 @@ export interface FuzzTarget {
   /** Tokens the mutator inserts (protocol keywords, magic numbers). */
   dictionary?: (string | Buffer)[];
   setup?(): Promise<void>;
+  /** Releases what setup made (servers, listeners), for replaying inputs in the unit suite. */
+  teardown?(): Promise<void>;
   fuzz(data: Buffer): void | Promise<void>;
   expected(e: unknown): boolean;
 }

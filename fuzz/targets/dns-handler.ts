@@ -25,6 +25,9 @@ const target: FuzzTarget = {
     });
     await server.settled();
   },
+  async teardown() {
+    await server.close();
+  },
   fuzz(data) {
     for (const transport of ['udp', 'tcp'] as const) {
       for (const out of server.handle(data, transport)) {

@@ -9,8 +9,10 @@ import { createGateway, type Gateway } from '../../gateway/smtp/smtp.js';
 import { invariant, type FuzzTarget } from '../target.js';
 
 let gateway: Gateway;
+let sink: SMTPServer;
 let port = 0;
 const uncaught: unknown[] = [];
+const collect = (e: unknown) => void uncaught.push(e);
 
 function converse(data: Buffer): Promise<Buffer> {
   return new Promise((resolve) => {
@@ -34,7 +36,7 @@ const target: FuzzTarget = {
   maxLen: 8192,
   dictionary: ['\r\n', 'EHLO client.test\r\n', 'HELO x\r\n', 'MAIL FROM:<a@partner.test>', ' SIZE=100', ' BODY=8BITMIME', ' SMTPUTF8', 'RCPT TO:<bob@fuzz.example>', 'RCPT TO:<x@elsewhere.test>', 'DATA\r\n', '\r\n.\r\n', 'RSET\r\n', 'NOOP\r\n', 'QUIT\r\n', 'VRFY ', 'BDAT 10 LAST\r\n', 'STARTTLS\r\n', 'AUTH PLAIN ', 'XCLIENT ', '<>', '"', '@'],
   async setup() {
-    const sink = new SMTPServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false, onData: (stream, _s, cb) => (stream.resume(), stream.on('end', () => cb())) });
+    sink = new SMTPServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false, onData: (stream, _s, cb) => (stream.resume(), stream.on('end', () => cb())) });
     const sinkPort = await new Promise<number>((r) => sink.listen(0, '127.0.0.1', () => r((sink.server.address() as net.AddressInfo).port)));
     gateway = await createGateway({
       listen: { host: '127.0.0.1', port: 0 },
@@ -47,8 +49,14 @@ const target: FuzzTarget = {
       timeouts: { idle: 5000, shutdown: 200 },
     });
     port = (await gateway.listen()).port;
-    process.on('uncaughtException', (e) => uncaught.push(e));
-    process.on('unhandledRejection', (e) => uncaught.push(e));
+    process.on('uncaughtException', collect);
+    process.on('unhandledRejection', collect);
+  },
+  async teardown() {
+    process.off('uncaughtException', collect);
+    process.off('unhandledRejection', collect);
+    await gateway.close();
+    await new Promise<void>((r) => sink.close(() => r()));
   },
   async fuzz(data) {
     const answer = await converse(data);
