@@ -6,7 +6,7 @@ const PROTOCOL_LIBRARIES = ['fastify', 'fastify/*', '@fastify/*', 'dns2', 'ldapj
 const restrict = (patterns, message) => ({ group: patterns, message });
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/', '.tap/'] },
+  { ignores: ['dist/', 'node_modules/', 'coverage/', '.tap/', '.fuzz-build/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -85,16 +85,27 @@ export async function generateSmime(domain: Domain, opts: { now: Date; validDays
   return { leaf, ca, keyPkcs8Pem: await pkcs8Pem(leafKeys.privateKey), caKeyPkcs8Pem: await pkcs8Pem(caKeys.privateKey) };
 }
 
+/**
+ * @peculiar/x509 decodes the public key and the extensions on first use: decode them here, so
+ * a malformed one (RFC 5280 §4.1.2.7, §4.2) is KEY_UNREADABLE at reading and not a plain Error
+ * later, in validation (found by fuzzing).
+ */
+function decoded(cert: x509.X509Certificate): x509.X509Certificate {
+  void cert.publicKey.algorithm;
+  void cert.extensions;
+  return cert;
+}
+
 /** Reads PEM (RFC 7468, one or more CERTIFICATE blocks) or a single DER certificate. */
 export function readCertificates(data: string | Uint8Array): x509.X509Certificate[] {
   try {
     const text = typeof data === 'string' ? data : Buffer.from(data).toString('latin1');
     if (text.includes('-----BEGIN CERTIFICATE-----')) {
       const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-      return blocks.map((b) => new x509.X509Certificate(b));
+      return blocks.map((b) => decoded(new x509.X509Certificate(b)));
     }
     if (typeof data === 'string') throw new Error('no PEM CERTIFICATE block');
-    return [new x509.X509Certificate(Buffer.from(data))];
+    return [decoded(new x509.X509Certificate(Buffer.from(data)))];
   } catch (e) {
     throw new MailmeshError('KEY_UNREADABLE', e instanceof Error ? e.message : String(e), { cause: e });
   }

@@ -122,7 +122,11 @@ export function expectUniversal(n: asn1js.AsnType | undefined, tagNumber: number
 export function octets(n: asn1js.AsnType | undefined, what: string): Buffer {
   if (!n) throw bad(`${what}: missing`);
   if (n.idBlock.isConstructed) return Buffer.concat(items(n, what).map((c) => octets(c, what)));
-  return Buffer.from((n.valueBlock as unknown as { valueHexView: Uint8Array }).valueHexView);
+  // A primitive element whose value block has no octets (asn1js decodes some tags, e.g. NULL
+  // or an unknown constructed form, without them): not an OCTET STRING (found by fuzzing).
+  const view = (n.valueBlock as unknown as { valueHexView?: Uint8Array }).valueHexView;
+  if (!view) throw bad(`${what}: expected octets`);
+  return Buffer.from(view);
 }
 
 export function oidOf(n: asn1js.AsnType | undefined, what: string): string {
