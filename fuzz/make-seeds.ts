@@ -15,7 +15,7 @@ import { parseDomain } from '../directory/domain.js';
 import { generateDomainKeys } from '../directory/keys.js';
 import { encodeResult, readHeader } from '../directory/ldap/ber.js';
 import { MemoryStore } from '../directory/store/memory.js';
-import { sealEnvelope } from '../gateway/tunnel/cms/envelope.js';
+import { sealEnvelope } from '../gateway/tunnel/cms/seal.js';
 import { signContent } from '../gateway/tunnel/cms/signed.js';
 import { encryptTunnel } from '../gateway/tunnel/tunnel.js';
 import { sealMessage, WebmailKeys } from '../gateway/webmail/crypto.js';
