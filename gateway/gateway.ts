@@ -190,7 +190,11 @@ export class MailPolicy {
       this.#results?.inc({ direction: 'outbound', format: 'none', result: 'personal' });
       return message; // end-to-end encrypted by the person: untouched (DESIGN.md "Tunnel messages")
     }
-    const out = await encryptTunnel(plan.format, message, await this.#ownDomain(plan.sender), { domain: plan.domain, keys: plan.peer.keys, capabilities: plan.peer.capabilities }, {
+    // The receiving gateway binds the signer to the From domain (docs/gateway.md "Inbound"): sign with
+    // the author domain's key when it is one of ours, else with MAIL FROM's (the plan's sender).
+    const author = authorDomain(message);
+    const signer = author && this.#own.has(author) ? author : plan.sender;
+    const out = await encryptTunnel(plan.format, message, await this.#ownDomain(signer), { domain: plan.domain, keys: plan.peer.keys, capabilities: plan.peer.capabilities }, {
       keepSubject: this.#o.policy.keepSubject,
       now: this.#o.clock?.(),
     });

@@ -221,3 +221,22 @@ t.test('unsigned tunnel content is refused by default; with `mark`, delivered as
   await lenientBeta.sink.received(1);
   t.match(resultsFields(lenientBeta.sink.messages[0]!.data)[0], /mailmesh=none \(decrypted pgp-mime, openpgp-seipd with integrity; signature absent; author alpha\.test\)\theader\.from=alpha\.test\tpolicy\.cipher=openpgp-seipd policy\.integrity=yes$/);
 });
+
+t.test('the sending gateway signs with the From domain\'s key when it is one of its domains, whatever MAIL FROM says', async (t) => {
+  const [alpha, beta] = await pair(t);
+  await alpha.directory.addDomain('eu.alpha.test', { formats: ['pgp-mime', 'smime'] });
+  const message = 'From: Sales <x@eu.alpha.test>\r\nTo: b@beta.test\r\nSubject: offer\r\n\r\nBuy.\r\n';
+  // The gateway learns of its new domain from the directory's change feed: try until it signs with it.
+  let reply = '';
+  for (let i = 0; i < 20 && !/^250 /.test(reply); i++) {
+    reply = await send(t, alpha.smtpPort, 'bounces@alpha.test', 'b@beta.test', message);
+    if (!/^250 /.test(reply)) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.match(reply, /^250 /, 'delivered through both gateways');
+  await beta.sink.received(1);
+  const [ours] = resultsFields(beta.sink.messages.at(-1)!.data);
+  // beta's discovery does not reach the new domain's key (alpha's DNS publishes key owner names for
+  // alpha.test only), so the result is neutral; what counts is whose key signed.
+  const eu = (await alpha.directory.getRecord('eu.alpha.test')).keys.openpgp!.fingerprint.toUpperCase();
+  t.match(ours, new RegExp(`header\\.b=${eu} header\\.from=eu\\.alpha\\.test`), 'signed with the author domain\'s key, not MAIL FROM\'s');
+});
