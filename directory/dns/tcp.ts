@@ -149,15 +149,18 @@ class Connection {
 
   /** Writes one framed message; true when the peer must drain before we go on. */
   #write(out: Buffer): boolean {
-    const framed = Buffer.concat([Buffer.from([out.length >> 8, out.length & 0xff]), out]);
-    const n = framed.length;
+    const n = 2 + out.length;
     this.#queued += n;
     this.face.pending += n;
-    this.socket.write(framed, () => {
+    // The length prefix and the message go out in one writev (no copy of the message).
+    this.socket.cork();
+    this.socket.write(Buffer.from([out.length >> 8, out.length & 0xff]));
+    this.socket.write(out, () => {
       if (this.#closed) return;
       this.#queued -= n;
       this.face.pending -= n;
     });
+    this.socket.uncork();
     const { maxPendingBytes, maxTotalPendingBytes } = this.face.limits;
     // 'drain' comes only after a write that returned false (writableNeedDrain): wait only for that.
     return this.socket.writableNeedDrain && (this.socket.writableLength > maxPendingBytes || this.face.pending > maxTotalPendingBytes);

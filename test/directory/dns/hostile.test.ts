@@ -1,12 +1,14 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import type { DnsServer } from '../../../directory/dns/dns.js';
 import { TYPE } from '../../../directory/dns/wire.js';
 import { run } from '../../helpers.js';
-import { kdig, memoryDirectory, query, startDns, ZONE } from './helpers.js';
+import { floodAxfr, kdig, memoryDirectory, query, startDns, ZONE } from './helpers.js';
 
 // The DNS face against hostile peers (docs/security/dns.md): faults stay in one request, TCP
 // peers that do not read are not buffered for without bound, connection limits and timeouts.
@@ -208,4 +210,31 @@ t.test('RRL slip: a real client (kdig) retries a truncated answer over TCP; exem
   t.equal(second.answers.length, 1, 'and answered over TCP');
   const exempt = await startDns(t, directory, { clock: () => new Date(0), rrl: { responsesPerSecond: 1, burst: 1, slip: 1, exempt: ['127.0.0.0/8'] } });
   for (let i = 0; i < 3; i++) t.equal((await kdig(exempt.port, [ZONE, 'SOA'])).via, 'UDP', `exempt: answer ${i + 1} over UDP`);
+});
+
+t.test('TCP: after never-reading clients close, the memory queued for them is released (once V8 collects it)', async (t) => {
+  // The test forces the collection (V8's gc(), exposed to this process only). Measured are the
+  // Buffers the process holds (memoryUsage().arrayBuffers): RSS after a collection says more about
+  // what the allocator keeps for reuse (serve.test.ts shows that a second flood reuses it).
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const MiB = 1024 * 1024;
+  const { port, server } = await startDns(t, directory);
+  await kdig(port, ['AXFR', ZONE]);
+  gc();
+  const held = () => process.memoryUsage().arrayBuffers;
+  const baseline = held();
+  const socks = floodAxfr({ host: '127.0.0.1', port }, 4, 20_000);
+  t.teardown(() => socks.forEach((s) => s.destroy()));
+  // Each of the four is stopped past dns.maxPendingBytes (4 MiB).
+  await until(() => sample(server, 'mailmesh_dns_tcp_pending_bytes') >= 4 * 4 * MiB);
+  gc();
+  const during = held();
+  socks.forEach((s) => s.destroy());
+  await until(() => sample(server, 'mailmesh_dns_tcp_connections') === 0);
+  // The last write requests are let go when libuv cancels them, a turn or two after the close.
+  await until(() => (gc(), held() - baseline < 2 * MiB));
+  const after = held();
+  t.ok(after - baseline < 2 * MiB, `after the close: ${((after - baseline) / MiB).toFixed(2)} MiB above the baseline of ${(baseline / MiB).toFixed(1)} MiB (< 2 MiB)`);
+  t.ok(during - after >= 16 * MiB, `${((during - after) / MiB).toFixed(1)} MiB held for the four clients while they were open, released with them`);
 });
