@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { loadConfig, maskedConfig } from '../../../cli/config.js';
 import { createDnsServer } from '../../../directory/dns/dns.js';
 import { ResponseRateLimiter } from '../../../directory/dns/rrl.js';
 import { rejectsCode, tempDir, throwsCode } from '../../helpers.js';
@@ -79,6 +80,15 @@ t.test('transfer settings are checked at start (CONFIG_INVALID)', async (t) => {
   await rejectsCode(t, make({ tsig: [{ name: 'k', algorithm: 'hmac-md5', secret }] }), 'CONFIG_INVALID', 'HMAC-MD5 is not offered');
   await rejectsCode(t, make({ tsig: [{ name: 'k', algorithm: 'hmac-sha256', secret: randomBytes(16).toString('base64') }] }), 'CONFIG_INVALID', 'a key shorter than the hash');
   await rejectsCode(t, make({ tsig: [{ name: 'k', algorithm: 'hmac-sha256', secret: 'not base64!' + secret }] }), 'CONFIG_INVALID', 'a secret that is not base64');
+});
+
+t.test('dns.transfer.tsig from the environment (JSON); its secrets are masked in config print', async (t) => {
+  const env = { MAILMESH_DNS__TRANSFER__TSIG: JSON.stringify([{ name: 'xfr.key', secret }]), MAILMESH_DNS__TRANSFER__ALLOW: '' };
+  const c = loadConfig({ env, cwd: tempDir(t) });
+  t.same(c.dns.transfer.tsig, [{ name: 'xfr.key', algorithm: 'hmac-sha256', secret }], 'hmac-sha256 by default');
+  t.same(c.dns.transfer.allow, [], 'an empty allow list: TSIG only');
+  t.notMatch(JSON.stringify(maskedConfig(c)), secret, 'the secret is not printed');
+  throwsCode(t, () => loadConfig({ env: { MAILMESH_DNS__TRANSFER__TSIG: '[{"name":"k","algorithm":"hmac-md5","secret":"x"}]' }, cwd: tempDir(t) }), 'CONFIG_INVALID');
 });
 
 t.test('RRL buckets: one per /24 (IPv4) and /56 (IPv6)', async (t) => {
