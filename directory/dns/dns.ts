@@ -231,7 +231,7 @@ export class DnsServer {
       if (q.tsig) signer = this.#keyring.verify(msg, q);
     } catch (e) {
       if (isMailmeshError(e, 'DNS_MALFORMED')) return yield bare(RCODE.FORMERR);
-      this.#opts.logger?.error({ err: e }, 'dns: answering failed');
+      this.fault(e, { remote: client.address, where: 'decode' });
       return yield bare(RCODE.SERVFAIL);
     }
     if (signer?.error) {
@@ -240,7 +240,13 @@ export class DnsServer {
       const header = encodeHeader({ id, flags: base, rcode: RCODE.NOTAUTH, qd: 1, an: 0, ns: 0, ar: 0 });
       return yield signer.sign(Buffer.concat([header, encodeQuestion(q.qname, q.qtype, q.qclass)]));
     }
-    for (const out of this.#answer(q, client, signer ? signer.overhead : 0, !!signer)) yield signer ? signer.sign(out) : out;
+    try {
+      for (const out of this.#answer(q, client, signer ? signer.overhead : 0, !!signer)) yield signer ? signer.sign(out) : out;
+    } catch (e) {
+      // An unexpected failure while answering: SERVFAIL (RFC 1035 §4.1.1), counted as a fault of this request.
+      this.fault(e, { remote: client.address, where: 'answer' });
+      yield bare(RCODE.SERVFAIL);
+    }
   }
 
   *#answer(q: Query, client: Client, reserve: number, signed: boolean): Generator<Buffer> {

@@ -6,6 +6,7 @@ import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import type { DnsServer } from '../../../directory/dns/dns.js';
+import { TcpConnections } from '../../../directory/dns/tcp.js';
 import { TYPE } from '../../../directory/dns/wire.js';
 import { run } from '../../helpers.js';
 import { floodAxfr, kdig, memoryDirectory, query, startDns, ZONE } from './helpers.js';
@@ -52,6 +53,35 @@ t.test('a datagram from source port 0 (sent through a raw socket) is a fault of 
   t.equal(after.status, 'NOERROR', 'the server still answers over UDP');
   t.equal((await kdig(port, [ZONE, 'SOA', '+tcp'])).status, 'NOERROR', 'and over TCP');
   t.equal(sample(server, 'mailmesh_faults_total{face="dns"}'), 1, 'the fault is counted as mailmesh_faults_total{face="dns"}');
+});
+
+t.test('TCP: a fault while answering ends that connection alone; the listener goes on', async (t) => {
+  const faults: object[] = [];
+  const conns = new TcpConnections({}, {
+    // A message with ID 666 makes answering fail; others are answered (with their header).
+    respond: (msg) => {
+      if (msg.readUInt16BE(0) === 666) throw new Error('boom');
+      return [msg.subarray(0, 12)];
+    },
+    fault: (err, context) => faults.push({ err: (err as Error).message, ...context }),
+    event: () => {},
+  });
+  const server = net.createServer((s) => conns.accept(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => (conns.closeAll(), server.close(() => r()))));
+  const port = (server.address() as net.AddressInfo).port;
+  for (let i = 0; i < 2; i++) {
+    const sock = net.connect(port, '127.0.0.1');
+    sock.write(framed(query(ZONE, TYPE.SOA, { id: 666 })));
+    await closed(sock);
+  }
+  t.equal(faults.length, 2, 'one fault per connection');
+  t.match(faults[0], { err: 'boom', where: 'tcp answer' });
+  const ok = net.connect(port, '127.0.0.1');
+  const reply = new Promise<Buffer>((r) => ok.once('data', r));
+  ok.write(framed(query(ZONE, TYPE.SOA, { id: 5 })));
+  t.equal((await reply).readUInt16BE(2), 5, 'a later connection is answered');
+  ok.destroy();
 });
 
 t.test('TCP: connections per client address and in total are limited', async (t) => {
