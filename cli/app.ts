@@ -167,7 +167,14 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       running.addresses.http = hostPort(http.server.address());
     }
     if (c.dns.enabled) {
-      const dns = await createDnsServer({ directory, ...zoneOptions(c, running.addresses.http), logger: log.child({ face: 'dns' }) });
+      const d = c.dns;
+      const dns = await createDnsServer({
+        directory, ...zoneOptions(c, running.addresses.http), logger: log.child({ face: 'dns' }), metrics, rrl: d.rrl, transfer: d.transfer,
+        tcp: {
+          maxPendingBytes: d.maxPendingBytes, maxTotalPendingBytes: d.maxTotalPendingBytes, maxConnections: d.maxTcpConnections, maxConnectionsPerClient: d.maxTcpConnectionsPerClient,
+          idleTimeoutMs: d.tcpIdleTimeoutSec * 1000, drainTimeoutMs: d.tcpDrainTimeoutSec * 1000, lifetimeMs: d.tcpLifetimeSec * 1000,
+        },
+      });
       closers.push(() => dns.close());
       const a = await dns.listen(c.dns.host, c.dns.port);
       running.addresses.dns = hostPort({ address: a.host, port: a.port, family: isIP(a.host) === 6 ? 'IPv6' : 'IPv4' });

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { TSIG_ALGORITHMS } from '../directory/dns/tsig.js';
 import { MailmeshError } from '../directory/errors.js';
 
 /**
@@ -85,6 +86,41 @@ export const ConfigSchema = z.strictObject({
       nameservers: z.array(z.string()).default(['ns1.dir.mailmesh.test']),
       /** Addresses (A/AAAA) of the name servers that lie inside the zone; empty = dns.host unless it is a wildcard. */
       nameserverAddresses: z.array(z.string()).default([]),
+      /** A TCP client whose unsent answers pass this many octets is not read until they drain (docs/security/dns.md). */
+      maxPendingBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+      /** Unsent answers of all TCP clients together; past it, a client that must catch up is not read either. */
+      maxTotalPendingBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+      maxTcpConnections: z.number().int().min(1).default(1000),
+      maxTcpConnectionsPerClient: z.number().int().min(1).default(10),
+      tcpIdleTimeoutSec: z.number().int().min(1).default(10),
+      /** A TCP client whose backlog does not drain within this is closed. */
+      tcpDrainTimeoutSec: z.number().int().min(1).default(30),
+      /** A TCP connection is closed this long after it was accepted. */
+      tcpLifetimeSec: z.number().int().min(1).default(300),
+      /** Response-rate limiting on UDP: a token bucket per client /24 (IPv4) or /56 (IPv6). */
+      rrl: z
+        .strictObject({
+          /** 0 turns it off. */
+          responsesPerSecond: z.number().min(0).default(100),
+          burst: z.number().min(1).default(200),
+          /** Every slip-th dropped answer goes out truncated (TC) so that real clients retry over TCP; 0: none. */
+          slip: z.number().int().min(0).default(2),
+          ipv4PrefixLength: z.number().int().min(0).max(32).default(24),
+          ipv6PrefixLength: z.number().int().min(0).max(128).default(56),
+          /** Addresses and CIDR blocks never limited. */
+          exempt: z.array(z.string()).default([]),
+        })
+        .prefault({}),
+      transfer: z
+        .strictObject({
+          /** Addresses and CIDR blocks that may transfer a zone (AXFR/IXFR) without TSIG. */
+          allow: z.array(z.string()).default(['127.0.0.0/8', '::1/128']),
+          /** TSIG keys (RFC 8945) of secondaries; a request signed with one may transfer from any address. */
+          tsig: z
+            .array(z.strictObject({ name: z.string().min(1), algorithm: z.enum(TSIG_ALGORITHMS).default('hmac-sha256'), secret: z.string().min(1) }))
+            .default([]),
+        })
+        .prefault({}),
     })
     .prefault({}),
   ldap: hostPort(1389)
@@ -333,6 +369,7 @@ export function maskedConfig(c: Config): Record<string, unknown> {
   const copy = structuredClone(c) as Record<string, unknown> & Config;
   if (copy.masterKey.value) copy.masterKey.value = '********';
   if (copy.federation.importToken) copy.federation.importToken = '********';
+  for (const k of copy.dns.transfer.tsig) k.secret = '********';
   copy.store.url = copy.store.url.replace(/\/\/([^@/]*)@/, '//********@');
   return copy;
 }

@@ -1,11 +1,14 @@
-import dgram from 'node:dgram';
-import net from 'node:net';
 import type { Logger } from 'pino';
 import type { Directory } from '../directory.js';
 import { parseDomain } from '../domain.js';
 import { isMailmeshError, MailmeshError } from '../errors.js';
 import { followFromStart, type Follower } from '../follow.js';
+import { Metrics, type Counter } from '../metrics.js';
 import { renderMasterFile } from './master.js';
+import { listenDns, type Listening } from './listen.js';
+import { addressList, type RrlOptions } from './rrl.js';
+import type { TcpLimits } from './tcp.js';
+import { TsigKeyring, tsigErrorName, type TsigKeyConfig, type TsigSigner } from './tsig.js';
 import {
   encodeHeader, encodeOpt, encodeQuestion, encodeRR, EXTENDED_BADVERS, FLAG, HEADER_SIZE, lowerName, nameToWire,
   parseQuery, RCODE, TYPE, UDP_MIN, type Query,
@@ -26,9 +29,22 @@ export interface DnsServerOptions extends ZoneOptions {
   maxUdpPayload?: number;
   /** Target size of one AXFR message (RFC 5936 §2.2: a transfer is one or more messages). Default 16 KiB. */
   axfrMessageSize?: number;
-  /** Idle TCP connections are closed after this (RFC 7766 §6.2.3). Default 10 s. */
-  tcpIdleTimeoutMs?: number;
-  maxTcpConnections?: number;
+  /** Limits on TCP connections and what is queued for them (tcp.ts TCP_DEFAULTS). */
+  tcp?: Partial<TcpLimits>;
+  /** Response-rate limiting on UDP (rrl.ts RRL_DEFAULTS: on). */
+  rrl?: Partial<RrlOptions>;
+  /** Who may transfer a zone (AXFR/IXFR): these addresses (default loopback), or any client that signs with a key (TSIG). */
+  transfer?: { allow?: string[]; tsig?: TsigKeyConfig[] };
+  /** Where mailmesh_faults_total{face="dns"} and the DNS limit counters go; default a registry of its own. */
+  metrics?: Metrics;
+  /** Wall clock for TSIG times and RRL buckets; default the directory's. */
+  clock?: () => Date;
+}
+
+/** Where a message came from: the transport decides size limits and what may be transferred. */
+export interface Client {
+  transport: 'udp' | 'tcp';
+  address: string;
 }
 
 /** Prebuilt answer RRs of one RRset (or of all RRsets for ANY), owner written as a pointer to the question. */
@@ -122,23 +138,32 @@ export async function exportZone(d: Directory, opts: ZoneOptions, apex?: string)
 }
 
 export class DnsServer {
-  readonly #opts: DnsServerOptions & Required<Pick<DnsServerOptions, 'maxUdpPayload' | 'axfrMessageSize' | 'tcpIdleTimeoutMs' | 'maxTcpConnections'>>;
+  readonly #opts: DnsServerOptions & Required<Pick<DnsServerOptions, 'maxUdpPayload' | 'axfrMessageSize' | 'clock'>>;
   #table: Table;
   readonly #cache = new Map<string, { serial: number; rdata: KeyRdata }>();
   #follow?: Follower;
-  #udp?: dgram.Socket;
-  #tcp?: net.Server;
-  readonly #sockets = new Set<net.Socket>();
+  #listening?: Listening;
+  readonly #keyring: TsigKeyring;
+  readonly #transferAllowed: (address: string) => boolean;
+  readonly metrics: Metrics;
+  readonly #faults: Counter;
+  readonly #transfers: Counter;
+  #faultLog = { at: 0, suppressed: 0 };
 
   private constructor(opts: DnsServerOptions) {
+    const clock = opts.clock ?? opts.directory.clock;
     this.#opts = {
       ...opts,
       ...checkZoneOptions(opts),
       maxUdpPayload: Math.min(Math.max(opts.maxUdpPayload ?? 1232, UDP_MIN), 65535),
       axfrMessageSize: opts.axfrMessageSize ?? 16384,
-      tcpIdleTimeoutMs: opts.tcpIdleTimeoutMs ?? 10_000,
-      maxTcpConnections: opts.maxTcpConnections ?? 1000,
+      clock,
     };
+    this.#keyring = new TsigKeyring(opts.transfer?.tsig ?? [], () => Math.floor(clock().getTime() / 1000));
+    this.#transferAllowed = addressList(opts.transfer?.allow ?? ['127.0.0.0/8', '::1/128'], 'dns.transfer.allow');
+    this.metrics = opts.metrics ?? new Metrics();
+    this.#faults = this.metrics.counter('mailmesh_faults_total', 'Faults contained by a face');
+    this.#transfers = this.metrics.counter('mailmesh_dns_transfers_total', 'Zone transfer requests (AXFR/IXFR) by result');
     this.#table = compile([], 0);
   }
 
@@ -168,28 +193,63 @@ export class DnsServer {
   }
 
   /**
+   * A fault contained by the face: one datagram or connection failed, the server goes on.
+   * Counted every time; logged at most once a second (a flood of bad datagrams is no log flood).
+   */
+  fault(err: unknown, context: object = {}): void {
+    this.#faults.inc({ face: 'dns' });
+    const now = Date.now();
+    if (now - this.#faultLog.at < 1000) return void this.#faultLog.suppressed++;
+    const e = err as { message?: string; code?: string } | undefined;
+    this.#opts.logger?.warn({ ...context, err: e?.message ?? String(err), code: e?.code, suppressed: this.#faultLog.suppressed }, 'dns: fault contained');
+    this.#faultLog = { at: now, suppressed: 0 };
+  }
+
+  /**
    * Answers one message; returns the messages to send back (none for what must not be
    * answered, several for AXFR). Never throws.
    */
-  handle(msg: Buffer, transport: 'udp' | 'tcp'): Buffer[] {
+  handle(msg: Buffer, transport: 'udp' | 'tcp', address = '127.0.0.1'): Buffer[] {
+    return [...this.respond(msg, { transport, address })];
+  }
+
+  /** The answers to one message, made one by one as they are sent (an AXFR may be many). */
+  *respond(msg: Buffer, client: Client): Generator<Buffer> {
     // RFC 1035 §4.1.1: no answer without a header to take the ID from, and never to a response (QR set).
-    if (msg.length < HEADER_SIZE || msg[2]! & 0x80) return [];
+    if (msg.length < HEADER_SIZE || msg[2]! & 0x80) return;
     const id = msg.readUInt16BE(0);
     const word = msg.readUInt16BE(2);
     const opcode = (word >> 11) & 0xf;
     const base = FLAG.QR | (word & (FLAG.RD | FLAG.CD));
-    const bare = (rcode: number) => [encodeHeader({ id, flags: base, opcode, rcode, qd: 0, an: 0, ns: 0, ar: 0 })];
-    if (opcode !== 0) return bare(RCODE.NOTIMP);
+    const bare = (rcode: number) => encodeHeader({ id, flags: base, opcode, rcode, qd: 0, an: 0, ns: 0, ar: 0 });
+    if (opcode !== 0) return yield bare(RCODE.NOTIMP);
+    let q: Query;
+    let signer: TsigSigner | undefined;
     try {
-      return this.#answer(parseQuery(msg), transport);
+      q = parseQuery(msg);
+      // RFC 8945 §5.2: a signed request is verified, and its answer signed, whatever it asks.
+      if (q.tsig) signer = this.#keyring.verify(msg, q);
     } catch (e) {
-      if (isMailmeshError(e, 'DNS_MALFORMED')) return bare(RCODE.FORMERR);
-      this.#opts.logger?.error({ err: e }, 'dns: answering failed');
-      return bare(RCODE.SERVFAIL);
+      if (isMailmeshError(e, 'DNS_MALFORMED')) return yield bare(RCODE.FORMERR);
+      this.fault(e, { remote: client.address, where: 'decode' });
+      return yield bare(RCODE.SERVFAIL);
+    }
+    if (signer?.error) {
+      // RFC 8945 §5.2: NOTAUTH, the TSIG error in the TSIG record.
+      if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) this.#transfers.inc({ result: tsigErrorName(signer.error).toLowerCase() });
+      const header = encodeHeader({ id, flags: base, rcode: RCODE.NOTAUTH, qd: 1, an: 0, ns: 0, ar: 0 });
+      return yield signer.sign(Buffer.concat([header, encodeQuestion(q.qname, q.qtype, q.qclass)]));
+    }
+    try {
+      for (const out of this.#answer(q, client, signer ? signer.overhead : 0, !!signer)) yield signer ? signer.sign(out) : out;
+    } catch (e) {
+      // An unexpected failure while answering: SERVFAIL (RFC 1035 §4.1.1), counted as a fault of this request.
+      this.fault(e, { remote: client.address, where: 'answer' });
+      yield bare(RCODE.SERVFAIL);
     }
   }
 
-  #answer(q: Query, transport: 'udp' | 'tcp'): Buffer[] {
+  *#answer(q: Query, client: Client, reserve: number, signed: boolean): Generator<Buffer> {
     const table = this.#table;
     const question = encodeQuestion(q.qname, q.qtype, q.qclass);
     // RFC 6891 §6.1.1: echo an OPT record when the query has one; advertise our own payload size.
@@ -201,16 +261,16 @@ export class DnsServer {
       return Buffer.concat([header, ...parts]);
     };
     // RFC 6891 §6.1.3: we speak EDNS version 0 only; BADVERS is extended RCODE 16.
-    if (q.edns && q.edns.version !== 0) return [reply(0, false, undefined, undefined, false, encodeOpt(this.#opts.maxUdpPayload, EXTENDED_BADVERS))];
-    if (q.qclass !== 1) return [reply(RCODE.REFUSED, false)];
+    if (q.edns && q.edns.version !== 0) return yield reply(0, false, undefined, undefined, false, encodeOpt(this.#opts.maxUdpPayload, EXTENDED_BADVERS));
+    if (q.qclass !== 1) return yield reply(RCODE.REFUSED, false);
 
     const node = table.nodes.get(q.key);
     const zone = node?.zone ?? zoneOf(table, q.key);
     // RFC 1035 §4.1.1 REFUSED: a name outside every zone we serve.
-    if (!zone) return [reply(RCODE.REFUSED, false)];
-    if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return this.#transfer(q, table, transport, reply);
+    if (!zone) return yield reply(RCODE.REFUSED, false);
+    if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return yield* this.#transfer(q, table, client, signed, reply);
     // RFC 8482 §4.4 spirit: ANY over UDP gets TC (no amplification); over TCP, every RRset.
-    if (q.qtype === TYPE.ANY && transport === 'udp') return [reply(RCODE.NOERROR, true, undefined, undefined, true)];
+    if (q.qtype === TYPE.ANY && client.transport === 'udp') return yield reply(RCODE.NOERROR, true, undefined, undefined, true);
 
     const an = node?.rrsets.get(q.qtype);
     // RFC 2308 §2.1/§2.2: NXDOMAIN when the name does not exist, NODATA (NOERROR, no answer) when
@@ -218,26 +278,34 @@ export class DnsServer {
     const full = an ? reply(RCODE.NOERROR, true, an) : reply(node ? RCODE.NOERROR : RCODE.NXDOMAIN, true, undefined, zone.soa);
     // RFC 1035 §4.2.1 / RFC 6891 §6.2.5: 512 octets without EDNS, else what the client offers (not less
     // than 512), capped by ours. RFC 2181 §9: a truncated answer is header + question (+ OPT), TC set.
-    const limit = transport === 'tcp' ? 65535 : q.edns ? Math.min(Math.max(q.edns.udpSize, UDP_MIN), this.#opts.maxUdpPayload) : UDP_MIN;
-    if (full.length <= limit) return [full];
-    return [reply(full.readUInt16BE(2) & 0xf, true, undefined, undefined, true)];
+    // A TSIG record to come (RFC 8945 §5.3) must fit too.
+    const limit = (client.transport === 'tcp' ? 65535 : q.edns ? Math.min(Math.max(q.edns.udpSize, UDP_MIN), this.#opts.maxUdpPayload) : UDP_MIN) - reserve;
+    if (full.length <= limit) return yield full;
+    yield reply(full.readUInt16BE(2) & 0xf, true, undefined, undefined, true);
   }
 
-  /** RFC 5936 §2.2 (AXFR) and RFC 1995 §4 (IXFR answered with a full transfer): TCP only, at a zone apex. */
-  #transfer(q: Query, table: Table, transport: 'udp' | 'tcp', reply: (rcode: number, aa: boolean, an?: Answer) => Buffer): Buffer[] {
+  /**
+   * RFC 5936 §2.2 (AXFR) and RFC 1995 §4 (IXFR answered with a full transfer): TCP only, at a zone
+   * apex, to an allowed address or a TSIG-signed request (RFC 5936 §6); else REFUSED (§2.2.1).
+   */
+  *#transfer(q: Query, table: Table, client: Client, signed: boolean, reply: (rcode: number, aa: boolean, an?: Answer) => Buffer): Generator<Buffer> {
     const zone = table.zones.get(q.key);
-    if (!zone) return [reply(RCODE.NOTAUTH, false)];
-    const soaAnswer = table.nodes.get(q.key)!.rrsets.get(TYPE.SOA)!;
-    if (transport === 'udp') {
-      // RFC 1995 §2: an IXFR over UDP that does not fit is answered with the current SOA alone. AXFR is TCP only (RFC 5936 §4.2).
-      return [q.qtype === TYPE.IXFR ? reply(RCODE.NOERROR, true, soaAnswer) : reply(RCODE.REFUSED, false)];
+    if (!zone) return yield reply(RCODE.NOTAUTH, false);
+    if (!signed && !this.#transferAllowed(client.address)) {
+      this.#transfers.inc({ result: 'refused' });
+      return yield reply(RCODE.REFUSED, false);
     }
+    const soaAnswer = table.nodes.get(q.key)!.rrsets.get(TYPE.SOA)!;
+    if (client.transport === 'udp') {
+      // RFC 1995 §2: an IXFR over UDP that does not fit is answered with the current SOA alone. AXFR is TCP only (RFC 5936 §4.2).
+      return yield q.qtype === TYPE.IXFR ? reply(RCODE.NOERROR, true, soaAnswer) : reply(RCODE.REFUSED, false);
+    }
+    this.#transfers.inc({ result: signed ? 'tsig' : 'address' });
     const rrs = [...zone.all, zone.soa]; // RFC 5936 §2.2: the SOA first and last
-    const out: Buffer[] = [];
     const opt = q.edns ? encodeOpt(this.#opts.maxUdpPayload) : undefined;
-    for (let i = 0; i < rrs.length; ) {
+    for (let i = 0, first = true; i < rrs.length; first = false) {
       // RFC 5936 §2.2.1: the question is in the first message; the rest may leave it out.
-      const question = out.length === 0 ? encodeQuestion(q.qname, q.qtype, q.qclass) : Buffer.alloc(0);
+      const question = first ? encodeQuestion(q.qname, q.qtype, q.qclass) : Buffer.alloc(0);
       const batch: Buffer[] = [];
       let size = HEADER_SIZE + question.length + (opt?.length ?? 0);
       while (i < rrs.length && (batch.length === 0 || size + rrs[i]!.length <= this.#opts.axfrMessageSize)) {
@@ -245,84 +313,27 @@ export class DnsServer {
         batch.push(rrs[i++]!);
       }
       const header = encodeHeader({ id: q.id, flags: FLAG.QR | FLAG.AA | q.copyFlags, rcode: 0, qd: question.length ? 1 : 0, an: batch.length, ns: 0, ar: opt ? 1 : 0 });
-      out.push(Buffer.concat([header, question, ...batch, ...(opt ? [opt] : [])]));
+      yield Buffer.concat([header, question, ...batch, ...(opt ? [opt] : [])]);
     }
-    return out;
   }
 
-  /**
-   * Listens on UDP and TCP on the same port. With port 0, UDP picks the port and TCP takes the
-   * same one; if that is taken for TCP, both try again.
-   */
+  /** Listens on UDP and TCP on the same port (listen.ts), with the limits of the options. */
   async listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    for (let attempt = 0; ; attempt++) {
-      const udp = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
-      udp.on('message', (msg, rinfo) => {
-        for (const out of this.handle(msg, 'udp')) udp.send(out, rinfo.port, rinfo.address);
-      });
-      udp.on('error', (err) => this.#opts.logger?.warn({ err }, 'dns: UDP socket error'));
-      await new Promise<void>((resolve, reject) => {
-        udp.once('error', reject);
-        udp.bind(port, host, () => {
-          udp.off('error', reject);
-          resolve();
-        });
-      });
-      const actual = udp.address().port;
-      const tcp = net.createServer((s) => this.#serveTcp(s));
-      tcp.maxConnections = this.#opts.maxTcpConnections;
-      try {
-        await new Promise<void>((resolve, reject) => {
-          tcp.once('error', reject);
-          tcp.listen(actual, host, () => {
-            tcp.off('error', reject);
-            resolve();
-          });
-        });
-      } catch (e) {
-        udp.close();
-        if (port === 0 && (e as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 20) continue;
-        throw e;
-      }
-      tcp.on('error', (err) => this.#opts.logger?.warn({ err }, 'dns: TCP server error'));
-      this.#udp = udp;
-      this.#tcp = tcp;
-      return { host, port: actual };
-    }
-  }
-
-  /** RFC 1035 §4.2.2 / RFC 7766: each message has a 2-octet length prefix; many queries per connection. */
-  #serveTcp(socket: net.Socket): void {
-    this.#sockets.add(socket);
-    socket.setNoDelay(true);
-    socket.setTimeout(this.#opts.tcpIdleTimeoutMs, () => socket.destroy());
-    socket.on('close', () => this.#sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    let pending: Buffer = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-      while (pending.length >= 2) {
-        const len = pending.readUInt16BE(0);
-        if (pending.length < 2 + len) break;
-        const msg = pending.subarray(2, 2 + len);
-        pending = pending.subarray(2 + len);
-        if (len < HEADER_SIZE) return void socket.destroy();
-        for (const out of this.handle(msg, 'tcp')) {
-          const prefix = Buffer.alloc(2);
-          prefix.writeUInt16BE(out.length);
-          socket.write(Buffer.concat([prefix, out]));
-        }
-      }
+    const clock = this.#opts.clock;
+    this.#listening = await listenDns(host, port, {
+      respond: (msg, client) => this.respond(msg, client),
+      fault: (err, context) => this.fault(err, context),
+      metrics: this.metrics,
+      tcp: this.#opts.tcp ?? {},
+      rrl: this.#opts.rrl ?? {},
+      now: () => clock().getTime(),
     });
+    return { host, port: this.#listening.port };
   }
 
   async close(): Promise<void> {
     this.#follow?.stop();
-    for (const s of this.#sockets) s.destroy();
-    await Promise.all([
-      this.#udp && new Promise<void>((r) => this.#udp!.close(() => r())),
-      this.#tcp && new Promise<void>((r) => this.#tcp!.close(() => r())),
-    ]);
+    await this.#listening?.close();
     await this.settled();
   }
 }

@@ -8,9 +8,11 @@ import { MailmeshError } from '../errors.js';
  * lower-cased wire form (RFC 4343 §3: only ASCII letters fold).
  */
 
-export const TYPE = { A: 1, AAAA: 28, NS: 2, SOA: 6, TXT: 16, SMIMEA: 53, OPENPGPKEY: 61, OPT: 41, IXFR: 251, AXFR: 252, ANY: 255 } as const;
+export const TYPE = { A: 1, AAAA: 28, NS: 2, SOA: 6, TXT: 16, SMIMEA: 53, OPENPGPKEY: 61, OPT: 41, TSIG: 250, IXFR: 251, AXFR: 252, ANY: 255 } as const;
 export const TYPE_NAMES: Record<number, string> = { 1: 'A', 28: 'AAAA', 2: 'NS', 6: 'SOA', 16: 'TXT', 53: 'SMIMEA', 61: 'OPENPGPKEY' };
 const CLASS_IN = 1;
+/** RFC 1035 §3.2.5: QCLASS * (ANY); the class of a TSIG record (RFC 8945 §4.2). */
+export const CLASS_ANY = 255;
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, NOTAUTH: 9 } as const;
 /** RFC 6891 §6.1.3: BADVERS is extended RCODE 16 (upper 8 bits 1 in the OPT TTL, 0 in the header). */
 export const EXTENDED_BADVERS = 1;
@@ -37,6 +39,8 @@ export interface Query {
   qtype: number;
   qclass: number;
   edns?: Edns;
+  /** The TSIG record (RFC 8945 §4.2), always the last record of the message, and where it starts. */
+  tsig?: { start: number; name: Buffer; klass: number; ttl: number; rdata: Buffer };
 }
 
 function malformed(detail: string): never {
@@ -159,8 +163,15 @@ export function parseQuery(msg: Buffer): Query {
   const arcount = msg.readUInt16BE(10);
   // Every record uses at least 11 octets, so huge counts end at the message end, not in a long loop.
   for (let i = 0; i < rest + arcount; i++) {
+    const start = pos;
     const rr = readRR(msg, pos);
     pos = rr.end;
+    // RFC 8945 §5.1: a TSIG record is the last record of the additional section, and there is one.
+    if (rr.type === TYPE.TSIG) {
+      if (i !== rest + arcount - 1 || i < rest) malformed('TSIG record not last in the additional section');
+      query.tsig = { start, name: rr.name, klass: rr.klass, ttl: rr.ttl, rdata: rr.rdata };
+      continue;
+    }
     if (rr.type !== TYPE.OPT) continue;
     if (i < rest || query.edns) malformed('OPT record misplaced or repeated');
     if (rr.name.length !== 1) malformed('OPT record not owned by the root');

@@ -1,7 +1,8 @@
+import net from 'node:net';
 import type { Test } from 'tap';
 import { Directory } from '../../../directory/directory.js';
 import { createDnsServer, type DnsServer, type DnsServerOptions } from '../../../directory/dns/dns.js';
-import { encodeHeader, encodeOpt, encodeQuestion, nameToWire } from '../../../directory/dns/wire.js';
+import { encodeHeader, encodeOpt, encodeQuestion, nameToWire, TYPE } from '../../../directory/dns/wire.js';
 import { run } from '../../helpers.js';
 
 export { seeded } from '../../helpers.js';
@@ -96,4 +97,17 @@ export function mutate(msg: Buffer, rnd: () => number): Buffer {
     }
   }
   return b;
+}
+
+/** `count` connections that each ask for `transfers` zone transfers at once and never read. */
+export function floodAxfr(dns: { host: string; port: number }, count: number, transfers: number): net.Socket[] {
+  const axfr = query('dir.mailmesh.test', TYPE.AXFR);
+  const flood = Buffer.concat(Array.from({ length: transfers }, () => Buffer.concat([Buffer.from([0, axfr.length]), axfr])));
+  return Array.from({ length: count }, () => {
+    const sock = net.connect(dns.port, dns.host);
+    sock.on('error', () => {});
+    sock.pause(); // never reads
+    sock.write(flood);
+    return sock;
+  });
 }
