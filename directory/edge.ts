@@ -31,6 +31,26 @@ export const DEFAULT_EDGE_LIMITS: EdgeLimits = {
   maxLifetimeMs: 3_600_000,
 };
 
+/** The configuration keys of a face (cli/config.ts `edgeKeys`), in seconds. */
+export interface EdgeSettings {
+  /** Absent where the protocol library bounds it itself (SMTP). */
+  maxPendingBytes?: number;
+  drainTimeoutSec: number;
+  maxConnections: number;
+  maxConnectionsPerAddress: number;
+  maxLifetimeSec: number;
+}
+
+export function edgeLimits(s: EdgeSettings): EdgeLimits {
+  return {
+    maxPendingBytes: s.maxPendingBytes ?? DEFAULT_EDGE_LIMITS.maxPendingBytes,
+    drainTimeoutMs: s.drainTimeoutSec * 1000,
+    maxConnections: s.maxConnections,
+    maxConnectionsPerAddress: s.maxConnectionsPerAddress,
+    maxLifetimeMs: s.maxLifetimeSec * 1000,
+  };
+}
+
 interface EdgeLogger {
   warn(obj: object, msg?: string): void;
 }
@@ -60,6 +80,8 @@ export function ipMatcher(cidrs: readonly string[]): (address: string) => boolea
 }
 
 export type Refusal = 'total' | 'address';
+
+const STALLED = Symbol('stalled');
 
 export class EdgeGuard {
   readonly limits: EdgeLimits;
@@ -123,21 +145,34 @@ export class EdgeGuard {
   hold(socket: Socket, resume: () => void): boolean {
     if (!this.overPending(socket) || socket.destroyed) return false;
     socket.pause();
-    const timer = setTimeout(() => socket.destroy(), this.limits.drainTimeoutMs).unref();
-    const done = () => {
-      clearTimeout(timer);
-      socket.off('drain', drained);
-      socket.off('close', done);
-    };
-    const drained = () => {
-      done();
-      if (socket.destroyed) return;
+    this.stall(socket, () => {
       socket.resume();
       resume();
-    };
-    socket.on('drain', drained);
-    socket.on('close', done);
+    });
     return true;
+  }
+
+  /**
+   * A socket whose replies wait for the peer to read (the protocol library stopped reading it
+   * itself): destroyed unless it drains within drainTimeoutMs; then `drained` runs. Once per socket.
+   */
+  stall(socket: Socket, drained: () => void = () => {}): void {
+    const s = socket as Socket & { [STALLED]?: boolean };
+    if (s[STALLED] || socket.destroyed) return;
+    s[STALLED] = true;
+    const timer = setTimeout(() => socket.destroy(), this.limits.drainTimeoutMs).unref();
+    const done = () => {
+      s[STALLED] = false;
+      clearTimeout(timer);
+      socket.off('drain', onDrain);
+      socket.off('close', done);
+    };
+    const onDrain = () => {
+      done();
+      if (!socket.destroyed) drained();
+    };
+    socket.on('drain', onDrain);
+    socket.on('close', done);
   }
 
   /** A fault contained by this face: logged and counted; the caller ends the request or connection. */

@@ -17,6 +17,7 @@ const BOUND_MB = 48;
 
 t.test('LDAP: a client flooding searches without reading stops being read; RSS stays bounded and comes back down', async (t) => {
   const { pid, port } = await startFace(t, 'ldap', { maxPendingBytes: 2 * 1024 * 1024, drainTimeoutMs: 600_000 });
+  await ldapsearch(`ldap://127.0.0.1:${port}`, 'dc=mailmesh', '(mail=x@a.example)'); // warm up
   const idle = rss(pid).now;
   const flood = await floodNeverReading(port, searchAll(2), 3 * 1024 * 1024);
   const during = await rssUnderFlood(pid, idle, BOUND_MB);

@@ -1,0 +1,59 @@
+import type { FastifyInstance } from 'fastify';
+import type { Socket } from 'node:net';
+import { EdgeGuard, ipMatcher, type EdgeLimits } from '../edge.js';
+import { CATALOGUE } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+
+/** Node's HTTP server timeouts (docs/security/edges.md "HTTP"). */
+export interface HttpTimeouts {
+  /** The request head must be in within this (server.headersTimeout). */
+  headersMs: number;
+  /** The whole request must be in within this (server.requestTimeout); also the most a socket may sit idle. */
+  requestMs: number;
+  /** A kept-alive connection with no request is closed after this (server.keepAliveTimeout). */
+  idleMs: number;
+}
+
+export const DEFAULT_HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 30_000, idleMs: 5_000 };
+
+/** Fastify's server options for the timeouts and the trusted reverse proxies (their X-Forwarded-For sets req.ip). */
+export function serverOptions(timeouts: Partial<HttpTimeouts> = {}, trustProxy: string[] = []) {
+  const t = { ...DEFAULT_HTTP_TIMEOUTS, ...timeouts };
+  if (trustProxy.length) ipMatcher(trustProxy); // CONFIG_INVALID for an entry that is neither address nor CIDR
+  return {
+    connectionTimeout: t.requestMs,
+    requestTimeout: t.requestMs,
+    keepAliveTimeout: t.idleMs,
+    ...(trustProxy.length ? { trustProxy } : {}),
+  };
+}
+
+/** RFC 9110 §15.6.4: 503 to a connection over the limits, then close (plain HTTP; a TLS one is just closed). */
+function refuse(socket: Socket, tls: boolean): void {
+  if (tls) return void socket.destroy();
+  const body = JSON.stringify({ error: { code: 'TOO_MANY_CONNECTIONS', message: CATALOGUE.TOO_MANY_CONNECTIONS.message } });
+  socket.end(`HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\nretry-after: 1\r\n\r\n${body}`);
+  socket.setTimeout(1000, () => socket.destroy());
+}
+
+/**
+ * The HTTP face's edge (directory/edge.ts): connections per address (trusted proxies exempt) and
+ * in total, a lifetime, and a connection whose responses pile up unread past maxPendingBytes is
+ * closed after drainTimeoutMs (Node itself stops reading pipelined requests meanwhile).
+ */
+export function guardHttp(
+  app: FastifyInstance,
+  opts: { limits?: Partial<EdgeLimits>; timeouts?: Partial<HttpTimeouts>; trustProxy?: string[]; tls: boolean; metrics?: Metrics; logger?: { warn(o: object, m?: string): void } },
+): EdgeGuard {
+  const trusted = opts.trustProxy?.length ? ipMatcher(opts.trustProxy) : undefined;
+  const guard = new EdgeGuard('http', opts.limits, { metrics: opts.metrics, logger: opts.logger, exempt: trusted });
+  app.server.on('connection', (socket: Socket) => {
+    if (guard.admit(socket)) refuse(socket, opts.tls);
+  });
+  app.server.headersTimeout = { ...DEFAULT_HTTP_TIMEOUTS, ...opts.timeouts }.headersMs;
+  app.addHook('onResponse', async (req) => {
+    const socket = req.raw.socket;
+    if (socket && guard.overPending(socket)) guard.stall(socket);
+  });
+  return guard;
+}
