@@ -24,16 +24,33 @@ export function serverOptions(timeouts: Partial<HttpTimeouts> = {}, trustProxy: 
     connectionTimeout: t.requestMs,
     requestTimeout: t.requestMs,
     keepAliveTimeout: t.idleMs,
+    clientErrorHandler,
     ...(trustProxy.length ? { trustProxy } : {}),
   };
+}
+
+/** A JSON error written straight to a socket that has no request object (RFC 9112 §2.1 message), then close. */
+function rawError(socket: Socket, status: number, reason: string, code: 'BAD_REQUEST' | 'TOO_MANY_CONNECTIONS', detail = ''): void {
+  const body = JSON.stringify({ error: { code, message: CATALOGUE[code].message + detail } });
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  socket.setTimeout(1000, () => socket.destroy());
+}
+
+/**
+ * What Node's HTTP parser refuses (malformed request line or headers, RFC 9112 §2.2), headers
+ * too large (RFC 6585 §5: 431) or too slow (RFC 9110 §15.5.9: 408): a JSON error with a stable code.
+ */
+function clientErrorHandler(err: Error & { code?: string }, socket: Socket): void {
+  if (!socket.writable) return void socket.destroy();
+  if (err.code === 'HPE_HEADER_OVERFLOW') return rawError(socket, 431, 'Request Header Fields Too Large', 'BAD_REQUEST', ': the headers are too large');
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return rawError(socket, 408, 'Request Timeout', 'BAD_REQUEST', ': the request did not arrive in time');
+  rawError(socket, 400, 'Bad Request', 'BAD_REQUEST');
 }
 
 /** RFC 9110 §15.6.4: 503 to a connection over the limits, then close (plain HTTP; a TLS one is just closed). */
 function refuse(socket: Socket, tls: boolean): void {
   if (tls) return void socket.destroy();
-  const body = JSON.stringify({ error: { code: 'TOO_MANY_CONNECTIONS', message: CATALOGUE.TOO_MANY_CONNECTIONS.message } });
-  socket.end(`HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\nretry-after: 1\r\n\r\n${body}`);
-  socket.setTimeout(1000, () => socket.destroy());
+  rawError(socket, 503, 'Service Unavailable', 'TOO_MANY_CONNECTIONS');
 }
 
 /**

@@ -29,6 +29,8 @@ t.test('HTTP: every malformed body gets a 4xx with a stable code, never a 500', 
     ['10,000-deep array', json, '['.repeat(10_000) + ']'.repeat(10_000), 400, 'BODY_TOO_DEEP'],
     ['10,000-deep object', json, '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000), 400, 'BODY_TOO_DEEP'],
     ['deep and unbalanced', json, '['.repeat(100_000), 400, 'BODY_TOO_DEEP'],
+    ['10,000-deep inside a record', json, `{"payload":${'['.repeat(10_000)}${']'.repeat(10_000)},"signature":"x"}`, 400, 'BODY_TOO_DEEP'],
+    ['10,000-deep payload object', json, `{"payload":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)},"signature":"x"}`, 400, 'BODY_TOO_DEEP'],
     ['too large', json, JSON.stringify({ x: 'y'.repeat(300 * 1024) }), 413, 'BODY_TOO_LARGE'],
     ['XML', 'application/xml', '<a/>', 415, 'MEDIA_TYPE_UNSUPPORTED'],
     ['text/plain', 'text/plain', '{"domain":"x.example"}', 415, 'MEDIA_TYPE_UNSUPPORTED'],
@@ -51,6 +53,35 @@ t.test('HTTP: every malformed body gets a 4xx with a stable code, never a 500', 
   }
   t.equal(metrics.counter('mailmesh_faults_total', '').get({ face: 'http' }), 0, 'no fault: every case was bad input');
   t.equal((await get(`${base}/healthz`)).status, 200, 'still serving');
+});
+
+t.test('HTTP: a handler that walks the body recursively never sees a deep one (it was a 500)', async (t) => {
+  const walk = async (b: unknown) => ({ size: JSON.stringify(b).length }) as never;
+  const metrics = new Metrics();
+  const { base } = await startHttp(t, directory, undefined, { federation: { join: walk, leave: walk }, metrics });
+  const r = await get(`${base}/v1/domains`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '['.repeat(10_000) + ']'.repeat(10_000) });
+  t.equal(r.status, 400);
+  t.equal(errorCode(r), 'BODY_TOO_DEEP');
+  t.equal(metrics.counter('mailmesh_faults_total', '').get({ face: 'http' }), 0);
+  const bad = await startHttp(t, directory, undefined, { federation: { join: async () => { throw new TypeError('a bug'); }, leave: walk }, metrics });
+  const f = await get(`${bad.base}/v1/domains`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  t.equal(f.status, 500, 'a bug in a handler: 500 for that request');
+  t.equal(errorCode(f), 'INTERNAL');
+  t.equal(metrics.counter('mailmesh_faults_total', '').get({ face: 'http' }), 1, 'counted as mailmesh_faults_total{face="http"}');
+  t.equal((await get(`${bad.base}/healthz`)).status, 200, 'and the face goes on');
+});
+
+t.test('HTTP: what the HTTP parser refuses gets a JSON error with a stable code', async (t) => {
+  const { port } = await startHttp(t, directory);
+  const answer = (bytes: string) => new Promise<string>((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(bytes));
+    let text = '';
+    s.on('data', (d: Buffer) => (text += d.toString()));
+    s.on('close', () => resolve(text));
+    s.on('error', () => {});
+  });
+  t.match(await answer('GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'), /^HTTP\/1\.1 400 [^]*"code":"BAD_REQUEST"/);
+  t.match(await answer(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`), /^HTTP\/1\.1 431 [^]*"code":"BAD_REQUEST"/);
 });
 
 t.test('http.trustProxy: clients behind a trusted proxy get their own rate-limit buckets', async (t) => {
