@@ -13,7 +13,7 @@ export type Face = 'ldap' | 'http' | 'smtp';
 export interface EdgeLimits {
   /** A connection whose unsent replies pass this many bytes is not read until they drain. */
   maxPendingBytes: number;
-  /** A connection that stays over maxPendingBytes this long is closed. */
+  /** A connection whose unsent bytes make no progress for this long is closed. */
   drainTimeoutMs: number;
   /** Open connections of the face at most. */
   maxConnections: number;
@@ -139,8 +139,8 @@ export class EdgeGuard {
 
   /**
    * Stops reading a socket that holds too much unsent data: `resume` runs once it drained.
-   * A socket that does not drain within drainTimeoutMs is destroyed. Returns false (and does
-   * nothing) when the socket is under the bound.
+   * A socket whose peer reads nothing for drainTimeoutMs is destroyed (`stall`). Returns false
+   * (and does nothing) when the socket is under the bound.
    */
   hold(socket: Socket, resume: () => void): boolean {
     if (!this.overPending(socket) || socket.destroyed) return false;
@@ -153,26 +153,41 @@ export class EdgeGuard {
   }
 
   /**
-   * A socket whose replies wait for the peer to read (the protocol library stopped reading it
-   * itself): destroyed unless it drains within drainTimeoutMs; then `drained` runs. Once per socket.
+   * A socket whose replies wait for the peer to read (the protocol library, or `hold`, stopped
+   * reading it): destroyed when none of its unsent bytes reach the kernel for drainTimeoutMs (a
+   * slow reader that makes progress keeps its connection); `drained` runs once nothing waits.
+   * Once per socket at a time.
    */
   stall(socket: Socket, drained: () => void = () => {}): void {
     const s = socket as Socket & { [STALLED]?: boolean };
     if (s[STALLED] || socket.destroyed) return;
     s[STALLED] = true;
-    const timer = setTimeout(() => socket.destroy(), this.limits.drainTimeoutMs).unref();
-    const done = () => {
+    // socket.bytesWritten counts what is still buffered too; what reached the kernel is the rest.
+    const flushed = () => socket.bytesWritten - socket.writableLength;
+    let mark = flushed();
+    let timer: NodeJS.Timeout;
+    const end = () => {
       s[STALLED] = false;
       clearTimeout(timer);
       socket.off('drain', onDrain);
-      socket.off('close', done);
+      socket.off('close', end);
     };
     const onDrain = () => {
-      done();
+      end();
       if (!socket.destroyed) drained();
     };
+    const check = () => {
+      if (socket.writableLength === 0) return onDrain();
+      if (flushed() === mark) {
+        end();
+        return void socket.destroy();
+      }
+      mark = flushed();
+      timer = setTimeout(check, this.limits.drainTimeoutMs).unref();
+    };
+    timer = setTimeout(check, this.limits.drainTimeoutMs).unref();
     socket.on('drain', onDrain);
-    socket.on('close', done);
+    socket.on('close', end);
   }
 
   /** A fault contained by this face: logged and counted; the caller ends the request or connection. */

@@ -54,9 +54,24 @@ function refuse(socket: Socket, tls: boolean): void {
 }
 
 /**
+ * Node writes a pipelined response only once the one before it is out, and reads no further
+ * request while responses queue; so a client that does not read shows as a socket with bytes
+ * the kernel does not take. After a write that left bytes waiting, the connection has
+ * drainTimeoutMs to make progress, or it is closed.
+ */
+function stallWhenFull(guard: EdgeGuard, socket: Socket): void {
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  socket.write = ((...args: unknown[]) => {
+    const ok = write(...args);
+    if (socket.writableLength > 0) guard.stall(socket);
+    return ok;
+  }) as Socket['write'];
+}
+
+/**
  * The HTTP face's edge (directory/edge.ts): connections per address (trusted proxies exempt) and
- * in total, a lifetime, and a connection whose responses pile up unread past maxPendingBytes is
- * closed after drainTimeoutMs (Node itself stops reading pipelined requests meanwhile).
+ * in total, a lifetime, and a connection whose responses wait unread (Node stops reading its
+ * pipelined requests meanwhile) is closed after drainTimeoutMs.
  */
 export function guardHttp(
   app: FastifyInstance,
@@ -66,11 +81,10 @@ export function guardHttp(
   const guard = new EdgeGuard('http', opts.limits, { metrics: opts.metrics, logger: opts.logger, exempt: trusted });
   app.server.on('connection', (socket: Socket) => {
     if (guard.admit(socket)) refuse(socket, opts.tls);
+    else if (!opts.tls) stallWhenFull(guard, socket);
   });
+  // HTTPS writes go through the TLS socket, not the TCP one.
+  if (opts.tls) app.server.on('secureConnection', (socket: Socket) => stallWhenFull(guard, socket));
   app.server.headersTimeout = { ...DEFAULT_HTTP_TIMEOUTS, ...opts.timeouts }.headersMs;
-  app.addHook('onResponse', async (req) => {
-    const socket = req.raw.socket;
-    if (socket && guard.overPending(socket)) guard.stall(socket);
-  });
   return guard;
 }

@@ -36,7 +36,13 @@ const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * A client that writes `total` bytes of `unit` repeated and never reads a byte; `closed`
  * resolves when the server closes the connection. The caller destroys `socket`.
  */
-export async function floodNeverReading(port: number, unit: Buffer, total: number): Promise<{ socket: net.Socket; closed: Promise<void> }> {
+export async function floodNeverReading(
+  port: number,
+  unit: Buffer,
+  total: number,
+  /** Sent first; the flood starts once the first answer to it arrived (so the connection is known to be served). */
+  hello?: Buffer,
+): Promise<{ socket: net.Socket; closed: Promise<void>; answer: string }> {
   const socket = net.connect({ port, host: '127.0.0.1' });
   socket.on('error', () => {});
   const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
@@ -44,10 +50,15 @@ export async function floodNeverReading(port: number, unit: Buffer, total: numbe
     socket.once('connect', resolve);
     socket.once('error', reject);
   });
+  let answer = '';
+  if (hello) {
+    socket.write(hello);
+    answer = await new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString('latin1'))));
+  }
   socket.pause();
   const batch = Buffer.concat(Array.from({ length: Math.max(1, Math.floor(65536 / unit.length)) }, () => unit));
   for (let sent = 0; sent < total; sent += batch.length) socket.write(batch);
-  return { socket, closed };
+  return { socket, closed, answer };
 }
 
 /**

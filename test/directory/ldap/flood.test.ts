@@ -68,11 +68,9 @@ t.test('LDAP: connections per client address and in total are limited; the refus
   t.ok(got.includes(Buffer.from('1.3.6.1.4.1.1466.20036')), 'RFC 4511 §4.4.1 Notice of Disconnection');
   t.ok(got.includes(Buffer.from([0x0a, 0x01, 52])), 'resultCode unavailable (52)');
   a.destroy();
-  await new Promise((r) => setTimeout(r, 100));
-  const d = await open();
-  d.write(searchAll(4));
-  const answer = await new Promise<Buffer>((resolve) => d.once('data', resolve));
-  t.ok(answer.length > 0, 'a slot freed by a closed connection is used again');
+  // The server sees the close a moment after the client: try until the slot is free.
+  let r = await ldapsearch(`ldap://127.0.0.1:${port}`, 'dc=mailmesh', '(mail=x@a.example)', ['mail']);
+  for (let i = 0; i < 20 && r.code !== 0; i++) r = await ldapsearch(`ldap://127.0.0.1:${port}`, 'dc=mailmesh', '(mail=x@a.example)', ['mail']);
+  t.equal(r.code, 0, 'a slot freed by a closed connection is used again');
   b.destroy();
-  d.destroy();
 });
