@@ -40,8 +40,8 @@ export async function floodNeverReading(
   port: number,
   unit: Buffer,
   total: number,
-  /** Sent first; the flood starts once the first answer to it arrived (so the connection is known to be served). */
-  hello?: Buffer,
+  /** Sent first ('' for a server that speaks first); the flood starts once the first answer arrived (so the connection is known to be served). */
+  hello?: Buffer | '',
 ): Promise<{ socket: net.Socket; closed: Promise<void>; answer: string }> {
   const socket = net.connect({ port, host: '127.0.0.1' });
   socket.on('error', () => {});
@@ -51,8 +51,8 @@ export async function floodNeverReading(
     socket.once('error', reject);
   });
   let answer = '';
-  if (hello) {
-    socket.write(hello);
+  if (hello !== undefined) {
+    if (hello.length) socket.write(hello);
     answer = await new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString('latin1'))));
   }
   socket.pause();
