@@ -53,7 +53,11 @@ export function edgeLimits(s: EdgeSettings): EdgeLimits {
 
 interface EdgeLogger {
   warn(obj: object, msg?: string): void;
+  debug?(obj: object, msg?: string): void;
 }
+
+/** A peer that hung up or vanished: counted, logged at debug (it is routine on the Internet). */
+const PEER_GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT']);
 
 /** An address as one client: IPv4-mapped IPv6 (`::ffff:192.0.2.1`) is the IPv4 address. */
 export function clientAddress(address: string | undefined): string {
@@ -194,6 +198,8 @@ export class EdgeGuard {
   fault(err: unknown, context: object = {}): void {
     this.#faults?.inc({ face: this.face });
     const e = err as { message?: string; code?: string } | undefined;
-    this.#log?.warn({ ...context, face: this.face, err: e?.message ?? String(err), code: e?.code }, 'fault contained');
+    const entry = { ...context, face: this.face, err: e?.message ?? String(err), code: e?.code };
+    if (e?.code && PEER_GONE.has(e.code)) this.#log?.debug?.(entry, 'fault contained');
+    else this.#log?.warn(entry, 'fault contained');
   }
 }

@@ -647,7 +647,10 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     },
   });
   // A connection's error ends that connection alone (smtp-server closes it); counted as a fault.
-  server.on('error', (err: Error) => guard.fault(err, { where: 'listener' }));
+  // Socket errors (smtp-server tags them with remoteAddress) are counted by the guard already.
+  server.on('error', (err: Error) => {
+    if (!('remoteAddress' in err)) guard.fault(err, { where: 'listener' });
+  });
 
   return {
     server,
