@@ -131,8 +131,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     exposeHeadRoutes: false,
     // Malformed URLs (bad %-escapes) get the same JSON error as everything else.
     frameworkErrors: (err, _req, reply) => sendError(reply, new MailmeshError('BAD_REQUEST', err.message)),
-    ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy),
-    ...(tls ? { https: tls } : {}),
+    ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy, tls),
   }) as unknown as FastifyInstance;
   const metrics = opts.metrics ?? new Metrics();
   const guard = guardHttp(app, { ...opts.config, tls: tls !== undefined, metrics, logger: opts.logger });

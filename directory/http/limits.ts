@@ -16,11 +16,18 @@ export interface HttpTimeouts {
 
 export const DEFAULT_HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 30_000, idleMs: 5_000 };
 
-/** Fastify's server options for the timeouts and the trusted reverse proxies (their X-Forwarded-For sets req.ip). */
-export function serverOptions(timeouts: Partial<HttpTimeouts> = {}, trustProxy: string[] = []) {
+/** Node checks the header and request timeouts this often (its default, 30 s, would let them run 30 s late). */
+const TIMEOUT_CHECK_MS = 1000;
+
+/**
+ * Fastify's server options for the timeouts and the trusted reverse proxies (their
+ * X-Forwarded-For sets req.ip); `tls`, when given, gets the timeout check interval too.
+ */
+export function serverOptions(timeouts: Partial<HttpTimeouts> = {}, trustProxy: string[] = [], tls?: object) {
   const t = { ...DEFAULT_HTTP_TIMEOUTS, ...timeouts };
   if (trustProxy.length) ipMatcher(trustProxy); // CONFIG_INVALID for an entry that is neither address nor CIDR
   return {
+    ...(tls ? { https: { ...tls, connectionsCheckingInterval: TIMEOUT_CHECK_MS } } : { http: { connectionsCheckingInterval: TIMEOUT_CHECK_MS } }),
     connectionTimeout: t.requestMs,
     requestTimeout: t.requestMs,
     keepAliveTimeout: t.idleMs,

@@ -84,6 +84,20 @@ t.test('HTTP: what the HTTP parser refuses gets a JSON error with a stable code'
   t.match(await answer(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`), /^HTTP\/1\.1 431 [^]*"code":"BAD_REQUEST"/);
 });
 
+t.test('HTTP: a slowloris client (headers a byte at a time) gets 408 after http.headersTimeoutSec and is closed', async (t) => {
+  const { port } = await startHttp(t, directory, { timeouts: { headersMs: 1000 } });
+  const s = net.connect(port, '127.0.0.1');
+  s.on('error', () => {});
+  let text = '';
+  s.on('data', (d: Buffer) => (text += d.toString()));
+  const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
+  s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+  const drip = setInterval(() => s.writable && s.write('X'), 100);
+  await closed;
+  clearInterval(drip);
+  t.match(text, /^HTTP\/1\.1 408 [^]*"code":"BAD_REQUEST"/, '408 with a JSON error, then the connection closes');
+});
+
 t.test('http.trustProxy: clients behind a trusted proxy get their own rate-limit buckets', async (t) => {
   const { base } = await startHttp(t, directory, { rateLimit: { max: 2, windowSec: 60 }, trustProxy: ['127.0.0.1'] });
   const as = (client: string) => run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', `X-Forwarded-For: ${client}`, `${base}/v1/domains/example.org`]).then((r) => r.stdout.toString());
