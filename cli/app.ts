@@ -2,6 +2,7 @@ import { isIP, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Directory } from '../directory/directory.js';
+import { edgeLimits } from '../directory/edge.js';
 import { createHttpServer } from '../directory/http/http.js';
 import { createDnsServer, type ZoneOptions } from '../directory/dns/dns.js';
 import { LdapServer } from '../directory/ldap/ldap.js';
@@ -156,7 +157,8 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     const webmail = c.webmail.enabled ? await webmailFor(c, directory) : undefined;
     if (c.http.enabled) {
       const http = await createHttpServer({
-        directory, logger: log.child({ face: 'http' }), config: c.http, federation, metrics,
+        directory, logger: log.child({ face: 'http' }), federation, metrics,
+        config: { ...c.http, limits: edgeLimits(c.http), timeouts: { headersMs: c.http.headersTimeoutSec * 1000, requestMs: c.http.requestTimeoutSec * 1000, idleMs: c.http.idleTimeoutSec * 1000 } },
         // On Redis the nodes of a cluster count a client's requests together.
         rateCounters: directory.store.kind === 'redis' ? directory.store : undefined,
         webmail: webmail && { handlers: webmail.handlers(), register: (app) => webmail.register(app, c.smtp.maxMessageBytes) },
@@ -182,6 +184,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     if (c.ldap.enabled) {
       const ldap = await LdapServer.create({
         directory, base: c.ldap.base, sizeLimit: c.ldap.sizeLimit, timeLimitSec: c.ldap.timeLimitSec, logger: log.child({ face: 'ldap' }),
+        metrics, limits: edgeLimits(c.ldap), idleTimeoutMs: c.ldap.idleTimeoutSec * 1000,
       });
       closers.push(() => ldap.close());
       running.addresses.ldap = hostPort(await ldap.listen(c.ldap.port, c.ldap.host));
@@ -201,7 +204,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       });
       closers.push(async () => mail.close());
       const latency = metrics.histogram('mailmesh_next_hop_seconds', 'Next-hop latency from the end of DATA to its final reply', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
-      const smtp = await createGateway({ ...base, ...mail.gatewayHooks(), observeNextHopLatency: (ms) => latency.observe(ms / 1000), logger: smtpLog });
+      const smtp = await createGateway({ ...base, ...mail.gatewayHooks(), observeNextHopLatency: (ms) => latency.observe(ms / 1000), logger: smtpLog, metrics });
       collectGatewayStats(metrics, smtp.stats);
       closers.push(() => smtp.close());
       running.addresses.smtp = hostPort(await smtp.listen());

@@ -17,6 +17,23 @@ const hostPort = (port: number) =>
     port: z.number().int().min(0).max(65535).default(port),
   });
 
+/**
+ * What a network face bounds against hostile peers (directory/edge.ts, docs/security/edges.md):
+ * the same keys in `ldap`, `http` and `smtp`, with the face's own defaults.
+ */
+const edgeKeys = (d: { maxConnections: number; maxConnectionsPerAddress: number; idleTimeoutSec: number }) => ({
+  ...edgeTimeKeys(d),
+  maxPendingBytes: z.number().int().min(64 * 1024).default(4 * 1024 * 1024),
+});
+/** HTTP and SMTP have no maxPendingBytes: Node and smtp-server read no request while 16 KB of replies wait unsent. */
+const edgeTimeKeys = (d: { maxConnections: number; maxConnectionsPerAddress: number; idleTimeoutSec: number }) => ({
+  drainTimeoutSec: z.number().int().min(1).default(30),
+  maxConnections: z.number().int().min(1).default(d.maxConnections),
+  maxConnectionsPerAddress: z.number().int().min(0).default(d.maxConnectionsPerAddress),
+  idleTimeoutSec: z.number().int().min(1).default(d.idleTimeoutSec),
+  maxLifetimeSec: z.number().int().min(0).default(3600),
+});
+
 const MODES = ['auto', 'require'] as const;
 const FALLBACKS = ['tls', 'reject', 'webmail'] as const;
 const FORMATS = ['pgp-mime', 'smime'] as const;
@@ -71,6 +88,11 @@ export const ConfigSchema = z.strictObject({
           windowSec: z.number().int().min(1).default(60),
         })
         .prefault({}),
+      /** Reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client (rate limit, logs); default none. */
+      trustProxy: z.array(z.string()).default([]),
+      ...edgeTimeKeys({ maxConnections: 1000, maxConnectionsPerAddress: 50, idleTimeoutSec: 5 }),
+      headersTimeoutSec: z.number().int().min(1).default(10),
+      requestTimeoutSec: z.number().int().min(1).default(30),
     })
     .prefault({}),
   dns: hostPort(5300)
@@ -128,6 +150,7 @@ export const ConfigSchema = z.strictObject({
       base: z.string().default('dc=mailmesh'),
       sizeLimit: z.number().int().min(1).default(100),
       timeLimitSec: z.number().int().min(1).default(10),
+      ...edgeKeys({ maxConnections: 1000, maxConnectionsPerAddress: 50, idleTimeoutSec: 120 }),
     })
     .prefault({}),
   /** The queue-less SMTP gateway (docs/smtp.md "Configuration"). */
@@ -150,7 +173,9 @@ export const ConfigSchema = z.strictObject({
       tlsCert: z.string().optional(),
       tlsKey: z.string().optional(),
       maxMessageBytes: z.number().int().min(1024).default(25 * 1024 * 1024),
-      maxConnections: z.number().int().min(1).default(200),
+      ...edgeTimeKeys({ maxConnections: 200, maxConnectionsPerAddress: 20, idleTimeoutSec: 300 }),
+      /** RFC 5321 §4.5.3.1.4: a command line of more octets (CRLF included) gets 500 5.5.2. */
+      maxCommandLineBytes: z.number().int().min(512).max(65536).default(512),
       maxRecipients: z.number().int().min(1).default(100),
       nextHopTimeoutSec: z.number().int().min(1).max(300).default(60),
       dataTimeoutSec: z.number().int().min(1).max(480).default(120),

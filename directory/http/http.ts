@@ -7,7 +7,10 @@ import type { DomainRecord } from '../record.js';
 import { Metrics } from '../metrics.js';
 import { asMailmeshError, MailmeshError, type ErrorCode, type ErrorKind } from '../errors.js';
 import { pemToDer } from '../smime.js';
+import type { EdgeLimits } from '../edge.js';
 import { negotiate } from './accept.js';
+import { registerJsonBody } from './body.js';
+import { guardHttp, serverOptions, type HttpTimeouts } from './limits.js';
 import { keyServerHandlers } from './keyserver.js';
 import { PublishedKeys } from './keys.js';
 import { loadOpenApi, operations, registerOperations, type OpenApiDocument } from './openapi.js';
@@ -23,7 +26,10 @@ const STATUS: Record<ErrorKind, number> = {
   internal: 500,
 };
 /** Codes with a status of their own: RFC 6585 §4 (429), RFC 9110 §15.5.14 (413), RFC 9110 §15.5.2 (401). */
-const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = { RATE_LIMITED: 429, BODY_TOO_LARGE: 413, UNAUTHORIZED: 401 };
+/** RFC 9110 §15.5.16 (415). */
+const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = { RATE_LIMITED: 429, BODY_TOO_LARGE: 413, UNAUTHORIZED: 401, MEDIA_TYPE_UNSUPPORTED: 415 };
+/** Framework errors by their status: what a request got wrong (RFC 9110 §15.5). */
+const CODE_BY_STATUS: Record<number, ErrorCode> = { 404: 'NOT_FOUND', 413: 'BODY_TOO_LARGE', 415: 'MEDIA_TYPE_UNSUPPORTED' };
 
 export function httpStatus(e: MailmeshError): number {
   return STATUS_BY_CODE[e.code] ?? STATUS[e.kind];
@@ -40,6 +46,11 @@ export interface HttpConfig {
   tls?: TlsConfig;
   /** Requests per client address and window; max 0 turns the limit off. */
   rateLimit?: { max: number; windowSec: number };
+  /** Reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client; default none. */
+  trustProxy?: string[];
+  /** Connections, unsent bytes, lifetime (directory/edge.ts). */
+  limits?: Partial<EdgeLimits>;
+  timeouts?: Partial<HttpTimeouts>;
 }
 
 /** Where rate-limit counters live when a cluster's nodes share them: a store's atomic counters. */
@@ -137,17 +148,21 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     exposeHeadRoutes: false,
     // Malformed URLs (bad %-escapes) get the same JSON error as everything else.
     frameworkErrors: (err, _req, reply) => sendError(reply, new MailmeshError('BAD_REQUEST', err.message)),
-    ...(tls ? { https: tls } : {}),
+    ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy, tls),
   }) as unknown as FastifyInstance;
+  const metrics = opts.metrics ?? new Metrics();
+  const guard = guardHttp(app, { ...opts.config, tls: tls !== undefined, metrics, logger: opts.logger });
+  registerJsonBody(app);
 
   app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number }, req, reply) => {
     if (err.validation) return sendError(reply, new MailmeshError('BAD_REQUEST', err.message));
-    const e = asMailmeshError(err);
-    if (e.kind === 'internal' || e.kind === 'unavailable') req.log.error({ err }, 'request failed');
-    if (e.code === 'INTERNAL' && err.statusCode && err.statusCode < 500) {
-      const code: ErrorCode = err.statusCode === 404 ? 'NOT_FOUND' : err.statusCode === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST';
-      return sendError(reply, new MailmeshError(code, err.message));
+    if (!(err instanceof MailmeshError) && err.statusCode && err.statusCode < 500) {
+      return sendError(reply, new MailmeshError(CODE_BY_STATUS[err.statusCode] ?? 'BAD_REQUEST', err.message));
     }
+    const e = asMailmeshError(err);
+    // A fault ends this request alone: logged, counted (mailmesh_faults_total{face="http"}), 500.
+    if (e.kind === 'internal') guard.fault(err, { reqId: req.id, url: req.url.split('?')[0] });
+    if (e.kind === 'internal' || e.kind === 'unavailable') req.log.error({ err }, 'request failed');
     return sendError(reply, e);
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, new MailmeshError('NOT_FOUND', `${req.method} ${req.url.split('?')[0]}`)));
@@ -173,7 +188,6 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   app.addHook('onClose', async () => keys.close());
   const domainParam = (req: FastifyRequest) => (req.params as { domain: string }).domain;
 
-  const metrics = opts.metrics ?? new Metrics();
   let lastSerial = await directory.store.serial().catch(() => 0);
   metrics.collect('mailmesh_directory_serial', 'The store serial (grows with every change)', 'gauge', () => [{ value: lastSerial }]);
 

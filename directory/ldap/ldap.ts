@@ -2,6 +2,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import ldap from 'ldapjs';
 import type { Logger } from 'pino';
 import type { Directory } from '../directory.js';
+import { EdgeGuard, type EdgeLimits } from '../edge.js';
+import type { Metrics } from '../metrics.js';
 import { followFromStart, type Follower } from '../follow.js';
 import { checkMessage, encodeResult, takeMessages } from './ber.js';
 import { buildEntries, checkBase, dnKey, type LdapEntry } from './entries.js';
@@ -25,13 +27,16 @@ export interface LdapServerOptions {
   /** Most seconds one search may take (default 10); a client may ask for less (RFC 4511 §4.5.1.5). */
   timeLimitSec?: number;
   logger?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+  /** Where faults are counted (mailmesh_faults_total{face="ldap"}). */
+  metrics?: Metrics;
   /** Milliseconds clock for the time limit (tests inject one). */
   now?: () => number;
   /** Idle connections are closed after this (default 120 s). */
   idleTimeoutMs?: number;
   /** A request larger than this ends the session with protocolError (default 256 KiB). */
   maxRequestBytes?: number;
-  maxConnections?: number;
+  /** Connections, unsent replies and lifetime (directory/edge.ts; defaults there). */
+  limits?: Partial<EdgeLimits>;
 }
 
 // RFC 4511 §4.1.9 result codes.
@@ -43,6 +48,7 @@ export const RESULT = {
   authMethodNotSupported: 7,
   noSuchObject: 32,
   invalidCredentials: 49,
+  unavailable: 52,
   unwillingToPerform: 53,
   other: 80,
 } as const;
@@ -105,7 +111,8 @@ function selectAttributes(entry: LdapEntry, requested: string[]): LdapEntry['att
 }
 
 export class LdapServer {
-  readonly #opts: Required<Omit<LdapServerOptions, 'logger'>> & Pick<LdapServerOptions, 'logger'>;
+  readonly #opts: Required<Omit<LdapServerOptions, 'logger' | 'metrics' | 'limits'>> & Pick<LdapServerOptions, 'logger'>;
+  readonly #guard: EdgeGuard;
   readonly #srv: LdapjsServer;
   readonly #sockets = new Set<Socket>();
   readonly #base: string;
@@ -123,7 +130,6 @@ export class LdapServer {
       now: opts.now ?? Date.now,
       idleTimeoutMs: opts.idleTimeoutMs ?? 120_000,
       maxRequestBytes: opts.maxRequestBytes ?? 256 * 1024,
-      maxConnections: opts.maxConnections ?? 1000,
       directory: opts.directory,
       logger: opts.logger,
     };
@@ -140,11 +146,11 @@ export class LdapServer {
     };
     const srv = ldap.createServer({ connectionRouter: (socket: Socket) => this.#connection(socket) } as never) as unknown as LdapjsServer;
     this.#srv = srv;
-    srv.server.maxConnections = this.#opts.maxConnections;
+    this.#guard = new EdgeGuard('ldap', opts.limits, { metrics: opts.metrics, logger: opts.logger });
     srv.on('error', (err) => this.#opts.logger?.debug({ err }, 'ldap: protocol error'));
     srv.on('clientError', (err) => this.#opts.logger?.debug({ err }, 'ldap: client error'));
-    srv.search('', (req, res, next) => this.#search(req, res, next));
-    srv.bind('', (req, res, next) => this.#bind(req, res, next));
+    srv.search('', (req, res, next) => this.#contained(res, next, () => this.#search(req, res, next)));
+    srv.bind('', (req, res, next) => this.#contained(res, next, () => this.#bind(req, res, next)));
   }
 
   /** Builds the first snapshot and follows the directory's 'change' events from before it on. */
@@ -199,9 +205,19 @@ export class LdapServer {
   /**
    * Takes over ldapjs's socket reading: we frame the messages (ber.ts), refuse what is not
    * well-formed or too large, answer writes and extended operations ourselves, and hand ldapjs
-   * one bind, unbind, search or abandon per write; nothing it throws escapes.
+   * one bind, unbind, search or abandon at a time; nothing it throws escapes. A client that
+   * does not read its results is not read either once they pass limits.maxPendingBytes
+   * (docs/security/edges.md).
    */
   #connection(socket: Socket): void {
+    const refused = this.#guard.admit(socket);
+    if (refused) {
+      // RFC 4511 §4.4.1: the Notice of Disconnection says why (unavailable), then the connection ends.
+      this.#opts.logger?.debug({ remote: socket.remoteAddress, refused }, 'ldap: too many connections');
+      socket.end(encodeResult(0, EXTENDED_RESPONSE, RESULT.unavailable, `too many connections (${refused})`, NOTICE_OF_DISCONNECTION));
+      socket.setTimeout(1000, () => socket.destroy());
+      return;
+    }
     this.#sockets.add(socket);
     socket.on('close', () => this.#sockets.delete(socket));
     socket.setNoDelay(true);
@@ -212,30 +228,48 @@ export class LdapServer {
     parser.removeAllListeners('error');
     parser.on('error', (err: Error) => this.#disconnect(socket, err.message));
     let pending = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      const taken = takeMessages(pending.length ? Buffer.concat([pending, chunk]) : chunk, this.#opts.maxRequestBytes);
-      if (taken === 'invalid') return this.#disconnect(socket, 'not an LDAPMessage, or too large');
-      pending = Buffer.from(taken.rest);
-      for (const msg of taken.messages) {
+    const queue: Buffer[] = [];
+    let held = false;
+    const pump = (): void => {
+      held = false;
+      while (queue.length > 0) {
         if (socket.destroyed || socket.writableEnded) return;
-        const env = checkMessage(msg);
-        if (!env) return this.#disconnect(socket, 'malformed LDAPMessage');
-        const refused = REFUSED_OPS.get(env.op);
-        if (refused) {
-          socket.write(encodeResult(env.messageId, refused, RESULT.unwillingToPerform, 'this directory is read-only'));
-        } else if (env.op === EXTENDED_REQUEST) {
-          socket.write(encodeResult(env.messageId, EXTENDED_RESPONSE, RESULT.protocolError, 'extended operations are not supported'));
-        } else if (!LDAPJS_OPS.has(env.op)) {
-          return this.#disconnect(socket, `protocolOp 0x${env.op.toString(16)} is not a request`);
-        } else {
-          try {
-            parser.write(Buffer.from(msg));
-          } catch (err) {
-            return this.#disconnect(socket, (err as Error).message);
-          }
-        }
+        if ((held = this.#guard.hold(socket, pump))) return;
+        this.#handle(socket, parser, queue.shift()!);
+      }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        const taken = takeMessages(pending.length ? Buffer.concat([pending, chunk]) : chunk, this.#opts.maxRequestBytes);
+        if (taken === 'invalid') return this.#disconnect(socket, 'not an LDAPMessage, or too large');
+        pending = Buffer.from(taken.rest);
+        queue.push(...taken.messages);
+        if (!held) pump();
+      } catch (err) {
+        this.#guard.fault(err, { remote: socket.remoteAddress });
+        socket.destroy();
       }
     });
+  }
+
+  /** One framed LDAPMessage (RFC 4511 §4.1.1) of a connection. */
+  #handle(socket: Socket, parser: ConnectionWithParser['parser'], msg: Buffer): void {
+    const env = checkMessage(msg);
+    if (!env) return this.#disconnect(socket, 'malformed LDAPMessage');
+    const refused = REFUSED_OPS.get(env.op);
+    if (refused) {
+      socket.write(encodeResult(env.messageId, refused, RESULT.unwillingToPerform, 'this directory is read-only'));
+    } else if (env.op === EXTENDED_REQUEST) {
+      socket.write(encodeResult(env.messageId, EXTENDED_RESPONSE, RESULT.protocolError, 'extended operations are not supported'));
+    } else if (!LDAPJS_OPS.has(env.op)) {
+      return this.#disconnect(socket, `protocolOp 0x${env.op.toString(16)} is not a request`);
+    } else {
+      try {
+        parser.write(Buffer.from(msg));
+      } catch (err) {
+        return this.#disconnect(socket, (err as Error).message);
+      }
+    }
   }
 
   /** RFC 4511 §4.1.1, §4.4.1: a message we cannot parse gets the Notice of Disconnection (protocolError), then the session ends. */
@@ -243,6 +277,16 @@ export class LdapServer {
     if (socket.destroyed || socket.writableEnded) return;
     this.#opts.logger?.debug({ why, remote: socket.remoteAddress }, 'ldap: malformed request, disconnecting');
     socket.end(encodeResult(0, EXTENDED_RESPONSE, RESULT.protocolError, 'malformed LDAP message', NOTICE_OF_DISCONNECTION), () => socket.destroy());
+  }
+
+  /** A handler that throws is a fault of its request alone: logged, counted, answered `other` (RFC 4511 §4.1.9). */
+  #contained(res: Res, next: Next, handler: () => void): void {
+    try {
+      handler();
+    } catch (err) {
+      this.#guard.fault(err, { where: 'handler' });
+      this.#fail(res, next, RESULT.other, 'internal error');
+    }
   }
 
   #fail(res: Res, next: Next, status: number, message: string, matchedDN = ''): void {

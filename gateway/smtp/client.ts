@@ -235,6 +235,8 @@ export class SmtpClient {
     raw.removeAllListeners('data');
     raw.removeAllListeners('close');
     raw.removeAllListeners('error');
+    // The raw socket keeps an 'error' listener: an error with none would end the process.
+    raw.on('error', (e: Error) => this.fail(new MailmeshError('NEXT_HOP_TLS', `${this.peer}: ${e.message}`, { cause: e })));
     return new Promise((resolve, reject) => {
       const secure = tls.connect({
         socket: raw,
@@ -250,7 +252,8 @@ export class SmtpClient {
         reject(this.failure);
       };
       const onClose = () => onError(new Error('connection closed during the TLS handshake'));
-      secure.once('error', onError);
+      // `on`, not `once`: a second 'error' during the handshake must find a listener too.
+      secure.on('error', onError);
       secure.once('close', onClose);
       secure.once('secureConnect', () => {
         secure.off('error', onError);

@@ -2,6 +2,7 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp-connection';
+import type { EdgeGuard } from '../../directory/edge.js';
 
 /** RFC 3463 §2: class.subject.detail at the start of a reply text. */
 const ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3}(\s|$)/;
@@ -16,6 +17,25 @@ class Connection extends SMTPConnection {
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
     const text = Array.isArray(data) ? data[0] : data;
     super.send(code, data, typeof text === 'string' && ENHANCED_CODE.test(text) ? false : context);
+    // smtp-server reads no further command while replies wait to be sent (its _whenWritable);
+    // a client that never reads them is closed after drainTimeoutMs (docs/security/edges.md).
+    const guard = (this._server as Listener).guard;
+    if (guard && this._socket.writableNeedDrain) guard.stall(this._socket);
+  }
+
+  /**
+   * RFC 5321 §4.5.3.1.4: a command line longer than the limit gets 500 5.5.2 (§4.2.2 "line too
+   * long"), and the session ends: smtp-server's parser stops at the line and cannot resume.
+   */
+  override _createParser(): ReturnType<SMTPConnection['_createParser']> {
+    const parser = super._createParser();
+    parser.removeAllListeners('error');
+    parser.on('error', (err: Error) => {
+      if (/too long/i.test(err.message)) this.send(500, '5.5.2 Line too long', false);
+      else this.send(421, `4.3.0 ${err.message}`, false);
+      this.close();
+    });
+    return parser;
   }
 
   /**
@@ -38,6 +58,8 @@ class Connection extends SMTPConnection {
 export interface ListenerOptions extends SMTPServerOptions {
   /** Keep smtp-server's 100 ms early-talker hold before the greeting (default: greet at once). */
   earlyTalkerCheck?: boolean;
+  /** Connections per address and in total, lifetime, the drain timeout (directory/edge.ts). */
+  guard?: EdgeGuard;
 }
 
 /**
@@ -47,16 +69,25 @@ export interface ListenerOptions extends SMTPServerOptions {
  */
 export class Listener extends SMTPServer {
   private readonly earlyTalkerCheck: boolean;
+  readonly guard: EdgeGuard | undefined;
 
   constructor(options: ListenerOptions) {
-    const { earlyTalkerCheck, ...rest } = options;
+    const { earlyTalkerCheck, guard, ...rest } = options;
     super({ ...rest, noDelay: true });
     this.earlyTalkerCheck = earlyTalkerCheck ?? false;
+    this.guard = guard;
   }
 
   // Same steps as SMTPServer.connect(), with our Connection and its greeting policy.
   override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
     socket.setNoDelay(true);
+    const refused = this.guard?.admit(socket);
+    if (refused) {
+      // RFC 5321 §3.8, §4.3.2: 421 at the greeting, then close.
+      socket.end(`421 4.7.0 ${this.options.name ?? 'mailmesh'} Too many connections${refused === 'address' ? ' from your address' : ''}, try again later\r\n`);
+      socket.setTimeout(1000, () => socket.destroy());
+      return;
+    }
     const connection = new Connection(this, socket, socketOptions);
     this.connections.add(connection);
     connection.on('error', (err: Error) => this.emit('error', err));

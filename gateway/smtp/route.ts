@@ -1,5 +1,4 @@
 import { promises as dnsPromises } from 'node:dns';
-import net from 'node:net';
 import type { Domain } from '../../directory/domain.js';
 import { parseDomain } from '../../directory/domain.js';
 import { MailmeshError } from '../../directory/errors.js';
@@ -28,28 +27,8 @@ export interface MxRecord {
 /** `mx(domain)` as node:dns answers it; ENOTFOUND/ENODATA are read as "no such domain" / "no MX". */
 export type MxResolver = (domain: string) => Promise<MxRecord[]>;
 
-/**
- * A predicate over client addresses from a list of CIDR blocks (`10.0.0.0/8`, `::1/128`) and
- * single addresses. IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3`) match their IPv4 block.
- * Throws CONFIG_INVALID for an entry that is neither.
- */
-export function ipMatcher(cidrs: readonly string[]): (address: string) => boolean {
-  const list = new net.BlockList();
-  for (const entry of cidrs) {
-    const [addr, bits, extra] = entry.trim().split('/');
-    const family = net.isIP(addr ?? '');
-    const prefix = bits === undefined ? (family === 6 ? 128 : 32) : Number(bits);
-    if (!family || extra !== undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > (family === 6 ? 128 : 32)) {
-      throw new MailmeshError('CONFIG_INVALID', `not an address or CIDR block: ${JSON.stringify(entry)}`);
-    }
-    list.addSubnet(addr!, prefix, family === 6 ? 'ipv6' : 'ipv4');
-  }
-  return (address) => {
-    const a = address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
-    const family = net.isIP(a);
-    return family !== 0 && list.check(a, family === 6 ? 'ipv6' : 'ipv4');
-  };
-}
+/** A predicate over client addresses from CIDR blocks and single addresses (directory/edge.ts). */
+export { ipMatcher } from '../../directory/edge.js';
 
 /** A predicate over domains from a list (canonicalised with parseDomain; `.example.org` also matches subdomains). */
 export function domainMatcher(domains: readonly string[]): (domain: Domain) => boolean {

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { edgeLimits, type EdgeSettings } from '../../directory/edge.js';
 import { MailmeshError } from '../../directory/errors.js';
 import type { TlsPolicy } from './client.js';
 import { createRouter, type NextHop } from './route.js';
 import type { GatewayOptions } from './smtp.js';
 
 /** The `smtp` section of the configuration (cli/config.ts; docs/smtp.md "Configuration"). */
-export interface SmtpSettings {
+export interface SmtpSettings extends EdgeSettings {
   host: string;
   port: number;
   name?: string;
@@ -23,6 +24,8 @@ export interface SmtpSettings {
   nextHopTimeoutSec: number;
   dataTimeoutSec: number;
   processTimeoutSec: number;
+  idleTimeoutSec: number;
+  maxCommandLineBytes: number;
 }
 
 /** "host:port" or "[v6]:port" as a next hop. */
@@ -56,6 +59,10 @@ export function gatewayOptions(s: SmtpSettings): Omit<GatewayOptions, 'process' 
     }),
     tls: s.tlsCert && s.tlsKey ? { cert: file(s.tlsCert), key: file(s.tlsKey) } : undefined,
     limits: { size: s.maxMessageBytes, connections: s.maxConnections, recipients: s.maxRecipients },
-    timeouts: { command: s.nextHopTimeoutSec * 1000, connect: s.nextHopTimeoutSec * 1000, dataEnd: s.dataTimeoutSec * 1000, process: s.processTimeoutSec * 1000 },
+    timeouts: {
+      command: s.nextHopTimeoutSec * 1000, connect: s.nextHopTimeoutSec * 1000, dataEnd: s.dataTimeoutSec * 1000, process: s.processTimeoutSec * 1000, idle: s.idleTimeoutSec * 1000,
+    },
+    edge: edgeLimits(s),
+    maxCommandLineBytes: s.maxCommandLineBytes,
   };
 }

@@ -9,6 +9,8 @@ import { Listener } from './listener.js';
 import { domainMatcher, ipMatcher, type Direction, type NextHop } from './route.js';
 import type { TlsPolicy } from './client.js';
 import { selfSignedCertificate, type TlsKeyPair } from '../../directory/tls.js';
+import { EdgeGuard, type EdgeLimits } from '../../directory/edge.js';
+import type { Metrics } from '../../directory/metrics.js';
 
 export type { Direction, NextHop } from './route.js';
 
@@ -119,6 +121,12 @@ export interface GatewayOptions {
   observeNextHopLatency?(ms: number): void;
   /** Clock in ms (latency counters, Received date). */
   now?: () => number;
+  /** Connections per address (and in total, with limits.connections), lifetime, drain timeout (directory/edge.ts). */
+  edge?: Partial<EdgeLimits>;
+  /** RFC 5321 §4.5.3.1.4: command lines longer than this (CRLF included) get 500 5.5.2; default 512. */
+  maxCommandLineBytes?: number;
+  /** Where faults are counted (mailmesh_faults_total{face="smtp"}). */
+  metrics?: Metrics;
 }
 
 export interface Gateway {
@@ -246,6 +254,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
   const internal = matcher<string>(opts.isInternal, ipMatcher);
   const tlsPair = opts.tls ?? (await selfSignedCertificate([name], new Date(now())));
   const sessions = new WeakMap<SMTPServerSession, Session>();
+  const guard = new EdgeGuard('smtp', { maxConnections: limits.connections, ...opts.edge }, { metrics: opts.metrics, logger: log });
 
   const stats: GatewayStats = {
     connections: { total: 0, current: 0 },
@@ -446,7 +455,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       r = await recipient(session, s, tx, address.address);
     } catch (e) {
       // A transport failure of the next hop (client.ts): the connection is gone.
-      if (!isMailmeshError(e)) log.error({ session: session.id, err: e }, 'recipient failed');
+      if (!isMailmeshError(e)) guard.fault(e, { session: session.id, where: 'rcpt' });
       dropHop(s);
       if (tx.route !== undefined) tx.broken = true;
       r = CONNECTION_LOST;
@@ -574,6 +583,8 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     size: limits.size,
     rejectOversized: true,
     maxClients: limits.connections,
+    maxCommandLength: (opts.maxCommandLineBytes ?? 512) - 2,
+    guard,
     maxRecipients: limits.recipients,
     // An MX listener: no AUTH, no reverse lookup (DESIGN.md "Library notes").
     authOptional: true,
@@ -621,7 +632,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       relay(session, s, s.tx!, stream).then(
         (text) => cb(null, text),
         (e: Error) => {
-          if (!(e instanceof SmtpReplyError)) log.error({ session: session.id, err: e }, 'relay failed');
+          if (!(e instanceof SmtpReplyError)) guard.fault(e, { session: session.id, where: 'data' });
           cb(e instanceof SmtpReplyError ? e : passOn(LOCAL_ERROR));
         },
       );
@@ -635,7 +646,11 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
       if (s.hop) void s.settle.then(() => s.hop?.client.quit());
     },
   });
-  server.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp listener error'));
+  // A connection's error ends that connection alone (smtp-server closes it); counted as a fault.
+  // Socket errors (smtp-server tags them with remoteAddress) are counted by the guard already.
+  server.on('error', (err: Error) => {
+    if (!('remoteAddress' in err)) guard.fault(err, { where: 'listener' });
+  });
 
   return {
     server,

@@ -177,11 +177,17 @@ t.test('settings: host:port parsing and the options built from the smtp config s
   const base: SmtpSettings = {
     host: '127.0.0.1', port: 0, ourDomains: [OUR], internalNetworks: ['10.0.0.0/8'], internalServer: '127.0.0.1:10025', nextHopTls: 'may', mxPort: 25,
     maxMessageBytes: 5000, maxConnections: 3, maxRecipients: 4, nextHopTimeoutSec: 5, dataTimeoutSec: 6, processTimeoutSec: 7,
+    idleTimeoutSec: 8, maxCommandLineBytes: 600, drainTimeoutSec: 9, maxConnectionsPerAddress: 2, maxLifetimeSec: 10,
   };
   const o = gatewayOptions({ ...base, smarthost: 'relay.test:587' });
   t.same(await o.route('x.test' as Domain, 'inbound'), [{ host: '127.0.0.1', port: 10025, tls: 'may' }]);
   t.same(await o.route('x.test' as Domain, 'outbound'), [{ host: 'relay.test', port: 587, tls: 'may' }]);
-  t.match(o, { limits: { size: 5000, connections: 3, recipients: 4 }, timeouts: { connect: 5000, command: 5000, dataEnd: 6000, process: 7000 } });
+  t.match(o, {
+    limits: { size: 5000, connections: 3, recipients: 4 },
+    timeouts: { connect: 5000, command: 5000, dataEnd: 6000, process: 7000, idle: 8000 },
+    edge: { drainTimeoutMs: 9000, maxConnections: 3, maxConnectionsPerAddress: 2, maxLifetimeMs: 10_000 },
+    maxCommandLineBytes: 600,
+  });
   throwsCode(t, () => gatewayOptions({ ...base, tlsCert: '/nonexistent.pem' }), 'CONFIG_INVALID', 'cert without key');
   throwsCode(t, () => gatewayOptions({ ...base, tlsCert: '/nonexistent.pem', tlsKey: '/nonexistent.key' }), 'CONFIG_INVALID', 'unreadable files');
 });
