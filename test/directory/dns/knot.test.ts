@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import t, { type Test } from 'tap';
-import { freePort, tempDir } from '../../helpers.js';
+import { freePort, knotServerConf, tempDir } from '../../helpers.js';
 import { kdig, memoryDirectory, rdataOf, startDns, ZONE } from './helpers.js';
 
 /** knotd as a secondary of our server on 127.0.0.1:primary (TSIG-signed transfers when `key` is given); ready when it serves our serial. */
@@ -13,18 +13,7 @@ async function startKnot(t: Test, primary: number, key?: { name: string; algorit
   for (const sub of ['run', 'db', 'zones']) mkdirSync(join(dir, sub));
   const port = await freePort();
   const conf = join(dir, 'knot.conf');
-  writeFileSync(conf, `server:
-    rundir: "${dir}/run"
-    listen: 127.0.0.1@${port}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-database:
-    storage: "${dir}/db"
-log:
-  - target: stderr
-    any: info
-${key ? `key:
+  writeFileSync(conf, `${knotServerConf(dir, port)}${key ? `key:
   - id: ${key.name}
     algorithm: ${key.algorithm}
     secret: ${key.secret}
