@@ -25,7 +25,7 @@ const edgeKeys = (d: { maxConnections: number; maxConnectionsPerAddress: number;
   ...edgeTimeKeys(d),
   maxPendingBytes: z.number().int().min(64 * 1024).default(4 * 1024 * 1024),
 });
-/** HTTP and SMTP have no maxPendingBytes: Node and smtp-server read no request while 16 KB of replies wait unsent. */
+/** SMTP has no maxPendingBytes: smtp-server reads no command while 16 KB of replies wait unsent. */
 const edgeTimeKeys = (d: { maxConnections: number; maxConnectionsPerAddress: number; idleTimeoutSec: number }) => ({
   drainTimeoutSec: z.number().int().min(1).default(30),
   maxConnections: z.number().int().min(1).default(d.maxConnections),
@@ -90,7 +90,7 @@ export const ConfigSchema = z.strictObject({
         .prefault({}),
       /** Reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client (rate limit, logs); default none. */
       trustProxy: z.array(z.string()).default([]),
-      ...edgeTimeKeys({ maxConnections: 1000, maxConnectionsPerAddress: 50, idleTimeoutSec: 5 }),
+      ...edgeKeys({ maxConnections: 1000, maxConnectionsPerAddress: 50, idleTimeoutSec: 5 }),
       headersTimeoutSec: z.number().int().min(1).default(10),
       requestTimeoutSec: z.number().int().min(1).default(30),
     })

@@ -61,16 +61,36 @@ function refuse(socket: Socket, tls: boolean): void {
 }
 
 /**
- * Node writes a pipelined response only once the one before it is out, and reads no further
- * request while responses queue; so a client that does not read shows as a socket with bytes
- * the kernel does not take. After a write that left bytes waiting, the connection has
- * drainTimeoutMs to make progress, or it is closed.
+ * Requests a connection may have answered-but-unsent at once. Node reads no further request while
+ * responses queue, but it parses (and the face answers) every pipelined request of a chunk it has
+ * already read: one read of small GETs queues thousands of responses, each held in memory until
+ * the one before it is sent (test/hostile/network.test.ts: +152 MiB from four such clients). No
+ * browser or HTTP client pipelines this deep (RFC 9112 §9.3.2 lets a server close instead).
+ */
+export const MAX_PIPELINED = 64;
+
+/** Closes a connection with more than MAX_PIPELINED requests whose responses are not yet out. */
+function limitPipelining(server: FastifyInstance['server']): void {
+  const waiting = new WeakMap<Socket, number>();
+  server.on('request', (req: { socket: Socket }, res: { once(e: 'close', f: () => void): void }) => {
+    const socket = req.socket;
+    const n = (waiting.get(socket) ?? 0) + 1;
+    waiting.set(socket, n);
+    res.once('close', () => waiting.set(socket, (waiting.get(socket) ?? 1) - 1));
+    if (n > MAX_PIPELINED) socket.destroy();
+  });
+}
+
+/**
+ * After a write that left bytes waiting, the connection has drainTimeoutMs to make progress, or
+ * it is closed; one whose unsent responses pass maxPendingBytes is closed at once.
  */
 function stallWhenFull(guard: EdgeGuard, socket: Socket): void {
   const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
   socket.write = ((...args: unknown[]) => {
     const ok = write(...args);
-    if (socket.writableLength > 0) guard.stall(socket);
+    if (guard.overPending(socket)) socket.destroy();
+    else if (socket.writableLength > 0) guard.stall(socket);
     return ok;
   }) as Socket['write'];
 }
@@ -92,6 +112,7 @@ export function guardHttp(
   });
   // HTTPS writes go through the TLS socket, not the TCP one.
   if (opts.tls) app.server.on('secureConnection', (socket: Socket) => stallWhenFull(guard, socket));
+  limitPipelining(app.server);
   app.server.headersTimeout = { ...DEFAULT_HTTP_TIMEOUTS, ...opts.timeouts }.headersMs;
   return guard;
 }
