@@ -20,24 +20,34 @@ export interface RawField {
 }
 
 /**
- * RFC 5322 §2.1, §2.2, §2.2.3: the header fields up to the first empty line (LF alone is
- * accepted, as gateway/tunnel/mime.ts does); a line starting with WSP continues the field.
- * A line without a colon is a field with an empty key (kept, never interpreted).
+ * RFC 5322 §2.1, §2.2, §2.2.3: the header fields up to the first empty line; a line starting
+ * with WSP continues the field. A line ends at CRLF, at LF alone (as gateway/tunnel/mime.ts
+ * accepts), and at a bare CR: some readers downstream take it for a line break, so a field that
+ * a bare CR hides behind another (a second From, a forged Authentication-Results) is seen here
+ * too. A line without a colon is a field with an empty key (kept, never interpreted).
  */
 export function headerFields(message: Buffer): { fields: RawField[]; headerEnd: number } {
   const fields: RawField[] = [];
   let pos = 0;
   while (pos < message.length) {
-    if (message[pos] === 0x0a || (message[pos] === 0x0d && message[pos + 1] === 0x0a)) break; // the empty line
+    if (message[pos] === 0x0a || message[pos] === 0x0d) break; // the empty line
     const start = pos;
     for (;;) {
-      const nl = message.indexOf(0x0a, pos);
-      pos = nl < 0 ? message.length : nl + 1;
+      pos = lineEnd(message, pos);
       if (pos >= message.length || (message[pos] !== 0x20 && message[pos] !== 0x09)) break;
     }
     fields.push({ key: fieldKey(message, start, pos), start, end: pos });
   }
   return { fields, headerEnd: pos };
+}
+
+/** The index after the line break that ends the line at `pos`: CRLF, LF or a bare CR; or the length. */
+function lineEnd(message: Buffer, pos: number): number {
+  for (let i = pos; i < message.length; i++) {
+    if (message[i] === 0x0a) return i + 1;
+    if (message[i] === 0x0d) return message[i + 1] === 0x0a ? i + 2 : i + 1;
+  }
+  return message.length;
 }
 
 function fieldKey(message: Buffer, start: number, end: number): string {
@@ -99,11 +109,14 @@ export function authservIdOf(value: string): string | undefined {
       id += c;
     }
   }
+  // IDNA first (UTS #46 maps look-alikes such as U+3002 and fullwidth dots to '.'), then the
+  // trailing dots: `mx.example。` is our id too. A non-ASCII id that is no domain name (a
+  // no-break space, say, which a reader's trim() removes) cannot be read: undefined.
+  // eslint-disable-next-line no-control-regex -- a plain ASCII test on a short string, no quantifier nesting
+  if (/[^\x00-\x7f]/.test(id)) id = domainToASCII(id);
   let end = id.length;
   while (end > 0 && id[end - 1] === '.') end--;
   id = id.slice(0, end).toLowerCase();
-  // eslint-disable-next-line no-control-regex -- a plain ASCII test on a short string, no quantifier nesting
-  if (/[^\x00-\x7f]/.test(id)) id = domainToASCII(id) || id;
   return id || undefined;
 }
 

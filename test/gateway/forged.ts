@@ -12,4 +12,6 @@ export const FORGED_IDS = [
   '(folded\r\n comment)\r\n mx.beta.test.',
   'mx.beta.test 1',
   'ｍｘ.beta.test',
+  'mx.beta.test\u3002',
+  'mx.beta.test\uff0e',
 ];

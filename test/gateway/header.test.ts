@@ -27,6 +27,12 @@ t.test('removeOurResults drops every field claiming our id, and unreadable ones;
   }
   const odd = 'authentication-RESULTS  :(x)mx.beta.test;a=pass\nAuthentication-Results\n :mx.beta.test;a=pass\nAuthentication-Results: (never closed; a=pass\nSubject: s\n\nbody';
   t.equal(removeOurResults(Buffer.from(odd), ID).toString(), 'Subject: s\n\nbody', 'LF line ends, odd case, WSP (even folded) before the colon');
+  // An id that is no domain name once mapped (a no-break space, which a reader's trim() removes) is unreadable: dropped.
+  t.equal(authservIdOf('mx.beta.test\u00a0; mailmesh=pass'), undefined, 'a no-break space: unreadable');
+  t.equal(removeOurResults(Buffer.from('Authentication-Results: mx.beta.test\u00a0; mailmesh=pass\r\nSubject: s\r\n\r\nb'), ID).toString(), 'Subject: s\r\n\r\nb');
+  // A bare CR is a line break to some readers: the field it hides is a field here too.
+  const hidden = 'Subject: x\rAuthentication-Results: mx.beta.test; mailmesh=pass\r\nFrom: a@b.test\r\n\r\nb';
+  t.equal(removeOurResults(Buffer.from(hidden), ID).toString(), 'Subject: x\rFrom: a@b.test\r\n\r\nb', 'a result hidden behind a bare CR');
   const clean = Buffer.from('From: a@b.test\r\n\r\nhi\r\n');
   t.equal(removeOurResults(clean, ID), clean, 'the same buffer when nothing is removed');
 });
@@ -49,6 +55,7 @@ t.test('authorDomain: exactly one From field with exactly one mailbox', async (t
     ['From: (ceo@bank.test', undefined],
     ['From: nobody', undefined],
     ['From: a@bank.test\r\nFrom: b@bank.test', undefined],
+    ['Subject: hi\rFrom: ceo@victim.test\r\nFrom: a@attacker.test', undefined],
     ['Sender: a@bank.test', undefined],
   ];
   for (const [head, want] of cases) t.equal(authorDomain(Buffer.from(`${head}\r\nTo: x@y.test\r\n\r\nFrom: body@evil.test\r\n`)), want, JSON.stringify(head));
