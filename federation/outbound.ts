@@ -20,9 +20,13 @@ const V4 = [
   ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.88.99.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24],
   ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
 ] as const;
-/** RFC 6890 §2.2.3 and the IANA IPv6 registry: ::, ::1, discard, 2001::/23, documentation, 6to4, ULA fc00::/7, link-local fe80::/10, site-local, multicast. */
+/**
+ * RFC 6890 §2.2.3 and the IANA IPv6 registry: the IPv4-compatible ::/96 (RFC 4291 §2.5.5.1, with
+ * :: and ::1), local-use NAT64 64:ff9b:1::/48 (RFC 8215), discard, 2001::/23, documentation, 6to4,
+ * ULA fc00::/7, link-local fe80::/10, site-local, multicast.
+ */
 const V6 = [
-  ['::', 128], ['::1', 128], ['100::', 64], ['2001::', 23], ['2001:db8::', 32], ['2002::', 16], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
+  ['::', 96], ['64:ff9b:1::', 48], ['100::', 64], ['2001::', 23], ['2001:db8::', 32], ['2002::', 16], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
 ] as const;
 
 const special = new BlockList();

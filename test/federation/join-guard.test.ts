@@ -58,7 +58,7 @@ async function postJoinRaw(base: string, domain: string): Promise<{ status: numb
 
 t.test('special-purpose addresses are recognised, public ones are not', async (t) => {
   for (const a of ['0.1.2.3', '10.1.2.3', '100.64.0.1', '127.0.0.1', '169.254.169.254', '172.16.5.4', '192.168.1.1', '198.18.0.1', '224.0.0.1', '255.255.255.255',
-    '::', '::1', 'fe80::1', 'fc00::1', 'fd12:3456::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '64:ff9b::a9fe:a9fe', '2001:db8::1', 'ff02::1', 'not-an-ip']) {
+    '::', '::1', 'fe80::1', 'fc00::1', 'fd12:3456::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '64:ff9b::a9fe:a9fe', '64:ff9b:1::a00:1', '::7f00:1', '::10.0.0.1', '2001:db8::1', 'ff02::1', 'not-an-ip']) {
     t.ok(isSpecialAddress(a), `${a} is refused`);
   }
   for (const a of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111', '2a00:1450::1', '::ffff:8.8.8.8', '64:ff9b::808:808']) t.notOk(isSpecialAddress(a), `${a} is public`);
