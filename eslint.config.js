@@ -16,7 +16,7 @@ export default tseslint.config(
     },
   },
   {
-    // DESIGN.md: the directory core knows no protocol library; nothing imports cli/.
+    // docs/architecture.md: the directory core knows no protocol library; nothing imports cli/.
     files: ['directory/*.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: [

@@ -1,5 +1,5 @@
 /**
- * DNS face throughput (DESIGN.md "Performance anchors"), side by side in one run: our DNS face,
+ * DNS face throughput (docs/architecture.md "Performance anchors"), side by side in one run: our DNS face,
  * NSD 4.6 serving the zone our `exportZone` renders, and a bare Node UDP responder that answers
  * from precomputed messages (what a lean hot path can reach). The load generator is dnsperf
  * with EDNS(0) (so OPENPGPKEY answers fit in UDP), the same settings for all three, over

@@ -1,5 +1,5 @@
 /**
- * SMTP relay throughput on loopback, side by side in one run (DESIGN.md "Performance anchors":
+ * SMTP relay throughput on loopback, side by side in one run (docs/architecture.md "Performance anchors":
  * 10 KB messages, 20 persistent sessions, TCP_NODELAY on every socket). The targets:
  *
  *   smtp-sink                  Postfix's smtp-sink: the anchor "smtp-source → smtp-sink direct"
@@ -180,7 +180,7 @@ async function generate(port: number, count: number): Promise<number> {
 interface Target {
   key: string;
   label: string;
-  /** DESIGN.md's figure for the same setup, if it has one. */
+  /** docs/architecture.md's figure for the same setup, if it has one. */
   anchor?: number;
   port: number;
   /** Messages that reached the end of the path so far (undefined: cannot tell, smtp-sink). */

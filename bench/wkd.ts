@@ -1,5 +1,5 @@
 /**
- * WKD throughput over plain HTTP (DESIGN.md "Performance anchors"), side by side in one run: our
+ * WKD throughput over plain HTTP (docs/architecture.md "Performance anchors"), side by side in one run: our
  * HTTP face (rate limit off), nginx 1.22 serving the same key bytes as a static file at the same
  * path, and a bare fastify route answering from an in-memory Map (what a lean hot path can
  * reach). The load generator is wrk with the same settings for all three, on the advanced-method

@@ -29,11 +29,11 @@ export function smimeaOwner(a: Address): string {
   return `${localPartHash(a.local)}._smimecert.${a.domain}`;
 }
 
-/** The label of the domain-control proof and key pin in a member's own zone (DESIGN.md "Publication"). */
+/** The label of the domain-control proof and key pin in a member's own zone (docs/architecture.md "Publication"). */
 export const PIN_LABEL = '_mailmesh';
 
 /**
- * DESIGN.md "Publication": `v=mm1; pgp=<fingerprint>; smime=<sha256 of cert DER>; dir=<directory URL>`
+ * docs/architecture.md "Publication": `v=mm1; pgp=<fingerprint>; smime=<sha256 of cert DER>; dir=<directory URL>`
  * and, when the record announces capabilities, `; caps=<name>,<name>` (record.ts SMIME_AEAD; older
  * readers ignore the field); absent keys are left out.
  */

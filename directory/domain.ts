@@ -67,7 +67,7 @@ export function formatAddress(a: Address): string {
   return `${a.local}@${a.domain}`;
 }
 
-/** The pseudo-address a domain key is published for (DESIGN.md "Words"). */
+/** The pseudo-address a domain key is published for (docs/architecture.md "Words"). */
 export function domainKeyAddress(domain: Domain): Address {
   return { local: 'domainkey', domain };
 }

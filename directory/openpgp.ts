@@ -6,7 +6,7 @@ import type { OpenPgpKeyInfo } from './record.js';
 
 export type OpenPgpAlgorithm = 'curve25519' | 'rsa3072';
 
-/** The user ID of a domain key (DESIGN.md "Domain keys"). */
+/** The user ID of a domain key (docs/architecture.md "Domain keys"). */
 export function domainKeyUserId(domain: Domain): { name: string; email: string } {
   return { name: `${domain} domain key`, email: `domainkey@${domain}` };
 }

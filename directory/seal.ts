@@ -51,7 +51,7 @@ export function decodeMasterKey(text: string): Buffer {
 
 /**
  * The master key: from the given value if set, else from the key file, which is
- * created with mode 0600 on first use (DESIGN.md "Domain keys").
+ * created with mode 0600 on first use (docs/architecture.md "Domain keys").
  */
 export function loadMasterKey(opts: { value?: string; file: string; create: boolean }): Buffer {
   if (opts.value) return decodeMasterKey(opts.value);

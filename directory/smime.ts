@@ -40,7 +40,7 @@ async function pkcs8Pem(key: CryptoKey): Promise<string> {
 }
 
 /**
- * A self-signed domain CA and a leaf for `domainkey@<domain>` (DESIGN.md "Domain keys"):
+ * A self-signed domain CA and a leaf for `domainkey@<domain>` (docs/architecture.md "Domain keys"):
  * RSA-3072, SAN rfc822Name + dNSName, EKU emailProtection, KU digitalSignature + keyEncipherment
  * (RFC 8550 §4.4, RFC 5280 §4.2.1).
  */

@@ -16,7 +16,7 @@ import { readPins, readWellKnown, type DomainSources } from './proof.js';
 import { getBytes, getJson } from './web.js';
 
 /**
- * The discovery resolver (DESIGN.md "Discovery"): what a gateway does to find a peer domain's
+ * The discovery resolver (docs/architecture.md "Discovery"): what a gateway does to find a peer domain's
  * keys. Order: local overrides and imported keys → cache → the domain's own `_mailmesh` TXT
  * with its OPENPGPKEY/SMIMEA, well-known record and WKD → configured directories (DNS, then
  * HTTPS) → none. Every answer carries its provenance; key changes are checked against pins.
@@ -178,7 +178,7 @@ export class Discovery {
       }
     }
 
-    // A revocation by the pinned key itself removes it everywhere (DESIGN.md "Revocation").
+    // A revocation by the pinned key itself removes it everywhere (docs/architecture.md "Revocation").
     if (pin?.keys.openpgp && revoked.has(pin.keys.openpgp.fingerprint)) {
       await this.#o.pins.delete(domain);
       this.#o.logger?.warn({ domain, fingerprint: pin.keys.openpgp.fingerprint }, 'pinned key revoked: dropped');
@@ -226,7 +226,7 @@ export class Discovery {
     return result;
   }
 
-  /** The lookups in DESIGN.md order; each returns candidates (possibly none) or throws when its source fails. */
+  /** The lookups in docs/architecture.md order; each returns candidates (possibly none) or throws when its source fails. */
   #steps(domain: Domain, pin: PinEntry | undefined, log: AnswerLog): (() => Promise<Candidate[]>)[] {
     const s = { ...this.#o.sources, resolver: log.wrap(this.#o.sources.resolver) };
     let ownPins: Pin[] = [];

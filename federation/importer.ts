@@ -11,7 +11,7 @@ import { smimeKeyInfo, validateSmimeChain } from '../directory/smime.js';
 import { anchoredPath, validatePath } from './chain.js';
 
 /**
- * Third-party keys (DESIGN.md "Words"): a partner's domain key imported by an operator, from
+ * Third-party keys (docs/architecture.md "Words"): a partner's domain key imported by an operator, from
  * an OpenPGP key, PEM or DER certificates or a PKCS#7 (RFC 5652 §5) certificate bag. Certificates
  * must form one path from the domain's certificate to a configured trust anchor (federation/chain.ts); domain binding, expiry, strength and usage are
  * directory/keys.ts's checks. Stored with provenance `imported`, published only when asked.

@@ -13,7 +13,7 @@ import { proveControl, type DomainSources } from './proof.js';
 import { sendJson, type Fetch } from './web.js';
 
 /**
- * May `v` replace `held`? The same key always; another key only with continuity (DESIGN.md
+ * May `v` replace `held`? The same key always; another key only with continuity (docs/architecture.md
  * "Federation" rollover): it was announced as `next` by the held record, or the held key also
  * signed the new record, or the new record carries a revocation of the held key by itself.
  */
@@ -82,7 +82,7 @@ export class JoinService {
     try {
       v = await verifySigned(body, now, heldKey ? [heldKey] : []);
     } catch (e) {
-      // DESIGN.md "Revocation": the held key, revoked by itself, removes the domain's record.
+      // docs/architecture.md "Revocation": the held key, revoked by itself, removes the domain's record.
       if (isMailmeshError(e, 'KEY_REVOKED') && heldKey && live && e.detail === live.keys.openpgp?.fingerprint) {
         const key = await readOpenPgpKey(payload.keys.openpgp ?? '');
         if (key.getFingerprint().toUpperCase() === e.detail && (await key.isRevoked(undefined, undefined, now))) {

@@ -10,7 +10,7 @@ import { every } from './timer.js';
 import { getJson, type Fetch } from './web.js';
 
 /**
- * Directory peering (DESIGN.md "Federation"): copies another directory's records through its
+ * Directory peering (docs/architecture.md "Federation"): copies another directory's records through its
  * sync API (`GET /v1/domains?since=`), verifying every signature here. A record is stored as
  * `mirrored` only if its signature verifies, its keys are the signed ones, and, when we
  * already hold the domain, the key change has continuity. Tombstones remove mirrored copies.

@@ -1,7 +1,7 @@
 import { MailmeshError } from '../directory/errors.js';
 
 /**
- * The `_mailmesh` TXT pin (DESIGN.md "Publication"; the format directory/dane.ts pinText
+ * The `_mailmesh` TXT pin (docs/architecture.md "Publication"; the format directory/dane.ts pinText
  * writes): `v=mm1; pgp=<fingerprint>; smime=<sha256 of cert DER>; dir=<directory URL>; caps=<names>`.
  */
 export interface Pin {

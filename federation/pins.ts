@@ -6,7 +6,7 @@ import type { SmimeKeyInfo } from '../directory/record.js';
 import type { VerifiedKeys } from '../directory/signed.js';
 import type { Store } from '../directory/store/store.js';
 
-/** A key change that was refused: the pinned key stays in use (DESIGN.md "Federation"). */
+/** A key change that was refused: the pinned key stays in use (docs/architecture.md "Federation"). */
 export interface PinViolation {
   domain: string;
   /** Which key changed (absent in violations recorded before S/MIME was pinned: the OpenPGP key). */

@@ -20,7 +20,7 @@ export interface DomainSources {
 export const WELL_KNOWN_RECORD = '/.well-known/mailmesh/record';
 
 /**
- * The `_mailmesh.<domain>` TXT pins (DESIGN.md "Publication"). Strings that are not `v=mm1` are
+ * The `_mailmesh.<domain>` TXT pins (docs/architecture.md "Publication"). Strings that are not `v=mm1` are
  * ignored; a broken mm1 string is reported in `broken`. NXDOMAIN/NODATA is no pins.
  */
 export async function readPins(s: DomainSources, domain: Domain, owner = `${PIN_LABEL}.${domain}`): Promise<{ pins: Pin[]; broken: string[] }> {
@@ -52,7 +52,7 @@ function describe(keys: VerifiedKeys): string {
 }
 
 /**
- * Proof of domain control (DESIGN.md "Federation"): the domain's `_mailmesh` TXT pins these keys,
+ * Proof of domain control (docs/architecture.md "Federation"): the domain's `_mailmesh` TXT pins these keys,
  * or its well-known HTTPS record carries the same OpenPGP key. Returns how it was proved.
  * PIN_MISMATCH: a pin names other keys (and the well-known record does not save it);
  * ADDRESS_FORBIDDEN: the web server is at an address the fetch refuses (federation/outbound.ts);

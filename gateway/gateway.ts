@@ -188,7 +188,7 @@ export class MailPolicy {
     }
     if ((await classifyMessage(message)).kind === 'personal') {
       this.#results?.inc({ direction: 'outbound', format: 'none', result: 'personal' });
-      return message; // end-to-end encrypted by the person: untouched (DESIGN.md "Tunnel messages")
+      return message; // end-to-end encrypted by the person: untouched (docs/architecture.md "Tunnel messages")
     }
     // The receiving gateway binds the signer to the From domain (docs/gateway.md "Inbound"): sign with
     // the author domain's key when it is one of ours, else with MAIL FROM's (the plan's sender).

@@ -2,7 +2,7 @@ import type { TunnelFormat } from '../directory/record.js';
 import { fieldValueOf, headerFields } from './header.js';
 
 /**
- * Routing policy per destination domain (DESIGN.md "The queue-less gateway"):
+ * Routing policy per destination domain (docs/architecture.md "The queue-less gateway"):
  * `auto` encrypts when a key is found, `require` refuses mail it cannot encrypt; without a key
  * the fallback decides: `tls` sends it unencrypted over a TLS-required next hop, `reject` refuses it,
  * `webmail` sends the recipient an Enhanced WebMail message (gateway/webmail/).

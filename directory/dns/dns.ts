@@ -18,7 +18,7 @@ import { buildZones, checkZoneOptions, type BuiltZones, type KeyRdata, type Zone
 export type { ZoneOptions } from './zone.js';
 
 /**
- * The directory's authoritative DNS face (DESIGN.md "Publication"): UDP and TCP on one port,
+ * The directory's authoritative DNS face (docs/architecture.md "Publication"): UDP and TCP on one port,
  * answers precomputed in wire format whenever a record changes; the hot path only looks the
  * question up, copies it and patches the header.
  */

@@ -151,7 +151,7 @@ export interface BuiltZones {
 /**
  * The federation zone and each `authoritativeFor` zone at one serial (RFC 1035 §3.3.13: the
  * same SOA serial for all; it only grows because the store serial only grows).
- * - `<D>.<zone>`: TXT pin, OPENPGPKEY, SMIMEA (DESIGN.md "Publication") for every live record;
+ * - `<D>.<zone>`: TXT pin, OPENPGPKEY, SMIMEA (docs/architecture.md "Publication") for every live record;
  *   stale records are published as well (their keys are still the domain's; see docs/dns.md).
  * - in zone D when D is in `authoritativeFor`: SOA/NS at D, `_mailmesh.D` TXT, and
  *   `<hash>._openpgpkey.D` / `<hash>._smimecert.D` for domainkey@D (RFC 7929 §3, RFC 8162 §3).

@@ -6,7 +6,7 @@ import type { DomainRecord } from '../record.js';
 import { pemToDer } from '../smime.js';
 
 /**
- * The LDAP view of the directory (DESIGN.md "Publication", LDAP): one entry for the base and
+ * The LDAP view of the directory (docs/architecture.md "Publication", LDAP): one entry for the base and
  * one per member domain. The server and the LDIF export render the same entries.
  */
 export interface LdapAttribute {

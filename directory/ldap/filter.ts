@@ -51,7 +51,7 @@ const always = (t: Truth): Matcher => () => t;
 /**
  * equalityMatch (and approxMatch, which RFC 4511 §4.5.1.7.6 lets us treat as equality).
  * The one extension: `mail=<any address in the entry's domain>` matches, so a client looking
- * up a recipient's certificate finds the domain key (DESIGN.md "Publication").
+ * up a recipient's certificate finds the domain key (docs/architecture.md "Publication").
  */
 function equality(type: string, assertion: string): Matcher {
   if (!CASE_IGNORE.has(type)) return always('UNDEFINED');

@@ -13,7 +13,7 @@ import { renderLdif } from './ldif.js';
 export { renderSchemaFile, renderSchemaLdif } from './schema.js';
 
 /**
- * The directory's read-only LDAP face (DESIGN.md "Publication"): anonymous searches over one
+ * The directory's read-only LDAP face (docs/architecture.md "Publication"): anonymous searches over one
  * entry per member domain (entries.ts), served from an in-memory snapshot that is rebuilt on
  * the Directory's 'change' events. ldapjs 3.0.7 is decommissioned upstream, so we use only its
  * BER codec and dispatch, and select attributes and evaluate filters ourselves.
@@ -103,7 +103,7 @@ export async function exportLdif(directory: Directory, base = 'dc=mailmesh'): Pr
 
 /** RFC 4511 §4.5.1.8: which of an entry's attributes a search asked for. */
 function selectAttributes(entry: LdapEntry, requested: string[]): LdapEntry['attributes'] {
-  // ldapjs 3.0.7 hands the names over as sent; compare lower-cased (DESIGN.md "Library notes").
+  // ldapjs 3.0.7 hands the names over as sent; compare lower-cased (docs/architecture.md "Library notes").
   const want = requested.map((a) => a.toLowerCase());
   if (want.length === 0 || want.includes('*')) return entry.attributes;
   // RFC 4511 §4.5.1.8: a description names the type with its options, or the bare type asks for all of them.

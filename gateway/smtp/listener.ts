@@ -64,7 +64,7 @@ export interface ListenerOptions extends SMTPServerOptions {
 
 /**
  * The SMTP listener: smtp-server with TCP_NODELAY on every accepted socket (Nagle plus
- * delayed ACKs cost ~40 ms a reply on loopback, DESIGN.md "Library notes"), enhanced codes
+ * delayed ACKs cost ~40 ms a reply on loopback, docs/architecture.md "Library notes"), enhanced codes
  * passed through unchanged, and, unless `earlyTalkerCheck`, no 100 ms greeting delay.
  */
 export class Listener extends SMTPServer {

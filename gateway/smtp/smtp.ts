@@ -15,7 +15,7 @@ import type { Metrics } from '../../directory/metrics.js';
 export type { Direction, NextHop } from './route.js';
 
 /**
- * The queue-less SMTP relay (DESIGN.md "The queue-less gateway", docs/smtp.md): one SMTP
+ * The queue-less SMTP relay (docs/architecture.md "The queue-less gateway", docs/smtp.md): one SMTP
  * listener; each upstream transaction is mirrored, command by command, by a transaction
  * with the next hop; the upstream gets 250 only after the next hop said 250 for the
  * processed message. Nothing is written to disk.
@@ -586,7 +586,7 @@ export async function createGateway(opts: GatewayOptions): Promise<Gateway> {
     maxCommandLength: (opts.maxCommandLineBytes ?? 512) - 2,
     guard,
     maxRecipients: limits.recipients,
-    // An MX listener: no AUTH, no reverse lookup (DESIGN.md "Library notes").
+    // An MX listener: no AUTH, no reverse lookup (docs/architecture.md "Library notes").
     authOptional: true,
     disabledCommands: ['AUTH'],
     disableReverseLookup: true,

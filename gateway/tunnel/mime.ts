@@ -237,7 +237,7 @@ export function makeBoundary(random: (n: number) => Buffer): string {
   return `=_mailmesh_${random(18).toString('hex')}`;
 }
 
-/** The header fields of the original copied onto the outer tunnel message (DESIGN.md "Tunnel messages"). */
+/** The header fields of the original copied onto the outer tunnel message (docs/architecture.md "Tunnel messages"). */
 export const COPIED_FIELDS = ['from', 'to', 'cc', 'date', 'message-id'];
 export const TUNNEL_HEADER = 'X-Mailmesh-Tunnel';
 

@@ -1,5 +1,5 @@
 /**
- * Tunnel crypto: pure functions from message bytes to message bytes (DESIGN.md "Tunnel messages").
+ * Tunnel crypto: pure functions from message bytes to message bytes (docs/architecture.md "Tunnel messages").
  * The SMTP gateway calls encryptTunnel on the way out, classifyMessage + decryptTunnel +
  * addAuthenticationResults on the way in.
  */
@@ -78,7 +78,7 @@ export async function classifyMessage(message: Buffer, domainKeys?: OwnDomain['k
   return { kind: ours ? 'tunnel' : 'personal', format };
 }
 
-/** A message already encrypted to a person's own key passes the gateway untouched (DESIGN.md "Tunnel messages"). */
+/** A message already encrypted to a person's own key passes the gateway untouched (docs/architecture.md "Tunnel messages"). */
 export async function isPersonallyEncrypted(message: Buffer, domainKeys?: OwnDomain['keys']): Promise<boolean> {
   return (await classifyMessage(message, domainKeys)).kind === 'personal';
 }

@@ -64,7 +64,7 @@ interface Session {
 const COOKIE = 'mailmesh_webmail';
 
 /**
- * Enhanced WebMail (DESIGN.md): the notification mail with the sealed message, and the pages
+ * Enhanced WebMail (docs/architecture.md): the notification mail with the sealed message, and the pages
  * that open it. The server keeps only registrations (address → scrypt hash), failure counters
  * and short sessions (address, message id, CSRF token) in the store's key-value space.
  */

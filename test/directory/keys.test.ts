@@ -10,7 +10,7 @@ import { gpgHome, rejectsCode, run, tempDir } from '../helpers.js';
 const partner = parseDomain('partner.example');
 const now = new Date();
 
-t.test('generated domain keys: the shapes DESIGN.md asks for, readable by gpg and openssl', async (t) => {
+t.test('generated domain keys: the shapes docs/architecture.md asks for, readable by gpg and openssl', async (t) => {
   const domain = parseDomain('keys.example');
   const { keys, secrets } = await generateDomainKeys(domain, { openpgp: 'curve25519', validDays: 30 }, now);
   t.match(keys.openpgp!.fingerprint, /^[0-9A-F]{40}$/);

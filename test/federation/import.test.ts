@@ -13,7 +13,7 @@ const dir = tempDir(t);
 const f = (name: string) => join(dir, name);
 const openssl = (args: string[]) => run('openssl', args, { cwd: dir });
 
-/** An openssl-made CA and a leaf for domainkey@<domain> (SAN, EKU emailProtection, KU as DESIGN.md says). */
+/** An openssl-made CA and a leaf for domainkey@<domain> (SAN, EKU emailProtection, KU as docs/architecture.md says). */
 async function makeCa(name: string) {
   await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.pem`), '-days', '30', '-subj', `/CN=${name}`,
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);

@@ -20,7 +20,7 @@ export function draft(domain: string, over: Partial<RecordDraft> = {}): RecordDr
 }
 
 /**
- * The store contract: every Store implementation runs this suite (DESIGN.md convention 4).
+ * The store contract: every Store implementation runs this suite (docs/architecture.md convention 4).
  * `make` returns a fresh, empty store; `clocked`, where the store takes a clock, one whose
  * clock the test moves (lease expiry); without it expiry is seen on a short real TTL.
  */
