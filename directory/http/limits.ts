@@ -113,6 +113,11 @@ export function guardHttp(
   // HTTPS writes go through the TLS socket, not the TCP one.
   if (opts.tls) app.server.on('secureConnection', (socket: Socket) => stallWhenFull(guard, socket));
   limitPipelining(app.server);
+  // The requests of a read Node had parsed before limitPipelining closed their connection: skip
+  // them before any work (first hook; their responses would go nowhere).
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.raw.socket?.destroyed) reply.hijack();
+  });
   app.server.headersTimeout = { ...DEFAULT_HTTP_TIMEOUTS, ...opts.timeouts }.headersMs;
   return guard;
 }
