@@ -11,7 +11,7 @@ import { MemoryDiscoveryCache, type CacheEntry, type DiscoveryCache } from './ca
 import { AnswerLog, lookupRecords, stubResolver, type DnssecMode, type Resolver } from './dns.js';
 import { pinMatches, type Pin } from './pin.js';
 import { keysToPin, smimeChange, type PinEntry, type PinStore, type PinViolation } from './pins.js';
-import { dnsTrust, isAuthenticated, keysWithin, pinTrust, type DnsEvidence, type TrustedPin } from './trust.js';
+import { dnsTrust, isAuthenticated, keysWithin, pinTrust, type DnsEvidence } from './trust.js';
 import { readPins, readWellKnown, type DomainSources } from './proof.js';
 import { getBytes, getJson } from './web.js';
 
@@ -365,14 +365,14 @@ export class Discovery {
   async #remember(domain: Domain, pin: PinEntry | undefined, c: Candidate, trust: KeyTrust): Promise<void> {
     const nextKey = c.verified?.next?.openpgp;
     const nextSmime = c.verified ? c.verified.next?.smime?.fingerprint : pin?.nextSmime;
-    const entry: TrustedPin = {
+    const entry: PinEntry = {
       keys: keysToPin(pin, c.keys),
       ...(nextKey ? { next: nextKey.fingerprint, nextArmored: nextKey.armored } : c.keys.openpgp?.fingerprint === pin?.keys.openpgp?.fingerprint && pin?.next ? { next: pin.next, nextArmored: pin.nextArmored } : {}),
       ...(nextSmime ? { nextSmime } : {}),
       at: this.#now.toISOString(),
       violations: pin?.violations ?? [],
       // The trust it was taken with; a key seen again unauthenticated keeps the pin's.
-      trust: trust === 'pinned' ? (pin as TrustedPin).trust : trust,
+      trust: trust === 'pinned' ? pin?.trust : trust,
     };
     await this.#o.pins.put(domain, entry);
   }

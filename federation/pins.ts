@@ -5,6 +5,7 @@ import { MailmeshError } from '../directory/errors.js';
 import type { SmimeKeyInfo } from '../directory/record.js';
 import type { VerifiedKeys } from '../directory/signed.js';
 import type { Store } from '../directory/store/store.js';
+import type { KeyTrust } from './discovery.js';
 
 /** A key change that was refused: the pinned key stays in use (docs/architecture.md "Federation"). */
 export interface PinViolation {
@@ -32,6 +33,8 @@ export interface PinEntry {
   nextSmime?: string;
   at: string;
   violations: PinViolation[];
+  /** The trust of the answer the keys were pinned from (pins written before it was kept lack it: unauthenticated). */
+  trust?: KeyTrust;
 }
 
 /**

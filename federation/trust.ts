@@ -17,9 +17,6 @@ export function isAuthenticated(trust: KeyTrust | undefined): boolean {
   return AUTHENTICATED.has(trust);
 }
 
-/** A pin as discovery writes it: also the trust of the answer it was taken from (older pins lack it: unauthenticated). */
-export type TrustedPin = PinEntry & { trust?: KeyTrust };
-
 /** What vouches for keys read from DNS: validated TXT pins, validated OPENPGPKEY/SMIMEA answers. */
 export interface DnsEvidence {
   pins: Pin[];
@@ -49,5 +46,5 @@ export function keysWithin(held: VerifiedKeys, keys: VerifiedKeys): boolean {
 
 /** A pin's keys are `pinned` (authenticated) when the answer they were pinned from was authenticated. */
 export function pinTrust(pin: PinEntry): KeyTrust {
-  return isAuthenticated((pin as TrustedPin).trust) ? 'pinned' : 'unauthenticated';
+  return isAuthenticated(pin.trust) ? 'pinned' : 'unauthenticated';
 }
