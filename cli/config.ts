@@ -68,6 +68,16 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       openpgp: z.enum(['curve25519', 'rsa3072']).default('curve25519'),
       validDays: z.number().int().min(1).max(3650).default(730),
+      /** Key lifecycle (docs/lifecycle.md): the overlap between announcing next keys and switching to them. */
+      overlapDays: z.number().int().min(0).max(365).default(7),
+      /** serve announces a roll when a key expires within renewBeforeDays + overlapDays, and finishes it after the overlap. */
+      autoRoll: z.boolean().default(false),
+      /** Replaced private keys stay sealed in the store this long after a switch, so mail in flight to them still opens. */
+      retainDays: z.number().int().min(0).max(3650).default(30),
+      /** serve re-issues the S/MIME leaf under the domain CA this long before it expires. */
+      renewBeforeDays: z.number().int().min(1).max(365).default(30),
+      /** How often serve checks its domains' keys (renewal, autoRoll, retention, posting to directories). */
+      checkIntervalSec: z.number().int().min(1).default(3600),
     })
     .prefault({}),
   http: hostPort(8080)
@@ -221,6 +231,8 @@ export const ConfigSchema = z.strictObject({
       /** Directories to mirror (their HTTP base URLs); every signature is verified here. */
       mirror: z.array(z.string()).default([]),
       mirrorIntervalSec: z.number().int().min(1).default(300),
+      /** A key recovery (new key with proof of domain control, no signature by the held key) waits this long, open to a veto. */
+      recoveryHoldSec: z.number().int().min(0).default(259200),
     })
     .prefault({}),
   /** Routing policy of the gateway (gateway/policy.ts; README "Routing policy"). */
@@ -248,6 +260,8 @@ export const ConfigSchema = z.strictObject({
           authorMismatch: z.enum(['reject', 'mark']).default('reject'),
           /** strict: the signer is the From domain; relaxed: or a parent domain of it. */
           authorAlignment: z.enum(['strict', 'relaxed']).default('strict'),
+          /** A signature by a key that is none of the sender domain's current, next or retained keys (docs/lifecycle.md). */
+          keyChanged: z.enum(['reject', 'mark']).default('reject'),
         })
         .prefault({}),
     })

@@ -82,6 +82,20 @@ export interface DomainRecord {
   signed?: SignedRecord;
   /** false: kept for this directory's own use (imported third-party keys) and not published. Absent means published. */
   publish?: boolean;
+  /**
+   * Keys announced to replace `keys` (the signed payload's `next`, docs/lifecycle.md "Roll"):
+   * published beside the current ones during the overlap, on every face.
+   */
+  next?: DomainRecord['keys'];
+  /** A local domain's roll in its overlap: when it was announced and when the switch may happen. */
+  rollover?: { announced: string; switchAfter: string };
+  /** The domain CA's certificate revocation list (RFC 5280 §5), base64 DER, as signed in the payload's `crl`. */
+  crl?: string;
+  /**
+   * A key recovery this directory holds down (federation/recovery.ts, docs/lifecycle.md "Recover"):
+   * the new keys' fingerprints, since when, and when it takes effect unless vetoed.
+   */
+  pendingRecovery?: { openpgp: string; smime?: string; since: string; effective: string };
 }
 
 export interface SignedRecord {
@@ -92,10 +106,28 @@ export interface SignedRecord {
 /** What a caller hands the store: the serial is the store's to set. */
 export type RecordDraft = Omit<DomainRecord, 'serial'>;
 
-/** A domain's private keys, kept only sealed under the master key. */
-export interface DomainSecrets {
+/** One set of private keys: the OpenPGP key, the S/MIME leaf key and the domain CA key. */
+export interface KeySecrets {
   openpgp?: { armored: string };
   smime?: { keyPkcs8Pem: string; caKeyPkcs8Pem?: string };
+}
+
+/** Keys replaced by a roll or a revocation, kept to open mail still in flight (docs/lifecycle.md "Retention"). */
+export interface RetainedKeys {
+  keys: DomainRecord['keys'];
+  secrets: KeySecrets;
+  /** When they stopped being current. */
+  retired: string;
+  /** When their private keys are erased (retired + keys.retainDays). */
+  until: string;
+  /** Revoked (compromise): they still open mail in flight, but never sign or verify. */
+  revoked?: boolean;
+}
+
+/** A domain's private keys, kept only sealed under the master key: the current ones, the announced next ones, the retained old ones. */
+export interface DomainSecrets extends KeySecrets {
+  next?: KeySecrets;
+  retained?: RetainedKeys[];
 }
 
 export function secretsContext(domain: Domain): string {

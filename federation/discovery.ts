@@ -50,6 +50,10 @@ export interface Discovered {
   cache: 'miss' | 'hit' | 'stale';
   /** A key change that was refused for this answer; `keys` are the pinned ones. */
   violation?: PinViolation;
+  /** Keys the domain announced to replace `keys` (its signed record's `next`): they sign validly too. */
+  next?: VerifiedKeys;
+  /** Keys the domain replaced, within the retention window (keys.retainDays): they sign validly until then. */
+  previous?: VerifiedKeys[];
 }
 
 export interface DirectoryRef {

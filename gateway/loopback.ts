@@ -83,7 +83,7 @@ export const DEFAULT_POLICY: PolicySettings = {
   domains: {},
   trigger: { subjectTag: '[secure]', header: 'X-Mailmesh-Encrypt' },
   keepSubject: false,
-  inbound: { invalidSignature: 'reject', unknownSigner: 'mark', unsigned: 'reject', authorMismatch: 'reject', authorAlignment: 'strict' },
+  inbound: { invalidSignature: 'reject', unknownSigner: 'mark', unsigned: 'reject', authorMismatch: 'reject', authorAlignment: 'strict', keyChanged: 'reject' },
 };
 
 /**

@@ -33,6 +33,8 @@ export interface InboundPolicy {
   authorMismatch: 'reject' | 'mark';
   /** strict: the signing domain is the From domain; relaxed: or a parent domain of it. */
   authorAlignment: 'strict' | 'relaxed';
+  /** A signature by a key that is none of the sender domain's current, next or retained keys. */
+  keyChanged: 'reject' | 'mark';
 }
 
 /**

@@ -37,7 +37,7 @@ export interface InboundResult extends Pick<DecryptResult, 'format' | 'signature
   key?: string;
 }
 
-const RESULTS: Record<SignatureStatus, string> = { valid: 'pass', invalid: 'fail', absent: 'none', 'unknown-signer': 'neutral' };
+const RESULTS: Record<SignatureStatus, string> = { valid: 'pass', invalid: 'fail', absent: 'none', 'unknown-signer': 'neutral', 'key-changed': 'fail' };
 
 /** RFC 8601 §2.7.1: the method's result: pass only for a valid signature aligned with the author. */
 export function mailmeshResult(r: Pick<InboundResult, 'signature' | 'aligned'>): string {

@@ -1,11 +1,22 @@
 import type { Domain } from '../../directory/domain.js';
-import type { DomainRecord, DomainSecrets, TunnelFormat } from '../../directory/record.js';
+import type { DomainRecord, KeySecrets, TunnelFormat } from '../../directory/record.js';
+
+/** Public keys with their private keys. */
+export interface KeyPair {
+  keys: DomainRecord['keys'];
+  secrets: KeySecrets;
+}
 
 /** Our own member domain: its published keys and its private keys. */
 export interface OwnDomain {
   domain: Domain;
   keys: DomainRecord['keys'];
-  secrets: DomainSecrets;
+  secrets: KeySecrets;
+  /**
+   * More keys that open inbound mail, never used to sign: the announced next keys and the
+   * retained old ones (docs/lifecycle.md). The current keys come first, these after.
+   */
+  others?: KeyPair[];
 }
 
 /** A peer member domain as the directory (or an import) describes it. */
@@ -14,6 +25,11 @@ export interface PeerDomain {
   keys: DomainRecord['keys'];
   /** What its signed record announces (DomainRecord.capabilities); absent: none, S/MIME goes as AES-256-CBC. */
   capabilities?: readonly string[];
+  /**
+   * More keys of the peer whose signatures are its own (docs/lifecycle.md "Peers"): the next
+   * keys it announced and the keys it replaced within the retention window. Encryption uses `keys`.
+   */
+  others?: DomainRecord['keys'][];
 }
 
 export interface EncryptOptions {
@@ -30,7 +46,8 @@ export interface DecryptOptions {
   now?: Date;
 }
 
-export type SignatureStatus = 'valid' | 'invalid' | 'absent' | 'unknown-signer';
+/** key-changed: signed by a key that is none of the sender domain's current, next or retained keys, while it has some. */
+export type SignatureStatus = 'valid' | 'invalid' | 'absent' | 'unknown-signer' | 'key-changed';
 
 export interface DecryptResult {
   format: TunnelFormat;
