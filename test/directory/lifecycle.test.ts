@@ -304,3 +304,16 @@ t.test('a payload crl is base64 of bounded size', async (t) => {
     throwsCode(t, () => checkRecordPayload({ ...base, crl: bad }), 'SIGNED_RECORD_MALFORMED', `crl ${JSON.stringify(bad).slice(0, 20)}`);
   }
 });
+
+t.test('refusals: a domain without private keys here, a renewal past the end of the domain CA', async (t) => {
+  const { d, advance } = await clocked(new Date('2027-03-01T10:00:00Z'));
+  const a0 = await d.addDomain('ivan.test');
+  const { serial: _s, ...joined } = { ...a0, domain: 'joined.test' as DomainRecord['domain'] };
+  await d.putRecord({ ...joined, provenance: { ...a0.provenance, source: 'joined' } }, null);
+  for (const op of [() => d.announceRoll('joined.test'), () => d.renewSmime('joined.test'), () => d.revokeKeys('joined.test', 'superseded'), () => d.finishRoll('joined.test')]) {
+    await rejectsCode(t, op, 'DOMAIN_NOT_FOUND', 'no private keys here');
+  }
+  await rejectsCode(t, d.announceRoll('nobody.test'), 'DOMAIN_NOT_FOUND');
+  advance(730 * DAY);
+  await rejectsCode(t, d.renewSmime('ivan.test'), 'KEY_EXPIRED', 'the domain CA has expired: only a roll helps');
+});
