@@ -5,7 +5,6 @@ import type { Directory } from '../../directory/directory.js';
 import { parseDomain } from '../../directory/domain.js';
 import { generateDomainKeys } from '../../directory/keys.js';
 import type { DomainRecord } from '../../directory/record.js';
-import { pemToDer } from '../../directory/smime.js';
 
 /**
  * A record in a roll, for the faces' tests, written with Directory.putRecord: next keys (freshly
@@ -19,8 +18,8 @@ export async function announceForTest(directory: Directory, domainInput: string)
   const { keys: next } = await generateDomainKeys(domain, { openpgp: 'curve25519', validDays: 365 }, now);
   const secrets = await directory.getSecrets(domain);
   const [leafPem, caPem] = current.keys.smime!.chain;
-  const leaf = new x509.X509Certificate(pemToDer(leafPem!));
-  const ca = new x509.X509Certificate(pemToDer(caPem!));
+  const leaf = new x509.X509Certificate(leafPem!);
+  const ca = new x509.X509Certificate(caPem!);
   const alg = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
   const signingKey = await webcrypto.subtle.importKey('pkcs8', pemToPkcs8(secrets.smime!.caKeyPkcs8Pem!), alg, false, ['sign']);
   const crl = await x509.X509CrlGenerator.create({
