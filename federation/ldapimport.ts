@@ -53,13 +53,18 @@ export async function fetchFromLdap(url: string, domain: Domain, opts: { timeout
   }
 }
 
-/** `mailmesh keys import --ldap <url> --domain <d>`: every certificate and OpenPGP key the partner's LDAP has for the domain key. */
+/**
+ * `mailmesh keys import --ldap <url> --domain <d>`: the partner's domain certificate and OpenPGP
+ * key from its LDAP entry. An entry may hold more than one of each (a mailmesh directory lists a
+ * roll's next keys after the current ones, docs/ldap.md): the first value of each is the one taken.
+ */
 export async function importFromLdap(directory: Directory, url: string, domainInput: string, o: Omit<ImportOptions, 'origin'>): Promise<DomainRecord> {
   const domain = parseDomain(domainInput);
   const { certificates, pgpKeys } = await fetchFromLdap(url, domain);
   if (certificates.length === 0 && pgpKeys.length === 0) throw new MailmeshError('NOT_FOUND', `${url} has no entry for domainkey@${domain}`);
   let record: DomainRecord | undefined;
-  for (const data of [...certificates, ...pgpKeys.map((k) => Buffer.from(k, 'utf8'))]) {
+  const first = [certificates[0], pgpKeys[0] === undefined ? undefined : Buffer.from(pgpKeys[0], 'utf8')].filter((x): x is Buffer => x !== undefined);
+  for (const data of first) {
     record = await importThirdParty(directory, domain, data, { ...o, origin: url });
   }
   return record!;

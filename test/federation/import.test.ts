@@ -4,6 +4,7 @@ import t from 'tap';
 import { LdapServer } from '../../directory/ldap/ldap.js';
 import { importHandler, importThirdParty, readMaterial } from '../../federation/importer.js';
 import { importFromLdap } from '../../federation/ldapimport.js';
+import { announceForTest } from '../directory/announced.js';
 import { startHttp } from '../directory/http/helpers.js';
 import { gpgHome, rejectsCode, run, seeded, tempDir } from '../helpers.js';
 import { memoryDirectory, testClock } from './helpers.js';
@@ -121,4 +122,11 @@ t.test('LDAP import from a real LDAP server (our LDAP face)', async (t) => {
   t.equal(r.provenance.origin, `ldap://127.0.0.1:${port}/dc=partner`);
   await rejectsCode(t, importFromLdap(d, `ldap://127.0.0.1:${port}/dc=partner`, 'absent.test', { trustAnchors: [caPem], publish: false }), 'NOT_FOUND');
   await rejectsCode(t, importFromLdap(d, 'ldap://127.0.0.1:1/dc=x', 'ldap-partner.test', { trustAnchors: [], publish: false }), 'LOOKUP_UNAVAILABLE');
+
+  // During the partner's roll its entry lists the next keys after the current ones: the current ones are imported.
+  const { record: rolling } = await announceForTest(partner, 'ldap-partner.test');
+  const again = await memoryDirectory();
+  const r2 = await importFromLdap(again, `ldap://127.0.0.1:${port}/dc=partner`, 'ldap-partner.test', { trustAnchors: [caPem, rolling.next!.smime!.chain[1]!], publish: false });
+  t.equal(r2.keys.openpgp?.fingerprint, rec.keys.openpgp!.fingerprint, 'the current OpenPGP key, not the next one');
+  t.equal(r2.keys.smime?.fingerprint, rec.keys.smime!.fingerprint, 'the current certificate, not the next one');
 });
