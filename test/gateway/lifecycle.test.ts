@@ -292,7 +292,7 @@ t.test('which of our keys each peer encrypted to is recorded in the store, on ch
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     });
-  const beta = await betaGateway(t, { next: betaNext }, { store: counting, clock: () => now });
+  const beta = await betaGateway(t, { next: betaNext }, { store: counting, clock: () => now, policy: inbound({ keyChanged: 'mark' }) });
   const seen = async (): Promise<SeenByPeer> => JSON.parse((await beta.store.kvGet(seenKey(BETA))) ?? '{}') as SeenByPeer;
   const deliver = async (format: (typeof FORMATS)[number], to: DomainKeySet) => t.equal((await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha(format, to))).code, 250);
 
@@ -308,6 +308,11 @@ t.test('which of our keys each peer encrypted to is recorded in the store, on ch
   t.equal((await seen())['alpha.test']!.at, now.toISOString());
   await deliver('pgp-mime', betaNext);
   t.equal((await seen())['alpha.test']!.openpgp, betaNext.keys.openpgp!.fingerprint, 'alpha switched to our next key');
+  // Only a valid signature speaks for the peer: a message signed by a key alpha never announced (delivered under `mark`) records nothing.
+  const forged = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('pgp-mime', betaNow, alphaRogue));
+  t.equal(forged.code, 250, text(forged));
+  t.equal((await seen())['alpha.test']!.openpgp, betaNext.keys.openpgp!.fingerprint, 'unchanged');
+  t.equal(writes, 4);
 
   // A store that refuses the write: logged, the mail goes on.
   const failing = (s: Store): Store =>
