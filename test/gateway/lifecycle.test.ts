@@ -216,9 +216,9 @@ t.test('our key ring: mail to our announced next key or a retained old key opens
 t.test('mail to a retained key whose private key was erased is refused naming it; a garbled one gets the one generic reply', async (t) => {
   const beta = await betaGateway(t, { retained: [retained(betaOld), retained(betaOlder, { secrets: {} })] });
   const erased = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('pgp-mime', betaOlder));
-  t.equal(text(erased), `554 5.7.5 The tunnel message is encrypted to beta.test's retired key ${betaOlder.keys.openpgp!.fingerprint}, whose private key this gateway no longer holds (TUNNEL_NO_KEY)`);
+  t.equal(text(erased), `554 5.7.5 The tunnel message is encrypted to beta.test's key ${betaOlder.keys.openpgp!.fingerprint}, whose private key this gateway no longer holds (TUNNEL_NO_KEY)`);
   const smime = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('smime', betaOlder));
-  t.equal(text(smime), `554 5.7.5 The tunnel message is encrypted to beta.test's retired key ${betaOlder.keys.smime!.fingerprint}, whose private key this gateway no longer holds (TUNNEL_NO_KEY)`);
+  t.equal(text(smime), `554 5.7.5 The tunnel message is encrypted to beta.test's key ${betaOlder.keys.smime!.fingerprint}, whose private key this gateway no longer holds (TUNNEL_NO_KEY)`);
 
   // Encrypted to a key we hold, failing after decryption: no word about why (EFAIL, docs/security.md).
   const good = (await sealFromAlpha('pgp-mime', betaOld)).toString('latin1');
