@@ -75,7 +75,7 @@ export async function checkNextPinned(sources: DomainSources, domain: Domain, ne
 /** What posting a record to one directory came to. */
 export interface PostResult {
   url: string;
-  result: 'ok' | 'unchanged' | 'not-joined' | 'failed';
+  result: 'ok' | 'unchanged' | 'not-joined' | 'pending' | 'failed';
   /** The directory's answer: its serial, a pending recovery, or the error. */
   detail?: string;
   record?: DomainRecord;
@@ -119,6 +119,11 @@ export async function publishRecord(directory: Directory, r: DomainRecord, urls:
         continue;
       }
       const record = held.signed?.payload === signed.payload ? held : await postJoin(url, signed, fetchImpl);
+      // A recovery the directory holds down (202, federation/recovery.ts) is posted again until it took effect.
+      if (record.pendingRecovery && record.pendingRecovery.openpgp === r.keys.openpgp?.fingerprint) {
+        out.push({ url, result: 'pending', record, detail: `held down until ${isoSecond(record.pendingRecovery.effective)}` });
+        continue;
+      }
       await directory.store.kvPut(key, digest(signed));
       out.push({ url, result: 'ok', record, detail: `serial ${record.serial}` });
     } catch (e) {
@@ -225,7 +230,7 @@ export class KeyLifecycle {
       }
     }
     for (const p of await publishRecord(directory, r, this.#o.directories.map((d) => d.url), this.#o.fetch)) {
-      if (p.result === 'ok') events.push({ domain, action: 'posted', detail: `${p.url}: ${p.detail}` });
+      if (p.result === 'ok' || p.result === 'pending') events.push({ domain, action: 'posted', detail: `${p.url}: ${p.result}, ${p.detail}` });
       if (p.result === 'failed') events.push({ domain, action: 'failed', detail: `${p.url}: ${p.detail}` });
     }
   }
