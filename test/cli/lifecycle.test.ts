@@ -109,7 +109,7 @@ t.test('roll, status, finish, renew, revoke from the CLI: posted to the director
   t.equal((await held()).next?.openpgp?.fingerprint, announced.next!.openpgp!.fingerprint, 'the directory serves the next key');
 
   // Status: phase, directories, and the peers the gateway saw (store kv, as gateway/ writes it).
-  const store = await openStore(`sqlite:${join(cwd, 'data', 'mailmesh.db')}`, {});
+  const store = await openStore(`sqlite:${join(cwd, 'data', 'mailmesh.db')}`, { redisPrefix: '' });
   await store.kvPut('lifecycle:seen:alpha.test', JSON.stringify({ 'beta.test': { openpgp: announced.next!.openpgp!.fingerprint, at: '2026-12-01T00:00:00.000Z' }, 'gamma.test': { openpgp: first.keys.openpgp!.fingerprint, at: '2026-11-30T00:00:00.000Z' } }));
   await store.close();
   const status = (await run1(['domain', 'roll', 'alpha.test', '--status'])).stdout.toString();
