@@ -127,9 +127,10 @@ export class JoinService {
     }
     // A joined or mirrored record was verified when it was stored, so its payload parses.
     const heldPayload = live?.signed ? checkRecordPayload(parseCanonical(live.signed.payload)) : undefined;
-    if (heldPayload && Date.parse(v.payload.issued) <= Date.parse(heldPayload.issued)) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `${v.domain}: issued ${v.payload.issued} is not newer than the record held`);
     const how = await continuity(heldKey, heldPayload?.next?.openpgp, v, now);
+    // Without continuity, the order of the two keys' records says nothing: a recovery, or a refusal.
     if (!how) return this.#recover(live!, v, signed, now);
+    if (heldPayload && Date.parse(v.payload.issued) <= Date.parse(heldPayload.issued)) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `${v.domain}: issued ${v.payload.issued} is not newer than the record held`);
     const proof = await proveControl(this.#sources, v.domain, v.keys);
     // A recovery pending for a key that now arrives with continuity has nothing left to hold down.
     const keep = live?.pendingRecovery && live.pendingRecovery.openpgp !== v.keys.openpgp.fingerprint ? { pendingRecovery: live.pendingRecovery } : {};
