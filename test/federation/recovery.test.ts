@@ -3,7 +3,7 @@ import { generateOpenPgpKey } from '../../directory/openpgp.js';
 import type { DomainRecord, SignedRecord } from '../../directory/record.js';
 import { recordPayload, signPayload, VETO_TYPE } from '../../directory/signed.js';
 import { stubResolver } from '../../federation/dns.js';
-import { JoinService, postJoin } from '../../federation/join.js';
+import { JoinService, postJoin, postLeave } from '../../federation/join.js';
 import { Mirror } from '../../federation/mirror.js';
 import { postVeto } from '../../federation/recovery.js';
 import { baseFor } from '../../federation/web.js';
@@ -196,6 +196,23 @@ t.test('another key with proof while one is pending: the hold-down starts again 
   clock.advance(1000);
   t.notOk((await joins.reverify()).some((o) => o.domain === 'twice.test' && o.status === 'recovered'), 'the first key\'s end of hold-down changes nothing');
   t.equal((await lookup('twice.test')).pendingRecovery?.openpgp, third.record.keys.openpgp!.fingerprint, 'the second key still pending');
+});
+
+t.test('a recovery counts only while the held record shows it: after a leave and a new join it starts again', async (t) => {
+  const { old, lost } = await joinedThenLost('left.test');
+  zone.pin(lost.record, base);
+  t.equal((await post('/v1/domains', lost.record.signed)).status, 202);
+  // The holder leaves; another key joins the domain afresh (its TXT), then the lost key's TXT is back.
+  await postLeave(base, 'left.test', old.record.keys.openpgp!.fingerprint, old.priv, clock.now());
+  clock.advance(HOLD_MS);
+  const fresh = await member('left.test');
+  zone.pin(fresh.record, base);
+  await postJoin(base, fresh.record.signed!);
+  zone.pin(lost.record, base);
+  const again = await post('/v1/domains', await resigned(lost));
+  t.equal(again.status, 202, 'held down against the new holder, not promoted at once');
+  t.equal(again.json.keys.openpgp?.fingerprint, fresh.record.keys.openpgp!.fingerprint);
+  t.equal(again.json.pendingRecovery?.since, clock.now().toISOString(), 'a hold-down from now');
 });
 
 t.test('a mirror shows the origin\'s pending recovery and takes no key change on its word', async (t) => {
