@@ -62,6 +62,15 @@ t.test('a roll: next is announced and both are accepted, the pin moves at the sw
   t.equal(pgp(pin?.keys), pgp(k2.keys));
   t.equal(pin?.previous?.[0]?.until, new Date(clock.now().getTime() + 10 * DAY).toISOString(), 'kept for retainMs');
 
+  // A renewal: the same OpenPGP key, a new S/MIME leaf, in a record it signed; the old leaf is previous too.
+  const renewed = await keyset('roll.test');
+  current.records.set('roll.test', await record(k2, { openpgp: k2.keys.openpgp, smime: renewed.keys.smime }, [k2]));
+  const afterRenewal = await pastTtl(t, peer, current, 'roll.test', current.records.get('roll.test')!, k2);
+  t.equal(smime(afterRenewal.keys), smime(renewed.keys), 'the new leaf');
+  t.same(afterRenewal.previous?.map((p) => [pgp(p), smime(p)]), [[pgp(k1.keys), smime(k1.keys)], [undefined, smime(k2.keys)]], 'the old leaf beside the rolled keys');
+  current.records.set('roll.test', await record(k1, k2.keys, [k2, k1]));
+  await pastTtl(t, peer, current, 'roll.test', current.records.get('roll.test')!, k2);
+
   // A directory behind the switch still serves the announcement: the pin stays, no alarm, not moved back.
   lagging.records.set('roll.test', announce);
   const behind = await discovery([{ url: lagging.url }], pins).discover('roll.test');
@@ -206,6 +215,7 @@ t.test('pins list|show|accept|forget settle an unannounced key change', async (t
   const pin = await pins.get('swap.test');
   t.equal(pgp(pin?.keys), pgp(k3.keys), 'the offered key is pinned');
   t.same(pin?.violations, [], 'the settled violations are cleared');
+  t.equal(pgp(pin?.previous?.[0]?.keys), pgp(k1.keys), 'the old key is previous');
   t.notOk((await admin.discovery.discover('swap.test')).violation, 'and used without an alarm');
   // Nothing to accept; then a violation whose key no source offers any more.
   await rejectsCode(t, pinsAccept(admin, 'swap.test'), 'NOT_FOUND');
