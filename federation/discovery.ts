@@ -175,7 +175,8 @@ export class Discovery {
     const known = [pin?.keys.openpgp?.armored, pin?.nextKeys?.openpgp?.armored ?? pin?.nextArmored, ...(pin?.previous ?? []).map((p) => p.keys.openpgp?.armored)].filter((a): a is string => !!a);
 
     const consider = async (c: Candidate, later: (() => Promise<Candidate[]>)[]): Promise<Discovered | undefined> => {
-      for (const f of await revokedBy(c.verified?.payload.revocations, known, now)) revoked.add(f);
+      const revocations = c.verified?.payload.revocations;
+      if (revocations?.length) for (const f of await revokedBy(revocations, known, now)) revoked.add(f);
       const dead = fingerprints(c.keys).find((f) => revoked.has(f));
       const offersAccepted = accept !== undefined && offers(c.keys, accept);
       if (dead) {
