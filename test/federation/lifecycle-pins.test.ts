@@ -15,7 +15,7 @@ import { FilePinStore, MemoryPinStore } from '../../federation/pins.js';
 import { pinsAccept, pinsForget, pinsList, pinsShow } from '../../federation/pinsadmin.js';
 import { baseFor } from '../../federation/web.js';
 import { rejectsCode, tempDir } from '../helpers.js';
-import { publishOpenPgpKey, startZone, testClock } from './helpers.js';
+import { memoryDirectory, publishOpenPgpKey, startZone, testClock } from './helpers.js';
 import { keyset as newKeyset, record as signedRecord, revocationOf as revocation, startDirectory, type Keys } from './lifecycle-helpers.js';
 
 // What peers do about a domain's key lifecycle (issue #10 "Peers"): next keys, the pin's move at
@@ -292,4 +292,48 @@ t.test('doctor: warns before expiry, passes a directory serving the current or t
   t.match(rec?.detail, `pgp=${pgp(k2.keys)}`);
   t.match(rec?.detail, effective);
   t.match(rec?.fix, 'mailmesh domain veto doc.test');
+});
+
+t.test('a peer follows the real Directory lifecycle: announceRoll, finishRoll, renewSmime, revokeKeys', async (t) => {
+  const [current, stale] = [await startDirectory(t), await startDirectory(t)];
+  const own = await memoryDirectory(clock.now);
+  const serve = (r: DomainRecord) => current.records.set(r.domain, { domain: r.domain, keys: r.keys, signed: r.signed });
+  const first = await own.addDomain('real.test');
+  serve(first);
+  const pins = new MemoryPinStore();
+  const peer = discovery([{ url: current.url }], pins, { retainMs: 10 * DAY });
+  t.equal(pgp((await peer.discover('real.test')).keys), pgp(first.keys));
+
+  const announced = await own.announceRoll('real.test');
+  serve(announced);
+  const during = await peer.discover('real.test');
+  t.equal(pgp(during.keys), pgp(first.keys));
+  t.equal(pgp(during.next), pgp(announced.next), 'the announced next key');
+  t.equal(smime(during.next), smime(announced.next));
+
+  const finished = await own.finishRoll('real.test', { now: true });
+  serve(finished);
+  const switched = await peer.discover('real.test');
+  t.equal(pgp(switched.keys), pgp(announced.next), 'the pin moved at the switch');
+  t.notOk(switched.violation);
+  t.equal(pgp(switched.previous?.[0]), pgp(first.keys), 'the old key is previous');
+
+  const renewed = await own.renewSmime('real.test');
+  serve(renewed);
+  const afterRenewal = await peer.discover('real.test');
+  t.equal(smime(afterRenewal.keys), smime(renewed.keys), 'the renewed leaf');
+  t.notOk(afterRenewal.violation);
+  t.ok(afterRenewal.previous?.some((p) => smime(p) === smime(finished.keys)), 'the old leaf is previous');
+
+  // Revoked: the record carries the revocation; a stale directory with the record before it is refused.
+  stale.records.set('real.test', { domain: 'real.test' as never, keys: renewed.keys, signed: renewed.signed });
+  const revoked = await own.revokeKeys('real.test', 'compromised');
+  serve(revoked);
+  const after = await peer.discover('real.test');
+  t.equal(pgp(after.keys), pgp(revoked.keys), 'the new keys at once');
+  t.notOk(after.violation);
+  t.notOk(after.previous?.some((p) => pgp(p) === pgp(renewed.keys)), 'the revoked key is not previous');
+  const refused = await discovery([{ url: stale.url }], pins).discover('real.test');
+  t.equal(refused.violation?.revoked, true, 'a revoked key offered by a directory is refused');
+  t.equal(pgp(refused.keys), pgp(revoked.keys));
 });
