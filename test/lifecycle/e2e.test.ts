@@ -1,0 +1,113 @@
+import t from 'tap';
+import { tempDir } from '../helpers.js';
+import { cli, headerOf, makeMessage, member, sendAll, startResolver, startServe, withoutTrace, writeConfig, type Member, type Sent } from './helpers.js';
+
+// Issue #10 "How it is shown": two directories and two gateways as real processes (`mailmesh
+// serve` of alpha.test and of beta.test, each its own SQLite store), joined to each other with
+// `mailmesh join`; 1,000 messages flow alpha ⇄ beta through real SMTP while alpha rolls its keys
+// (announce, finish), renews its S/MIME leaf and revokes its keys, each change made by the CLI
+// in another process against alpha's store. Uses the built CLI: `npm run build` first.
+
+const TOTAL = 1000;
+const CONCURRENCY = 6;
+
+const root = tempDir(t, 'mailmesh-lifecycle-');
+const alpha = await member(t, root, 'alpha.test', 'a.dir.test');
+const beta = await member(t, root, 'beta.test', 'b.dir.test');
+const members = [alpha, beta];
+const resolver = await startResolver(t, () => new Map(members.map((m) => [m.domain, m.ports.dns])));
+// Both tunnel formats: alpha → beta in S/MIME, beta → alpha in PGP/MIME (per-domain policy).
+writeConfig(alpha, { members, peer: beta, resolver, extra: { policy: { domains: { 'beta.test': { format: 'smime' } } } } });
+writeConfig(beta, { members, peer: alpha, resolver, extra: { policy: { domains: { 'alpha.test': { format: 'pgp-mime' } } } } });
+
+const url = (m: Member) => `http://127.0.0.1:${m.ports.http}`;
+
+/** alpha's record as a directory serves it (REST face). */
+async function recordAt(dir: Member, domain: string): Promise<{ serial: number; keys: { openpgp?: { fingerprint: string }; smime?: { fingerprint: string } }; next?: unknown }> {
+  const res = await fetch(`${url(dir)}/v1/domains/${domain}`);
+  if (!res.ok) throw new Error(`${url(dir)}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as never;
+}
+
+const sent: Sent[] = [];
+let n = 0;
+/** Sends `count` messages, alternating alpha → beta and beta → alpha, all sessions at once. */
+async function flow(count: number, phase: string): Promise<Sent[]> {
+  const batch: Sent[] = [];
+  for (let i = 0; i < count; i++, n++) {
+    batch.push(n % 2 === 0 ? makeMessage(n, `user${n % 7}@alpha.test`, `user${n % 5}@beta.test`, phase) : makeMessage(n, `user${n % 5}@beta.test`, `user${n % 7}@alpha.test`, phase));
+  }
+  sent.push(...batch);
+  await sendAll(batch, (m) => (m.from.endsWith('@alpha.test') ? alpha.ports.smtp : beta.ports.smtp), { concurrency: CONCURRENCY });
+  return batch;
+}
+
+// The domains are created by the CLI before serve starts; the serve processes live until the test ends.
+for (const m of members) {
+  const add = await cli(m.config, ['domain', 'add', m.domain, '--smtp', `127.0.0.1:${m.ports.smtp}`]);
+  if (add.code !== 0) throw new Error(`domain add ${m.domain}: ${add.err}`);
+}
+await Promise.all(members.map((m) => startServe(t, m)));
+
+t.test('two members join each other with the CLI', async (t) => {
+  const ja = await cli(alpha.config, ['join', url(beta), '--domain', 'alpha.test']);
+  t.equal(ja.code, 0, `alpha joins beta's directory: ${ja.out}${ja.err}`);
+  t.match(ja.out, /_mailmesh TXT pins/, 'proved by the TXT record alpha\'s own DNS face serves');
+  const jb = await cli(beta.config, ['join', url(alpha), '--domain', 'beta.test']);
+  t.equal(jb.code, 0, `beta joins alpha's directory: ${jb.out}${jb.err}`);
+  t.equal((await recordAt(beta, 'alpha.test')).keys.openpgp?.fingerprint, (await recordAt(alpha, 'alpha.test')).keys.openpgp?.fingerprint, 'beta\'s directory holds alpha\'s key');
+});
+
+t.test('messages flow alpha ⇄ beta', async (t) => {
+  await flow(TOTAL, 'steady');
+  t.pass(`${n} messages sent`);
+});
+
+t.test('every message arrived once, decrypted, with mailmesh=pass; none unreadable, none lost', async (t) => {
+  const byId = new Map(sent.map((m) => [m.id, m]));
+  const arrivals = new Map<string, number>();
+  let unreadable = 0;
+  let unmarked = 0;
+  let wrongPlace = 0;
+  let altered = 0;
+  for (const [sink, domain] of [[alpha.sink, 'alpha.test'], [beta.sink, 'beta.test']] as const) {
+    for (const got of sink.messages) {
+      const head = headerOf(got.data);
+      if (/^Content-Type:\s*(multipart\/encrypted|application\/(x-)?pkcs7-mime)/im.test(head)) unreadable++;
+      const id = /^Message-ID:\s*(\S+)/im.exec(head)?.[1];
+      const m = id ? byId.get(id) : undefined;
+      if (!id || !m) {
+        unreadable++;
+        continue;
+      }
+      arrivals.set(id, (arrivals.get(id) ?? 0) + 1);
+      if (!m.to.endsWith(`@${domain}`) || got.to.join() !== m.to) wrongPlace++;
+      if (!/^Authentication-Results:[^\r\n]*(\r\n[ \t][^\r\n]*)*mailmesh=pass/im.test(head)) unmarked++;
+      if (!withoutTrace(got.data).equals(withoutTrace(m.data))) altered++;
+    }
+  }
+  t.equal(unreadable, 0, 'no message delivered unreadable (still encrypted, or not one we sent)');
+  t.equal(unmarked, 0, 'every delivered message says mailmesh=pass');
+  t.equal(wrongPlace, 0, 'every message at its recipient\'s sink');
+  t.equal(altered, 0, 'the inner message as sent');
+  const fates = new Map<string, number>();
+  let lost = 0;
+  let duplicated = 0;
+  let acceptedUnread = 0;
+  for (const m of sent) {
+    const last = m.replies.at(-1) ?? 'none';
+    const fate = `${last.slice(0, 3)}${m.replies.length > 1 ? ` after ${m.replies.slice(0, -1).map((r) => r.slice(0, 4)).join(',')}` : ''}`;
+    fates.set(fate, (fates.get(fate) ?? 0) + 1);
+    const times = arrivals.get(m.id) ?? 0;
+    if (last === '250' && times === 0) acceptedUnread++;
+    if (times === 0) lost++;
+    if (times > 1) duplicated++;
+  }
+  t.comment(`outcomes: ${JSON.stringify(Object.fromEntries(fates))}`);
+  const refused = sent.filter((m) => !m.replies.includes('250'));
+  t.same(refused.map((m) => `${m.id}: ${m.replies.join(' | ')}`).slice(0, 5), [], 'every message got a 250 in the end (4xx retried)');
+  t.equal(acceptedUnread, 0, 'no 250 for a message that was not delivered readable');
+  t.equal(lost, 0, '0 lost');
+  t.equal(duplicated, 0, 'none delivered twice');
+  t.equal(sent.length, TOTAL);
+});
