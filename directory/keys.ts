@@ -7,6 +7,10 @@ export interface KeyOptions {
   openpgp: OpenPgpAlgorithm;
   /** Validity of generated keys and leaf certificates; the domain CA lives twice as long. */
   validDays: number;
+  /** Days between announcing next keys and switching to them (default 7, docs/lifecycle.md "Roll"). */
+  overlapDays?: number;
+  /** Days replaced private keys stay sealed after a switch (default 30, docs/lifecycle.md "Retention"). */
+  retainDays?: number;
 }
 
 export interface DomainKeySet {
@@ -15,10 +19,10 @@ export interface DomainKeySet {
 }
 
 /** A new OpenPGP key and S/MIME certificate (with its domain CA) for a domain. */
-export async function generateDomainKeys(domain: Domain, opts: KeyOptions, now: Date): Promise<DomainKeySet> {
+export async function generateDomainKeys(domain: Domain, opts: KeyOptions, now: Date, crlUrl?: string): Promise<DomainKeySet> {
   const [pgp, smime] = await Promise.all([
     generateOpenPgpKey(domain, { algorithm: opts.openpgp, now, validDays: opts.validDays }),
-    generateSmime(domain, { now, validDays: opts.validDays }),
+    generateSmime(domain, { now, validDays: opts.validDays, crlUrl }),
   ]);
   return {
     keys: { openpgp: await openPgpKeyInfo(pgp.publicKey), smime: smimeKeyInfo([smime.leaf, smime.ca]) },

@@ -96,3 +96,35 @@ export async function openPgpKeyInfo(key: openpgp.PublicKey): Promise<OpenPgpKey
     userIds: key.getUserIDs(),
   };
 }
+
+export type RevocationReason = 'compromised' | 'superseded';
+
+/**
+ * The revocation certificate of a key (RFC 4880 §5.2.1 type 0x20, key revocation signature),
+ * armored, with a Reason for Revocation subpacket (§5.2.3.23): 2 "key material has been
+ * compromised" or 1 "key is superseded".
+ */
+export async function revocationCertificate(privateArmored: string, reason: RevocationReason, date: Date): Promise<string> {
+  let key: openpgp.PrivateKey;
+  try {
+    key = await openpgp.readPrivateKey({ armoredKey: privateArmored });
+  } catch (e) {
+    throw new MailmeshError('KEY_UNREADABLE', e instanceof Error ? e.message : String(e), { cause: e });
+  }
+  const flag = reason === 'compromised' ? openpgp.enums.reasonForRevocation.keyCompromised : openpgp.enums.reasonForRevocation.keySuperseded;
+  const { publicKey } = await openpgp.revokeKey({ key, reasonForRevocation: { flag, string: `domain key ${reason}` }, date, format: 'object' });
+  const cert = await publicKey.getRevocationCertificate(date);
+  if (typeof cert !== 'string') throw new MailmeshError('INTERNAL', 'openpgp.js made no revocation certificate');
+  return cert;
+}
+
+/** Whether a private key can still make a signature at `date` (not expired, not revoked). */
+export async function canSign(privateArmored: string, date: Date): Promise<boolean> {
+  try {
+    const key = await openpgp.readPrivateKey({ armoredKey: privateArmored });
+    await key.getSigningKey(undefined, date);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -37,7 +37,19 @@ export interface RecordPayload {
   next?: PayloadKeys;
   /** Revocation certificates (armored, RFC 4880 §5.2.1 type 0x20) of keys this domain no longer uses. */
   revocations?: string[];
+  /** The domain CA's certificate revocation list (RFC 5280 §5), base64 of its DER, listing revoked S/MIME leaves. */
+  crl?: string;
 }
+
+/** What a record payload may carry beside the record's own fields. */
+export interface PayloadExtra {
+  next?: PayloadKeys;
+  revocations?: string[];
+  crl?: string;
+}
+
+/** Bound of `crl` (base64 characters): a CRL of some hundred entries. */
+export const MAX_CRL_BASE64 = 65_536;
 
 export interface LeavePayload {
   v: 1;
@@ -67,7 +79,7 @@ function malformed(detail: string): never {
 }
 
 /** What a record says, in the form that is signed. */
-export function recordPayload(r: Pick<DomainRecord, 'domain' | 'keys' | 'gateways' | 'formats' | 'capabilities' | 'validity'>, issued: Date, extra: { next?: PayloadKeys; revocations?: string[] } = {}): RecordPayload {
+export function recordPayload(r: Pick<DomainRecord, 'domain' | 'keys' | 'gateways' | 'formats' | 'capabilities' | 'validity'>, issued: Date, extra: PayloadExtra = {}): RecordPayload {
   return {
     v: 1,
     type: RECORD_TYPE,
@@ -80,6 +92,7 @@ export function recordPayload(r: Pick<DomainRecord, 'domain' | 'keys' | 'gateway
     issued: issued.toISOString(),
     ...(extra.next ? { next: extra.next } : {}),
     ...(extra.revocations?.length ? { revocations: extra.revocations } : {}),
+    ...(extra.crl ? { crl: extra.crl } : {}),
   };
 }
 
@@ -185,6 +198,13 @@ export function checkRecordPayload(value: unknown): RecordPayload {
   isoDate(p.issued, 'issued');
   if (p.revocations !== undefined && (!Array.isArray(p.revocations) || !p.revocations.every((r) => typeof r === 'string'))) {
     malformed('revocations must be a list of armored revocation certificates');
+  }
+  if (p.crl !== undefined) {
+    // RFC 4648 §4 base64 (padded) of the CRL's DER (RFC 5280 §5).
+    const crl = str(p.crl, 'crl');
+    if (crl.length === 0 || crl.length > MAX_CRL_BASE64 || crl.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(crl)) {
+      malformed(`crl must be base64 of at most ${MAX_CRL_BASE64} characters`);
+    }
   }
   return p as unknown as RecordPayload;
 }

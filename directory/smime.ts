@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { createHash, randomBytes, webcrypto } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import type { Domain } from './domain.js';
 import { parseAddress } from './domain.js';
@@ -39,20 +39,41 @@ async function pkcs8Pem(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
 }
 
-/**
- * A self-signed domain CA and a leaf for `domainkey@<domain>` (docs/architecture.md "Domain keys"):
- * RSA-3072, SAN rfc822Name + dNSName, EKU emailProtection, KU digitalSignature + keyEncipherment
- * (RFC 8550 §4.4, RFC 5280 §4.2.1).
- */
-export async function generateSmime(domain: Domain, opts: { now: Date; validDays: number }): Promise<GeneratedSmime> {
-  const notBefore = new Date(opts.now.getTime() - 5 * 60_000);
+const DAY = 86400_000;
+/** Certificates start five minutes early, for clocks a little behind. */
+const SKEW = 5 * 60_000;
+
+/** A domain CA and its private key, as the secrets keep them. */
+export interface DomainCa {
+  ca: x509.X509Certificate;
+  caKeyPkcs8Pem: string;
+}
+
+export interface LeafOptions extends DomainCa {
+  now: Date;
+  validDays: number;
+  /** The leaf's key pair (PKCS#8) to certify again (renewal); absent: a new key pair. */
+  keyPkcs8Pem?: string;
+  /** RFC 5280 §4.2.1.13: the URL of the CA's CRL, named in the leaf's CRL distribution point. */
+  crlUrl?: string;
+}
+
+async function importSigningKey(pkcs8Pem: string): Promise<CryptoKey> {
+  try {
+    return await subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(pkcs8Pem), { name: RSA_SIGN.name, hash: RSA_SIGN.hash }, false, ['sign']);
+  } catch (e) {
+    throw new MailmeshError('KEY_UNREADABLE', `domain CA key: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** A self-signed domain CA (RFC 5280 §4.2.1.9 cA, §4.2.1.3 keyCertSign + cRLSign), valid twice `validDays`. */
+export async function createDomainCa(domain: Domain, opts: { now: Date; validDays: number }): Promise<DomainCa> {
   const caKeys = (await subtle.generateKey(RSA_SIGN, true, ['sign', 'verify'])) as CryptoKeyPair;
-  const leafKeys = (await subtle.generateKey(RSA_SIGN, true, ['sign', 'verify'])) as CryptoKeyPair;
   const ca = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `CN=${domain} domain CA, O=mailmesh`,
-    notBefore,
-    notAfter: new Date(opts.now.getTime() + 2 * opts.validDays * 86400_000),
+    notBefore: new Date(opts.now.getTime() - SKEW),
+    notAfter: new Date(opts.now.getTime() + 2 * opts.validDays * DAY),
     keys: caKeys,
     signingAlgorithm: RSA_SIGN,
     extensions: [
@@ -61,14 +82,40 @@ export async function generateSmime(domain: Domain, opts: { now: Date; validDays
       await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
     ],
   });
+  return { ca, caKeyPkcs8Pem: await pkcs8Pem(caKeys.privateKey) };
+}
+
+/**
+ * A leaf for `domainkey@<domain>` under the domain CA (docs/architecture.md "Domain keys"):
+ * RSA-3072, SAN rfc822Name + dNSName, EKU emailProtection, KU digitalSignature + keyEncipherment
+ * (RFC 8550 §4.4, RFC 5280 §4.2.1), never valid beyond its CA (RFC 5280 §6.1.3 checks each
+ * certificate's validity). The same key pair when `keyPkcs8Pem` is given (renewal), else a new one.
+ */
+export async function issueLeaf(domain: Domain, opts: LeafOptions): Promise<{ leaf: x509.X509Certificate; keyPkcs8Pem: string }> {
+  let publicKey: x509.PublicKeyType;
+  let keyPkcs8Pem: string;
+  if (opts.keyPkcs8Pem) {
+    keyPkcs8Pem = opts.keyPkcs8Pem;
+    try {
+      publicKey = createPublicKey(keyPkcs8Pem).export({ type: 'spki', format: 'der' });
+    } catch (e) {
+      throw new MailmeshError('KEY_UNREADABLE', `leaf key: ${(e as Error).message}`, { cause: e });
+    }
+  } else {
+    const keys = (await subtle.generateKey(RSA_SIGN, true, ['sign', 'verify'])) as CryptoKeyPair;
+    publicKey = keys.publicKey;
+    keyPkcs8Pem = await pkcs8Pem(keys.privateKey);
+  }
+  const notAfter = Math.min(opts.now.getTime() + opts.validDays * DAY, opts.ca.notAfter.getTime());
+  if (notAfter <= opts.now.getTime()) throw new MailmeshError('KEY_EXPIRED', `the domain CA ${opts.ca.subject} expired ${opts.ca.notAfter.toISOString()}`);
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${domain} domain key, E=domainkey@${domain}`,
-    issuer: ca.subject,
-    notBefore,
-    notAfter: new Date(opts.now.getTime() + opts.validDays * 86400_000),
-    publicKey: leafKeys.publicKey,
-    signingKey: caKeys.privateKey,
+    issuer: opts.ca.subjectName,
+    notBefore: new Date(Math.max(opts.now.getTime() - SKEW, opts.ca.notBefore.getTime())),
+    notAfter: new Date(notAfter),
+    publicKey,
+    signingKey: await importSigningKey(opts.caKeyPkcs8Pem),
     signingAlgorithm: RSA_SIGN,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
@@ -78,11 +125,81 @@ export async function generateSmime(domain: Domain, opts: { now: Date; validDays
         { type: 'email', value: `domainkey@${domain}` },
         { type: 'dns', value: domain },
       ]),
-      await x509.AuthorityKeyIdentifierExtension.create(ca),
-      await x509.SubjectKeyIdentifierExtension.create(leafKeys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(opts.ca),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      ...(opts.crlUrl ? [new x509.CRLDistributionPointsExtension([opts.crlUrl])] : []),
     ],
   });
-  return { leaf, ca, keyPkcs8Pem: await pkcs8Pem(leafKeys.privateKey), caKeyPkcs8Pem: await pkcs8Pem(caKeys.privateKey) };
+  return { leaf, keyPkcs8Pem };
+}
+
+/** A new domain CA and a leaf under it. */
+export async function generateSmime(domain: Domain, opts: { now: Date; validDays: number; crlUrl?: string }): Promise<GeneratedSmime> {
+  const ca = await createDomainCa(domain, opts);
+  const { leaf, keyPkcs8Pem } = await issueLeaf(domain, { ...opts, ...ca });
+  return { leaf, ca: ca.ca, keyPkcs8Pem, caKeyPkcs8Pem: ca.caKeyPkcs8Pem };
+}
+
+/** RFC 5280 §5.2.3 id-ce-cRLNumber */
+const CRL_NUMBER = '2.5.29.20';
+
+/** A CRL entry (RFC 5280 §5.1.2.6) with its reasonCode (§5.3.1). */
+export interface CrlEntry {
+  serialNumber: string;
+  revocationDate: Date;
+  reason: x509.X509CrlReason;
+}
+
+/** DER of a non-negative INTEGER (X.690 §8.3): big-endian, a leading zero octet when the high bit is set. */
+function derInteger(n: number): Buffer {
+  let hex = n.toString(16);
+  if (hex.length % 2) hex = `0${hex}`;
+  let body = Buffer.from(hex, 'hex');
+  if (body[0]! & 0x80) body = Buffer.concat([Buffer.from([0]), body]);
+  return Buffer.concat([Buffer.from([0x02, body.length]), body]);
+}
+
+function readDerInteger(der: ArrayBuffer): number | undefined {
+  const b = Buffer.from(der);
+  if (b.length < 3 || b[0] !== 0x02 || b[1] !== b.length - 2 || b.length > 8) return undefined;
+  return Number.parseInt(b.subarray(2).toString('hex'), 16);
+}
+
+/**
+ * A v2 CRL (RFC 5280 §5) signed by the domain CA: issuer = the CA's subject (§5.1.2.3), one
+ * entry per revoked leaf with its reasonCode (§5.3.1), the CRL number (§5.2.3) and the
+ * authority key identifier (§5.2.1). nextUpdate (§5.1.2.5) is the CA's notAfter: the directory
+ * issues a new CRL with every revocation, and none is needed once the CA has expired.
+ */
+export async function issueCrl(opts: DomainCa & { now: Date; entries: CrlEntry[]; number: number }): Promise<Buffer> {
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: opts.ca.subjectName,
+    thisUpdate: new Date(opts.now.getTime() - SKEW),
+    nextUpdate: opts.ca.notAfter,
+    signingAlgorithm: RSA_SIGN,
+    signingKey: await importSigningKey(opts.caKeyPkcs8Pem),
+    extensions: [new x509.Extension(CRL_NUMBER, false, new Uint8Array(derInteger(opts.number))), await x509.AuthorityKeyIdentifierExtension.create(opts.ca)],
+    entries: opts.entries.map((e) => ({ serialNumber: e.serialNumber, revocationDate: e.revocationDate, reason: e.reason })),
+  });
+  return Buffer.from(crl.rawData);
+}
+
+/**
+ * The entries and number of a CRL if `ca` issued it (same issuer name, signature verifies);
+ * undefined for another CA's CRL or an unreadable one.
+ */
+export async function readCrl(der: Uint8Array, ca: x509.X509Certificate): Promise<{ entries: CrlEntry[]; number: number } | undefined> {
+  try {
+    const crl = new x509.X509Crl(Buffer.from(der));
+    if (crl.issuer !== ca.subject || !(await crl.verify({ publicKey: ca.publicKey }))) return undefined;
+    const ext = crl.getExtension(CRL_NUMBER);
+    return {
+      entries: crl.entries.map((e) => ({ serialNumber: e.serialNumber, revocationDate: e.revocationDate, reason: e.reason ?? x509.X509CrlReason.unspecified })),
+      number: (ext && readDerInteger(ext.value)) ?? 0,
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
