@@ -111,34 +111,63 @@ function apexRecords(apex: Domain, o: ZoneOptions, serial: number): ZoneRecord[]
   ];
 }
 
-/** The published forms of one record's keys; cached by the caller per (domain, serial). */
-export interface KeyRdata {
+/** The published forms of one set of keys. */
+interface KeySetRdata {
+  /** The `_mailmesh` pin naming these keys. */
   txt: string;
   openpgpkey?: Buffer;
   smimea?: { usage: 3; selector: 0; matchingType: 0; data: Buffer };
 }
 
-async function keyRdata(r: DomainRecord, directoryUrl: string): Promise<KeyRdata> {
-  const leaf = r.keys.smime?.chain[0];
+/** The published forms of one record's keys, and of its announced next keys; cached by the caller per (domain, serial). */
+export interface KeyRdata extends KeySetRdata {
+  next?: KeySetRdata;
+}
+
+async function keySetRdata(r: DomainRecord, keys: DomainRecord['keys'], directoryUrl: string): Promise<KeySetRdata> {
+  const leaf = keys.smime?.chain[0];
   return {
-    txt: pinText(r, directoryUrl),
-    openpgpkey: r.keys.openpgp && (await openPgpKeyData(r.keys.openpgp.armored)),
+    txt: pinText({ ...r, keys }, directoryUrl),
+    openpgpkey: keys.openpgp && (await openPgpKeyData(keys.openpgp.armored)),
     smimea: leaf ? smimeaData(leaf) : undefined,
   };
 }
 
-function keyRecords(owner: { txt?: string; openpgpkey: string; smimea: string }, k: KeyRdata, ttl: number): ZoneRecord[] {
+async function keyRdata(r: DomainRecord, directoryUrl: string): Promise<KeyRdata> {
+  const next = r.next?.openpgp || r.next?.smime ? await keySetRdata(r, r.next, directoryUrl) : undefined;
+  return { ...(await keySetRdata(r, r.keys, directoryUrl)), ...(next && { next }) };
+}
+
+/**
+ * The RRs of one set of keys at their owner names: the TXT pin (when `owner.txt`), OPENPGPKEY
+ * (RFC 7929 §2.1) and SMIMEA (RFC 8162 §2).
+ */
+function keySetRecords(owner: { txt?: string; openpgpkey?: string; smimea?: string }, k: KeySetRdata, ttl: number): ZoneRecord[] {
   const out: ZoneRecord[] = [];
   if (owner.txt) {
     out.push({ owner: owner.txt, type: TYPE.TXT, ttl, rdata: txtRdata(k.txt), text: txtPresentation(k.txt) });
   }
   // RFC 7929 §2.3: the presentation form of OPENPGPKEY RDATA is base64.
-  if (k.openpgpkey) out.push({ owner: owner.openpgpkey, type: TYPE.OPENPGPKEY, ttl, rdata: k.openpgpkey, text: k.openpgpkey.toString('base64') });
+  if (k.openpgpkey && owner.openpgpkey) out.push({ owner: owner.openpgpkey, type: TYPE.OPENPGPKEY, ttl, rdata: k.openpgpkey, text: k.openpgpkey.toString('base64') });
   // RFC 6698 §2.2: usage, selector and matching type as numbers, the data in hex.
-  if (k.smimea) {
+  if (k.smimea && owner.smimea) {
     const s = k.smimea;
     out.push({ owner: owner.smimea, type: TYPE.SMIMEA, ttl, rdata: smimeaRdata(s), text: `${s.usage} ${s.selector} ${s.matchingType} ${s.data.toString('hex').toUpperCase()}` });
   }
+  return out;
+}
+
+/**
+ * A record's RRs at its owner names, the current keys first. During a roll (docs/lifecycle.md
+ * "Roll") the next keys go where `next` says: in the federation zone their OPENPGPKEY and SMIMEA
+ * beside the current ones (the TXT pin there names the current keys only, so a reader takes the
+ * RR the pin names); in the domain's own zone a second `_mailmesh` TXT naming them (so that a
+ * proof of domain control for the next keys passes at the switch), while the RFC 7929/8162
+ * owner names keep the current keys alone (two pins there could not tell a reader which is current).
+ */
+function keyRecords(owner: { txt: string; openpgpkey: string; smimea: string }, k: KeyRdata, ttl: number, next: 'keys' | 'pin'): ZoneRecord[] {
+  const out = keySetRecords(owner, k, ttl);
+  if (k.next) out.push(...keySetRecords(next === 'keys' ? { openpgpkey: owner.openpgpkey, smimea: owner.smimea } : { txt: owner.txt }, k.next, ttl));
   return out;
 }
 
@@ -152,9 +181,11 @@ export interface BuiltZones {
  * The federation zone and each `authoritativeFor` zone at one serial (RFC 1035 §3.3.13: the
  * same SOA serial for all; it only grows because the store serial only grows).
  * - `<D>.<zone>`: TXT pin, OPENPGPKEY, SMIMEA (docs/architecture.md "Publication") for every live record;
- *   stale records are published as well (their keys are still the domain's; see docs/dns.md).
+ *   stale records are published as well (their keys are still the domain's; see docs/dns.md); during a
+ *   roll the next keys' OPENPGPKEY and SMIMEA too (keyRecords).
  * - in zone D when D is in `authoritativeFor`: SOA/NS at D, `_mailmesh.D` TXT, and
- *   `<hash>._openpgpkey.D` / `<hash>._smimecert.D` for domainkey@D (RFC 7929 §3, RFC 8162 §3).
+ *   `<hash>._openpgpkey.D` / `<hash>._smimecert.D` for domainkey@D (RFC 7929 §3, RFC 8162 §3); during a
+ *   roll a second `_mailmesh.D` TXT naming the next keys.
  */
 export async function buildZones(
   records: DomainRecord[],
@@ -175,11 +206,11 @@ export async function buildZones(
       if (!k || k.serial !== r.serial) cache.set(r.domain, (k = { serial: r.serial, rdata: await keyRdata(r, o.directoryUrl) }));
       const name = `${r.domain}.${o.zone}`;
       nameToWire(name); // RFC 1035 §3.1: D plus the zone must still fit in 255 octets
-      fed.records.push(...keyRecords({ txt: name, openpgpkey: name, smimea: name }, k.rdata, o.ttl));
+      fed.records.push(...keyRecords({ txt: name, openpgpkey: name, smimea: name }, k.rdata, o.ttl, 'keys'));
       const zone = own.get(r.domain);
       if (zone) {
         const a = domainKeyAddress(r.domain);
-        zone.records.push(...keyRecords({ txt: `${PIN_LABEL}.${r.domain}`, openpgpkey: openPgpKeyOwner(a), smimea: smimeaOwner(a) }, k.rdata, o.ttl));
+        zone.records.push(...keyRecords({ txt: `${PIN_LABEL}.${r.domain}`, openpgpkey: openPgpKeyOwner(a), smimea: smimeaOwner(a) }, k.rdata, o.ttl, 'pin'));
       }
     } catch (e) {
       if (!isMailmeshError(e)) throw e;

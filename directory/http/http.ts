@@ -11,6 +11,7 @@ import type { EdgeLimits } from '../edge.js';
 import { negotiate } from './accept.js';
 import { registerJsonBody } from './body.js';
 import { guardHttp, serverOptions, type HttpTimeouts } from './limits.js';
+import { crlHandlers } from './crl.js';
 import { keyServerHandlers } from './keyserver.js';
 import { PublishedKeys } from './keys.js';
 import { loadOpenApi, operations, registerOperations, type OpenApiDocument } from './openapi.js';
@@ -239,6 +240,8 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
       const pem = smime.chain.map((c) => c.trim() + '\n').join('');
       return reply.type(type === 'text/plain' ? 'text/plain; charset=utf-8' : type).send(pem);
     },
+
+    ...crlHandlers(directory),
 
     ...keyServerHandlers(directory, keys),
 

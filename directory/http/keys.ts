@@ -65,41 +65,57 @@ export class PublishedKeys {
     return p;
   }
 
-  /** A member domain's record with its parsed key: DOMAIN_NOT_FOUND, or NOT_FOUND when it has no OpenPGP key. */
-  async ofDomain(domain: string): Promise<PublishedKey> {
+  /**
+   * A member domain's record with its parsed key and, during a roll, its announced next key
+   * (docs/lifecycle.md "Roll"): DOMAIN_NOT_FOUND, or NOT_FOUND when it has no OpenPGP key.
+   */
+  async ofDomain(domain: string): Promise<PublishedKey & { next?: openpgp.PublicKey }> {
     const record = await this.#directory.getRecord(domain);
     if (!record.keys.openpgp) throw new MailmeshError('NOT_FOUND', `${record.domain} publishes no OpenPGP key`);
-    return { record, key: await this.parse(record.keys.openpgp) };
+    const next = record.next?.openpgp;
+    return { record, key: await this.parse(record.keys.openpgp), ...(next && { next: await this.parse(next) }) };
   }
 
-  /** Keys matching a query, in serial order, at most MAX_MATCHES. */
+  /**
+   * Keys matching a query, in serial order, at most MAX_MATCHES; a record's announced next key
+   * is a key of its own here, after the current one (by address and text both, by fingerprint or
+   * key ID the one asked for).
+   */
   async find(q: KeyQuery): Promise<PublishedKey[]> {
+    let candidates: { record: DomainRecord; info: OpenPgpKeyInfo; smime?: string }[];
     if ('address' in q) {
       const a = parseAddress(q.address);
       const wanted = `${a.local.toLowerCase()}@${a.domain}`;
       const record = await this.#directory.findRecord(a.domain);
-      if (!record?.keys.openpgp) return [];
-      const key = await this.parse(record.keys.openpgp);
-      return emails(key).includes(wanted) ? [{ record, key }] : [];
+      const out: PublishedKey[] = [];
+      for (const { info } of record ? keySets(record) : []) {
+        const key = await this.parse(info);
+        if (emails(key).includes(wanted)) out.push({ record: record!, key });
+      }
+      return out;
     }
-    const all = await this.#published();
-    let records: DomainRecord[];
+    const all = (await this.#published()).flatMap((record) => keySets(record).map((k) => ({ record, ...k })));
     if ('fingerprint' in q) {
       const fpr = q.fingerprint.replace(/\s+/g, '').toUpperCase();
-      records = all.filter((r) => r.keys.openpgp?.fingerprint === fpr || r.keys.smime?.fingerprint.toUpperCase() === fpr).slice(0, 1);
+      candidates = all.filter((c) => c.info.fingerprint === fpr || c.smime?.toUpperCase() === fpr).slice(0, 1);
     } else if ('keyId' in q) {
       const id = q.keyId.toUpperCase();
-      records = all.filter((r) => r.keys.openpgp?.keyId === id);
+      candidates = all.filter((c) => c.info.keyId === id);
     } else {
       const text = q.text.toLowerCase();
-      records = all.filter((r) => r.keys.openpgp?.userIds.some((u) => (q.exact ? u.toLowerCase() === text : u.toLowerCase().includes(text))));
+      candidates = all.filter((c) => c.info.userIds.some((u) => (q.exact ? u.toLowerCase() === text : u.toLowerCase().includes(text))));
     }
     const out: PublishedKey[] = [];
-    for (const record of records.slice(0, MAX_MATCHES)) {
-      if (record.keys.openpgp) out.push({ record, key: await this.parse(record.keys.openpgp) });
-    }
+    for (const c of candidates.slice(0, MAX_MATCHES)) out.push({ record: c.record, key: await this.parse(c.info) });
     return out;
   }
+}
+
+/** A record's OpenPGP keys, current first, then the announced next one, each with the S/MIME fingerprint beside it. */
+function keySets(record: DomainRecord): { info: OpenPgpKeyInfo; smime?: string }[] {
+  return [record.keys, record.next]
+    .filter((k): k is DomainRecord['keys'] & { openpgp: OpenPgpKeyInfo } => !!k?.openpgp)
+    .map((k) => ({ info: k.openpgp, smime: k.smime?.fingerprint }));
 }
 
 /** The mail addresses of a key's user IDs, lower-cased. */

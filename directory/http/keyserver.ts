@@ -15,21 +15,27 @@ import { armorKeys, type KeyQuery, type PublishedKeys } from './keys.js';
 export function keyServerHandlers(directory: Directory, keys: PublishedKeys): Record<string, RouteHandlerMethod> {
   // The WKD answer of a parsed key for one domain and hash never changes (a changed key is a new
   // object from PublishedKeys), so it is serialized once: re-serializing it was the largest part of
-  // a WKD request (BENCHMARKS.md). Only answers are kept, so a key holds at most one entry per user ID.
+  // a WKD request (BENCHMARKS.md). Only answers are kept, so a key holds at most one entry per user ID
+  // and announced next key.
   const wkdAnswers = new WeakMap<openpgp.PublicKey, Map<string, Buffer>>();
 
   // draft-koch-openpgp-webkey-service §3.1: the binary key, application/octet-stream; only the
   // user ID that matches the hashed local part (the domain key answers for domainkey@<domain>).
+  // During a roll the announced next key follows the current one (§3.1 allows several keys, as
+  // concatenated transferable public keys, RFC 4880 §11.1): a reader that takes the first key
+  // gets the current one.
   async function wkd(domainInput: string, hash: string, reply: FastifyReply) {
     const domain = parseDomain(domainInput);
-    const { key } = await keys.ofDomain(domain);
+    const { key, next } = await keys.ofDomain(domain);
     let answers = wkdAnswers.get(key);
     if (!answers) wkdAnswers.set(key, (answers = new Map()));
-    let body = answers.get(`${domain} ${hash}`);
+    const id = `${domain} ${hash} ${next?.getFingerprint() ?? ''}`;
+    let body = answers.get(id);
     if (!body) {
       const reduced = wkdKey(key, domain, hash);
       if (!reduced) throw new MailmeshError('NOT_FOUND', `no key for ${hash} in ${domain}`);
-      answers.set(`${domain} ${hash}`, (body = Buffer.from(reduced)));
+      const nextReduced = next && wkdKey(next, domain, hash);
+      answers.set(id, (body = Buffer.concat([reduced, ...(nextReduced ? [nextReduced] : [])])));
     }
     return reply.type('application/octet-stream').send(body);
   }

@@ -9,6 +9,7 @@ import {
   type OpenApiParameter,
   type OpenApiResponse,
 } from '../../../directory/http/openapi.js';
+import { announceForTest } from '../announced.js';
 import { get, memoryDirectory, startHttp, type Got } from './helpers.js';
 
 // Every path and method of openapi.yaml is called on a real server with the documented example
@@ -16,6 +17,8 @@ import { get, memoryDirectory, startHttp, type Got } from './helpers.js';
 const doc = loadOpenApi();
 const directory = await memoryDirectory();
 const demo = await directory.addDomain('demo.mailmesh.test');
+// In a roll, with a CRL: the record carries next, rollover and crl, and /crl has something to serve.
+await announceForTest(directory, 'demo.mailmesh.test');
 const { base } = await startHttp(t, directory);
 
 // Examples that cannot be fixed in the file: the demo key is generated at test time.
