@@ -10,7 +10,7 @@ import { wkdHash } from '../directory/wkd.js';
 import { MemoryDiscoveryCache, type CacheEntry, type DiscoveryCache } from './cache.js';
 import { AnswerLog, lookupRecords, stubResolver, type DnssecMode, type Resolver } from './dns.js';
 import { pinMatches, type Pin } from './pin.js';
-import { keysToPin, smimeChange, type PinEntry, type PinStore, type PinViolation } from './pins.js';
+import { fingerprints, keysToPin, smimeCaPin, smimeChange, type PinEntry, type PinStore, type PinViolation, type PreviousKeys } from './pins.js';
 import { dnsTrust, isAuthenticated, keysWithin, pinTrust, type DnsEvidence } from './trust.js';
 import { readPins, readWellKnown, type DomainSources } from './proof.js';
 import { getBytes, getJson } from './web.js';
@@ -80,7 +80,28 @@ export interface DiscoveryOptions {
   logger?: Pick<Logger, 'warn' | 'info'>;
   /** For the resolvers made here (a directory's `nameservers`): whose AD bit counts (default off). */
   dnssec?: DnssecMode;
+  /** How long keys a pin moved away from stay in its `previous` list (keys.retainDays; default 30 days). */
+  retainMs?: number;
 }
+
+export interface DiscoverOptions {
+  /**
+   * `mailmesh pins accept`: a fingerprint (OpenPGP, S/MIME leaf, or S/MIME CA key pin) the
+   * administrator accepts although the pin refused it. The cache is skipped, only a candidate
+   * offering it is taken (never a revoked one), and nothing else is: NOT_FOUND when no source
+   * offers it now.
+   */
+  accept?: string;
+}
+
+/** The part of a pin check that names the key refused (federation/pins.ts PinViolation). */
+type Change = Pick<PinViolation, 'key' | 'pinned' | 'offered'> & { revoked?: boolean };
+
+/**
+ * accept / defer (another source may bring a signed record) / previous (a key the pin moved
+ * away from, still served by a lagging source: not a change, and not taken back) / violation.
+ */
+type PinCheck = { decision: 'accept' | 'defer' | 'previous' } | { decision: 'violation'; change: Change };
 
 interface Candidate {
   keys: VerifiedKeys;
@@ -93,6 +114,8 @@ interface Candidate {
   origin?: string;
   /** false: the domain's own `_mailmesh` TXT pins other keys. */
   ownPinOk: boolean;
+  /** The domain's own `_mailmesh` pins it was checked against (for the text of a violation). */
+  ownPins?: Pin[];
   /** What authenticates these keys by themselves (before any pin). */
   trust: KeyTrust;
 }
@@ -102,6 +125,10 @@ const KEY_OWNER = (d: Domain) => domainKeyAddress(d);
 const capsOf = (pins: Pin[], keys: VerifiedKeys) => pins.find((p) => pinMatches(p, keys))?.caps;
 /** The first steps ask the domain itself (DNS, well-known record, WKD); the rest ask directories. */
 const OWN_STEPS = 3;
+const DAY_MS = 86_400_000;
+/** How many revoked fingerprints a pin remembers (the latest). */
+const MAX_REVOKED = 64;
+const short = (k: VerifiedKeys) => [k.openpgp && `pgp=${k.openpgp.fingerprint}`, k.smime && `smime=${k.smime.fingerprint}`].filter(Boolean).join(' ');
 
 export class Discovery {
   readonly #o: DiscoveryOptions;
@@ -123,7 +150,7 @@ export class Discovery {
   }
 
   /** Discovers a domain, or the domain of an address. */
-  async discover(input: string): Promise<Discovered> {
+  async discover(input: string, opts: DiscoverOptions = {}): Promise<Discovered> {
     const domain = input.includes('@') ? parseAddress(input).domain : parseDomain(input);
     const now = this.#now;
     const at = now.toISOString();
@@ -134,28 +161,44 @@ export class Discovery {
       return { domain, keys: local.keys, gateways: local.gateways, formats: local.formats, capabilities: local.capabilities, provenance: { source, verified: local.provenance.verified, origin: local.provenance.origin, at: local.provenance.at, trust: source }, cache: 'miss' };
     }
 
-    const cached = await this.#cached(domain);
+    const accept = opts.accept?.toLowerCase();
+    const cached = accept ? undefined : await this.#cached(domain);
     if (cached && cached.expires > now.getTime()) return { ...cached.result, cache: 'hit' };
 
     const pin = await this.#o.pins.get(domain);
     const failures: string[] = [];
     let definite = false;
     let violation: PinViolation | undefined;
-    const revoked = new Set<string>();
+    /** A lagging source served a key the pin moved away from. */
+    let lagging: Candidate | undefined;
+    // Revoked keys refuse a candidate from any source: a revocation signature proves itself.
+    const revoked = new Set<string>(pin?.revoked ?? []);
+    const known = [pin?.keys.openpgp?.armored, pin?.nextKeys?.openpgp?.armored ?? pin?.nextArmored, ...(pin?.previous ?? []).map((p) => p.keys.openpgp?.armored)].filter((a): a is string => !!a);
 
     const consider = async (c: Candidate, later: (() => Promise<Candidate[]>)[]): Promise<Discovered | undefined> => {
-      const decision = await this.#checkPin(pin, c);
-      if (decision === 'accept') {
-        const { twin, failed } = isAuthenticated(c.trust) ? { twin: c, failed: false } : await this.#authenticatedTwin(pin, c, later);
+      for (const f of await revokedBy(c.verified?.payload.revocations, known, now)) revoked.add(f);
+      const dead = fingerprints(c.keys).find((f) => revoked.has(f));
+      const offersAccepted = accept !== undefined && offers(c.keys, accept);
+      if (dead) {
+        if (offersAccepted) throw new MailmeshError('KEY_REVOKED', `${dead}: revoked by ${domain}, never accepted`);
+        const key = dead === c.keys.openpgp?.fingerprint ? 'openpgp' : 'smime';
+        const pinned = key === 'openpgp' ? (pin?.keys.openpgp?.fingerprint ?? '-') : `S/MIME ${pin?.keys.smime?.fingerprint ?? '-'}`;
+        violation ??= this.#violation(domain, c, { key, pinned, offered: key === 'openpgp' ? dead : `S/MIME ${dead}`, revoked: true });
+        return undefined;
+      }
+      if (accept !== undefined && !offersAccepted) return undefined;
+      const check = await this.#checkPin(pin, c, accept);
+      if (check.decision === 'accept') {
+        const { twin, failed } = isAuthenticated(c.trust) || accept ? { twin: c, failed: false } : await this.#authenticatedTwin(pin, c, later);
         const best = twin ?? c;
         // A key that is not authenticated by itself is `pinned` when it is the pin of an authenticated one.
         const trust = isAuthenticated(best.trust) ? best.trust : pin && keysWithin(pin.keys, best.keys) ? pinTrust(pin) : 'unauthenticated';
         const pending = trust === 'unauthenticated' && failed ? { trustPending: true } : {};
-        const result: Discovered = { domain, keys: best.keys, gateways: best.gateways, formats: best.formats, capabilities: best.capabilities, provenance: { source: best.source, verified: best.how, origin: best.origin, at, trust, ...pending }, cache: 'miss' };
-        await this.#remember(domain, pin, best, trust);
-        return result;
+        const entry = await this.#remember(domain, pin, best, trust, revoked);
+        return { domain, keys: best.keys, gateways: best.gateways, formats: best.formats, capabilities: best.capabilities, provenance: { source: best.source, verified: best.how, origin: best.origin, at, trust, ...pending }, cache: 'miss', ...this.#lifecycle(entry) };
       }
-      if (decision === 'violation' && pin) violation ??= this.#violation(domain, pin, c);
+      if (check.decision === 'previous') lagging ??= c;
+      if (check.decision === 'violation' && pin) violation ??= this.#violation(domain, c, check.change);
       return undefined;
     };
 
@@ -171,7 +214,8 @@ export class Discovery {
         if (!isMailmeshError(e)) throw e;
         if (e.code === 'KEY_REVOKED') {
           definite = true;
-          revoked.add(e.detail?.split(/\s/)[0] ?? '');
+          const f = e.detail?.split(/\s/)[0];
+          if (f) revoked.add(f);
         }
         failures.push(`${e.code}: ${e.message}`);
         continue;
@@ -182,24 +226,35 @@ export class Discovery {
       }
     }
 
-    // A revocation by the pinned key itself removes it everywhere (docs/architecture.md "Revocation").
+    if (accept !== undefined) throw new MailmeshError('NOT_FOUND', `${domain}: no source offers ${opts.accept} now${failures.length ? ` (${failures.join('; ')})` : ''}`);
+    // A revocation by the pinned key itself removes it everywhere (docs/architecture.md "Revocation"):
+    // the pin keeps no keys, only the revoked fingerprints, so no source can bring them back.
     if (pin?.keys.openpgp && revoked.has(pin.keys.openpgp.fingerprint)) {
-      await this.#o.pins.delete(domain);
+      const dropped = fingerprints(pin.keys);
+      await this.#o.pins.put(domain, { at, violations: violation ? [...pin.violations, violation].slice(-20) : pin.violations, keys: {}, revoked: [...new Set([...revoked, ...dropped])].slice(-MAX_REVOKED), ...(pin.trust ? { trust: pin.trust } : {}) });
       this.#o.logger?.warn({ domain, fingerprint: pin.keys.openpgp.fingerprint }, 'pinned key revoked: dropped');
-      return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `key ${pin.keys.openpgp.fingerprint} revoked`, at, trust: 'unauthenticated' }, cache: 'miss' });
+      return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `key ${pin.keys.openpgp.fingerprint} revoked`, at, trust: 'unauthenticated' }, cache: 'miss', ...(violation ? { violation } : {}) });
     }
+    const remembered = revoked.size ? { revoked: [...revoked].slice(-MAX_REVOKED) } : {};
     if (violation && pin) {
-      // Held: the old key stays in use, the violation is reported and kept for doctor (the last 20).
+      // Held: the old key stays in use (none when a revocation left none), the violation is reported and kept for doctor (the last 20).
       this.#o.logger?.warn({ ...violation }, 'pin violation: key change refused');
-      await this.#o.pins.put(domain, { ...pin, violations: [...pin.violations, violation].slice(-20) });
-      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', violation }, violation);
+      await this.#o.pins.put(domain, { ...pin, ...remembered, violations: [...pin.violations, violation].slice(-20) });
+      if (!pin.keys.openpgp && !pin.keys.smime) return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `refused: ${violation.source} offered ${violation.offered}`, at, trust: 'unauthenticated' }, cache: 'miss', violation });
+      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', violation, ...this.#lifecycle(pin) }, violation);
+    }
+    // Revocations learnt on the way are remembered, with or without a pin (no source may bring those keys back).
+    if (revoked.size > (pin?.revoked?.length ?? 0)) await this.#o.pins.put(domain, { ...(pin ?? { keys: {}, at, violations: [] }), ...remembered });
+    if (lagging && pin) {
+      // Only keys the pin moved away from were offered (a source behind the switch): the pinned keys stay.
+      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${lagging.source} still serves the previous key ${short(lagging.keys)}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', ...this.#lifecycle(pin) });
     }
     if (!definite) {
       const stale = cached && cached.staleUntil > now.getTime() ? cached.result : undefined;
       if (stale) return { ...stale, cache: 'stale' };
       // After a restart the cache is empty: the pin's keys stand in, within the same bound.
-      const pinFresh = pin && Date.parse(pin.at) + (this.#o.cacheTtlMs ?? 300_000) + (this.#o.staleMaxMs ?? 86_400_000) > now.getTime();
-      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at, trust: pinTrust(pin), ...(pinTrust(pin) === 'pinned' ? {} : { trustPending: true }) }, cache: 'stale' };
+      const pinFresh = pin && (pin.keys.openpgp || pin.keys.smime) && Date.parse(pin.at) + (this.#o.cacheTtlMs ?? 300_000) + (this.#o.staleMaxMs ?? 86_400_000) > now.getTime();
+      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at, trust: pinTrust(pin), ...(pinTrust(pin) === 'pinned' ? {} : { trustPending: true }) }, cache: 'stale', ...this.#lifecycle(pin) };
       throw new MailmeshError('LOOKUP_UNAVAILABLE', `${domain}: ${failures.join('; ')}`);
     }
     return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: failures.join('; ') || 'no source knows the domain', at, trust: 'unauthenticated' }, cache: 'miss' });
@@ -291,7 +346,7 @@ export class Discovery {
         return [this.#fromVerified(v, 'directory-https', `signature by ${v.keys.openpgp.fingerprint}${own(v.keys)}${status}`, base, matchesOwn(v.keys), 'signed-record')];
       });
     }
-    return steps;
+    return steps.map((step) => async () => (await step()).map((c) => ({ ...c, ownPins })));
   }
 
   /**
@@ -311,7 +366,7 @@ export class Discovery {
         failed = true;
         continue;
       }
-      for (const d of found) if (isAuthenticated(d.trust) && keysWithin(d.keys, c.keys) && (await this.#checkPin(pin, d)) === 'accept') return { twin: d, failed };
+      for (const d of found) if (isAuthenticated(d.trust) && keysWithin(d.keys, c.keys) && (await this.#checkPin(pin, d)).decision === 'accept') return { twin: d, failed };
     }
     return { failed };
   }
@@ -337,48 +392,101 @@ export class Discovery {
 
   /**
    * accept: no pin yet, the pinned key, the announced next key, a record the pinned key also
-   * signed, or one that carries the pinned key's own revocation. defer: another key offered
-   * without a signed record (a later source may bring one). violation: a signed record that
-   * shows none of those, or keys the domain's own `_mailmesh` TXT does not pin.
+   * signed, one that carries the pinned key's own revocation, or the key the administrator
+   * accepts (`mailmesh pins accept`). defer: another key offered without a signed record (a later
+   * source may bring one). previous: a key the pin moved away from. violation: a signed record
+   * that shows none of those, or keys the domain's own `_mailmesh` TXT does not pin; with the
+   * two keys that differ.
    */
-  async #checkPin(pin: PinEntry | undefined, c: Candidate): Promise<'accept' | 'defer' | 'violation'> {
+  async #checkPin(pin: PinEntry | undefined, c: Candidate, accept?: string): Promise<PinCheck> {
+    if (!c.ownPinOk) return { decision: 'violation', change: ownPinChange(c) };
+    if (accept !== undefined && offers(c.keys, accept)) return { decision: 'accept' };
     const openpgp = await this.#checkOpenPgpPin(pin, c);
+    if (openpgp === 'violation') return { decision: 'violation', change: { key: 'openpgp', pinned: pin?.keys.openpgp?.fingerprint ?? '-', offered: c.keys.openpgp?.fingerprint ?? '-' } };
+    if (openpgp !== 'accept') return { decision: openpgp };
     // The S/MIME leaf and domain CA are pinned too, by the same rules (federation/pins.ts).
-    return openpgp === 'accept' && smimeChange(pin, c.keys, !!c.verified) ? 'violation' : openpgp;
+    const smime = smimeChange(pin, c.keys, !!c.verified);
+    if (!smime) return { decision: 'accept' };
+    return this.#isPrevious(pin, c.keys.smime?.fingerprint) ? { decision: 'previous' } : { decision: 'violation', change: smime };
   }
 
-  async #checkOpenPgpPin(pin: PinEntry | undefined, c: Candidate): Promise<'accept' | 'defer' | 'violation'> {
-    if (!c.ownPinOk) return 'violation';
+  async #checkOpenPgpPin(pin: PinEntry | undefined, c: Candidate): Promise<'accept' | 'defer' | 'previous' | 'violation'> {
     const pinned = pin?.keys.openpgp;
     const offered = c.keys.openpgp?.fingerprint;
     if (!pinned || !offered) return pinned && !offered ? 'defer' : 'accept';
     if (offered === pinned.fingerprint || offered === pin.next) return 'accept';
+    if (this.#isPrevious(pin, offered)) return 'previous';
     if (!c.verified) return 'defer';
     if (c.verified.signers.includes(pinned.fingerprint)) return 'accept';
     if ((await revokedBy(c.verified.payload.revocations, [pinned.armored], this.#now)).length) return 'accept';
     return 'violation';
   }
 
-  #violation(domain: Domain, pin: PinEntry, c: Candidate): PinViolation {
-    const pgp = c.keys.openpgp?.fingerprint;
-    const smime = c.ownPinOk && (!pgp || pgp === pin.keys.openpgp?.fingerprint) ? smimeChange(pin, c.keys, !!c.verified) : undefined;
-    const change = smime ?? { key: 'openpgp' as const, pinned: pin.keys.openpgp?.fingerprint ?? '-', offered: pgp ?? '-' };
+  #isPrevious(pin: PinEntry | undefined, fingerprint: string | undefined): boolean {
+    const now = this.#now.getTime();
+    return !!fingerprint && !!pin?.previous?.some((p) => Date.parse(p.until) > now && fingerprints(p.keys).includes(fingerprint));
+  }
+
+  #violation(domain: Domain, c: Candidate, change: Change): PinViolation {
     return { domain, ...change, source: `${c.source}${c.origin ? ` ${c.origin}` : ''}`, at: this.#now.toISOString() };
   }
 
-  async #remember(domain: Domain, pin: PinEntry | undefined, c: Candidate, trust: KeyTrust): Promise<void> {
-    const nextKey = c.verified?.next?.openpgp;
-    const nextSmime = c.verified ? c.verified.next?.smime?.fingerprint : pin?.nextSmime;
+  /** Next and previous keys of a pin, as an answer carries them. */
+  #lifecycle(pin: PinEntry): Pick<Discovered, 'next' | 'previous'> {
+    const now = this.#now.getTime();
+    const previous = (pin.previous ?? []).filter((p) => Date.parse(p.until) > now).map((p) => p.keys);
+    return { ...(pin.nextKeys ? { next: pin.nextKeys } : {}), ...(previous.length ? { previous } : {}) };
+  }
+
+  /**
+   * Pins the accepted keys. Next keys: the verified record's `next`, else those the pin
+   * remembered while its keys stay. Keys the pin moves away from stay in `previous` for
+   * retainMs, unless revoked: a revoked OpenPGP key takes the S/MIME key pinned with it along
+   * (a revocation replaces both).
+   */
+  async #remember(domain: Domain, pin: PinEntry | undefined, c: Candidate, trust: KeyTrust, revoked: Set<string>): Promise<PinEntry> {
+    const now = this.#now;
+    const keys = keysToPin(pin, c.keys);
+    const samePgp = keys.openpgp?.fingerprint === pin?.keys.openpgp?.fingerprint;
+    const nextKeys = c.verified ? c.verified.next : samePgp ? pin?.nextKeys : undefined;
+    const nextPgp = nextKeys?.openpgp ? { next: nextKeys.openpgp.fingerprint, nextArmored: nextKeys.openpgp.armored } : !c.verified && samePgp && pin?.next ? { next: pin.next, nextArmored: pin.nextArmored } : {};
+    const nextSmime = c.verified ? nextKeys?.smime?.fingerprint : keys.smime?.fingerprint === pin?.nextSmime ? undefined : pin?.nextSmime;
+    const gone: VerifiedKeys = {};
+    if (pin?.keys.openpgp && !samePgp) gone.openpgp = pin.keys.openpgp;
+    if (pin?.keys.smime && pin.keys.smime.fingerprint !== keys.smime?.fingerprint) gone.smime = pin.keys.smime;
+    if (gone.openpgp && revoked.has(gone.openpgp.fingerprint) && gone.smime) revoked.add(gone.smime.fingerprint);
+    if (gone.openpgp && revoked.has(gone.openpgp.fingerprint)) delete gone.openpgp;
+    if (gone.smime && revoked.has(gone.smime.fingerprint)) delete gone.smime;
+    const previous: PreviousKeys[] = (pin?.previous ?? []).filter((p) => Date.parse(p.until) > now.getTime() && !fingerprints(p.keys).some((f) => revoked.has(f)) && !fingerprints(p.keys).some((f) => fingerprints(keys).includes(f)));
+    if (gone.openpgp || gone.smime) previous.push({ keys: gone, retired: now.toISOString(), until: new Date(now.getTime() + (this.#o.retainMs ?? 30 * DAY_MS)).toISOString() });
     const entry: PinEntry = {
-      keys: keysToPin(pin, c.keys),
-      ...(nextKey ? { next: nextKey.fingerprint, nextArmored: nextKey.armored } : c.keys.openpgp?.fingerprint === pin?.keys.openpgp?.fingerprint && pin?.next ? { next: pin.next, nextArmored: pin.nextArmored } : {}),
+      keys,
+      ...nextPgp,
       ...(nextSmime ? { nextSmime } : {}),
-      at: this.#now.toISOString(),
+      ...(nextKeys && (nextKeys.openpgp || nextKeys.smime) ? { nextKeys } : {}),
+      at: now.toISOString(),
       violations: pin?.violations ?? [],
       // The trust it was taken with; a key seen again unauthenticated keeps the pin's.
       trust: trust === 'pinned' ? pin?.trust : trust,
+      ...(previous.length ? { previous } : {}),
+      ...(revoked.size ? { revoked: [...revoked].slice(-MAX_REVOKED) } : {}),
     };
     await this.#o.pins.put(domain, entry);
+    return entry;
   }
 }
 
+/** Does a candidate offer this fingerprint (OpenPGP, S/MIME leaf, or S/MIME CA key pin; lower-case)? */
+function offers(k: VerifiedKeys, fingerprint: string): boolean {
+  return [...fingerprints(k), smimeCaPin(k.smime)].some((f) => f?.toLowerCase() === fingerprint);
+}
+
+/** The key the domain's own `_mailmesh` TXT pins and the one the candidate offers instead. */
+function ownPinChange(c: Candidate): Change {
+  const txt = (f: (p: Pin) => string | undefined) => (c.ownPins ?? []).map(f).filter((x): x is string => !!x);
+  const pgp = c.keys.openpgp?.fingerprint;
+  const pinnedPgp = txt((p) => p.pgp);
+  const by = "(the domain's _mailmesh TXT)";
+  if (pinnedPgp.length && !(pgp && pinnedPgp.includes(pgp))) return { key: 'openpgp', pinned: `${pinnedPgp.join(' or ')} ${by}`, offered: pgp ?? '-' };
+  return { key: 'smime', pinned: `S/MIME ${txt((p) => p.smime).join(' or ') || '-'} ${by}`, offered: `S/MIME ${c.keys.smime?.fingerprint ?? '-'}` };
+}

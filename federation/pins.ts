@@ -1,5 +1,5 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MailmeshError } from '../directory/errors.js';
 import type { SmimeKeyInfo } from '../directory/record.js';
@@ -17,6 +17,16 @@ export interface PinViolation {
   /** The source that offered the other key. */
   source: string;
   at: string;
+  /** The offered key is one the domain revoked: never accepted, not even by `mailmesh pins accept`. */
+  revoked?: boolean;
+}
+
+/** Keys a pin moved away from (a roll's switch, a renewal): they still sign validly until `until` (keys.retainDays). */
+export interface PreviousKeys {
+  keys: VerifiedKeys;
+  /** When the pin moved away from them. */
+  retired: string;
+  until: string;
 }
 
 /**
@@ -35,6 +45,20 @@ export interface PinEntry {
   violations: PinViolation[];
   /** The trust of the answer the keys were pinned from (pins written before it was kept lack it: unauthenticated). */
   trust?: KeyTrust;
+  /** The whole keys announced as `next` (`next`/`nextSmime` name them; pins written before lack it). */
+  nextKeys?: VerifiedKeys;
+  /** Keys replaced by a planned change, kept for keys.retainDays; never revoked ones. */
+  previous?: PreviousKeys[];
+  /**
+   * Fingerprints the domain revoked (OpenPGP, upper-case hex; S/MIME leaves, SHA-256 lower-case
+   * hex): a source that offers one is refused, whatever it is.
+   */
+  revoked?: string[];
+}
+
+/** The fingerprints of keys, OpenPGP and S/MIME leaf. */
+export function fingerprints(k: VerifiedKeys | undefined): string[] {
+  return [k?.openpgp?.fingerprint, k?.smime?.fingerprint].filter((f): f is string => !!f);
 }
 
 /**
@@ -84,6 +108,8 @@ export interface PinStore {
   get(domain: string): Promise<PinEntry | undefined>;
   put(domain: string, entry: PinEntry): Promise<void>;
   delete(domain: string): Promise<void>;
+  /** The domains with a pin, sorted (`mailmesh pins list`). */
+  list(): Promise<string[]>;
 }
 
 export class MemoryPinStore implements PinStore {
@@ -97,11 +123,18 @@ export class MemoryPinStore implements PinStore {
   async delete(domain: string) {
     this.pins.delete(domain);
   }
+  async list() {
+    return [...this.pins.keys()].sort();
+  }
 }
+
+/** The kv key of the list of pinned domains (the store has no key listing). */
+const PIN_INDEX = 'pin-index';
 
 /**
  * Pins in the directory's store (the default): on Redis every node of a gateway cluster sees
- * the same pins, so a key change refused on one node is refused on all.
+ * the same pins, so a key change refused on one node is refused on all. A CLI in another process
+ * (`mailmesh pins accept|forget`) writes the same keys the running gateway reads.
  */
 export class StorePinStore implements PinStore {
   readonly #kv: Pick<Store, 'kvGet' | 'kvPut' | 'kvDelete'>;
@@ -114,36 +147,86 @@ export class StorePinStore implements PinStore {
   }
   async put(domain: string, entry: PinEntry): Promise<void> {
     await this.#kv.kvPut(`pin:${domain}`, JSON.stringify(entry));
+    const index = await this.#index();
+    if (!index.includes(domain)) await this.#kv.kvPut(PIN_INDEX, JSON.stringify([...index, domain].sort()));
   }
   async delete(domain: string): Promise<void> {
     await this.#kv.kvDelete(`pin:${domain}`);
+    const index = await this.#index();
+    if (index.includes(domain)) await this.#kv.kvPut(PIN_INDEX, JSON.stringify(index.filter((d) => d !== domain)));
+  }
+  /** Pins written before the index existed are listed once they are written again. */
+  async list(): Promise<string[]> {
+    return this.#index();
+  }
+  async #index(): Promise<string[]> {
+    const v = await this.#kv.kvGet(PIN_INDEX);
+    return v === undefined ? [] : (JSON.parse(v) as string[]);
   }
 }
 
-/** Pins in one JSON file (federation.pinsFile), written whole and atomically (write, then rename). */
+/**
+ * Pins in one JSON file (federation.pinsFile), written whole and atomically (write, then rename).
+ * Another process may write it too (`mailmesh pins accept|forget` beside a running `serve`): the
+ * file is read again whenever it is not the one last read or written (inode, size, mtime), so
+ * neither process writes back pins the other changed.
+ */
 export class FilePinStore extends MemoryPinStore {
   readonly #file: string;
+  #seen = '';
 
   constructor(file: string) {
     super();
     this.#file = file;
-    if (!existsSync(file)) return;
-    try {
-      const data = JSON.parse(readFileSync(file, 'utf8')) as Record<string, PinEntry>;
-      for (const [d, e] of Object.entries(data)) this.pins.set(d, e);
-    } catch (e) {
-      throw new MailmeshError('CONFIG_INVALID', `${file}: not a pin file (${(e as Error).message})`);
-    }
+    this.#load();
+  }
+
+  override async get(domain: string) {
+    this.#load();
+    return super.get(domain);
+  }
+
+  override async list() {
+    this.#load();
+    return super.list();
   }
 
   override async put(domain: string, entry: PinEntry) {
+    this.#load();
     await super.put(domain, entry);
     this.#save();
   }
 
   override async delete(domain: string) {
+    this.#load();
     await super.delete(domain);
     this.#save();
+  }
+
+  #stamp(): string {
+    try {
+      const s = statSync(this.#file, { bigint: true });
+      return `${s.ino}:${s.size}:${s.mtimeNs}`;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return '';
+      throw e;
+    }
+  }
+
+  /** Reads the file when it changed since this process last read or wrote it (absent: no pins). */
+  #load(): void {
+    const stamp = this.#stamp();
+    if (stamp === this.#seen) return;
+    this.pins.clear();
+    if (stamp) {
+      try {
+        const data = JSON.parse(readFileSync(this.#file, 'utf8')) as Record<string, PinEntry>;
+        for (const [d, e] of Object.entries(data)) this.pins.set(d, e);
+      } catch (e) {
+        throw new MailmeshError('CONFIG_INVALID', `${this.#file}: not a pin file (${(e as Error).message})`);
+      }
+    }
+    this.#seen = stamp;
   }
 
   #save(): void {
@@ -151,5 +234,6 @@ export class FilePinStore extends MemoryPinStore {
     const tmp = `${this.#file}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.pins), null, 1), { mode: 0o600 });
     renameSync(tmp, this.#file);
+    this.#seen = this.#stamp();
   }
 }
