@@ -137,7 +137,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     }
     const f = c.federation;
     const fedLog = log.child({ face: 'federation' });
-    const joins = f.acceptJoins ? new JoinService({ directory, sources: federationSources(c, directory.clock), logger: fedLog, allowPrivateAddresses: f.join.allowPrivateAddresses }) : undefined;
+    const joins = f.acceptJoins ? new JoinService({ directory, sources: federationSources(c, directory.clock), logger: fedLog, allowPrivateAddresses: f.join.allowPrivateAddresses, recoveryHoldMs: f.recoveryHoldSec * 1000 }) : undefined;
     const disabled = async (): Promise<never> => {
       throw new MailmeshError('FEDERATION_DISABLED', 'federation.acceptJoins is false');
     };

@@ -15,6 +15,8 @@ import type { DomainRecord, GatewayEndpoints, OpenPgpKeyInfo, SignedRecord, Smim
 
 export const RECORD_TYPE = 'mailmesh.domain-record';
 export const LEAVE_TYPE = 'mailmesh.leave';
+/** A refusal of a pending key recovery by the held key (docs/lifecycle.md "Recover"). */
+export const VETO_TYPE = 'mailmesh.veto';
 
 /** Public keys as they travel: the armored OpenPGP key (RFC 4880 §6.2) and the PEM chain, leaf first. */
 export interface PayloadKeys {
@@ -56,6 +58,16 @@ export interface LeavePayload {
   type: typeof LEAVE_TYPE;
   domain: string;
   /** The OpenPGP fingerprint of the key the leave is signed with (the key the directory holds). */
+  fingerprint: string;
+  issued: string;
+}
+
+/** A veto: the held key refuses the pending recovery to the key `fingerprint` (the new OpenPGP key). */
+export interface VetoPayload {
+  v: 1;
+  type: typeof VETO_TYPE;
+  domain: string;
+  /** The OpenPGP fingerprint of the pending new key that is refused. */
   fingerprint: string;
   issued: string;
 }
@@ -112,7 +124,7 @@ async function privateKeys(armored: string[]): Promise<openpgp.PrivateKey[]> {
 }
 
 /** RFC 4880 §11.4: a detached signature over the canonical payload, by each of the keys (the domain key; in a rollover also the old one). */
-export async function signPayload(payload: RecordPayload | LeavePayload, privateArmored: string[], date: Date): Promise<SignedRecord> {
+export async function signPayload(payload: RecordPayload | LeavePayload | VetoPayload, privateArmored: string[], date: Date): Promise<SignedRecord> {
   const text = canonicalize(payload);
   const message = await openpgp.createMessage({ binary: Buffer.from(text, 'utf8') });
   const signature = await openpgp.sign({ message, signingKeys: await privateKeys(privateArmored), detached: true, date, format: 'armored' });
@@ -235,18 +247,31 @@ export async function verifySigned(input: unknown, now: Date, alsoTry: string[] 
   return { payload, domain, keys, ...(next ? { next } : {}), signers };
 }
 
-/** Verifies a signed leave statement against the key the directory holds for the domain. */
-export async function verifyLeave(input: unknown, heldKeyArmored: string, now: Date): Promise<LeavePayload> {
+/**
+ * Verifies a signed statement of `type` (leave, veto) against the key the directory holds for
+ * the domain: canonical JSON, the fields, and a good signature by that key.
+ */
+async function verifyStatement<T extends LeavePayload | VetoPayload>(input: unknown, type: T['type'], heldKeyArmored: string, now: Date): Promise<T> {
   const signed = asSigned(input);
   const p = parseCanonical(signed.payload) as Record<string, unknown> | null;
-  if (!p || typeof p !== 'object' || p.v !== 1 || p.type !== LEAVE_TYPE) malformed(`expected v 1 and type ${LEAVE_TYPE}`);
+  if (!p || typeof p !== 'object' || p.v !== 1 || p.type !== type) malformed(`expected v 1 and type ${type}`);
   parseDomain(str(p.domain, 'domain'));
   str(p.fingerprint, 'fingerprint');
   isoDate(p.issued, 'issued');
   const held = await readOpenPgpKey(heldKeyArmored);
   const signers = await validSigners(signed, [held], now);
-  if (signers.length === 0) throw new MailmeshError('SIGNATURE_INVALID', `leave of ${String(p.domain)} is not signed by the held key`);
-  return p as unknown as LeavePayload;
+  if (signers.length === 0) throw new MailmeshError('SIGNATURE_INVALID', `${type} of ${String(p.domain)} is not signed by the held key`);
+  return p as unknown as T;
+}
+
+/** Verifies a signed leave statement against the key the directory holds for the domain. */
+export function verifyLeave(input: unknown, heldKeyArmored: string, now: Date): Promise<LeavePayload> {
+  return verifyStatement<LeavePayload>(input, LEAVE_TYPE, heldKeyArmored, now);
+}
+
+/** Verifies a signed veto of a key recovery against the key the directory holds for the domain. */
+export function verifyVeto(input: unknown, heldKeyArmored: string, now: Date): Promise<VetoPayload> {
+  return verifyStatement<VetoPayload>(input, VETO_TYPE, heldKeyArmored, now);
 }
 
 /**

@@ -2,10 +2,10 @@ import type { Logger } from 'pino';
 import type { Directory } from '../directory/directory.js';
 import { parseDomain } from '../directory/domain.js';
 import { asMailmeshError, MailmeshError } from '../directory/errors.js';
-import type { DomainRecord } from '../directory/record.js';
+import type { DomainRecord, Provenance } from '../directory/record.js';
 import { verifySigned } from '../directory/signed.js';
 import type { Metrics } from '../directory/metrics.js';
-import { continuity } from './join.js';
+import { continuity, verifiedDraft } from './join.js';
 import { every } from './timer.js';
 import { getJson, type Fetch } from './web.js';
 
@@ -21,6 +21,16 @@ export interface MirrorResult {
   removed: string[];
   refused: { domain: string; code: string; reason: string }[];
   serial: number;
+}
+
+/** The origin's `pendingRecovery` of a record, if it has the expected shape (it is shown, never acted on). */
+function pendingShown(p: unknown): DomainRecord['pendingRecovery'] {
+  if (!p || typeof p !== 'object') return undefined;
+  const { openpgp, smime, since, effective } = p as Record<string, unknown>;
+  const date = (d: unknown) => typeof d === 'string' && !Number.isNaN(Date.parse(d));
+  if (typeof openpgp !== 'string' || !/^[0-9A-F]{40}$/.test(openpgp) || !date(since) || !date(effective)) return undefined;
+  if (smime !== undefined && (typeof smime !== 'string' || !/^[0-9a-f]{64}$/.test(smime))) return undefined;
+  return { openpgp, ...(smime ? { smime } : {}), since: since as string, effective: effective as string };
 }
 
 export class Mirror {
@@ -71,28 +81,25 @@ export class Mirror {
       return;
     }
     if (ours) return;
+    const shown = pendingShown(r.pendingRecovery);
     // Our copy of this origin's record, with the same payload: it was verified when we stored it.
-    if (live?.signed && live.signed.payload === r.signed?.payload) return;
+    // Only the origin's pending recovery (unsigned, shown as the origin says) may have changed.
+    if (live?.signed && live.signed.payload === r.signed?.payload) {
+      if (JSON.stringify(live.pendingRecovery) === JSON.stringify(shown)) return;
+      const { pendingRecovery: _, ...rest } = live;
+      await directory.putRecord({ ...rest, ...(shown ? { pendingRecovery: shown } : {}), updated: directory.clock().toISOString() }, live.serial);
+      out.stored.push(domain);
+      return;
+    }
     const now = directory.clock();
     const v = await verifySigned(r.signed, now, live?.keys.openpgp ? [live.keys.openpgp.armored] : []);
     if (v.domain !== domain) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `the record of ${domain} is signed for ${v.domain}`);
-    const how = await continuity(live?.keys.openpgp?.armored, undefined, v, now);
+    // A key recovered at the origin has no continuity here: the domain posts it to this directory,
+    // which holds it down itself (federation/recovery.ts); a mirror takes no key change on the origin's word.
+    const how = await continuity(live?.keys.openpgp?.armored, live?.next?.openpgp?.armored, v, now);
     if (!how) throw new MailmeshError('PIN_VIOLATION', `${domain}: ${live!.keys.openpgp?.fingerprint} → ${v.keys.openpgp.fingerprint}`);
-    await directory.putRecord(
-      {
-        domain,
-        keys: v.keys,
-        gateways: v.payload.gateways,
-        formats: v.payload.formats,
-        capabilities: v.payload.capabilities,
-        validity: v.payload.validity,
-        updated: now.toISOString(),
-        status: r.status === 'stale' ? 'stale' : 'active',
-        provenance: { source: 'mirrored', verified: `signature by ${v.keys.openpgp.fingerprint} verified here (${how})`, origin: this.#url, at: now.toISOString() },
-        signed: r.signed,
-      },
-      held ? held.serial : null,
-    );
+    const provenance: Provenance = { source: 'mirrored', verified: `signature by ${v.keys.openpgp.fingerprint} verified here (${how})`, origin: this.#url, at: now.toISOString() };
+    await directory.putRecord({ ...verifiedDraft(v, r.signed!, provenance, r.status === 'stale' ? 'stale' : 'active'), ...(shown ? { pendingRecovery: shown } : {}) }, held ? held.serial : null);
     out.stored.push(domain);
   }
 

@@ -57,10 +57,19 @@ export interface HttpConfig {
 /** Where rate-limit counters live when a cluster's nodes share them: a store's atomic counters. */
 export type RateCounters = Pick<Store, 'kvIncr'>;
 
-/** Join, leave and import (federation/, wired by cli/app.ts); without them these operations answer FEDERATION_DISABLED. */
+/** What a join did: stored the posted record, or (pending) held down a key recovery and kept the held record. */
+export interface JoinAnswer {
+  record: DomainRecord;
+  /** A key recovery started or is pending (docs/lifecycle.md "Recover"): `record` is the held record, with `pendingRecovery`. */
+  pending?: boolean;
+}
+
+/** Join, leave, veto and import (federation/, wired by cli/app.ts); without them these operations answer FEDERATION_DISABLED. */
 export interface FederationOps {
-  join(body: unknown): Promise<DomainRecord>;
+  join(body: unknown): Promise<JoinAnswer>;
   leave(domain: string, body: unknown): Promise<DomainRecord>;
+  /** A veto of a pending key recovery, signed by the held key. */
+  veto?(domain: string, body: unknown): Promise<DomainRecord>;
   importKeys?(body: unknown, authorization: string | undefined): Promise<DomainRecord>;
 }
 
@@ -247,7 +256,15 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
 
     async joinDomain(req, reply) {
       if (!opts.federation) throw new MailmeshError('FEDERATION_DISABLED', 'join');
-      return reply.code(201).send(await opts.federation.join(req.body));
+      const { record, pending } = await opts.federation.join(req.body);
+      // RFC 9110 §15.3.3: 202, the change is accepted for later (a recovery's hold-down); the held record.
+      return reply.code(pending ? 202 : 201).send(record);
+    },
+
+    async vetoRecovery(req) {
+      const domain = parseDomain(domainParam(req));
+      if (!opts.federation?.veto) throw new MailmeshError('FEDERATION_DISABLED', 'veto');
+      return opts.federation.veto(domain, req.body);
     },
 
     async leaveDomain(req) {
