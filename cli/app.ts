@@ -25,6 +25,7 @@ import { StoreDiscoveryCache } from '../federation/cache.js';
 import { Discovery } from '../federation/discovery.js';
 import { importHandler, loadAnchors } from '../federation/importer.js';
 import { JoinService } from '../federation/join.js';
+import { KeyLifecycle, watchKeyExpiry } from '../federation/lifecycle.js';
 import { Mirror } from '../federation/mirror.js';
 import { FilePinStore, StorePinStore, type PinStore } from '../federation/pins.js';
 import type { DomainSources } from '../federation/proof.js';
@@ -32,12 +33,14 @@ import { baseFor } from '../federation/web.js';
 import type { Config } from './config.js';
 
 /** The composition root: the only place that wires stores, the directory and its faces. */
-export async function openDirectory(c: Config, opts: { createKey: boolean }): Promise<Directory> {
+export async function openDirectory(c: Config, opts: { createKey: boolean; directoryUrl?: () => string }): Promise<Directory> {
   // Read (or create) the key before the store, so a wrong key touches nothing.
   const masterKey = loadMasterKey({ value: c.masterKey.value, file: c.masterKey.file, create: opts.createKey });
   const store = await openStore(c.store.url, { redisPrefix: c.store.redisPrefix });
+  // New S/MIME leaves name the HTTP face's CRL of their domain CA (RFC 5280 §4.2.1.13; docs/lifecycle.md "Revoke").
+  const base = opts.directoryUrl ?? (() => zoneOptions(c).directoryUrl);
   try {
-    return await Directory.open(store, masterKey, { keys: c.keys });
+    return await Directory.open(store, masterKey, { keys: c.keys, crlUrl: (d) => `${base()}/v1/domains/${d}/crl` });
   } catch (e) {
     await store.close();
     throw e;
@@ -120,7 +123,9 @@ async function webmailFor(c: Config, directory: Directory): Promise<Webmail> {
 const LEASE_TTL_SEC = 30;
 
 export async function serve(c: Config, log: Logger): Promise<Running> {
-  const directory = await openDirectory(c, { createKey: true });
+  // The HTTP face's URL once it listens (port 0 picks one); until then the configured one.
+  let directoryUrl = zoneOptions(c).directoryUrl;
+  const directory = await openDirectory(c, { createKey: true, directoryUrl: () => directoryUrl });
   const closers: (() => Promise<void>)[] = [() => directory.store.close()];
   const running: Running = {
     directory,
@@ -154,6 +159,11 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     };
     if (joins && f.reverifySec > 0) leased('reverify', () => joins.startReverify(f.reverifySec * 1000, metrics));
     for (const url of f.mirror) leased(`mirror:${url}`, () => new Mirror(url, { directory, logger: fedLog }).start(f.mirrorIntervalSec * 1000, metrics));
+    // Key lifecycle (docs/lifecycle.md): renewals, autoRoll, retention, posting to directories; the expiry gauge on every node.
+    const lifecycle = new KeyLifecycle({ directory, keys: c.keys, directories: f.directories, sources: federationSources(c, directory.clock), logger: log.child({ face: 'lifecycle' }), metrics });
+    leased('lifecycle', () => lifecycle.start(c.keys.checkIntervalSec * 1000));
+    const unwatch = await watchKeyExpiry(directory, metrics);
+    closers.push(async () => unwatch());
     const webmail = c.webmail.enabled ? await webmailFor(c, directory) : undefined;
     if (c.http.enabled) {
       const http = await createHttpServer({
@@ -167,6 +177,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       closers.push(() => http.close());
       running.http = http;
       running.addresses.http = hostPort(http.server.address());
+      directoryUrl = zoneOptions(c, running.addresses.http).directoryUrl;
     }
     if (c.dns.enabled) {
       const d = c.dns;

@@ -11,6 +11,8 @@ import { doctor, renderDoctor } from '../federation/doctor.js';
 import { joinCommand, leaveCommand, lookupText } from '../federation/commands.js';
 import { importThirdParty, loadAnchors } from '../federation/importer.js';
 import { importFromLdap } from '../federation/ldapimport.js';
+import { isoSecond, keyExpiries } from '../federation/lifecycle.js';
+import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from '../federation/keycommands.js';
 import { resetRegistration } from '../gateway/webmail/webmail.js';
 import { discoveryFor, pinStoreFor, federationSources, openDirectory, serve, zoneOptions } from './app.js';
 import { loadConfig, maskedConfig, type Config } from './config.js';
@@ -36,6 +38,12 @@ async function withDirectory<T>(f: (d: Awaited<ReturnType<typeof openDirectory>>
     await d.store.close();
   }
 }
+
+/** Prints a command's text and sets its exit code. */
+const done = (o: { text: string; exitCode: number }) => {
+  console.log(o.text);
+  process.exitCode = o.exitCode;
+};
 
 function summary(r: DomainRecord): string {
   return [
@@ -110,9 +118,13 @@ domain
   .option('--json', 'JSON output')
   .action(async (o: { json?: boolean }) => {
     await withDirectory(async (d) => {
+      // Columns: domain, status, serial, OpenPGP fingerprint, S/MIME fingerprint, expiry of the OpenPGP key, the S/MIME leaf, the domain CA.
       const all = await d.listDomains();
       if (o.json) return void console.log(JSON.stringify(all, null, 2));
-      for (const r of all) console.log(`${r.domain}\t${r.status}\t${r.serial}\t${r.keys.openpgp?.fingerprint ?? '-'}\t${r.keys.smime?.fingerprint ?? '-'}`);
+      for (const r of all) {
+        const e = keyExpiries(r.keys);
+        console.log([r.domain, r.status, r.serial, r.keys.openpgp?.fingerprint ?? '-', r.keys.smime?.fingerprint ?? '-', isoSecond(e.openpgp), isoSecond(e.smime), isoSecond(e['smime-ca'])].join('\t'));
+      }
     });
   });
 domain
@@ -136,7 +148,8 @@ domain
       const chain = r.keys.smime?.chain ?? [];
       const out: string | Buffer | undefined =
         o.what === 'openpgp' ? r.keys.openpgp?.armored
-        : o.what === 'smime' ? chain.join('')
+        // RFC 7468 §2: each PEM block on lines of its own (openssl reads no "-----END …----------BEGIN …-----").
+        : o.what === 'smime' ? chain.map((c) => c.trim() + '\n').join('')
         : o.what === 'smime-der' ? chain[0] && pemToDer(chain[0])
         : JSON.stringify(r, null, 2) + '\n';
       if (!out) throw new Error(`${r.domain} has no ${o.what} key`);
@@ -153,6 +166,47 @@ domain
       console.log(`removed ${r.domain} (serial ${r.serial})`);
     });
   });
+
+// Key lifecycle (docs/lifecycle.md): roll, renew, revoke, recover, veto.
+/** Runs a key command with the directory and the federation settings of the configuration. */
+const withKeys = (f: (k: KeyCommandContext) => Promise<{ text: string; exitCode: number }>) =>
+  withDirectory(async (d) => {
+    const c = config();
+    done(await f({ directory: d, directories: c.federation.directories, sources: federationSources(c, d.clock) }));
+  });
+const days = (v: string) => {
+  if (!/^\d+$/.test(v)) throw new Error(`--overlap ${v}: a number of days`);
+  return Number(v);
+};
+domain
+  .command('roll <domain>')
+  .description('roll the domain keys: announce the next keys (default), show the roll (--status), or switch to them after the overlap (--finish)')
+  .option('--overlap <days>', 'days between the announcement and the switch (default keys.overlapDays)', days)
+  .option('--finish', 'switch to the announced keys (the _mailmesh TXT, if the domain publishes one, must name them)')
+  .option('--now', 'with --finish: switch before the overlap ends')
+  .option('--status', 'the phase, the dates, the keys, and which directories and peers have seen the new key')
+  .action(async (name: string, o: { overlap?: number; finish?: boolean; now?: boolean; status?: boolean }) =>
+    withKeys((k) => (o.status ? rollStatus(k, name) : o.finish ? rollFinish(k, name, o.now ?? false) : rollAnnounce(k, name, o.overlap))));
+domain
+  .command('renew <domain>')
+  .description('re-issue the S/MIME certificate under the domain CA now (serve does it keys.renewBeforeDays before expiry)')
+  .action(async (name: string) => withKeys((k) => renewCommand(k, name)));
+domain
+  .command('revoke <domain>')
+  .description('revoke the domain keys (OpenPGP revocation certificate, CRL of the domain CA) and put new keys in their place at once')
+  .addOption(new Option('--reason <reason>', 'why').choices(['compromised', 'superseded']).default('compromised'))
+  .action(async (name: string, o: { reason: 'compromised' | 'superseded' }) => withKeys((k) => revokeCommand(k, name, o.reason)));
+domain
+  .command('recover <domain>')
+  .description('the domain lost its private keys: new keys on this node, posted to every directory as a recovery (held down, open to a veto)')
+  .addOption(new Option('--format <formats...>', 'tunnel formats, when the domain is created here').choices(['pgp-mime', 'smime']))
+  .option('--smtp <host:port...>', 'gateway SMTP endpoints, when the domain is created here')
+  .action(async (name: string, o: { format?: ('pgp-mime' | 'smime')[]; smtp?: string[] }) =>
+    withKeys((k) => recoverCommand(k, name, { formats: o.format, gateways: o.smtp ? { smtp: o.smtp } : undefined })));
+domain
+  .command('veto <domain>')
+  .description('refuse, signed by the current key, a key recovery a directory holds down for this domain')
+  .action(async (name: string) => withKeys((k) => vetoCommand(k, name)));
 
 program
   .command('zone')
@@ -195,10 +249,6 @@ ldapCmd
   });
 
 // Federation (docs/federation.md): join, leave, lookup, third-party keys, doctor.
-const done = (o: { text: string; exitCode: number }) => {
-  console.log(o.text);
-  process.exitCode = o.exitCode;
-};
 program
   .command('join <directory-url>')
   .description('join a directory: sign this gateway\'s domain record and post it (prints the TXT record to publish when the proof is missing)')

@@ -1,0 +1,35 @@
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { Test } from 'tap';
+import { run } from '../helpers.js';
+
+// The built CLI, as `npm start` runs it (npm test builds first).
+export const MAIN = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+export const QUIET = { MAILMESH_LOG__PRETTY: 'false', MAILMESH_HTTP__PORT: '0', MAILMESH_DNS__PORT: '0', MAILMESH_LDAP__PORT: '0', MAILMESH_SMTP__PORT: '0' };
+
+export function cli(cwd: string, args: string[], env: Record<string, string> = {}) {
+  return run('node', [MAIN, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true });
+}
+
+/** Starts `mailmesh serve`, resolves once it logs that it is serving (no sleeps). */
+export async function startServe(t: Test, cwd: string, env: Record<string, string> = {}) {
+  const child = spawn('node', [MAIN, 'serve'], { cwd, env: { ...process.env, ...QUIET, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => void child.kill('SIGKILL'));
+  const lines: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const ready = new Promise<{ http: string; smtp: string; dns: string; ldap: string }>((resolve, reject) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      try {
+        const l = JSON.parse(line) as Record<string, unknown>;
+        lines.push(l);
+        if (l.msg === 'mailmesh is serving') resolve(l.addresses as { http: string; smtp: string; dns: string; ldap: string });
+      } catch {
+        /* not JSON */
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, lines, addresses: await ready, exited };
+}
