@@ -215,7 +215,6 @@ export async function sendAll(msgs: Sent[], gatewayOf: (m: Sent) => number, o: {
   const queue = [...msgs];
   const retryMs = o.retryMs ?? 300;
   const maxTries = o.maxTries ?? 20;
-  const sessions = new Map<number, SmtpClient>();
   const worker = async () => {
     const mine = new Map<number, SmtpClient>();
     for (;;) {
@@ -232,7 +231,6 @@ export async function sendAll(msgs: Sent[], gatewayOf: (m: Sent) => number, o: {
     for (const c of mine.values()) await c.quit();
   };
   await Promise.all(Array.from({ length: o.concurrency }, worker));
-  for (const c of sessions.values()) c.close();
 }
 
 async function transaction(mine: Map<number, SmtpClient>, port: number, m: Sent): Promise<string> {
