@@ -34,10 +34,14 @@ function privateFile(file: string): void {
 /** The embedded default: one SQLite file, WAL journal, every write one transaction. */
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
+  /** How often subscribe() looks for other connections' writes (a CLI write reaches serve within 2 s). */
+  static readonly POLL_MS = 250;
   readonly #db: Database.Database;
   readonly #put: (draft: RecordDraft, opts: PutOptions) => DomainRecord;
 
   readonly #now: () => number;
+  /** The change feed's poll timers (subscribe), stopped by close(). */
+  readonly #polls = new Set<NodeJS.Timeout>();
   /** Statements compiled once, by their SQL text (better-sqlite3 compiles on every prepare). */
   readonly #statements = new Map<string, Database.Statement>();
 
@@ -178,7 +182,34 @@ export class SqliteStore implements Store {
     this.#sql('SELECT 1').get();
   }
 
+  /**
+   * The change feed of a file shared by processes (a CLI beside a running serve): every
+   * POLL_MS the store-wide serial is read, and a higher one calls `onChange` for each record
+   * written since, whichever connection committed it (this one too, as on Redis). A failed
+   * read is retried on the next tick; the timer keeps no process alive and close() stops it.
+   */
+  async subscribe(onChange: (c?: { domain: Domain; serial: number }) => void): Promise<void> {
+    let seen = await this.serial();
+    const since = this.#sql<[number], { domain: Domain; serial: number }>('SELECT domain, serial FROM records WHERE serial > ? ORDER BY serial');
+    const timer = setInterval(() => {
+      try {
+        if (!this.#db.open) return;
+        const serial = Number(this.#sql<[], { value: string }>("SELECT value FROM meta WHERE name = 'serial'").get()?.value ?? 0);
+        if (serial <= seen) return;
+        const rows = since.all(seen);
+        seen = Math.max(serial, ...rows.map((r) => r.serial));
+        for (const r of rows) onChange({ domain: r.domain, serial: r.serial });
+      } catch {
+        // SQLITE_BUSY past busy_timeout, or the file went away: the next tick tries again.
+      }
+    }, SqliteStore.POLL_MS);
+    timer.unref();
+    this.#polls.add(timer);
+  }
+
   async close(): Promise<void> {
+    for (const t of this.#polls) clearInterval(t);
+    this.#polls.clear();
     if (this.#db.open) this.#db.close();
   }
 }

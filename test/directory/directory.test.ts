@@ -5,6 +5,7 @@ import { Directory } from '../../directory/directory.js';
 import { MemoryStore } from '../../directory/store/memory.js';
 import { SqliteStore } from '../../directory/store/sqlite.js';
 import { rejectsCode, tempDir } from '../helpers.js';
+import { alive } from './store/contract.js';
 
 const opts = { keys: { openpgp: 'curve25519' as const, validDays: 30 } };
 
@@ -59,4 +60,25 @@ t.test('a restart reuses the keys; a wrong master key is refused and changes not
   t.equal(again.keys.openpgp!.fingerprint, r.keys.openpgp!.fingerprint);
   t.equal(again.keys.smime!.fingerprint, r.keys.smime!.fingerprint);
   t.match((await d2.getSecrets('restart.example')).openpgp!.armored, /PRIVATE KEY/);
+});
+
+t.test("two directories on one SQLite file (a CLI beside serve): each emits 'change' for the other's writes, once", async (t) => {
+  const file = join(tempDir(t), 'shared.db');
+  const key = randomBytes(32);
+  const serve = await Directory.open(new SqliteStore(file), key, opts);
+  const cli = await Directory.open(new SqliteStore(file), key, opts);
+  t.teardown(() => Promise.all([serve.store.close(), cli.store.close()]));
+  const onServe: string[] = [];
+  const onCli: string[] = [];
+  serve.on('change', (r) => onServe.push(`${r.domain} ${r.status}`));
+  cli.on('change', (r) => onCli.push(`${r.domain} ${r.status}`));
+  const heard = (d: Directory, status: string) => alive(new Promise<void>((resolve) => d.on('change', (r) => r.status === status && resolve())));
+  const added = heard(serve, 'active');
+  await cli.addDomain('shared.example');
+  await added;
+  const removed = heard(cli, 'deleted');
+  await serve.removeDomain('shared.example');
+  await removed;
+  t.same(onServe, ['shared.example active', 'shared.example deleted'], "serve heard the CLI's write, and its own");
+  t.same(onCli, ['shared.example active', 'shared.example deleted'], "the CLI heard serve's write, and its own");
 });

@@ -214,3 +214,37 @@ export function storeContract(t: Test, make: () => Promise<Store>, clocked?: () 
     t.equal(await s.acquireLease('l', 'a', 60), false, 'now held by the other owner');
   });
 }
+
+/**
+ * The change feed of a store shared between processes (Store.subscribe): `pair` returns two
+ * connections to one fresh store; the second hears the first one's writes, in serial order.
+ */
+export function subscribeContract(t: Test, pair: () => Promise<[Store, Store]>): void {
+  t.test('subscribe() hears the writes of another connection', async (t) => {
+    const [writer, reader] = await pair();
+    const heard: { domain: string; serial: number }[] = [];
+    let done: () => void;
+    const got = new Promise<void>((resolve) => (done = resolve));
+    await reader.subscribe!((c) => {
+      if (c) heard.push(c);
+      if (heard.length === 2) done();
+    });
+    await writer.putRecord(draft('a.example'));
+    await writer.putRecord(draft('b.example'));
+    await alive(got);
+    t.same(heard, [{ domain: 'a.example', serial: 1 }, { domain: 'b.example', serial: 2 }]);
+  });
+}
+
+/**
+ * Waits for `p` with the process kept alive: a store's poll timer is unref'd (it keeps no
+ * server alive), so a test that only waits for its callback would otherwise end early.
+ */
+export async function alive<T>(p: Promise<T>): Promise<T> {
+  const timer = setInterval(() => {}, 60_000);
+  try {
+    return await p;
+  } finally {
+    clearInterval(timer);
+  }
+}

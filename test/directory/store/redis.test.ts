@@ -1,7 +1,7 @@
 import t from 'tap';
 import { RedisStore } from '../../../directory/store/redis.js';
 import { redisPrefix, rejectsCode, TEST_REDIS_URL } from '../../helpers.js';
-import { storeContract } from './contract.js';
+import { storeContract, subscribeContract } from './contract.js';
 
 // A real Redis (CI starts one); every store gets its own key prefix, removed afterwards.
 // When Redis is unreachable these tests fail: they are never skipped.
@@ -9,6 +9,13 @@ storeContract(t, async () => {
   const s = await new RedisStore(TEST_REDIS_URL, { prefix: redisPrefix(t) }).connect();
   t.teardown(() => s.close());
   return s;
+});
+
+subscribeContract(t, async () => {
+  const prefix = redisPrefix(t);
+  const pair = await Promise.all([new RedisStore(TEST_REDIS_URL, { prefix }).connect(), new RedisStore(TEST_REDIS_URL, { prefix }).connect()]);
+  t.teardown(() => Promise.all(pair.map((s) => s.close())));
+  return pair;
 });
 
 t.test('an unreachable Redis is STORE_UNAVAILABLE', async (t) => {

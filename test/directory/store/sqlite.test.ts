@@ -4,7 +4,7 @@ import t from 'tap';
 import type { Domain } from '../../../directory/domain.js';
 import { SqliteStore } from '../../../directory/store/sqlite.js';
 import { tempDir, throwsCode } from '../../helpers.js';
-import { draft, storeContract } from './contract.js';
+import { draft, storeContract, subscribeContract } from './contract.js';
 
 storeContract(t, async () => {
   const s = new SqliteStore(join(tempDir(t), 'store.db'));
@@ -15,6 +15,14 @@ storeContract(t, async () => {
   const store = new SqliteStore(join(tempDir(t), 'clocked.db'), { clock: () => now });
   t.teardown(() => store.close());
   return { store, advance: (ms) => (now += ms) };
+});
+
+// Two connections to one file, as a CLI process beside a running serve (the poll of SqliteStore.subscribe).
+subscribeContract(t, async () => {
+  const file = join(tempDir(t), 'shared.db');
+  const pair: [SqliteStore, SqliteStore] = [new SqliteStore(file), new SqliteStore(file)];
+  t.teardown(() => Promise.all(pair.map((s) => s.close())));
+  return pair;
 });
 
 t.test('sqlite keeps records across reopen', async (t) => {
