@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { openPgpKeyOwner, PIN_LABEL, smimeaOwner } from '../directory/dane.js';
 import { domainKeyAddress, parseAddress, parseDomain, type Domain } from '../directory/domain.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import { importCertificates, importOpenPgp } from '../directory/keys.js';
+import { readOpenPgpKey } from '../directory/openpgp.js';
 import type { DomainRecord, GatewayEndpoints, TunnelFormat } from '../directory/record.js';
 import { revokedBy, verifySigned, type VerifiedKeys, type VerifiedRecord } from '../directory/signed.js';
 import { TYPE } from '../directory/dns/wire.js';
@@ -299,7 +301,7 @@ export class Discovery {
         if (ownPins.length === 0) return [];
         const out: Candidate[] = [];
         const [pgpOwner, smimeOwner] = [openPgpKeyOwner(KEY_OWNER(domain)), smimeaOwner(KEY_OWNER(domain))];
-        const keys = await this.#dnsKeys(pgpOwner, smimeOwner, domain, s.resolver);
+        const keys = await this.#dnsKeys(pgpOwner, smimeOwner, domain, s.resolver, ownPins);
         const trust = dnsTrust(keys, ownEvidence({ openpgpValidated: log.authenticated(pgpOwner, TYPE.OPENPGPKEY), smimeValidated: log.authenticated(smimeOwner, TYPE.SMIMEA) }));
         if (keys.openpgp || keys.smime) out.push({ keys, source: 'domain-dns', how: `OPENPGPKEY/SMIMEA of the domain${own(keys)}`, ownPinOk: matchesOwn(keys), trust, capabilities: capsOf(ownPins, keys) });
         return out;
@@ -327,7 +329,7 @@ export class Discovery {
           const ds = dir.nameservers?.length ? { ...s, resolver: log.wrap(this.#directoryResolver(dir.nameservers)) } : s;
           const dirPins = (await readPins(ds, domain, owner)).pins;
           if (dirPins.length === 0) return [];
-          const keys = await this.#dnsKeys(owner, owner, domain, ds.resolver);
+          const keys = await this.#dnsKeys(owner, owner, domain, ds.resolver, dirPins);
           if (!(keys.openpgp || keys.smime) || !dirPins.some((p) => pinMatches(p, keys))) return [];
           const validated = (type: number) => log.authenticated(owner, type);
           const trust = dnsTrust(keys, { pins: dirPins, pinsValidated: validated(TYPE.TXT), openpgpValidated: validated(TYPE.OPENPGPKEY), smimeValidated: validated(TYPE.SMIMEA) });
@@ -380,13 +382,26 @@ export class Discovery {
     return stubResolver(nameservers, { timeoutMs: this.#o.sources.timeoutMs, dnssec: this.#o.dnssec });
   }
 
-  /** RFC 7929 §2.1 OPENPGPKEY and RFC 8162 §2 SMIMEA (usage 3, selector 0, matching 0: the full certificate) at two owner names. */
-  async #dnsKeys(pgpOwner: string, smimeOwner: string, domain: Domain, r: Resolver): Promise<VerifiedKeys> {
+  /**
+   * RFC 7929 §2.1 OPENPGPKEY and RFC 8162 §2 SMIMEA (usage 3, selector 0, matching 0: the full
+   * certificate) at two owner names. An RRset may hold several (during a roll the next keys stand
+   * beside the current ones, docs/lifecycle.md "Roll"; DNS gives no order): the keys taken are those
+   * a TXT pin names (the first pin whose keys are all there), else the first RR, which the pin check then refuses.
+   */
+  async #dnsKeys(pgpOwner: string, smimeOwner: string, domain: Domain, r: Resolver, pins: Pin[]): Promise<VerifiedKeys> {
     const [pgp, smime] = await Promise.all([lookupRecords(r, pgpOwner, TYPE.OPENPGPKEY), lookupRecords(r, smimeOwner, TYPE.SMIMEA)]);
+    const certs = smime.filter((rr) => rr.rdata.length > 3 && rr.rdata[0] === 3 && rr.rdata[1] === 0 && rr.rdata[2] === 0).map((rr) => rr.rdata.subarray(3));
+    // RFC 4880 §12.2 fingerprints of the keys; an unreadable one matches no pin.
+    const pgpFprs = await Promise.all(pgp.map((rr) => readOpenPgpKey(rr.rdata).then((k) => k.getFingerprint().toUpperCase(), () => undefined)));
+    const smimeFprs = certs.map((der) => createHash('sha256').update(der).digest('hex'));
+    const pin = pins.find((p) => (!p.pgp || pgpFprs.includes(p.pgp)) && (!p.smime || smimeFprs.includes(p.smime)));
+    const pick = (fprs: (string | undefined)[], named: string | undefined, kind: 'pgp' | 'smime') => {
+      const want = named ?? fprs.find((f) => f !== undefined && pins.some((p) => p[kind] === f));
+      return want === undefined ? 0 : Math.max(0, fprs.indexOf(want));
+    };
     const keys: VerifiedKeys = {};
-    if (pgp[0]) keys.openpgp = await importOpenPgp(pgp[0].rdata, domain, this.#now);
-    const full = smime.find((rr) => rr.rdata.length > 3 && rr.rdata[0] === 3 && rr.rdata[1] === 0 && rr.rdata[2] === 0);
-    if (full) keys.smime = await importCertificates(full.rdata.subarray(3), domain, this.#now);
+    if (pgp.length) keys.openpgp = await importOpenPgp(pgp[pick(pgpFprs, pin?.pgp, 'pgp')]!.rdata, domain, this.#now);
+    if (certs.length) keys.smime = await importCertificates(certs[pick(smimeFprs, pin?.smime, 'smime')]!, domain, this.#now);
     return keys;
   }
 

@@ -95,35 +95,39 @@ export function baseEntry(base: string): LdapEntry {
  * inetOrgPerson (RFC 2798) carries mail, cn, sn and userCertificate (transferred with the
  * ;binary option, RFC 4523 §2.1 / RFC 4522); the auxiliary class mailmeshDomainKey
  * (schema.ts) adds pgpKey (ASCII-armored, RFC 4880 §6.2) and pgpCertID (64-bit key ID).
+ * During a roll (docs/lifecycle.md "Roll") the announced next keys are further values of
+ * userCertificate;binary, pgpKey and pgpCertID, after the current ones, and `description` names both.
  * Returns undefined for a record with no keys: there is nothing to publish.
  */
 function domainEntry(record: DomainRecord, base: string): LdapEntry | undefined {
   const { openpgp, smime } = record.keys;
   if (record.status === 'deleted' || (!openpgp && !smime)) return undefined;
+  const sets = [record.keys, ...(record.next ? [record.next] : [])];
+  const pgpKeys = sets.map((k) => k.openpgp).filter((k) => k !== undefined);
+  const leaves = sets.map((k) => k.smime?.chain[0]).filter((c) => c !== undefined);
   const mail = formatAddress(domainKeyAddress(record.domain));
   const parent = parseDn(base).toString();
   const dn = `mail=${mail},${parent}`;
+  const describe = (k: DomainRecord['keys'], prefix: string) => [
+    k.openpgp && `${prefix}openpgp ${k.openpgp.fingerprint}`,
+    k.smime && `${prefix}smime sha256 ${k.smime.fingerprint}`,
+  ];
   const attributes: LdapAttribute[] = [
-    { type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'inetOrgPerson', ...(openpgp ? ['mailmeshDomainKey'] : [])] },
+    { type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'inetOrgPerson', ...(pgpKeys.length ? ['mailmeshDomainKey'] : [])] },
     { type: 'mail', values: [mail] },
     { type: 'cn', values: [domainKeyUserId(record.domain).name] },
     { type: 'sn', values: [record.domain] },
     {
       type: 'description',
       values: [
-        [
-          `mailmesh domain key of ${record.domain}`,
-          openpgp && `openpgp ${openpgp.fingerprint}`,
-          smime && `smime sha256 ${smime.fingerprint}`,
-        ].filter(Boolean).join('; '),
+        [`mailmesh domain key of ${record.domain}`, ...describe(record.keys, ''), ...(record.next ? describe(record.next, 'next ') : [])].filter(Boolean).join('; '),
       ],
     },
   ];
-  const leaf = smime?.chain[0];
-  if (leaf) attributes.push({ type: 'userCertificate;binary', values: [pemToDer(leaf)] });
-  if (openpgp) {
-    attributes.push({ type: 'pgpKey', values: [openpgp.armored] });
-    attributes.push({ type: 'pgpCertID', values: [openpgp.keyId] });
+  if (leaves.length) attributes.push({ type: 'userCertificate;binary', values: leaves.map(pemToDer) });
+  if (pgpKeys.length) {
+    attributes.push({ type: 'pgpKey', values: pgpKeys.map((k) => k.armored) });
+    attributes.push({ type: 'pgpCertID', values: pgpKeys.map((k) => k.keyId) });
   }
   return { dn, key: dnKey(dn), parentKey: parent.toLowerCase(), domain: record.domain, attributes };
 }
