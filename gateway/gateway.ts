@@ -6,13 +6,13 @@ import type { Metrics } from '../directory/metrics.js';
 import type { DomainRecord, TunnelFormat } from '../directory/record.js';
 import type { Discovered } from '../federation/discovery.js';
 import { isAuthenticated } from '../federation/trust.js';
-import { authorDomain } from './header.js';
+import { authorDomain, headerFields } from './header.js';
 import { aligned, chooseFormat, policyFor, triggered, type PolicySettings } from './policy.js';
 import type { Reply } from './smtp/client.js';
 import { domainMatcher, type Direction } from './smtp/route.js';
 import { MessageRefused, type Envelope, type GatewayOptions, type RecipientDecision } from './smtp/smtp.js';
 import { addAuthenticationResults, removeOurResults } from './tunnel/authresults.js';
-import { classifyMessage, decryptTunnel, encryptTunnel, type DecryptResult, type OwnDomain } from './tunnel/tunnel.js';
+import { classifyMessage, decryptTunnel, encryptTunnel, keyRing, TUNNEL_HEADER, type DecryptResult, type KeyPair, type OwnDomain, type PeerDomain } from './tunnel/tunnel.js';
 
 /** What the gateway needs of discovery (federation/discovery.ts Discovery). */
 export interface KeyDiscovery {
@@ -49,6 +49,12 @@ const r = (code: number, text: string): Reply => ({ code, lines: [text] });
 const r550 = (text: string): Reply => r(550, `5.7.1 ${text}`);
 /** RFC 3463 §3.8 X.7.5: one reply for every tunnel message that cannot be decrypted and authenticated. */
 const UNAUTHENTICATED = r(554, '5.7.5 The tunnel message cannot be decrypted and authenticated (TUNNEL_UNAUTHENTICATED)');
+/** How often the record of which of our keys a peer encrypted to is rewritten when nothing changed. */
+const SEEN_REWRITE_MS = 3_600_000;
+/** The store kv key that records which of our keys each peer encrypted to (docs/lifecycle.md). */
+export const seenKey = (ours: Domain): string => `lifecycle:seen:${ours}`;
+/** What `seenKey` holds: per peer domain, the fingerprints of OUR keys that opened its latest message, per format. */
+export type SeenByPeer = Record<string, { openpgp?: string; smime?: string; at: string }>;
 
 /**
  * The mail side of the E-Mail VPN: per-recipient policy at RCPT time and per-message tunnel
@@ -64,6 +70,11 @@ export class MailPolicy {
   #stop: () => void = () => {};
   readonly #results;
   readonly #discoveries;
+  #follower?: { settled(): Promise<void> };
+  /** What was last written to seenKey, per `ours peer kind`: fingerprint and when (ms). */
+  readonly #seen = new Map<string, { fingerprint: string; at: number }>();
+  /** One read-modify-write of seenKey at a time per own domain (in this process). */
+  readonly #seenWrites = new Map<Domain, Promise<void>>();
 
   private constructor(o: MailPolicyOptions) {
     this.#o = o;
@@ -76,7 +87,13 @@ export class MailPolicy {
     const p = new MailPolicy(o);
     const f = await followFromStart(o.directory, () => p.#reload(), (err) => o.logger?.warn({ err }, 'reloading our domains failed'));
     p.#stop = () => f.stop();
+    p.#follower = f;
     return p;
+  }
+
+  /** Resolves when every directory change seen so far (our domains, their next keys) is in effect. */
+  async settled(): Promise<void> {
+    await this.#follower?.settled();
   }
 
   async #reload(): Promise<void> {
@@ -136,14 +153,8 @@ export class MailPolicy {
   }
 
   /** Whether the store answers a ping within storeTimeoutMs. */
-  async #storeAnswers(): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.#o.storeTimeoutMs ?? 2000)));
-    try {
-      return await Promise.race([this.#o.directory.store.ping().then(() => true, () => false), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+  #storeAnswers(): Promise<boolean> {
+    return within(this.#o.directory.store.ping().then(() => true, () => false), this.#o.storeTimeoutMs ?? 2000, false);
   }
 
   /** GatewayOptions.recipientPolicy: refuse at RCPT time what cannot go, keep one encryption target per transaction. */
@@ -165,10 +176,19 @@ export class MailPolicy {
     return env.direction === 'outbound' ? this.#outbound(message, env) : this.#inbound(message, env);
   };
 
+  /**
+   * Our domain's key ring (docs/lifecycle.md): the current keys, which alone sign, then the
+   * announced next keys and the retained old ones, which open inbound mail too. A retained
+   * entry whose private keys were erased stays, without them: mail to it is ours, but unreadable.
+   */
   async #ownDomain(domain: Domain): Promise<OwnDomain> {
     const rec = this.#own.get(domain);
     if (!rec) throw new MailmeshError('DOMAIN_NOT_FOUND', domain);
-    return { domain, keys: rec.keys, secrets: await this.#o.directory.getSecrets(domain) };
+    const { next, retained, openpgp, smime } = await this.#o.directory.getSecrets(domain);
+    const others: KeyPair[] = [];
+    if (rec.next) others.push({ keys: rec.next, secrets: next ?? {} });
+    for (const k of retained ?? []) others.push({ keys: k.keys, secrets: k.secrets ?? {} });
+    return { domain, keys: rec.keys, secrets: { openpgp, smime }, others };
   }
 
   async #outbound(message: Buffer, env: Envelope): Promise<Buffer> {
@@ -194,7 +214,9 @@ export class MailPolicy {
     // the author domain's key when it is one of ours, else with MAIL FROM's (the plan's sender).
     const author = authorDomain(message);
     const signer = author && this.#own.has(author) ? author : plan.sender;
-    const out = await encryptTunnel(plan.format, message, await this.#ownDomain(signer), { domain: plan.domain, keys: plan.peer.keys, capabilities: plan.peer.capabilities }, {
+    // During the peer's announced roll, to its next keys too (docs/lifecycle.md "Peers"); signed with our current key.
+    const recipient: PeerDomain = { domain: plan.domain, keys: plan.peer.keys, next: plan.peer.next, capabilities: plan.peer.capabilities };
+    const out = await encryptTunnel(plan.format, message, await this.#ownDomain(signer), recipient, {
       keepSubject: this.#o.policy.keepSubject,
       now: this.#o.clock?.(),
     });
@@ -202,11 +224,44 @@ export class MailPolicy {
     return out;
   }
 
+  /**
+   * Inbound: a message encrypted to a key of ours (current, next or retained) is a tunnel
+   * message and is opened; anything else passes, except a tunnel message (X-Mailmesh-Tunnel)
+   * we cannot open: it is refused, never delivered as ciphertext with 250. That decision is made
+   * from the key IDs and recipient infos alone, before any decryption, so its reply may name the
+   * key; every failure after decrypting with our key has the one generic reply (EFAIL: no oracle).
+   */
   async #inbound(message: Buffer, env: Envelope): Promise<Buffer> {
     const domains = [...new Set(env.to.map((t) => parseAddress(t).domain))].filter((d) => this.#own.has(d));
-    for (const d of domains) {
-      const c = await classifyMessage(message, this.#own.get(d)!.keys);
-      if (c.kind === 'tunnel') return this.#openTunnel(message, env, await this.#ownDomain(d), c.format);
+    const marked = domains.length > 0 && isMarkedTunnel(message);
+    const plain = await classifyMessage(message);
+    if (plain.kind === 'personal' && plain.format !== 'inline-pgp') {
+      let recipients = plain.recipients;
+      for (const d of domains) {
+        const own = await this.#ownDomain(d);
+        const ring = keyRing(own);
+        const c = await classifyMessage(message, ring.map((p) => p.keys));
+        if (c.kind === 'personal') {
+          recipients = c.recipients;
+          continue;
+        }
+        if (c.kind !== 'tunnel') continue;
+        const held = c.keys.filter((i) => (c.format === 'pgp-mime' ? ring[i]!.secrets.openpgp : ring[i]!.secrets.smime));
+        if (held.length === 0) {
+          const erased = ring[c.keys[0]!]!.keys;
+          const fpr = c.format === 'pgp-mime' ? erased.openpgp?.fingerprint : erased.smime?.fingerprint;
+          throw this.#undecryptable(c.format, env, new MailmeshError('TUNNEL_NO_KEY', `encrypted to ${d}'s retired key ${fpr}, whose private key this gateway no longer holds`));
+        }
+        return this.#openTunnel(message, env, own, c.format);
+      }
+      if (marked) {
+        const why = recipients?.length
+          ? new MailmeshError('TUNNEL_NOT_FOR_US', `encrypted to ${listKeys(plain.format, recipients)}, which this gateway does not hold`)
+          : new MailmeshError('TUNNEL_MALFORMED', 'encrypted, but its encryption layer cannot be read');
+        throw this.#undecryptable(plain.format, env, why);
+      }
+    } else if (marked) {
+      throw this.#undecryptable('none', env, new MailmeshError('TUNNEL_MALFORMED', 'not PGP/MIME or S/MIME encrypted'));
     }
     this.#results?.inc({ direction: 'inbound', format: 'none', result: 'passed' });
     // RFC 8601 §5: nobody outside speaks for our authserv-id, in tunnel mail or not.
@@ -214,25 +269,45 @@ export class MailPolicy {
   }
 
   /**
+   * The refusal of a tunnel message we cannot open, decided before any decryption: the reason
+   * (which may name the key) in the reply and the log; 554 5.7.5, or 451 4.7.5 under `defer`
+   * (the sender tries again, and may have found our current key by then).
+   */
+  #undecryptable(format: string, env: Envelope, why: MailmeshError): MessageRefused {
+    this.#results?.inc({ direction: 'inbound', format, result: 'undecryptable' });
+    this.#o.logger?.warn({ err: why.message, code: why.code, from: env.from, to: env.to }, 'tunnel message refused');
+    const text = `The tunnel message is ${why.detail ?? why.message} (${why.code})`;
+    return new MessageRefused(this.#o.policy.inbound.undecryptable === 'defer' ? r(451, `4.7.5 ${text}`) : r(554, `5.7.5 ${text}`));
+  }
+
+  /**
    * Decrypts a tunnel message, verifies it and binds the signer to the author
    * (docs/security/authenticity.md). The key asked for first is that of the From domain the
-   * outer header names (else MAIL FROM's); while the signer is unknown, then the decrypted
+   * outer header names (else MAIL FROM's); while the signer is not recognized, then the decrypted
    * From domain's and MAIL FROM's, each at most once: a valid signature by MAIL FROM's domain
-   * under another author is a mismatch, not an unknown signer.
+   * under another author is a mismatch, not an unknown signer. A signer that is none of the
+   * author domain's keys (current, next, previous) while it has keys is key-changed
+   * (docs/lifecycle.md "Peers"); not being another domain's key makes it only unknown.
    */
   async #openTunnel(message: Buffer, env: Envelope, own: OwnDomain, format: string): Promise<Buffer> {
     const pol = this.#o.policy.inbound;
     const mailFrom = envelopeDomain(env.from);
     const first = authorDomain(message) ?? mailFrom;
-    let best = await this.#decrypt(message, own, first, format);
+    const attempts = [await this.#decrypt(message, own, first, format)];
+    let best = attempts[0]!;
     const author = authorDomain(best.result.inner);
     const tried = new Set([first]);
     for (const next of [author, mailFrom]) {
-      if (best.result.signature !== 'unknown-signer') break;
+      if (recognized(best)) break;
       if (next === undefined || tried.has(next)) continue;
       tried.add(next);
       const again = await this.#decrypt(message, own, next, format);
-      if (again.result.signature !== 'unknown-signer') best = again;
+      attempts.push(again);
+      if (recognized(again)) best = again;
+    }
+    if (!recognized(best)) {
+      const forAuthor = author === undefined ? undefined : attempts.find((a) => a.domain === author);
+      best = forAuthor ?? { ...best, result: { ...best.result, signature: 'unknown-signer' } };
     }
     const res = best.result;
     const ok = res.signature === 'valid' && aligned(res.signerDomain, author, pol.authorAlignment);
@@ -247,9 +322,16 @@ export class MailPolicy {
         throw new MessageRefused(r550(`Tunnel message refused: signed by ${res.signerDomain}, not by ${whose} (AUTHOR_MISMATCH)`));
       }
     } else {
-      const rule = res.signature === 'invalid' ? pol.invalidSignature : res.signature === 'unknown-signer' ? pol.unknownSigner : res.signature === 'absent' ? pol.unsigned : 'mark';
-      if (rule === 'reject') throw new MessageRefused(r550(`Tunnel message refused: signature ${res.signature}`));
+      const rules = { invalid: pol.invalidSignature, 'unknown-signer': pol.unknownSigner, absent: pol.unsigned, 'key-changed': pol.keyChanged, valid: 'mark' } as const;
+      if (rules[res.signature] === 'reject') {
+        if (res.signature === 'key-changed') {
+          const key = res.signerFingerprint ? `key ${res.signerFingerprint}` : (res.detail ?? 'an unknown key');
+          throw new MessageRefused(r550(`Tunnel message refused: signed by ${key}, which is none of the current, next or previous keys of ${author} (KEY_CHANGED)`));
+        }
+        throw new MessageRefused(r550(`Tunnel message refused: signature ${res.signature}`));
+      }
     }
+    if (res.signature === 'valid' && res.signerDomain && res.recipientFingerprint) await this.#noteSeen(own.domain, res.signerDomain, res.format, res.recipientFingerprint);
     const provenance = res.signerDomain ? best.peer?.provenance : undefined;
     return addAuthenticationResults(res.inner, this.#o.authservId, {
       ...res,
@@ -270,7 +352,10 @@ export class MailPolicy {
       peer = undefined; // unknown signer, decided by policy
     }
     try {
-      const result = await decryptTunnel(message, own, peer && domain ? { domain, keys: peer.keys } : undefined, { now: this.#o.clock?.() });
+      // The peer's next and previous keys sign validly too (docs/lifecycle.md "Peers").
+      const others = [peer?.next, ...(peer?.previous ?? [])].filter((k) => k !== undefined);
+      const sender: PeerDomain | undefined = peer && domain ? { domain, keys: peer.keys, others } : undefined;
+      const result = await decryptTunnel(message, own, sender, { now: this.#o.clock?.() });
       return { result, domain, peer };
     } catch (e) {
       if (isMailmeshError(e) && e.code.startsWith('TUNNEL_')) throw this.#unauthenticated(format, e.message);
@@ -285,10 +370,74 @@ export class MailPolicy {
     return new MessageRefused(UNAUTHENTICATED);
   }
 
+  /**
+   * Records which of our keys a peer encrypted to (docs/lifecycle.md: what `domain roll
+   * --status` shows): read-modify-write of seenKey, only when the key changed or once an hour
+   * per peer. A failure is logged; it never fails the mail (nor delays it past storeTimeoutMs).
+   */
+  async #noteSeen(ours: Domain, peer: Domain, format: TunnelFormat, fingerprint: string): Promise<void> {
+    const kind = format === 'pgp-mime' ? 'openpgp' : 'smime';
+    const memo = `${ours} ${peer} ${kind}`;
+    const now = this.#o.clock?.() ?? new Date();
+    const last = this.#seen.get(memo);
+    if (last && last.fingerprint === fingerprint && now.getTime() - last.at < SEEN_REWRITE_MS) return;
+    const store = this.#o.directory.store;
+    const write = async () => {
+      const all = parseSeen(await store.kvGet(seenKey(ours)));
+      all[peer] = { ...all[peer], [kind]: fingerprint, at: now.toISOString() };
+      await store.kvPut(seenKey(ours), JSON.stringify(all));
+      this.#seen.set(memo, { fingerprint, at: now.getTime() });
+    };
+    const done = (this.#seenWrites.get(ours) ?? Promise.resolve()).then(write);
+    this.#seenWrites.set(ours, done.catch(() => undefined));
+    const failed = await within(done.then(() => undefined, (e: unknown) => e ?? new Error('failed')), this.#o.storeTimeoutMs ?? 2000, new Error('timed out'));
+    if (failed) this.#o.logger?.warn({ err: failed instanceof Error ? failed.message : String(failed), domain: ours, peer }, 'recording the key a peer encrypted to failed');
+  }
+
   /** The parts of GatewayOptions this policy provides. */
   gatewayHooks(): Pick<GatewayOptions, 'ourDomains' | 'recipientPolicy' | 'process'> {
     return { ourDomains: this.ourDomain, recipientPolicy: this.recipientPolicy, process: this.process };
   }
+}
+
+/** Whether a signature was matched to the keys of the domain asked for (valid or invalid), rather than to none. */
+function recognized(a: Attempt): boolean {
+  return a.result.signature !== 'unknown-signer' && a.result.signature !== 'key-changed';
+}
+
+/** Whether the header section carries the tunnel marker (gateway/tunnel/mime.ts outerHeader). */
+function isMarkedTunnel(message: Buffer): boolean {
+  const name = TUNNEL_HEADER.toLowerCase();
+  return headerFields(message).fields.some((f) => f.key === name);
+}
+
+/** What a message is encrypted to, for a reply: at most three, in at most 300 characters (RFC 5321 §4.5.3.1.5: a reply line has 512 octets). */
+function listKeys(format: string, ids: string[]): string {
+  const named = format === 'pgp-mime' ? ids.map((id) => `key ${id}`) : ids; // S/MIME: "certificate serial … issued by …"
+  const shown = named.slice(0, 3).join(', ') + (named.length > 3 ? ` and ${named.length - 3} more` : '');
+  return shown.length > 300 ? `${shown.slice(0, 297)}...` : shown;
+}
+
+/** The value of `p`, or `otherwise` if it takes longer than `ms`. */
+async function within<T>(p: Promise<T>, ms: number, otherwise: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<T>((resolve) => (timer = setTimeout(() => resolve(otherwise), ms)));
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** seenKey's value; anything unreadable counts as nothing recorded yet. */
+function parseSeen(text: string | undefined): SeenByPeer {
+  try {
+    const v: unknown = text ? JSON.parse(text) : undefined;
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as SeenByPeer;
+  } catch {
+    // rewritten below
+  }
+  return {};
 }
 
 /** MAIL FROM's domain, if it has one. */

@@ -35,6 +35,12 @@ export interface InboundPolicy {
   authorAlignment: 'strict' | 'relaxed';
   /** A signature by a key that is none of the sender domain's current, next or retained keys. */
   keyChanged: 'reject' | 'mark';
+  /**
+   * A tunnel message we cannot open (encrypted to a key we do not hold, or whose private key
+   * was erased): reject (554 5.7.5, the default) or defer (451 4.7.5: the sender tries again,
+   * and may have found our current key by then). Never delivered.
+   */
+  undecryptable?: 'reject' | 'defer';
 }
 
 /**

@@ -11,15 +11,14 @@ import { MailmeshError } from '../../directory/errors.js';
 import { readOpenPgpKey } from '../../directory/openpgp.js';
 import { ParsedCache } from './cache.js';
 import { decodeBody, fieldValue, makeBoundary, malformed, outerHeader, parseContentType, parseEntity, splitMultipart, toCrlf } from './mime.js';
-import type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain } from './types.js';
+import { hasKeys, keyRing, type DecryptOptions, type DecryptResult, type EncryptOptions, type OwnDomain, type PeerDomain } from './types.js';
 
 // Parsed keys by their armored text (cache.ts): reading and checking a key costs ~1–2 ms.
 const privateKeys = new ParsedCache<Promise<openpgp.PrivateKey>>();
 const publicKeys = new ParsedCache<Promise<openpgp.PublicKey>>();
 
-async function privateKeyOf(own: OwnDomain): Promise<openpgp.PrivateKey> {
-  const armored = own.secrets.openpgp?.armored;
-  if (!armored) throw new MailmeshError('TUNNEL_NO_KEY', `${own.domain} has no OpenPGP key`);
+/** A private key from its armored text (RFC 4880 §11.2), parsed once per key. */
+function privateKeyOf(armored: string): Promise<openpgp.PrivateKey> {
   return privateKeys.get(armored, async (armoredKey) => {
     try {
       return await openpgp.readPrivateKey({ armoredKey });
@@ -38,16 +37,23 @@ function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex').toUpperCase();
 }
 
-/** Signs the original with the sender's domain key and encrypts it to the recipient's (RFC 3156 §6.2: sign, then encrypt, in one OpenPGP message). */
+/**
+ * Signs the original with the sender's domain key and encrypts it to the recipient's (RFC 3156
+ * §6.2: sign, then encrypt, in one OpenPGP message). During the recipient's announced roll, to
+ * its next key too (one PKESK packet per key, RFC 4880 §5.1): the message opens with either.
+ */
 export async function pgpEncrypt(original: Buffer, sender: OwnDomain, recipient: PeerDomain, opts: EncryptOptions = {}): Promise<Buffer> {
-  const signingKey = await privateKeyOf(sender);
+  if (!sender.secrets.openpgp) throw new MailmeshError('TUNNEL_NO_KEY', `${sender.domain} has no OpenPGP key`);
+  const signingKey = await privateKeyOf(sender.secrets.openpgp.armored);
   if (!recipient.keys.openpgp) throw new MailmeshError('TUNNEL_NO_KEY', `${recipient.domain} has no OpenPGP key`);
-  const encryptionKey = await publicKeyOf(recipient.keys.openpgp.armored);
-  const fields = parseEntity(original).fields;
   const now = opts.now ?? new Date();
+  const encryptionKeys = [await publicKeyOf(recipient.keys.openpgp.armored)];
+  const next = recipient.next?.openpgp ? await usableForEncryption(recipient.next.openpgp.armored, now) : undefined;
+  if (next && next.getFingerprint() !== encryptionKeys[0]!.getFingerprint()) encryptionKeys.push(next);
+  const fields = parseEntity(original).fields;
   const armored = await openpgp.encrypt({
     message: await openpgp.createMessage({ binary: new Uint8Array(original), format: 'binary', date: now }),
-    encryptionKeys: encryptionKey,
+    encryptionKeys,
     signingKeys: signingKey,
     format: 'armored',
     date: now,
@@ -65,6 +71,17 @@ export async function pgpEncrypt(original: Buffer, sender: OwnDomain, recipient:
     toCrlf(armored).replace(/(\r\n)?$/, '\r\n') +
     `\r\n--${boundary}--\r\n`;
   return Buffer.concat([header, Buffer.from(body, 'latin1')]);
+}
+
+/** A key that can encrypt at `now` (RFC 4880 §5.2.3.3 key flags, expiry), or undefined: a peer's next key that cannot must not stop its mail. */
+async function usableForEncryption(armored: string, now: Date): Promise<openpgp.PublicKey | undefined> {
+  try {
+    const key = await publicKeyOf(armored);
+    await key.getEncryptionKey(undefined, now);
+    return key;
+  } catch {
+    return undefined;
+  }
 }
 
 /** RFC 3156 §4: the armored OpenPGP message of a multipart/encrypted entity. */
@@ -100,45 +117,76 @@ export function isEncryptedTo(message: openpgp.Message<Uint8Array>, key: openpgp
   return message.getEncryptionKeyIDs().some((id) => mine.some((k) => k.equals(id, true)));
 }
 
-/** Decrypts a PGP/MIME tunnel message with our domain key and checks the signature against the sender's record. */
+/**
+ * Decrypts a PGP/MIME tunnel message with our keys (the current ones, then next and retained:
+ * the first the message is encrypted to) and checks the signature against the sender's keys
+ * (current, next, previous).
+ */
 export async function pgpDecrypt(message: Buffer, own: OwnDomain, sender?: PeerDomain, opts: DecryptOptions = {}): Promise<DecryptResult> {
-  const decryptionKey = await privateKeyOf(own);
-  const msg = await readPgpMessage(pgpMimePayload(message));
-  if (!isEncryptedTo(msg, decryptionKey)) throw new MailmeshError('TUNNEL_NOT_FOR_US', `encrypted to ${msg.getEncryptionKeyIDs().map((k) => k.toHex()).join(', ') || 'nobody'}`);
-  const senderKey = sender?.keys.openpgp ? await publicKeyOf(sender.keys.openpgp.armored) : undefined;
-  let result: openpgp.DecryptMessageResult & { data: Uint8Array };
-  try {
-    result = await openpgp.decrypt({
-      message: msg,
-      decryptionKeys: decryptionKey,
-      verificationKeys: senderKey ? [senderKey] : [],
-      format: 'binary',
-      date: opts.now ?? new Date(),
-      expectSigned: false,
-    });
-  } catch (e) {
-    throw new MailmeshError('TUNNEL_DECRYPT_FAILED', e instanceof Error ? e.message : String(e), { cause: e });
+  const ours = keyRing(own).filter((p) => p.secrets.openpgp);
+  if (ours.length === 0) throw new MailmeshError('TUNNEL_NO_KEY', `${own.domain} has no OpenPGP key`);
+  const payload = pgpMimePayload(message);
+  let msg = await readPgpMessage(payload);
+  // RFC 4880 §5.1: the key IDs of the PKESK packets decide, before any decryption.
+  const candidates: { key: openpgp.PrivateKey; fingerprint: string }[] = [];
+  for (const p of ours) {
+    const key = await privateKeyOf(p.secrets.openpgp!.armored);
+    if (isEncryptedTo(msg, key)) candidates.push({ key, fingerprint: key.getFingerprint().toUpperCase() });
   }
+  if (candidates.length === 0) throw new MailmeshError('TUNNEL_NOT_FOR_US', `encrypted to ${msg.getEncryptionKeyIDs().map((k) => k.toHex()).join(', ') || 'nobody'}`);
+  const senderKeys = await verificationKeys(sender);
+  let result: (openpgp.DecryptMessageResult & { data: Uint8Array }) | undefined;
+  let opened = candidates[0]!;
+  let failure: unknown;
+  for (const c of candidates) {
+    try {
+      result = await openpgp.decrypt({
+        message: msg,
+        decryptionKeys: c.key,
+        verificationKeys: senderKeys,
+        format: 'binary',
+        date: opts.now ?? new Date(),
+        expectSigned: false,
+      });
+      opened = c;
+      break;
+    } catch (e) {
+      failure = e;
+      msg = await readPgpMessage(payload); // a fresh one for the next key: decrypting may have changed its packets
+    }
+  }
+  if (!result) throw new MailmeshError('TUNNEL_DECRYPT_FAILED', failure instanceof Error ? failure.message : String(failure), { cause: failure });
   const inner = Buffer.from(result.data);
   const sig = result.signatures[0];
   // openpgp.js 6 decrypts only integrity-protected data (SEIPD, RFC 4880 §5.13) unless told otherwise.
-  const sealed = { format: 'pgp-mime' as const, inner, cipher: 'openpgp-seipd', integrity: true };
+  const sealed = { format: 'pgp-mime' as const, inner, cipher: 'openpgp-seipd', integrity: true, recipientFingerprint: opened.fingerprint };
   if (!sig) return { ...sealed, signature: 'absent' };
-  const bySender = senderKey?.getKeys().some((k) => k.getKeyID().equals(sig.keyID)) ?? false;
-  if (!bySender) {
+  const signer = senderKeys.find((k) => k.getKeys().some((sub) => sub.getKeyID().equals(sig.keyID)));
+  if (!signer) {
     let issuer: Uint8Array | null | undefined;
     try {
       issuer = (await sig.signature).packets[0]?.issuerFingerprint;
     } catch {
       issuer = undefined;
     }
-    return { ...sealed, signature: 'unknown-signer', signerFingerprint: issuer ? hex(issuer) : undefined, detail: `signed by key ID ${sig.keyID.toHex().toUpperCase()}` };
+    return {
+      ...sealed,
+      signature: hasKeys(sender) ? 'key-changed' : 'unknown-signer',
+      signerFingerprint: issuer ? hex(issuer) : undefined,
+      detail: `signed by key ID ${sig.keyID.toHex().toUpperCase()}`,
+    };
   }
-  const base = { ...sealed, signerFingerprint: senderKey!.getFingerprint().toUpperCase(), signerDomain: sender!.domain };
+  const base = { ...sealed, signerFingerprint: signer.getFingerprint().toUpperCase(), signerDomain: sender!.domain };
   try {
     await sig.verified;
     return { ...base, signature: 'valid' };
   } catch (e) {
     return { ...base, signature: 'invalid', detail: e instanceof Error ? e.message : String(e) };
   }
+}
+
+/** The sender's OpenPGP keys whose signatures are its own: current, next, previous (docs/lifecycle.md "Peers"). */
+async function verificationKeys(sender: PeerDomain | undefined): Promise<openpgp.PublicKey[]> {
+  const armored = [sender?.keys, ...(sender?.others ?? [])].map((k) => k?.openpgp?.armored).filter((a): a is string => !!a);
+  return Promise.all([...new Set(armored)].map(publicKeyOf));
 }

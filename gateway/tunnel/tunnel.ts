@@ -9,10 +9,11 @@ import { parseEnvelope, namesCertificate } from './cms/envelope.js';
 import { pkijsCertificate } from './cms/asn1.js';
 import { decodeBody, fieldValue, parseContentType, parseEntity, type ContentType } from './mime.js';
 import { isEncryptedTo, pgpDecrypt, pgpEncrypt, pgpMimePayload, publicKeyOf, readPgpMessage } from './pgpmime.js';
-import { isPkcs7Mime, smimeDecrypt, smimeEncrypt, smimeType } from './smime.js';
+import { describeRecipient, isPkcs7Mime, smimeDecrypt, smimeEncrypt, smimeType } from './smime.js';
 import type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain } from './types.js';
 
-export type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain, SignatureStatus } from './types.js';
+export type { DecryptOptions, DecryptResult, EncryptOptions, KeyPair, OwnDomain, PeerDomain, SignatureStatus } from './types.js';
+export { keyRing } from './types.js';
 export { addAuthenticationResults } from './authresults.js';
 export { TUNNEL_HEADER } from './mime.js';
 
@@ -28,7 +29,15 @@ export async function decryptTunnel(message: Buffer, own: OwnDomain, sender?: Pe
   return format === 'pgp-mime' ? pgpDecrypt(message, own, sender, opts) : smimeDecrypt(message, own, sender, opts);
 }
 
-export type Classification = { kind: 'plain' } | { kind: 'tunnel' | 'personal'; format: TunnelFormat | 'inline-pgp' };
+/**
+ * plain: not encrypted. personal: encrypted, not to any of the keys given; `recipients` names
+ * what it is encrypted to (absent when that cannot be read). tunnel: encrypted to the keys given
+ * at these indices (in the order given).
+ */
+export type Classification =
+  | { kind: 'plain' }
+  | { kind: 'personal'; format: TunnelFormat | 'inline-pgp'; recipients?: string[] }
+  | { kind: 'tunnel'; format: TunnelFormat; keys: number[] };
 
 function contentTypeOf(message: Buffer): ContentType | undefined {
   try {
@@ -49,13 +58,15 @@ function encryptedFormat(ct: ContentType | undefined): TunnelFormat | undefined 
 
 /**
  * What a message is, from the gateway's point of view:
- * - tunnel: encrypted (PGP/MIME or S/MIME) to one of `domainKeys` (our own domain keys);
+ * - tunnel: encrypted (PGP/MIME or S/MIME) to one of `ring` (our own domain keys: current, next,
+ *   retained); the decision is made from the key IDs / recipient infos alone (RFC 4880 §5.1,
+ *   RFC 5652 §6.2.1), before any decryption;
  * - personal: encrypted, but not to those keys (someone's end-to-end mail) — pass it untouched;
  *   also inline PGP (a text body that is an armored OpenPGP message, RFC 4880 §6.2);
  * - plain: anything else (including a message whose header cannot be read).
  * Never throws.
  */
-export async function classifyMessage(message: Buffer, domainKeys?: OwnDomain['keys']): Promise<Classification> {
+export async function classifyMessage(message: Buffer, ring?: OwnDomain['keys'] | readonly OwnDomain['keys'][]): Promise<Classification> {
   const ct = contentTypeOf(message);
   const format = encryptedFormat(ct);
   if (!format) {
@@ -64,21 +75,29 @@ export async function classifyMessage(message: Buffer, domainKeys?: OwnDomain['k
     }
     return { kind: 'plain' };
   }
-  let ours = false;
+  const keys = ring === undefined ? [] : Array.isArray(ring) ? (ring as readonly OwnDomain['keys'][]) : [ring as OwnDomain['keys']];
+  let ours: number[] = [];
+  let recipients: string[] | undefined;
   try {
-    if (format === 'pgp-mime' && domainKeys?.openpgp) {
-      ours = isEncryptedTo(await readPgpMessage(pgpMimePayload(message)), await publicKeyOf(domainKeys.openpgp.armored));
-    } else if (format === 'smime' && domainKeys?.smime?.chain[0]) {
-      const cert = pkijsCertificate(domainKeys.smime.chain[0]);
-      ours = parseEnvelope(decodeBody(parseEntity(message))).recipients.some((r) => namesCertificate(r, cert));
+    if (format === 'pgp-mime') {
+      const msg = await readPgpMessage(pgpMimePayload(message));
+      recipients = msg.getEncryptionKeyIDs().map((id) => id.toHex().toUpperCase());
+      for (const [i, k] of keys.entries()) if (k.openpgp && isEncryptedTo(msg, await publicKeyOf(k.openpgp.armored))) ours.push(i);
+    } else {
+      const rids = parseEnvelope(decodeBody(parseEntity(message))).recipients;
+      recipients = rids.map(describeRecipient);
+      for (const [i, k] of keys.entries()) {
+        const pem = k.smime?.chain[0];
+        if (pem && rids.some((r) => namesCertificate(r, pkijsCertificate(pem)))) ours.push(i);
+      }
     }
   } catch {
-    ours = false; // unreadable: not something we can open, so not ours to touch
+    ours = []; // unreadable: not something we can open, so not ours to touch
   }
-  return { kind: ours ? 'tunnel' : 'personal', format };
+  return ours.length > 0 ? { kind: 'tunnel', format, keys: ours } : { kind: 'personal', format, ...(recipients ? { recipients } : {}) };
 }
 
 /** A message already encrypted to a person's own key passes the gateway untouched (docs/architecture.md "Tunnel messages"). */
-export async function isPersonallyEncrypted(message: Buffer, domainKeys?: OwnDomain['keys']): Promise<boolean> {
-  return (await classifyMessage(message, domainKeys)).kind === 'personal';
+export async function isPersonallyEncrypted(message: Buffer, ring?: OwnDomain['keys'] | readonly OwnDomain['keys'][]): Promise<boolean> {
+  return (await classifyMessage(message, ring)).kind === 'personal';
 }

@@ -19,6 +19,15 @@ export interface OwnDomain {
   others?: KeyPair[];
 }
 
+/**
+ * Our keys in the order they are tried on inbound mail: the current ones, then the others
+ * (next, retained). A pair without a private key (a retained one whose secret was erased) still
+ * tells us that mail is ours, though we can no longer open it.
+ */
+export function keyRing(own: OwnDomain): KeyPair[] {
+  return [{ keys: own.keys, secrets: own.secrets }, ...(own.others ?? [])];
+}
+
 /** A peer member domain as the directory (or an import) describes it. */
 export interface PeerDomain {
   domain: Domain;
@@ -30,6 +39,16 @@ export interface PeerDomain {
    * keys it announced and the keys it replaced within the retention window. Encryption uses `keys`.
    */
   others?: DomainRecord['keys'][];
+  /**
+   * The keys the peer announced to replace `keys` (its record's `next`), while its roll is in
+   * its overlap: PGP/MIME and S/MIME encrypt to both, so the message opens whichever the peer holds.
+   */
+  next?: DomainRecord['keys'];
+}
+
+/** Whether a sender domain has any key (current, next or previous): a signature by none of them is then `key-changed`. */
+export function hasKeys(sender: PeerDomain | undefined): boolean {
+  return !!sender && [sender.keys, ...(sender.others ?? [])].some((k) => k.openpgp || k.smime);
 }
 
 export interface EncryptOptions {
@@ -54,15 +73,21 @@ export interface DecryptResult {
   /** The original message, bytes unchanged. */
   inner: Buffer;
   /**
-   * valid: made by the sender domain's key; invalid: by the sender domain's key (or a key it
-   * certifies) but the check failed; absent: no signature; unknown-signer: not by a key of the
-   * sender domain given (or no sender domain given).
+   * valid: made by a key of the sender domain (current, next or previous); invalid: by such a
+   * key (or one its domain CA certifies) but the check failed; absent: no signature;
+   * key-changed: not by any key of the sender domain given, while it has some;
+   * unknown-signer: no sender domain given, or it has no keys.
    */
   signature: SignatureStatus;
   /** OpenPGP: upper-case hex fingerprint; S/MIME: SHA-256 of the signer certificate, lower-case hex. */
   signerFingerprint?: string;
   /** The sender domain, when the signature is by its key. */
   signerDomain?: Domain;
+  /**
+   * The fingerprint of OUR key that opened the message (OpenPGP: the primary key's, upper-case
+   * hex; S/MIME: SHA-256 of our certificate, lower-case hex): current, next or retained.
+   */
+  recipientFingerprint?: string;
   /** Why the signature is not valid, for logs. */
   detail?: string;
   /** The content encryption: an OpenSSL cipher name for S/MIME ('aes-256-gcm', 'aes-256-cbc', …), 'openpgp-seipd' for PGP/MIME. */

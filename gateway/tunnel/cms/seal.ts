@@ -22,11 +22,18 @@ function recipientKeyBits(recipientCertPem: string): void {
   checkRsaBits(key.asymmetricKeyType === 'rsa' ? key.asymmetricKeyDetails?.modulusLength : undefined, 'recipient certificate');
 }
 
-/** RFC 8551 §2.7, §3.3: EnvelopedData to one certificate, RSAES-OAEP with SHA-256 (RFC 4055 §4) and AES-256-CBC. */
-export async function sealEnvelope(content: Uint8Array, recipientCertPem: string): Promise<Buffer> {
-  recipientKeyBits(recipientCertPem);
+/**
+ * RFC 8551 §2.7, §3.3: EnvelopedData to one certificate or several (one KeyTransRecipientInfo
+ * each, RFC 5652 §6.2.1: e.g. a peer's current and announced next), RSAES-OAEP with SHA-256
+ * (RFC 4055 §4) and AES-256-CBC.
+ */
+export async function sealEnvelope(content: Uint8Array, recipientCertPems: string | readonly string[]): Promise<Buffer> {
+  const pems = typeof recipientCertPems === 'string' ? [recipientCertPems] : recipientCertPems;
   const env = new pkijs.EnvelopedData();
-  env.addRecipientByCertificate(pkijsCertificate(recipientCertPem), { oaepHashAlgorithm: 'SHA-256' }, 1, engine);
+  for (const pem of pems) {
+    recipientKeyBits(pem);
+    env.addRecipientByCertificate(pkijsCertificate(pem), { oaepHashAlgorithm: 'SHA-256' }, 1, engine);
+  }
   const buf = new Uint8Array(content).buffer;
   await env.encrypt({ name: 'AES-CBC', length: 256 } as Algorithm, buf, engine);
   return contentInfoDer(OID.envelopedData, env);
@@ -63,10 +70,12 @@ function keyTransRecipient(cek: Buffer, recipientCertPem: string): asn1js.Sequen
  *   contentEncryptionAlgorithm id-aes256-GCM with GCMParameters, encryptedContent [0] IMPLICIT }
  * and RFC 5084 §3.2 GCMParameters ::= SEQUENCE { aes-nonce OCTET STRING, aes-ICVlen INTEGER DEFAULT 12 }.
  * No authAttrs (RFC 5083 §2.1: optional for id-data), so the GCM AAD is empty (RFC 5083 §2.2);
- * the mac is the GCM tag (RFC 5084 §3.1). A fresh key and nonce for every message.
+ * the mac is the GCM tag (RFC 5084 §3.1). A fresh key and nonce for every message. One
+ * KeyTransRecipientInfo per certificate (RFC 5652 §6.2.1), all for the same content key.
  */
-export function sealAuthEnvelope(content: Uint8Array, recipientCertPem: string): Buffer {
-  recipientKeyBits(recipientCertPem);
+export function sealAuthEnvelope(content: Uint8Array, recipientCertPems: string | readonly string[]): Buffer {
+  const pems = typeof recipientCertPems === 'string' ? [recipientCertPems] : recipientCertPems;
+  for (const pem of pems) recipientKeyBits(pem);
   const cek = randomBytes(32);
   const nonce = randomBytes(GCM_NONCE_LENGTH);
   const cipher = createCipheriv('aes-256-gcm', cek, nonce, { authTagLength: GCM_ICV_LENGTH });
@@ -75,7 +84,7 @@ export function sealAuthEnvelope(content: Uint8Array, recipientCertPem: string):
   const aed = new asn1js.Sequence({
     value: [
       new asn1js.Integer({ value: 0 }),
-      new asn1js.Set({ value: [keyTransRecipient(cek, recipientCertPem)] }),
+      new asn1js.Set({ value: pems.map((pem) => keyTransRecipient(cek, pem)) }),
       new asn1js.Sequence({ value: [new asn1js.ObjectIdentifier({ value: OID.data }), algorithmDer(OID.aes256Gcm, gcmParams), octetsDer(encrypted, 0)] }),
       octetsDer(cipher.getAuthTag()),
     ],

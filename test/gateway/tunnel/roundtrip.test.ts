@@ -74,7 +74,7 @@ for (const format of FORMATS) {
     await rejectsCode(t, decryptTunnel(sealed.subarray(0, sealed.length - 200), beta, peer(alpha)), 'TUNNEL_MALFORMED', 'truncated');
 
     const bySomeoneElse = await decryptTunnel(sealed, beta, peer(gamma));
-    t.equal(bySomeoneElse.signature, 'unknown-signer', 'signature by a key that is not the claimed sender');
+    t.equal(bySomeoneElse.signature, 'key-changed', 'signature by a key that is not the claimed sender\'s, which has keys');
     t.notOk(bySomeoneElse.signerDomain);
     t.ok(bySomeoneElse.inner.equals(original));
     const noSender = await decryptTunnel(sealed, beta);
@@ -89,8 +89,11 @@ for (const format of FORMATS) {
 
   t.test(`${format}: classifier`, async (t) => {
     const sealed = await encryptTunnel(format, original, alpha, peer(beta));
-    t.same(await classifyMessage(sealed, beta.keys), { kind: 'tunnel', format });
-    t.same(await classifyMessage(sealed, gamma.keys), { kind: 'personal', format }, 'encrypted, but not to our domain key');
+    t.same(await classifyMessage(sealed, beta.keys), { kind: 'tunnel', format, keys: [0] });
+    t.same(await classifyMessage(sealed, [gamma.keys, alpha.keys, beta.keys]), { kind: 'tunnel', format, keys: [2] }, 'to the third key of a ring');
+    const personal = await classifyMessage(sealed, gamma.keys);
+    t.match(personal, { kind: 'personal', format }, 'encrypted, but not to our domain key');
+    t.equal(personal.kind === 'personal' && personal.recipients?.length, 1, 'it names what it is encrypted to');
     t.ok(await isPersonallyEncrypted(sealed), 'without our keys it is someone else\'s encrypted mail');
     t.notOk(await isPersonallyEncrypted(sealed, beta.keys));
     t.notOk(await isPersonallyEncrypted(original, beta.keys));
@@ -137,7 +140,7 @@ t.test('classifier: plain, inline PGP and garbage', async (t) => {
   t.same(await classifyMessage(original, beta.keys), { kind: 'plain' });
   t.same(await classifyMessage(Buffer.from('no header at all'), beta.keys), { kind: 'plain' });
   t.same(await classifyMessage(Buffer.from('Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary=x\r\n\r\n--x\r\n--x--\r\n'), beta.keys),
-    { kind: 'personal', format: 'pgp-mime' }, 'unreadable PGP/MIME is not ours to open');
+    { kind: 'personal', format: 'pgp-mime' }, 'unreadable PGP/MIME is not ours to open (and names no recipient)');
   const inline = Buffer.from('From: a@alpha.test\r\nContent-Type: text/plain\r\n\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQ==\r\n-----END PGP MESSAGE-----\r\n');
   t.same(await classifyMessage(inline, beta.keys), { kind: 'personal', format: 'inline-pgp' });
   const smimeSigned = Buffer.from('Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\n\r\nMIIB\r\n');

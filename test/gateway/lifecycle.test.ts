@@ -1,0 +1,326 @@
+/**
+ * The gateway across key changes (issue #10, docs/lifecycle.md): our key ring (current, next,
+ * retained keys open inbound mail), tunnel mail that cannot be opened is refused rather than
+ * delivered as ciphertext, peers' next and previous keys sign validly and an unannounced one
+ * is `key-changed`, outbound mail during a peer's roll opens with either of its keys, and which
+ * of our keys each peer encrypted to is recorded. Real SMTP over real sockets (SmtpClient).
+ */
+import { randomBytes } from 'node:crypto';
+import * as openpgp from 'openpgp';
+import t, { type Test } from 'tap';
+import { Directory } from '../../directory/directory.js';
+import { parseDomain, type Domain } from '../../directory/domain.js';
+import { MailmeshError } from '../../directory/errors.js';
+import { generateDomainKeys, type DomainKeySet } from '../../directory/keys.js';
+import { Metrics } from '../../directory/metrics.js';
+import { ownCapabilities, secretsContext, SMIME_AEAD, type DomainSecrets, type RetainedKeys } from '../../directory/record.js';
+import { Sealer } from '../../directory/seal.js';
+import { MemoryStore } from '../../directory/store/memory.js';
+import type { Store } from '../../directory/store/store.js';
+import type { Discovered } from '../../federation/discovery.js';
+import { MailPolicy, seenKey, type SeenByPeer } from '../../gateway/gateway.js';
+import { captureSink, DEFAULT_POLICY } from '../../gateway/loopback.js';
+import type { InboundPolicy, PolicySettings } from '../../gateway/policy.js';
+import { SmtpClient, type Reply } from '../../gateway/smtp/client.js';
+import { decryptTunnel, encryptTunnel, TUNNEL_HEADER, type OwnDomain } from '../../gateway/tunnel/tunnel.js';
+import { startGateway } from './smtp/helpers.js';
+
+const OPTS = { openpgp: 'curve25519' as const, validDays: 365 };
+const NOW = new Date();
+const ALPHA = parseDomain('alpha.test');
+const BETA = parseDomain('beta.test');
+const FORMATS = ['pgp-mime', 'smime'] as const;
+
+// Every key set these tests use, made once (the RSA-3072 S/MIME keys take a second or two each).
+const gen = (d: Domain) => generateDomainKeys(d, OPTS, NOW);
+const [alphaNow, alphaNext, alphaOld, alphaRogue, betaNow, betaNext, betaOld, betaOlder] = await Promise.all([
+  gen(ALPHA), gen(ALPHA), gen(ALPHA), gen(ALPHA), gen(BETA), gen(BETA), gen(BETA), gen(BETA),
+]);
+
+const own = (domain: Domain, k: DomainKeySet): OwnDomain => ({ domain, keys: k.keys, secrets: k.secrets });
+const retained = (k: DomainKeySet, o: Partial<RetainedKeys> = {}): RetainedKeys => ({
+  keys: k.keys,
+  secrets: k.secrets,
+  retired: NOW.toISOString(),
+  until: new Date(NOW.getTime() + 30 * 86_400_000).toISOString(),
+  ...o,
+});
+
+/** What alpha.test's gateway would send to beta.test when it believes `to` are beta's keys, signed with alpha's `signer`. */
+function sealFromAlpha(format: (typeof FORMATS)[number], to: DomainKeySet, signer: DomainKeySet = alphaNow, subject = 'hello'): Promise<Buffer> {
+  const original = Buffer.from(`From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: ${subject}\r\n\r\nHi Bob.\r\n`);
+  return encryptTunnel(format, original, own(ALPHA, signer), { domain: BETA, keys: to.keys, capabilities: [SMIME_AEAD] });
+}
+
+/** The peer as discovery describes it; tests change it between messages. */
+interface PeerView {
+  keys: DomainKeySet;
+  next?: DomainKeySet;
+  previous?: DomainKeySet[];
+}
+
+const inbound = (o: Partial<InboundPolicy>): PolicySettings => ({ ...DEFAULT_POLICY, inbound: { ...DEFAULT_POLICY.inbound, ...o } });
+
+/**
+ * beta.test's gateway with the given key ring in its store (written as a roll leaves it: the
+ * current keys in the record, next keys announced in it, old keys retained in the secrets),
+ * alpha.test known through a fake KeyDiscovery, inbound and outbound mail captured.
+ */
+async function betaGateway(
+  t: Test,
+  ring: { next?: DomainKeySet; retained?: RetainedKeys[] },
+  o: { policy?: PolicySettings; peer?: PeerView; store?: (s: Store) => Store; clock?: () => Date } = {},
+) {
+  const masterKey = randomBytes(32);
+  const store = (o.store ?? ((s) => s))(new MemoryStore());
+  const directory = await Directory.open(store, masterKey, { keys: OPTS });
+  const secrets: DomainSecrets = { ...betaNow.secrets, next: ring.next?.secrets, retained: ring.retained };
+  const at = NOW.toISOString();
+  await store.putRecord(
+    {
+      domain: BETA,
+      keys: betaNow.keys,
+      next: ring.next?.keys,
+      gateways: { smtp: [] },
+      formats: ['pgp-mime', 'smime'],
+      capabilities: ownCapabilities(betaNow.keys),
+      validity: { notBefore: at, notAfter: null },
+      updated: at,
+      status: 'active',
+      provenance: { source: 'local', verified: 'written by the test', at },
+    },
+    { ifSerial: null, secrets: new Sealer(masterKey).seal(Buffer.from(JSON.stringify(secrets)), secretsContext(BETA)) },
+  );
+  const peer: PeerView = o.peer ?? { keys: alphaNow };
+  const discovery = {
+    discover: async (domain: string): Promise<Discovered> => {
+      if (domain !== ALPHA) throw new MailmeshError('DOMAIN_NOT_FOUND', domain);
+      return {
+        domain: ALPHA,
+        keys: peer.keys.keys,
+        next: peer.next?.keys,
+        previous: peer.previous?.map((p) => p.keys),
+        formats: ['pgp-mime', 'smime'],
+        capabilities: [SMIME_AEAD],
+        provenance: { source: 'directory-https', verified: 'signed record', at, trust: 'signed-record' },
+        cache: 'miss',
+      };
+    },
+  };
+  const logs: { msg?: string; [k: string]: unknown }[] = [];
+  const logger = { warn: (x: object, msg?: string) => logs.push({ ...x, msg }), info: (x: object, msg?: string) => logs.push({ ...x, msg }) };
+  const metrics = new Metrics();
+  const mail = await MailPolicy.create({ directory, discovery, policy: o.policy ?? DEFAULT_POLICY, authservId: 'mx.beta.test', metrics, logger, clock: o.clock });
+  t.teardown(() => mail.close());
+  const sink = await captureSink();
+  const out = await captureSink();
+  t.teardown(() => Promise.all([sink.close(), out.close()]));
+  const { port } = await startGateway(t, { inbound: sink, outbound: out }, { name: 'mx.beta.test', ...mail.gatewayHooks() });
+  const client = await SmtpClient.connect({ host: '127.0.0.1', port, helo: 'client.test', tls: 'none' });
+  t.teardown(() => client.close());
+  /** One transaction; the reply to the end of DATA (or the refusal of RCPT). */
+  const send = async (from: string, to: string, data: Buffer): Promise<Reply> => {
+    await client.mail(from);
+    const rcpt = await client.rcpt(to);
+    if (rcpt.code !== 250) {
+      await client.rset();
+      return rcpt;
+    }
+    return client.data(data);
+  };
+  return { store, directory, mail, sink, out, logs, metrics, peer, send };
+}
+
+const text = (r: Reply) => `${r.code} ${r.lines.join(' ')}`;
+
+/** The key ID (16 upper-case hex digits) of a key set's OpenPGP encryption subkey: what a PKESK packet names (RFC 4880 §5.1). */
+async function encryptionKeyId(k: DomainKeySet): Promise<string> {
+  const key = await openpgp.readKey({ armoredKey: k.keys.openpgp!.armored });
+  return (await key.getEncryptionKey()).getKeyID().toHex().toUpperCase();
+}
+
+t.test('a tunnel message encrypted to a key we do not hold is refused with 554 5.7.5 naming the key, never delivered as ciphertext', async (t) => {
+  // beta.test replaced its keys and kept nothing of the old ones (today's `domain remove` + `domain add`);
+  // alpha.test still encrypts to the old key.
+  const beta = await betaGateway(t, {});
+  const pgp = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('pgp-mime', betaOld));
+  t.equal(pgp.code, 554, text(pgp));
+  t.match(text(pgp), `554 5.7.5 `);
+  t.match(text(pgp), `encrypted to key ${await encryptionKeyId(betaOld)}, which this gateway does not hold (TUNNEL_NOT_FOR_US)`);
+  const smime = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('smime', betaOld));
+  t.equal(smime.code, 554, text(smime));
+  t.match(text(smime), /^554 5\.7\.5 .*encrypted to certificate serial [0-9a-f]+ issued by CN=[^,]*beta\.test.*, which this gateway does not hold \(TUNNEL_NOT_FOR_US\)/);
+  t.equal(beta.sink.messages.length, 0, 'nothing was delivered');
+  t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="undecryptable"\} 1/);
+  t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="smime",result="undecryptable"\} 1/);
+  const logged = beta.logs.filter((l) => l.msg === 'tunnel message refused');
+  t.equal(logged.length, 2, 'both refusals are logged');
+  t.match(String(logged[0]!.err), /TUNNEL_NOT_FOR_US|not encrypted to this domain key/);
+});
+
+t.test('personally encrypted mail without the tunnel header, not to our keys, still passes untouched', async (t) => {
+  const beta = await betaGateway(t, {});
+  const personals: Buffer[] = [];
+  for (const format of FORMATS) {
+    // Someone's end-to-end mail: what a person's client sends (no tunnel header), here to a key of alpha's.
+    const sealed = await sealFromAlpha(format, alphaRogue);
+    const personal = Buffer.from(sealed.toString('latin1').replace(new RegExp(`^${TUNNEL_HEADER}: [^\\r]*\\r\\n`, 'im'), ''), 'latin1');
+    t.notMatch(personal.toString('latin1'), TUNNEL_HEADER);
+    personals.push(personal);
+    const r = await beta.send('a@alpha.test', 'b@beta.test', personal);
+    t.equal(r.code, 250, `${format}: ${text(r)}`);
+  }
+  await beta.sink.received(2);
+  t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="none",result="passed"\} 2/);
+  for (const [i, m] of beta.sink.messages.entries()) t.ok(m.data.subarray(m.data.length - personals[i]!.length).equals(personals[i]!), 'delivered as it came');
+});
+
+/** The Authentication-Results field we added to a delivered message, unfolded. */
+function ourResults(data: Buffer): string {
+  const head = data.subarray(0, data.indexOf('\r\n\r\n')).toString('utf8');
+  return head.split(/\r\n(?![ \t])/).find((f) => /^authentication-results: mx\.beta\.test;/i.test(f))?.replace(/\r\n/g, '') ?? '';
+}
+
+/** The tunnel message beta's gateway sent to alpha for a plain message from b@beta.test. */
+async function outboundToAlpha(beta: Awaited<ReturnType<typeof betaGateway>>, n: number): Promise<Buffer> {
+  const r = await beta.send('b@beta.test', 'a@alpha.test', Buffer.from(`From: b@beta.test\r\nTo: a@alpha.test\r\nSubject: reply ${n}\r\n\r\nHi Alice.\r\n`));
+  if (r.code !== 250) throw new Error(text(r));
+  await beta.out.received(n);
+  return beta.out.messages[n - 1]!.data;
+}
+
+const SMIME_TO_ALPHA: PolicySettings = { ...DEFAULT_POLICY, domains: { 'alpha.test': { format: 'smime' } } };
+
+t.test('our key ring: mail to our announced next key or a retained old key opens; we sign with the current key', async (t) => {
+  for (const format of FORMATS) {
+    const beta = await betaGateway(t, { next: betaNext, retained: [retained(betaOld)] }, { policy: format === 'smime' ? SMIME_TO_ALPHA : DEFAULT_POLICY });
+    for (const [i, to] of [betaNow, betaNext, betaOld].entries()) {
+      const r = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha(format, to, alphaNow, `to key ${i}`));
+      t.equal(r.code, 250, `${format} to ${['current', 'next', 'retained'][i]} key: ${text(r)}`);
+      await beta.sink.received(i + 1);
+      const got = beta.sink.messages[i]!.data.toString();
+      t.match(got, `Subject: to key ${i}`, 'decrypted');
+      t.match(ourResults(beta.sink.messages[i]!.data), /mailmesh=pass .*header\.d=alpha\.test/);
+    }
+    const sealed = await outboundToAlpha(beta, 1);
+    const opened = await decryptTunnel(sealed, own(ALPHA, alphaNow), { domain: BETA, keys: betaNow.keys });
+    t.equal(opened.signature, 'valid', `${format}: alpha verifies it with beta's current key`);
+    t.equal(opened.signerFingerprint, format === 'pgp-mime' ? betaNow.keys.openpgp!.fingerprint : betaNow.keys.smime!.fingerprint, 'signed with the current key');
+  }
+});
+
+t.test('mail to a retained key whose private key was erased is refused naming it; a garbled one gets the one generic reply', async (t) => {
+  const beta = await betaGateway(t, { retained: [retained(betaOld), retained(betaOlder, { secrets: {} })] });
+  const erased = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('pgp-mime', betaOlder));
+  t.equal(text(erased), `554 5.7.5 The tunnel message is encrypted to beta.test's retired key ${betaOlder.keys.openpgp!.fingerprint}, whose private key this gateway no longer holds (TUNNEL_NO_KEY)`);
+  const smime = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('smime', betaOlder));
+  t.equal(text(smime), `554 5.7.5 The tunnel message is encrypted to beta.test's retired key ${betaOlder.keys.smime!.fingerprint}, whose private key this gateway no longer holds (TUNNEL_NO_KEY)`);
+
+  // Encrypted to a key we hold, failing after decryption: no word about why (EFAIL, docs/security.md).
+  const good = (await sealFromAlpha('pgp-mime', betaOld)).toString('latin1');
+  const at = good.indexOf('-----BEGIN PGP MESSAGE-----') + 400;
+  const garbled = Buffer.from(good.slice(0, at) + (good[at] === 'A' ? 'B' : 'A') + good.slice(at + 1), 'latin1');
+  const r = await beta.send('a@alpha.test', 'b@beta.test', garbled);
+  t.equal(text(r), '554 5.7.5 The tunnel message cannot be decrypted and authenticated (TUNNEL_UNAUTHENTICATED)');
+  t.equal(beta.sink.messages.length, 0);
+  for (const format of FORMATS) t.match(beta.metrics.render(), `mailmesh_tunnel_results_total{direction="inbound",format="${format}",result="undecryptable"} 1`);
+  t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="unauthenticated"\} 1/);
+
+  // A tunnel marker on something that is not encrypted: refused too, never passed as plain mail.
+  const unencrypted = await beta.send('a@alpha.test', 'b@beta.test', Buffer.from(`From: a@alpha.test\r\nTo: b@beta.test\r\n${TUNNEL_HEADER}: pgp-mime\r\nContent-Type: text/plain\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n`));
+  t.equal(text(unencrypted), '554 5.7.5 The tunnel message is not PGP/MIME or S/MIME encrypted (TUNNEL_MALFORMED)');
+
+  // `undecryptable: defer`: the sender keeps it and tries again (by then it may know our current key).
+  const deferring = await betaGateway(t, {}, { policy: inbound({ undecryptable: 'defer' }) });
+  const later = await deferring.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('pgp-mime', betaOld));
+  t.match(text(later), /^451 4\.7\.5 The tunnel message is encrypted to key [0-9A-F]{16}, which this gateway does not hold \(TUNNEL_NOT_FOR_US\)$/);
+  t.equal(deferring.sink.messages.length, 0);
+});
+
+t.test('peers: a signature by the peer\'s next or previous key is valid; by a key it never announced, key-changed (reject or mark)', async (t) => {
+  const peer: PeerView = { keys: alphaNow, next: alphaNext, previous: [alphaOld] };
+  const strict = await betaGateway(t, {}, { peer });
+  const marking = await betaGateway(t, {}, { peer, policy: inbound({ keyChanged: 'mark' }) });
+  let delivered = 0;
+  for (const format of FORMATS) {
+    for (const [name, signer] of [['next', alphaNext], ['previous', alphaOld]] as const) {
+      const r = await strict.send('a@alpha.test', 'b@beta.test', await sealFromAlpha(format, betaNow, signer));
+      t.equal(r.code, 250, `${format}, signed with alpha's ${name} key: ${text(r)}`);
+      await strict.sink.received(++delivered);
+      const fpr = format === 'pgp-mime' ? signer.keys.openpgp!.fingerprint : signer.keys.smime!.fingerprint;
+      t.match(ourResults(strict.sink.messages.at(-1)!.data), new RegExp(`mailmesh=pass .*header\\.d=alpha\\.test header\\.b=${fpr}`, 'i'));
+    }
+    // Signed by a key alpha.test never announced (today's `domain remove` + `domain add`, or a forger).
+    const rogue = await sealFromAlpha(format, betaNow, alphaRogue);
+    const refused = await strict.send('a@alpha.test', 'b@beta.test', rogue);
+    const rogueFpr = format === 'pgp-mime' ? alphaRogue.keys.openpgp!.fingerprint : alphaRogue.keys.smime!.fingerprint;
+    t.equal(text(refused), `550 5.7.1 Tunnel message refused: signed by key ${rogueFpr}, which is none of the current, next or previous keys of alpha.test (KEY_CHANGED)`);
+    const marked = await marking.send('a@alpha.test', 'b@beta.test', rogue);
+    t.equal(marked.code, 250, text(marked));
+    await marking.sink.received(format === 'pgp-mime' ? 1 : 2);
+    t.match(ourResults(marking.sink.messages.at(-1)!.data), /mailmesh=fail \(decrypted [^)]*signature key-changed; author alpha\.test\)/i);
+  }
+  t.equal(strict.sink.messages.length, 4, 'the strict gateway delivered only the validly signed ones');
+  t.match(strict.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="signature-key-changed"\} 1/);
+  t.match(marking.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="smime",result="signature-key-changed"\} 1/);
+});
+
+t.test('outbound during the peer\'s announced roll: encrypted to its current and its next key, opens with either', async (t) => {
+  for (const format of FORMATS) {
+    const beta = await betaGateway(t, {}, { peer: { keys: alphaNow, next: alphaNext }, policy: format === 'smime' ? SMIME_TO_ALPHA : DEFAULT_POLICY });
+    const sealed = await outboundToAlpha(beta, 1);
+    for (const [name, k] of [['current', alphaNow], ['next', alphaNext]] as const) {
+      const opened = await decryptTunnel(sealed, own(ALPHA, k), { domain: BETA, keys: betaNow.keys });
+      t.equal(opened.signature, 'valid', `${format}: opens with alpha's ${name} key alone`);
+      t.match(opened.inner.toString(), 'Subject: reply 1');
+    }
+    // Once the roll is over (no next key), to the current key only.
+    beta.peer.next = undefined;
+    const after = await outboundToAlpha(beta, 2);
+    await t.rejects(decryptTunnel(after, own(ALPHA, alphaNext)), { code: 'TUNNEL_NOT_FOR_US' }, `${format}: not to the next key without a roll`);
+  }
+});
+
+t.test('which of our keys each peer encrypted to is recorded in the store, on change or hourly; a failed write never fails the mail', async (t) => {
+  let now = new Date(NOW.getTime() + 60_000);
+  let writes = 0;
+  const counting = (s: Store): Store =>
+    new Proxy(s, {
+      get(target, p) {
+        const v: unknown = Reflect.get(target, p);
+        if (p === 'kvPut') return (key: string, value: string, o?: object) => ((writes += key === seenKey(BETA) ? 1 : 0), target.kvPut(key, value, o));
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  const beta = await betaGateway(t, { next: betaNext }, { store: counting, clock: () => now });
+  const seen = async (): Promise<SeenByPeer> => JSON.parse((await beta.store.kvGet(seenKey(BETA))) ?? '{}') as SeenByPeer;
+  const deliver = async (format: (typeof FORMATS)[number], to: DomainKeySet) => t.equal((await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha(format, to))).code, 250);
+
+  await deliver('pgp-mime', betaNow);
+  t.same(await seen(), { 'alpha.test': { openpgp: betaNow.keys.openpgp!.fingerprint, at: now.toISOString() } });
+  await deliver('pgp-mime', betaNow);
+  t.equal(writes, 1, 'the same key again within the hour: no write');
+  await deliver('smime', betaNext);
+  t.same(await seen(), { 'alpha.test': { openpgp: betaNow.keys.openpgp!.fingerprint, smime: betaNext.keys.smime!.fingerprint, at: now.toISOString() } }, 'alpha switched its S/MIME to our next key');
+  now = new Date(now.getTime() + 3_600_001);
+  await deliver('pgp-mime', betaNow);
+  t.equal(writes, 3, 'the same key an hour later: written again');
+  t.equal((await seen())['alpha.test']!.at, now.toISOString());
+  await deliver('pgp-mime', betaNext);
+  t.equal((await seen())['alpha.test']!.openpgp, betaNext.keys.openpgp!.fingerprint, 'alpha switched to our next key');
+
+  // A store that refuses the write: logged, the mail goes on.
+  const failing = (s: Store): Store =>
+    new Proxy(s, {
+      get(target, p) {
+        const v: unknown = Reflect.get(target, p);
+        if (p === 'kvPut') return () => Promise.reject(new MailmeshError('STORE_UNAVAILABLE', 'kv write refused by the test'));
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  const broken = await betaGateway(t, {}, { store: failing });
+  const r = await broken.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('pgp-mime', betaNow));
+  t.equal(r.code, 250, text(r));
+  await broken.sink.received(1);
+  t.match(broken.logs.find((l) => l.msg === 'recording the key a peer encrypted to failed'), { err: /kv write refused by the test/, domain: 'beta.test', peer: 'alpha.test' });
+});
