@@ -76,6 +76,8 @@ export function discoveryFor(c: Config, directory: Directory, logger?: Logger): 
     cache: directory.store.kind === 'redis' ? new StoreDiscoveryCache(directory.store) : undefined,
     logger,
     dnssec: f.dnssec,
+    // Keys a pin moved away from still sign validly as long as their domain keeps them (keys.retainDays).
+    retainMs: c.keys.retainDays * 86_400_000,
   });
 }
 

@@ -4,11 +4,13 @@ import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { asMailmeshError } from '../directory/errors.js';
 import { pemToDer } from '../directory/smime.js';
+import type { Directory } from '../directory/directory.js';
 import type { DomainRecord } from '../directory/record.js';
 import { exportZone } from '../directory/dns/dns.js';
 import { exportLdif, renderSchemaFile, renderSchemaLdif } from '../directory/ldap/ldap.js';
 import { doctor, renderDoctor } from '../federation/doctor.js';
 import { joinCommand, leaveCommand, lookupText } from '../federation/commands.js';
+import { pinsAccept, pinsForget, pinsList, pinsShow } from '../federation/pinsadmin.js';
 import { importThirdParty, loadAnchors } from '../federation/importer.js';
 import { importFromLdap } from '../federation/ldapimport.js';
 import { isoSecond, keyExpiries } from '../federation/lifecycle.js';
@@ -304,6 +306,28 @@ program
       done({ text: renderDoctor(rows), exitCode: rows.some((r) => r.result === 'fail') ? 1 : 0 });
     });
   });
+
+// Pins (docs/federation.md "Pins"): see and settle refused key changes, in the store or the pins file.
+const pinsCmd = program.command('pins').description('the peer keys this gateway pinned, and the key changes it refused');
+const pinsAdmin = (c: Config, d: Directory) => ({ pins: pinStoreFor(c, d), discovery: discoveryFor(c, d) });
+pinsCmd
+  .command('list')
+  .description('one line a pinned domain: fingerprints, trust, announced next keys, refused changes')
+  .option('--json', 'JSON output')
+  .action(async (o: { json?: boolean }) => withDirectory(async (d) => done(await pinsList(pinStoreFor(config(), d), o.json))));
+pinsCmd
+  .command('show <domain>')
+  .description('everything a pin holds: keys, next, previous and revoked keys, the refused changes')
+  .option('--json', 'JSON output')
+  .action(async (name: string, o: { json?: boolean }) => withDirectory(async (d) => done(await pinsShow(pinStoreFor(config(), d), name, o.json))));
+pinsCmd
+  .command('accept <domain>')
+  .description('take the key the last refused change offered (looked up again; never a revoked key)')
+  .action(async (name: string) => withDirectory(async (d) => done(await pinsAccept(pinsAdmin(config(), d), name))));
+pinsCmd
+  .command('forget <domain>')
+  .description('delete the pin and the cached answer: the next lookup pins what it finds')
+  .action(async (name: string) => withDirectory(async (d) => done(await pinsForget(pinsAdmin(config(), d), name))));
 
 program
   .command('webmail')

@@ -5,6 +5,7 @@ import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import type { DomainRecord } from '../directory/record.js';
 import type { Discovered } from './discovery.js';
 import { postJoin, postLeave } from './join.js';
+import { keysText } from './pins.js';
 
 /** What the CLI prints and its exit code; cli/main.ts only wires these. */
 export interface CommandOutput {
@@ -61,6 +62,9 @@ export function lookupText(d: Discovered): CommandOutput {
     `cache       ${d.cache}`,
   ];
   if (d.gateways?.smtp.length) lines.push(`gateways    ${d.gateways.smtp.join(', ')}`);
+  // The keys that also sign validly: announced to replace these, and replaced within keys.retainDays.
+  if (d.next) lines.push(`next        ${keysText(d.next)} (announced)`);
+  for (const p of d.previous ?? []) lines.push(`previous    ${keysText(p)} (replaced, still valid)`);
   if (d.violation) lines.push(`VIOLATION   ${d.violation.source} offered ${d.violation.offered}; pinned ${d.violation.pinned} kept`);
   return { text: lines.join('\n'), exitCode: d.violation ? 2 : d.provenance.source === 'none' ? 1 : 0 };
 }

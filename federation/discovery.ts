@@ -12,7 +12,7 @@ import { wkdHash } from '../directory/wkd.js';
 import { MemoryDiscoveryCache, type CacheEntry, type DiscoveryCache } from './cache.js';
 import { AnswerLog, lookupRecords, stubResolver, type DnssecMode, type Resolver } from './dns.js';
 import { pinMatches, type Pin } from './pin.js';
-import { fingerprints, keysToPin, smimeCaPin, smimeChange, type PinEntry, type PinStore, type PinViolation, type PreviousKeys } from './pins.js';
+import { fingerprints, keysText, keysToPin, smimeCaPin, smimeChange, type PinEntry, type PinStore, type PinViolation, type PreviousKeys } from './pins.js';
 import { dnsTrust, isAuthenticated, keysWithin, pinTrust, type DnsEvidence } from './trust.js';
 import { readPins, readWellKnown, type DomainSources } from './proof.js';
 import { getBytes, getJson } from './web.js';
@@ -130,7 +130,6 @@ const OWN_STEPS = 3;
 const DAY_MS = 86_400_000;
 /** How many revoked fingerprints a pin remembers (the latest). */
 const MAX_REVOKED = 64;
-const short = (k: VerifiedKeys) => [k.openpgp && `pgp=${k.openpgp.fingerprint}`, k.smime && `smime=${k.smime.fingerprint}`].filter(Boolean).join(' ');
 
 export class Discovery {
   readonly #o: DiscoveryOptions;
@@ -249,7 +248,7 @@ export class Discovery {
     if (revoked.size > (pin?.revoked?.length ?? 0)) await this.#o.pins.put(domain, { ...(pin ?? { keys: {}, at, violations: [] }), ...remembered });
     if (lagging && pin) {
       // Only keys the pin moved away from were offered (a source behind the switch): the pinned keys stay.
-      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${lagging.source} still serves the previous key ${short(lagging.keys)}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', ...this.#lifecycle(pin) });
+      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${lagging.source} still serves the previous key ${keysText(lagging.keys)}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', ...this.#lifecycle(pin) });
     }
     if (!definite) {
       const stale = cached && cached.staleUntil > now.getTime() ? cached.result : undefined;

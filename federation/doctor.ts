@@ -9,7 +9,7 @@ import { txtRecordLine } from './commands.js';
 import type { DirectoryRef } from './discovery.js';
 import { stubResolver } from './dns.js';
 import { fetchFromLdap } from './ldapimport.js';
-import { pinMatches } from './pin.js';
+import { pinMatches, type Pin } from './pin.js';
 import type { PinStore } from './pins.js';
 import { readPins, type DomainSources } from './proof.js';
 import { getBytes, getJson } from './web.js';
@@ -17,7 +17,8 @@ import { getBytes, getJson } from './web.js';
 /** `mailmesh doctor <domain>`: what a peer would see, one row per check, with the fix for each failure. */
 export interface DoctorRow {
   check: string;
-  result: 'pass' | 'fail' | 'skip';
+  /** warn: works today, needs action soon (a key expiring, a recovery pending); exit 0. */
+  result: 'pass' | 'warn' | 'fail' | 'skip';
   detail: string;
   fix?: string;
 }
@@ -30,8 +31,16 @@ export interface DoctorOptions {
   pins?: PinStore;
   /** LDAP URLs (ldap://host:port/base) to check too. */
   ldap?: string[];
-  /** Warn (fail) when a key expires within this many days (default 30). */
+  /** Warn when a key expires within this many days (default 30); an expired key fails. */
   expiryDays?: number;
+}
+
+/** Newest first by the signed `issued`: a directory behind a roll holds an older record. */
+interface Served {
+  base: string;
+  keys: VerifiedKeys;
+  next?: VerifiedKeys;
+  issued: string;
 }
 
 const fpr = (k: VerifiedKeys) => [k.openpgp && `pgp=${k.openpgp.fingerprint}`, k.smime && `smime=${k.smime.fingerprint}`].filter(Boolean).join(' ') || 'no keys';
@@ -40,10 +49,18 @@ export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow
   const domain: Domain = parseDomain(input);
   const rows: DoctorRow[] = [];
   const now = o.sources.clock();
-  let expected: VerifiedKeys | undefined = o.local?.keys;
+  // The keys peers should see: ours when the domain is local, else the newest signed record of
+  // the directories (never an older one: after a roll that would send the domain back to its old key).
+  const served = o.local ? [] : await newestRecords(domain, o);
+  let expected: VerifiedKeys | undefined = o.local?.keys ?? served[0]?.keys;
+  // During a roll the announced next keys are right too.
+  const expectedNext: VerifiedKeys | undefined = o.local ? o.local.next : served[0]?.next;
+  const either = (p: Pin) => pinMatches(p, expected!) || (!!expectedNext && pinMatches(p, expectedNext));
+  const keysOk = (k: VerifiedKeys) => either({ pgp: k.openpgp?.fingerprint, smime: k.smime?.fingerprint });
   const dirUrl = o.directories[0]?.url ?? '<directory URL>';
   const txtFix = (k: VerifiedKeys | undefined) =>
     k ? `publish in the domain's DNS: ${txtRecordLine({ domain, keys: k } as DomainRecord, dirUrl)}` : `publish _mailmesh.${domain} TXT "v=mm1; pgp=<fingerprint>; …"`;
+  const pending: ({ base: string } & NonNullable<DomainRecord['pendingRecovery']>)[] = [];
   const row = async (check: string, f: () => Promise<Omit<DoctorRow, 'check'>>) => {
     try {
       rows.push({ check, ...(await f()) });
@@ -61,11 +78,16 @@ export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow
       if (!body) return { result: 'fail', detail: 'not a member of this directory', fix: `mailmesh join ${base}` };
       const v = await verifySigned(body.signed, now);
       expected ??= v.keys;
-      if (!pinMatches({ pgp: expected.openpgp?.fingerprint, smime: expected.smime?.fingerprint }, v.keys)) {
-        return { result: 'fail', detail: `serves ${fpr(v.keys)}, expected ${fpr(expected)}`, fix: `mailmesh join ${base} (the directory holds an old or foreign key)` };
+      if (body.pendingRecovery) pending.push({ base, ...body.pendingRecovery });
+      if (!keysOk(v.keys)) {
+        const fix = o.local
+          ? `post the current record to it again: mailmesh join ${base} (mailmesh domain roll ${domain} --status shows which directories have the current key)`
+          : `the domain's newest record is elsewhere: ${domain} should post it to this directory again (mailmesh join ${base})`;
+        return { result: 'fail', detail: `serves ${fpr(v.keys)}, expected ${fpr(expected)}${expectedNext ? ` or the announced next ${fpr(expectedNext)}` : ''}`, fix };
       }
       if (body.status !== 'active') return { result: 'fail', detail: `status ${body.status}: the proof of domain control failed on re-check`, fix: txtFix(expected) };
-      return { result: 'pass', detail: `signed record, ${fpr(v.keys)}` };
+      const roll = v.next ? `; announces next ${fpr(v.next)}` : expectedNext && pinMatches({ pgp: expectedNext.openpgp?.fingerprint, smime: expectedNext.smime?.fingerprint }, v.keys) ? ' (the announced next keys)' : '';
+      return { result: 'pass', detail: `signed record, ${fpr(v.keys)}${roll}` };
     });
     if (d.zone) {
       const zone = d.zone;
@@ -73,7 +95,7 @@ export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow
         const s = d.nameservers?.length ? { ...o.sources, resolver: stubResolver(d.nameservers, { timeoutMs: o.sources.timeoutMs }) } : o.sources;
         const { pins } = await readPins(s, domain, `${domain}.${zone}`);
         if (!pins.length) return { result: 'fail', detail: `no TXT at ${domain}.${zone}`, fix: `mailmesh join ${base}; the directory's DNS face publishes members in ${zone}` };
-        if (expected && !pins.some((p) => pinMatches(p, expected!))) return { result: 'fail', detail: `TXT pins another key than ${fpr(expected)}`, fix: `mailmesh join ${base}` };
+        if (expected && !pins.some(either)) return { result: 'fail', detail: `TXT pins another key than ${fpr(expected)}`, fix: `mailmesh join ${base}` };
         return { result: 'pass', detail: `TXT pins ${pins.map((p) => p.pgp ?? p.smime).join(', ')}` };
       });
     }
@@ -82,7 +104,7 @@ export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow
       const bytes = await getBytes(url, { fetch: o.sources.fetch, timeoutMs: o.sources.timeoutMs });
       if (!bytes) return { result: 'fail', detail: 'no key', fix: `mailmesh join ${base}` };
       const got = (await readOpenPgpKey(bytes)).getFingerprint().toUpperCase();
-      if (expected?.openpgp && got !== expected.openpgp.fingerprint) return { result: 'fail', detail: `serves ${got}`, fix: `mailmesh join ${base}` };
+      if (expected?.openpgp && got !== expected.openpgp.fingerprint && got !== expectedNext?.openpgp?.fingerprint) return { result: 'fail', detail: `serves ${got}`, fix: `mailmesh join ${base}` };
       return { result: 'pass', detail: `key ${got}` };
     });
   }
@@ -91,7 +113,7 @@ export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow
     const { pins, broken } = await readPins(o.sources, domain);
     if (broken.length) return { result: 'fail', detail: broken.join('; '), fix: txtFix(expected) };
     if (!pins.length) return { result: 'fail', detail: 'no v=mm1 TXT record', fix: txtFix(expected) };
-    if (expected && !pins.some((p) => pinMatches(p, expected!))) return { result: 'fail', detail: `pins another key than ${fpr(expected)}`, fix: txtFix(expected) };
+    if (expected && !pins.some(either)) return { result: 'fail', detail: `pins another key than ${fpr(expected)}`, fix: txtFix(expected) };
     return { result: 'pass', detail: `pins ${pins.map((p) => [p.pgp, p.smime].filter(Boolean).join(' ')).join(', ')}` };
   });
 
@@ -101,8 +123,20 @@ export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow
       if (!certificates.length) return { result: 'fail', detail: `no userCertificate for domainkey@${domain}`, fix: 'check the LDAP face base DN and that the domain is a member' };
       // The smime= pin: SHA-256 of the certificate DER.
       const got = certificates.map((der) => createHash('sha256').update(der).digest('hex'));
-      if (expected?.smime && !got.includes(expected.smime.fingerprint)) return { result: 'fail', detail: `certificates ${got.join(', ')}`, fix: 'the LDAP directory holds an old certificate' };
+      if (expected?.smime && !got.includes(expected.smime.fingerprint) && !(expectedNext?.smime && got.includes(expectedNext.smime.fingerprint))) return { result: 'fail', detail: `certificates ${got.join(', ')}`, fix: 'the LDAP directory holds an old certificate' };
       return { result: 'pass', detail: `certificate ${got[0]}` };
+    });
+  }
+
+  // A key recovery held down by a directory (docs/lifecycle.md "Recover"): it takes effect unless vetoed.
+  for (const p of pending) {
+    rows.push({
+      check: `recovery at ${p.base}`,
+      result: 'warn',
+      detail: `a key recovery is pending: new key pgp=${p.openpgp}${p.smime ? ` smime=${p.smime}` : ''} since ${p.since}, effective ${p.effective} unless vetoed`,
+      fix: o.local
+        ? `if ${domain} did not start it, veto it with the current key before ${p.effective}: mailmesh domain veto ${domain}`
+        : `ask ${domain} whether it lost its key; if not, its holder vetoes with mailmesh domain veto ${domain}`,
     });
   }
 
@@ -114,8 +148,16 @@ export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow
       (x): x is [string, string] => !!x,
     );
     const late = ends.filter(([, at]) => Date.parse(at) <= soon);
-    if (late.length) return { result: 'fail', detail: late.map(([w, at]) => `${w} expires ${at}`).join('; '), fix: `roll the domain key over before it expires (docs/federation.md "Rollover")` };
-    return { result: 'pass', detail: ends.length ? ends.map(([w, at]) => `${w} until ${at.slice(0, 10)}`).join('; ') : 'no expiry' };
+    if (!late.length) return { result: 'pass', detail: ends.length ? ends.map(([w, at]) => `${w} until ${at.slice(0, 10)}`).join('; ') : 'no expiry' };
+    const expired = late.some(([, at]) => Date.parse(at) <= now.getTime());
+    const what = late.map(([w, at]) => `${w} ${Date.parse(at) <= now.getTime() ? 'expired' : 'expires'} ${at}`).join('; ');
+    const onlySmime = late.every(([w]) => w.startsWith('S/MIME'));
+    const fix = expectedNext
+      ? `the next keys are announced: finish the roll, mailmesh domain roll ${domain} --finish`
+      : onlySmime
+        ? `renew the S/MIME certificate: mailmesh domain renew ${domain} (or roll every key: mailmesh domain roll ${domain})`
+        : `roll the domain key over: mailmesh domain roll ${domain}`;
+    return { result: expired ? 'fail' : 'warn', detail: what, fix };
   });
 
   if (o.pins) {
@@ -123,10 +165,29 @@ export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow
       const v = (await o.pins!.get(domain))?.violations ?? [];
       if (!v.length) return { result: 'pass', detail: 'none recorded' };
       const last = v[v.length - 1]!;
-      return { result: 'fail', detail: `${v.length} refused key change(s); last ${last.at}: ${last.source} offered ${last.offered}, pinned ${last.pinned}`, fix: 'ask the domain whether it changed its key; if so, have it publish a rollover, then reset the pin (delete it from the pins file)' };
+      const detail = `${v.length} refused key change(s); last ${last.at}: ${last.source} offered ${last.offered}${last.revoked ? ' (revoked)' : ''}, pinned ${last.pinned}`;
+      if (last.revoked) return { result: 'fail', detail, fix: `a source still serves a key ${domain} revoked (never used): tell its operator; mailmesh pins show ${domain} lists them` };
+      return { result: 'fail', detail, fix: `see them with mailmesh pins show ${domain}; ask ${domain} whether it changed its key: if it did, mailmesh pins accept ${domain} takes the offered key, or mailmesh pins forget ${domain} pins afresh at the next lookup` };
     });
   }
   return rows;
+}
+
+/** The signed records the directories serve, newest `issued` first (unreachable or invalid ones left out: their rows say why). */
+async function newestRecords(domain: Domain, o: DoctorOptions): Promise<Served[]> {
+  const out: Served[] = [];
+  for (const d of o.directories) {
+    const base = d.url.replace(/\/+$/, '');
+    try {
+      const body = (await getJson(`${base}/v1/domains/${domain}`, { fetch: o.sources.fetch, timeoutMs: o.sources.timeoutMs })) as DomainRecord | undefined;
+      if (!body?.signed) continue;
+      const v = await verifySigned(body.signed, o.sources.clock());
+      out.push({ base, keys: v.keys, ...(v.next ? { next: v.next } : {}), issued: v.payload.issued });
+    } catch {
+      // the directory's own row reports it
+    }
+  }
+  return out.sort((a, b) => Date.parse(b.issued) - Date.parse(a.issued));
 }
 
 /** The table `mailmesh doctor` prints. */

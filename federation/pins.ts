@@ -56,6 +56,11 @@ export interface PinEntry {
   revoked?: string[];
 }
 
+/** Keys as `pgp=<fingerprint> smime=<sha256>` (what the `_mailmesh` TXT says), `-` for none. */
+export function keysText(k: VerifiedKeys | undefined): string {
+  return [k?.openpgp && `pgp=${k.openpgp.fingerprint}`, k?.smime && `smime=${k.smime.fingerprint}`].filter(Boolean).join(' ') || '-';
+}
+
 /** The fingerprints of keys, OpenPGP and S/MIME leaf. */
 export function fingerprints(k: VerifiedKeys | undefined): string[] {
   return [k?.openpgp?.fingerprint, k?.smime?.fingerprint].filter((f): f is string => !!f);
