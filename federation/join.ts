@@ -58,6 +58,14 @@ export function verifiedDraft(v: VerifiedRecord, signed: SignedRecord, provenanc
   };
 }
 
+/**
+ * The held record shows this pending recovery: its hold-down was public all along. A recovery kept
+ * but not shown (the record was removed and joined again, or replaced by a mirror) counts for nothing.
+ */
+function shows(r: DomainRecord, p: PendingRecovery): boolean {
+  return r.pendingRecovery?.openpgp === p.openpgp && r.pendingRecovery.since === p.since;
+}
+
 type ReverifyOutcome = { domain: string; status: 'active' | 'stale' | 'unchanged' | 'recovered' | 'recovery-dropped'; reason?: string };
 
 /** The directory side of join, leave, key recovery and re-verification (docs/federation.md "Join and leave"). */
@@ -127,9 +135,10 @@ export class JoinService {
     }
     // A joined or mirrored record was verified when it was stored, so its payload parses.
     const heldPayload = live?.signed ? checkRecordPayload(parseCanonical(live.signed.payload)) : undefined;
-    if (heldPayload && Date.parse(v.payload.issued) <= Date.parse(heldPayload.issued)) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `${v.domain}: issued ${v.payload.issued} is not newer than the record held`);
     const how = await continuity(heldKey, heldPayload?.next?.openpgp, v, now);
+    // Without continuity, the order of the two keys' records says nothing: a recovery, or a refusal.
     if (!how) return this.#recover(live!, v, signed, now);
+    if (heldPayload && Date.parse(v.payload.issued) <= Date.parse(heldPayload.issued)) throw new MailmeshError('SIGNED_RECORD_MALFORMED', `${v.domain}: issued ${v.payload.issued} is not newer than the record held`);
     const proof = await proveControl(this.#sources, v.domain, v.keys);
     // A recovery pending for a key that now arrives with continuity has nothing left to hold down.
     const keep = live?.pendingRecovery && live.pendingRecovery.openpgp !== v.keys.openpgp.fingerprint ? { pendingRecovery: live.pendingRecovery } : {};
@@ -159,11 +168,9 @@ export class JoinService {
       throw new MailmeshError('DOMAIN_HELD', heldPath(v.domain, held, fpr, this.#holdMs));
     }
     const pending = await this.#recoveries.get(v.domain);
-    if (pending?.openpgp === fpr) {
+    if (pending?.openpgp === fpr && shows(live, pending)) {
       if (now.getTime() >= Date.parse(pending.effective)) return { record: await this.#promote(live, v, signed, pending, proof, now) };
-      const shown = shownRecovery(pending, v.keys.smime?.fingerprint);
-      if (live.pendingRecovery?.openpgp === fpr) return { record: live, pending: true };
-      return { record: await directory.putRecord({ ...live, pendingRecovery: shown, updated: now.toISOString() }, live.serial), pending: true };
+      return { record: live, pending: true };
     }
     // A first recovery, or one to another key than the pending one (whose proof has gone): the hold-down starts now.
     const started: PendingRecovery = { signed, openpgp: fpr, since: now.toISOString(), effective: new Date(now.getTime() + this.#holdMs).toISOString() };
@@ -201,7 +208,7 @@ export class JoinService {
       const now = directory.clock();
       const pending = await this.#recoveries.get(r.domain);
       // None kept here: a mirrored copy showing its origin's recovery (federation/mirror.ts).
-      if (!pending || now.getTime() < Date.parse(pending.effective)) continue;
+      if (!pending || !shows(r, pending) || now.getTime() < Date.parse(pending.effective)) continue;
       try {
         const v = await verifySigned(pending.signed, now);
         const proof = await proveControl(this.#sources, v.domain, v.keys);
@@ -242,6 +249,7 @@ export class JoinService {
       throw new MailmeshError('SIGNED_RECORD_MALFORMED', `the statement is for ${p.domain} ${p.fingerprint}`);
     }
     const r = await directory.removeDomain(domain);
+    await this.#recoveries.drop(domain);
     this.#o.logger?.info({ domain }, 'domain left');
     return r;
   }

@@ -11,6 +11,7 @@ import { Discovery } from '../../federation/discovery.js';
 import { JoinService, postJoin, postLeave } from '../../federation/join.js';
 import { MemoryPinStore } from '../../federation/pins.js';
 import { WELL_KNOWN_RECORD } from '../../federation/proof.js';
+import { postVeto } from '../../federation/recovery.js';
 import { baseFor } from '../../federation/web.js';
 import { startDns, ZONE } from '../directory/dns/helpers.js';
 import { startHttp } from '../directory/http/helpers.js';
@@ -136,12 +137,16 @@ t.test('refused joins say why with a stable code', async (t) => {
   // A payload that is not canonical JSON.
   await rejectsCode(t, postJoin(dirUrl, { payload: ' ' + delta.signed!.payload, signature: delta.signed!.signature }), 'SIGNED_RECORD_MALFORMED');
   await rejectsCode(t, postJoin(dirUrl, { nonsense: true } as never), 'SIGNED_RECORD_MALFORMED');
-  // Someone else's domain: a new key for beta.test, even with the TXT changed to it.
+  // Someone else's domain: a new key for beta.test. Without the TXT naming it: refused.
   const mallory = await (await memoryDirectory(clock.now)).addDomain('beta.test');
-  zone.pin(mallory, dirUrl);
   await rejectsCode(t, postJoin(dirUrl, mallory.signed!), 'DOMAIN_HELD');
+  // With the TXT changed to it (control of the domain's DNS): only a recovery, held down, that beta vetoes.
+  zone.pin(mallory, dirUrl);
+  t.equal((await postJoin(dirUrl, mallory.signed!)).pendingRecovery?.openpgp, mallory.keys.openpgp!.fingerprint, 'a recovery is pending');
+  await postVeto(dirUrl, 'beta.test', mallory.keys.openpgp!.fingerprint, await betaPriv(), clock.now());
   zone.pin(beta.record, dirUrl);
   t.equal((await dir.getRecord('beta.test')).keys.openpgp?.fingerprint, beta.record.keys.openpgp!.fingerprint, 'beta still holds its domain');
+  t.notOk((await dir.getRecord('beta.test')).pendingRecovery, 'vetoed');
   // Proof through the well-known record instead of DNS.
   const eps = await (await memoryDirectory(clock.now)).addDomain('epsilon.test');
   wellKnown.set('epsilon.test', eps.signed!);
