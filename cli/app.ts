@@ -151,6 +151,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     const federation = {
       join: joins ? (b: unknown) => joins.join(b) : disabled,
       leave: joins ? (d: string, b: unknown) => joins.leave(d, b) : disabled,
+      veto: joins ? (d: string, b: unknown) => joins.veto(d, b) : disabled,
       importKeys: importHandler(directory, { token: f.importToken, trustAnchors: loadAnchors(f.trustAnchors), publish: f.publishImported }),
     };
     // Periodic work runs on the node that holds its store lease (directory/lease.ts, docs/cluster.md).

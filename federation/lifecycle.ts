@@ -118,7 +118,12 @@ export async function publishRecord(directory: Directory, r: DomainRecord, urls:
         out.push({ url, result: 'not-joined', detail: `holds no record of ${r.domain} (mailmesh join ${url})` });
         continue;
       }
-      const record = held.signed?.payload === signed.payload ? held : await postJoin(url, signed, fetchImpl);
+      if (held.signed?.payload === signed.payload) {
+        await directory.store.kvPut(key, digest(signed));
+        out.push({ url, result: 'unchanged', record: held, detail: 'it serves this record' });
+        continue;
+      }
+      const record = await postJoin(url, signed, fetchImpl);
       // A recovery the directory holds down (202, federation/recovery.ts) is posted again until it took effect.
       if (record.pendingRecovery && record.pendingRecovery.openpgp === r.keys.openpgp?.fingerprint) {
         out.push({ url, result: 'pending', record, detail: `held down until ${isoSecond(record.pendingRecovery.effective)}` });

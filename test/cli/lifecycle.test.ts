@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { PIN_LABEL, pinText } from '../../directory/dane.js';
 import { txtRdata, TYPE } from '../../directory/dns/wire.js';
 import type { DomainRecord } from '../../directory/record.js';
@@ -10,6 +10,9 @@ import { kdig } from '../directory/dns/helpers.js';
 import { startZone } from '../federation/helpers.js';
 import { run, tempDir } from '../helpers.js';
 import { cli, startServe } from './helpers.js';
+
+// Every command is a process of its own that may generate RSA-3072 keys: on a busy machine this file takes minutes.
+t.setTimeout(900_000);
 
 const portOf = (hostPort: string) => Number(hostPort.slice(hostPort.lastIndexOf(':') + 1));
 const show = async (cwd: string, domain: string, env: Record<string, string> = {}) => JSON.parse((await cli(cwd, ['domain', 'show', domain, '--json'], env)).stdout.toString()) as DomainRecord;
@@ -74,23 +77,34 @@ t.test('a CLI change on SQLite reaches a running serve\'s DNS face (and its expi
   t.notMatch((await run('curl', ['-sf', `http://${s.addresses.http}/metrics`])).stdout.toString(), 'domain="x.test"', 'the gauge forgets a removed domain');
 });
 
-t.test('roll, status, finish, renew, revoke from the CLI: posted to the directory, held back by the _mailmesh TXT', async (t) => {
+/**
+ * A federation on loopback: the member's own DNS (a test zone for its `_mailmesh` TXT) and a
+ * directory (`serve` with joins) that checks it; `member()` is a node of alpha.test (CLI on its
+ * own store) configured with both.
+ */
+async function federation(t: Test) {
   const zone = await startZone(t);
   const resolvers = `127.0.0.1:${zone.port}`;
-  const dirCwd = tempDir(t);
-  const dir = await startServe(t, dirCwd, {
+  const dir = await startServe(t, tempDir(t), {
     MAILMESH_DEMO__DOMAIN: '', MAILMESH_SMTP__ENABLED: 'false', MAILMESH_LDAP__ENABLED: 'false', MAILMESH_DNS__ENABLED: 'false',
     MAILMESH_FEDERATION__RESOLVERS: resolvers, MAILMESH_FEDERATION__JOIN__ALLOW_PRIVATE_ADDRESSES: 'true', MAILMESH_FEDERATION__WELL_KNOWN_BASE: 'http://127.0.0.1:9/{domain}',
   });
   const url = `http://${dir.addresses.http}`;
   const held = async () => JSON.parse((await run('curl', ['-sf', `${url}/v1/domains/alpha.test`])).stdout.toString()) as DomainRecord;
-
-  const cwd = tempDir(t);
-  const key = randomBytes(32).toString('base64');
-  const env = { MAILMESH_MASTER_KEY: key, MAILMESH_FEDERATION__RESOLVERS: resolvers, MAILMESH_FEDERATION__DIRECTORIES: JSON.stringify([{ url }]) };
-  const run1 = (args: string[]) => cli(cwd, args, env);
   const pin = (...records: DomainRecord['keys'][]) =>
     zone.set(`${PIN_LABEL}.alpha.test`, TYPE.TXT, records.map((keys) => txtRdata(pinText({ domain: 'alpha.test', keys } as DomainRecord, url))));
+  const member = () => {
+    const cwd = tempDir(t);
+    // The HTTP face this node would serve the CRL on (it does not listen here): named in new leaves.
+    const env = { MAILMESH_MASTER_KEY: randomBytes(32).toString('base64'), MAILMESH_HTTP__PORT: '8080', MAILMESH_FEDERATION__RESOLVERS: resolvers, MAILMESH_FEDERATION__DIRECTORIES: JSON.stringify([{ url }]) };
+    return { cwd, env, run: (args: string[]) => cli(cwd, args, env), show: () => show(cwd, 'alpha.test', env) };
+  };
+  return { url, held, pin, member };
+}
+
+t.test('roll, status, finish, renew, revoke from the CLI: posted to the directory, held back by the _mailmesh TXT', async (t) => {
+  const { url, held, pin, member } = await federation(t);
+  const { cwd, env, run: run1 } = member();
 
   t.equal((await run1(['domain', 'add', 'alpha.test'])).code, 0);
   const first = await show(cwd, 'alpha.test', env);
@@ -109,7 +123,7 @@ t.test('roll, status, finish, renew, revoke from the CLI: posted to the director
   t.equal((await held()).next?.openpgp?.fingerprint, announced.next!.openpgp!.fingerprint, 'the directory serves the next key');
 
   // Status: phase, directories, and the peers the gateway saw (store kv, as gateway/ writes it).
-  const store = await openStore(`sqlite:${join(cwd, 'data', 'mailmesh.db')}`, {});
+  const store = await openStore(`sqlite:${join(cwd, 'data', 'mailmesh.db')}`, { redisPrefix: '' });
   await store.kvPut('lifecycle:seen:alpha.test', JSON.stringify({ 'beta.test': { openpgp: announced.next!.openpgp!.fingerprint, at: '2026-12-01T00:00:00.000Z' }, 'gamma.test': { openpgp: first.keys.openpgp!.fingerprint, at: '2026-11-30T00:00:00.000Z' } }));
   await store.close();
   const status = (await run1(['domain', 'roll', 'alpha.test', '--status'])).stdout.toString();
@@ -157,8 +171,48 @@ t.test('roll, status, finish, renew, revoke from the CLI: posted to the director
   const fresh = await show(cwd, 'alpha.test', env);
   t.not(fresh.keys.openpgp!.fingerprint, renewed.keys.openpgp!.fingerprint, 'new OpenPGP key');
   t.ok(fresh.crl, 'the record carries the domain CA\'s CRL');
+  const dp = await run('openssl', ['x509', '-noout', '-ext', 'crlDistributionPoints'], { input: fresh.keys.smime!.chain[0] });
+  t.match(dp.stdout.toString(), 'URI:http://127.0.0.1:8080/v1/domains/alpha.test/crl', 'the new leaf names the CRL of this node\'s HTTP face');
   pin(fresh.keys);
   const rejoin = await run1(['join', url, '--domain', 'alpha.test']);
   t.equal(rejoin.code, 0, rejoin.stdout.toString() + rejoin.stderr);
   t.equal((await held()).keys.openpgp!.fingerprint, fresh.keys.openpgp!.fingerprint, 'the directory serves the new key');
+});
+
+t.test('recover after a lost key: refused without the TXT, held down with it, vetoed by the holder of the old key', async (t) => {
+  const { url, held, pin, member } = await federation(t);
+  const old = member();
+  t.equal((await old.run(['domain', 'add', 'alpha.test'])).code, 0);
+  const first = await old.show();
+  pin(first.keys);
+  t.equal((await old.run(['join', url, '--domain', 'alpha.test'])).code, 0);
+
+  // A new node, without the old keys: fresh keys, and the TXT line to publish.
+  const fresh = member();
+  const before = await fresh.run(['domain', 'recover', 'alpha.test']);
+  t.equal(before.code, 0, before.stderr);
+  const recovered = await fresh.show();
+  t.not(recovered.keys.openpgp!.fingerprint, first.keys.openpgp!.fingerprint, 'new keys');
+  t.match(before.stdout.toString(), `_mailmesh.alpha.test. 300 IN TXT "v=mm1; pgp=${recovered.keys.openpgp!.fingerprint}`);
+  t.match(before.stdout.toString(), new RegExp(`directory ${url}: failed \\(DOMAIN_HELD: .*hold-down`), 'no proof yet: DOMAIN_HELD names the recovery path');
+
+  pin(recovered.keys);
+  const again = await fresh.run(['domain', 'recover', 'alpha.test']);
+  t.equal((await fresh.show()).keys.openpgp!.fingerprint, recovered.keys.openpgp!.fingerprint, 'the keys made before are posted, not new ones');
+  const until = new RegExp(`directory ${url}: held down until (\\S+)`).exec(again.stdout.toString());
+  t.ok(until, again.stdout.toString());
+  const h = await held();
+  t.equal(h.keys.openpgp!.fingerprint, first.keys.openpgp!.fingerprint, 'the directory still serves the old key');
+  t.equal(h.pendingRecovery?.openpgp, recovered.keys.openpgp!.fingerprint);
+  t.equal(until![1], second(h.pendingRecovery!.effective), 'the end of the hold-down as the directory says');
+  t.ok(Date.parse(h.pendingRecovery!.effective) - Date.parse(h.pendingRecovery!.since) === 72 * 3600_000, 'federation.recoveryHoldSec: 72 h');
+
+  // The holder of the old key sees it and vetoes.
+  t.match((await old.run(['domain', 'roll', 'alpha.test', '--status'])).stdout.toString(), `RECOVERY PENDING to ${recovered.keys.openpgp!.fingerprint}`);
+  const veto = await old.run(['domain', 'veto', 'alpha.test']);
+  t.equal(veto.code, 0, veto.stdout.toString() + veto.stderr);
+  t.match(veto.stdout.toString(), `directory ${url}: vetoed the recovery to ${recovered.keys.openpgp!.fingerprint}`);
+  t.notOk((await held()).pendingRecovery, 'nothing pending');
+  t.match((await fresh.run(['domain', 'recover', 'alpha.test'])).stdout.toString(), `directory ${url}: failed (RECOVERY_VETOED`);
+  t.match((await old.run(['domain', 'veto', 'alpha.test'])).stdout.toString(), `directory ${url}: no recovery pending`);
 });
