@@ -273,7 +273,8 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
    */
   async announceRoll(input: string, opts: { overlapDays?: number } = {}): Promise<DomainRecord> {
     const { current, secrets, now } = await this.#own(input);
-    if (current.next || current.rollover || secrets.next) throw new MailmeshError('ROLL_IN_PROGRESS', `${current.domain}: announced ${current.rollover?.announced ?? '(unknown)'}`);
+    // Next secrets without a published announcement (a write that never finished) are replaced.
+    if (current.next || current.rollover) throw new MailmeshError('ROLL_IN_PROGRESS', `${current.domain}: announced ${current.rollover?.announced ?? '(unknown)'}`);
     const next = await newKeys(current.domain, { keys: current.keys, secrets }, { keys: this.#opts.keys, now, crlUrl: this.#opts.crlUrl?.(current.domain) });
     const overlap = opts.overlapDays ?? this.#opts.keys.overlapDays ?? DEFAULT_OVERLAP_DAYS;
     const content = { ...current, next: next.keys, rollover: { announced: now.toISOString(), switchAfter: daysAfter(now, overlap) } };

@@ -1,3 +1,4 @@
+import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import type { Domain } from './domain.js';
 import { MailmeshError } from './errors.js';

@@ -50,8 +50,9 @@ export interface Store {
    */
   kvIncr(key: string, ttlMs: number, opts?: { slide?: boolean }): Promise<{ count: number; ttlMs: number }>;
   /**
-   * Only on stores shared between processes (Redis): calls `onChange` after every write any
-   * process commits, and with no argument when notices may have been lost (a reconnect).
+   * Only on stores shared between processes (Redis; SQLite, whose file a CLI process shares
+   * with serve, by a poll): calls `onChange` after every write any process commits, and with
+   * no argument when notices may have been lost (a reconnect).
    * Resolves once subscribed; close() ends the subscription.
    */
   subscribe?(onChange: (c?: { domain: Domain; serial: number }) => void): Promise<void>;

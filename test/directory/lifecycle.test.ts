@@ -1,11 +1,16 @@
+import 'reflect-metadata';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as x509 from '@peculiar/x509';
 import * as openpgp from 'openpgp';
 import t from 'tap';
 import { Directory, type DirectoryOptions } from '../../directory/directory.js';
 import type { DomainRecord } from '../../directory/record.js';
 import { MemoryStore } from '../../directory/store/memory.js';
-import { verifySigned } from '../../directory/signed.js';
-import { rejectsCode } from '../helpers.js';
+import { checkRecordPayload, recordPayload, revokedBy, verifySigned } from '../../directory/signed.js';
+import { readCrl } from '../../directory/smime.js';
+import { gpgHome, rejectsCode, run, tempDir, throwsCode } from '../helpers.js';
 
 const DAY = 86400_000;
 
@@ -113,4 +118,202 @@ t.test('overlapDays and retainDays come from the options or the call; --now swit
   const b4 = await d.finishRoll('beta.test');
   t.same(b4.keys, b3.next, 'an overlap of 0 switches at once');
   t.equal((await d.getSecrets('beta.test')).retained!.length, 2, 'both old key sets retained');
+});
+
+function cert(pem: string): x509.X509Certificate {
+  return new x509.X509Certificate(pem);
+}
+
+/** The reason code (RFC 4880 §5.2.3.23) of a revocation certificate, as openpgp.js reads it applied to its key. */
+async function revocationFlag(armoredKey: string, certificate: string): Promise<number | null | undefined> {
+  const key = await openpgp.readKey({ armoredKey });
+  const { publicKey } = await openpgp.revokeKey({ key, revocationCertificate: certificate, format: 'object' });
+  return publicKey.revocationSignatures[0]?.reasonForRevocationFlag;
+}
+
+t.test('renew: the same leaf key pair certified again by the domain CA; the previous leaf is retained', async (t) => {
+  const { d, clock, advance } = await clocked(new Date('2027-03-01T10:00:00Z'));
+  const a0 = await d.addDomain('renew.test');
+  const s0 = await d.getSecrets('renew.test');
+  advance(300 * DAY);
+  const a1 = await d.renewSmime('renew.test');
+  const [old, renewed] = [cert(a0.keys.smime!.chain[0]!), cert(a1.keys.smime!.chain[0]!)];
+  t.not(a1.keys.smime!.fingerprint, a0.keys.smime!.fingerprint, 'a new certificate');
+  t.not(renewed.serialNumber, old.serialNumber);
+  t.same(Buffer.from(renewed.publicKey.rawData), Buffer.from(old.publicKey.rawData), 'with the same key pair');
+  t.equal(caPem(a1.keys), caPem(a0.keys), 'by the same CA');
+  t.ok(await renewed.verify({ publicKey: cert(caPem(a0.keys)).publicKey, signatureOnly: true }), 'signed by it');
+  t.equal(a1.keys.smime!.notAfter, new Date(clock.now.getTime() + 365 * DAY).toISOString(), 'valid keys.validDays from now');
+  t.same(a1.keys.openpgp, a0.keys.openpgp, 'the OpenPGP key stays');
+  t.equal(a1.validity.notAfter, a1.keys.smime!.notAfter);
+  t.same((await verifySigned(a1.signed, clock.now)).signers, [a0.keys.openpgp!.fingerprint]);
+  const s1 = await d.getSecrets('renew.test');
+  t.same({ openpgp: s1.openpgp, smime: s1.smime }, { openpgp: s0.openpgp, smime: s0.smime }, 'the private keys stay');
+  t.same(s1.retained?.map((r) => r.keys), [{ smime: a0.keys.smime }], 'the previous leaf is retained');
+  t.same(s1.retained![0]!.secrets, { smime: s0.smime });
+});
+
+t.test('the CA roll: near its end, a roll brings a new domain CA; a renewed leaf never outlives its CA', async (t) => {
+  // The domain is made with a 365-day validity (the CA: 730 days); the same store opened with
+  // a 1000-day validity finds its CA expiring within keys.validDays.
+  const short = await clocked(new Date('2027-03-01T10:00:00Z'));
+  const a0 = await short.d.addDomain('carol.test');
+  const { d, clock } = await clocked(short.clock.now, { keys: { openpgp: 'curve25519', validDays: 1000 } }, short.store, short.masterKey);
+  const a1 = await d.renewSmime('carol.test');
+  t.equal(a1.keys.smime!.notAfter, cert(caPem(a0.keys)).notAfter.toISOString(), 'the leaf ends with its CA');
+  const a2 = await d.announceRoll('carol.test');
+  const newCa = cert(caPem(a2.next!));
+  t.not(caPem(a2.next!), caPem(a0.keys), 'a new CA is announced');
+  t.equal(newCa.notAfter.toISOString(), new Date(clock.now.getTime() + 2000 * DAY).toISOString(), 'for twice keys.validDays');
+  t.not((await d.getSecrets('carol.test')).next!.smime!.caKeyPkcs8Pem, (await d.getSecrets('carol.test')).smime!.caKeyPkcs8Pem, 'with its own key');
+  const v = await verifySigned(a2.signed, clock.now);
+  t.equal(v.next?.smime?.chain.length, 2, 'the new chain verifies as next');
+  const a3 = await d.finishRoll('carol.test', { now: true });
+  t.equal(caPem(a3.keys), caPem(a2.next!));
+});
+
+t.test('revoke (superseded): new keys at once, a revocation certificate and a CRL that gpg and openssl read', async (t) => {
+  // Real time: gpg and openssl judge validity by the system clock.
+  const { d, clock } = await clocked(new Date());
+  const a0 = await d.addDomain('dave.test');
+  const renewed = await d.renewSmime('dave.test');
+  const s0 = await d.getSecrets('dave.test');
+  const a1 = await d.revokeKeys('dave.test', 'superseded');
+  t.not(a1.keys.openpgp!.fingerprint, a0.keys.openpgp!.fingerprint, 'a new OpenPGP key');
+  t.notSame(Buffer.from(cert(a1.keys.smime!.chain[0]!).publicKey.rawData), Buffer.from(cert(a0.keys.smime!.chain[0]!).publicKey.rawData), 'a new leaf key pair');
+  t.equal(caPem(a1.keys), caPem(a0.keys), 'superseded: the same CA');
+  const v = await verifySigned(a1.signed, clock.now);
+  t.same(v.signers, [a1.keys.openpgp!.fingerprint], 'signed by the new key');
+  t.equal(v.payload.revocations?.length, 1);
+  t.same(await revokedBy(v.payload.revocations, [a0.keys.openpgp!.armored], clock.now), [a0.keys.openpgp!.fingerprint], 'the certificate revokes the old key');
+  t.equal(await revocationFlag(a0.keys.openpgp!.armored, v.payload.revocations![0]!), openpgp.enums.reasonForRevocation.keySuperseded);
+  t.equal(v.payload.crl, a1.crl, 'the record carries the signed CRL');
+
+  const crl = await readCrl(Buffer.from(a1.crl!, 'base64'), cert(caPem(a0.keys)));
+  t.ok(crl, 'issued by the domain CA');
+  t.equal(crl!.number, 1);
+  t.same(
+    crl!.entries.map((e) => [e.serialNumber, e.reason]).sort(),
+    [a0.keys.smime!.serialNumber, renewed.keys.smime!.serialNumber].map((s) => [s, x509.X509CrlReason.superseded]).sort(),
+    'it lists the leaf and the earlier certificate of the same key pair',
+  );
+
+  const s1 = await d.getSecrets('dave.test');
+  t.same(s1.retained?.map((r) => [r.keys.smime?.fingerprint, r.revoked]), [[a0.keys.smime!.fingerprint, true], [renewed.keys.smime!.fingerprint, true]], 'old keys retained, revoked');
+  t.same(s1.retained![1]!.secrets, { openpgp: s0.openpgp, smime: s0.smime });
+  t.equal(s1.retained![1]!.keys.openpgp?.fingerprint, a0.keys.openpgp!.fingerprint, 'with their public keys');
+
+  const dir = tempDir(t);
+  const f = (name: string) => join(dir, name);
+  writeFileSync(f('ca.pem'), caPem(a0.keys));
+  writeFileSync(f('crl.der'), Buffer.from(a1.crl!, 'base64'));
+  writeFileSync(f('old.pem'), renewed.keys.smime!.chain[0]!);
+  writeFileSync(f('new.pem'), a1.keys.smime!.chain[0]!);
+  const openssl = (args: string[]) => run('openssl', args, { cwd: dir, allowFail: true });
+  const check = await openssl(['crl', '-inform', 'DER', '-in', 'crl.der', '-CAfile', 'ca.pem', '-noout']);
+  t.equal(check.code, 0);
+  t.match(check.stderr, /verify OK/, 'openssl verifies the CRL with the CA');
+  const text = (await openssl(['crl', '-inform', 'DER', '-in', 'crl.der', '-noout', '-text'])).stdout.toString();
+  t.match(text, /Version 2/, 'a v2 CRL');
+  t.match(text, /X509v3 CRL Number:\s*1/, 'with its number');
+  t.match(text, /X509v3 Authority Key Identifier/);
+  t.match(text, /X509v3 CRL Reason Code:\s*Superseded/, 'and reason codes');
+  await openssl(['crl', '-inform', 'DER', '-in', 'crl.der', '-out', 'crl.pem']);
+  const revoked = await openssl(['verify', '-crl_check', '-CRLfile', 'crl.pem', '-CAfile', 'ca.pem', 'old.pem']);
+  t.not(revoked.code, 0);
+  t.match(revoked.stdout.toString() + revoked.stderr, /certificate revoked/, 'openssl: the old leaf is revoked');
+  const fresh = await openssl(['verify', '-crl_check', '-CRLfile', 'crl.pem', '-CAfile', 'ca.pem', 'new.pem']);
+  t.equal(fresh.code, 0, fresh.stderr);
+  t.match(fresh.stdout.toString(), /new.pem: OK/, 'openssl: the new leaf is OK');
+
+  const { gpg } = gpgHome(t);
+  await gpg(['--import'], a0.keys.openpgp!.armored);
+  const before = (await gpg(['--with-colons', '--list-keys', a0.keys.openpgp!.fingerprint])).stdout.toString();
+  t.match(before, /^pub:[^r]:/m, 'gpg: valid before');
+  await gpg(['--import'], v.payload.revocations![0]!);
+  const after = (await gpg(['--with-colons', '--list-keys', a0.keys.openpgp!.fingerprint])).stdout.toString();
+  t.match(after, /^pub:r:/m, 'gpg: revoked after importing the certificate');
+  const packets = (await gpg(['--list-packets'], v.payload.revocations![0]!)).stdout.toString();
+  t.match(packets, /sigclass 0x20/, 'a key revocation signature');
+  t.match(packets, /revocation reason 0x01/, 'reason: superseded');
+});
+
+t.test('revoke (compromised): a new CA too, the old CA lists the leaf as keyCompromise, an announced roll ends revoked', async (t) => {
+  const { d, clock } = await clocked(new Date());
+  const a0 = await d.addDomain('erin.test');
+  const a1 = await d.announceRoll('erin.test');
+  const a2 = await d.revokeKeys('erin.test', 'compromised');
+  t.not(caPem(a2.keys), caPem(a0.keys), 'a new domain CA');
+  t.equal(a2.next, undefined, 'the roll is over');
+  t.equal(a2.rollover, undefined);
+  t.equal(await d.lookup({ fingerprint: a1.next!.openpgp!.fingerprint }), undefined);
+  await rejectsCode(t, d.finishRoll('erin.test'), 'ROLL_NOT_ANNOUNCED');
+  const v = await verifySigned(a2.signed, clock.now);
+  t.same(
+    (await revokedBy(v.payload.revocations, [a0.keys.openpgp!.armored, a1.next!.openpgp!.armored], clock.now)).sort(),
+    [a0.keys.openpgp!.fingerprint, a1.next!.openpgp!.fingerprint].sort(),
+    'the current and the announced key are revoked',
+  );
+  t.equal(await revocationFlag(a0.keys.openpgp!.armored, v.payload.revocations![0]!), openpgp.enums.reasonForRevocation.keyCompromised);
+  const crl = await readCrl(Buffer.from(a2.crl!, 'base64'), cert(caPem(a0.keys)));
+  t.same(
+    crl?.entries.map((e) => [e.serialNumber, e.reason]).sort(),
+    [a0.keys.smime!.serialNumber, a1.next!.smime!.serialNumber].map((s) => [s, x509.X509CrlReason.keyCompromise]).sort(),
+    "the old CA's CRL lists both leaves",
+  );
+  const s2 = await d.getSecrets('erin.test');
+  t.equal(s2.next, undefined);
+  t.same(s2.retained?.map((r) => [r.keys.openpgp?.fingerprint, r.revoked]), [[a0.keys.openpgp!.fingerprint, true], [a1.next!.openpgp!.fingerprint, true]]);
+
+  // A second revocation under the new CA: a first CRL of that CA; the earlier certificates are carried.
+  const a3 = await d.revokeKeys('erin.test', 'superseded');
+  const crl3 = await readCrl(Buffer.from(a3.crl!, 'base64'), cert(caPem(a2.keys)));
+  t.same(crl3?.entries.map((e) => e.serialNumber), [a2.keys.smime!.serialNumber], "the new CA's CRL");
+  t.equal(crl3?.number, 1);
+  const v3 = await verifySigned(a3.signed, clock.now);
+  t.equal(v3.payload.revocations?.length, 3, 'the new revocation certificate first, then those carried');
+  t.same(await revokedBy(v3.payload.revocations!.slice(0, 1), [a2.keys.openpgp!.armored], clock.now), [a2.keys.openpgp!.fingerprint]);
+  const a4 = await d.announceRoll('erin.test');
+  t.equal(a4.crl, a3.crl, 'a later record carries the CRL');
+  t.same((await verifySigned(a4.signed, clock.now)).payload.revocations, v3.payload.revocations, 'and the revocations');
+});
+
+t.test('crlUrl: the leaves the directory issues name it as their CRL distribution point', async (t) => {
+  const { d } = await clocked(new Date(), { crlUrl: (domain) => `https://dir.example/v1/domains/${domain}/crl` });
+  const a0 = await d.addDomain('frank.test');
+  const a1 = await d.announceRoll('frank.test');
+  const a2 = await d.renewSmime('frank.test');
+  const dir = tempDir(t);
+  for (const [name, pem] of [['added', a0.keys.smime!.chain[0]!], ['next', a1.next!.smime!.chain[0]!], ['renewed', a2.keys.smime!.chain[0]!]] as const) {
+    writeFileSync(join(dir, `${name}.pem`), pem);
+    const text = (await run('openssl', ['x509', '-in', `${name}.pem`, '-noout', '-ext', 'crlDistributionPoints'], { cwd: dir })).stdout.toString();
+    t.match(text, /URI:https:\/\/dir\.example\/v1\/domains\/frank\.test\/crl/, `${name}: openssl reads the distribution point`);
+  }
+  const { d: plain } = await clocked(new Date());
+  const b = await plain.addDomain('grace.test');
+  t.equal(cert(b.keys.smime!.chain[0]!).getExtension(x509.CRLDistributionPointsExtension), null, 'none without crlUrl');
+});
+
+t.test('a payload crl is base64 of bounded size', async (t) => {
+  const base = recordPayload(
+    { domain: 'h.test' as DomainRecord['domain'], keys: {}, gateways: { smtp: [] }, formats: ['pgp-mime'], validity: { notBefore: '2027-01-01T00:00:00Z', notAfter: null } },
+    new Date('2027-01-01T00:00:00Z'),
+  );
+  t.equal(checkRecordPayload({ ...base, crl: 'MAo=' }).crl, 'MAo=');
+  for (const bad of ['', 'not base64!', 'MAo', 'A'.repeat(65_540), 42]) {
+    throwsCode(t, () => checkRecordPayload({ ...base, crl: bad }), 'SIGNED_RECORD_MALFORMED', `crl ${JSON.stringify(bad).slice(0, 20)}`);
+  }
+});
+
+t.test('refusals: a domain without private keys here, a renewal past the end of the domain CA', async (t) => {
+  const { d, advance } = await clocked(new Date('2027-03-01T10:00:00Z'));
+  const a0 = await d.addDomain('ivan.test');
+  const { serial: _s, ...joined } = { ...a0, domain: 'joined.test' as DomainRecord['domain'] };
+  await d.putRecord({ ...joined, provenance: { ...a0.provenance, source: 'joined' } }, null);
+  for (const op of [() => d.announceRoll('joined.test'), () => d.renewSmime('joined.test'), () => d.revokeKeys('joined.test', 'superseded'), () => d.finishRoll('joined.test')]) {
+    await rejectsCode(t, op, 'DOMAIN_NOT_FOUND', 'no private keys here');
+  }
+  await rejectsCode(t, d.announceRoll('nobody.test'), 'DOMAIN_NOT_FOUND');
+  advance(730 * DAY);
+  await rejectsCode(t, d.renewSmime('ivan.test'), 'KEY_EXPIRED', 'the domain CA has expired: only a roll helps');
 });
