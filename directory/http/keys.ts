@@ -123,7 +123,14 @@ function emails(key: openpgp.PublicKey): string[] {
   return key.users.map((u) => u.userID?.email?.toLowerCase()).filter((e): e is string => !!e);
 }
 
-/** RFC 4880 §6.2: one armored PUBLIC KEY BLOCK holding the keys one after another (§11.1 transferable keys). */
+/**
+ * RFC 4880 §6.2: one armored PUBLIC KEY BLOCK holding the keys one after another (§11.1
+ * transferable keys), with the CRC-24 checksum line (§6.1). openpgp.js 6 leaves the checksum out
+ * unless asked, and GnuPG (2.2.40 here) then fails to read a block whose base64 ends without '='
+ * padding (dev.gnupg.org/T7071): a third of all keys. RFC 9580 §6.1 keeps the footer for such
+ * interoperability and forbids it only for v6 keys.
+ */
 export function armorKeys(keys: openpgp.PublicKey[]): string {
-  return openpgp.armor(openpgp.enums.armor.publicKey, Buffer.concat(keys.map((k) => k.write())));
+  const checksum = keys.every((k) => k.keyPacket.version !== 6);
+  return openpgp.armor(openpgp.enums.armor.publicKey, Buffer.concat(keys.map((k) => k.write())), undefined, undefined, undefined, checksum);
 }
