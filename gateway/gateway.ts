@@ -248,9 +248,9 @@ export class MailPolicy {
         if (c.kind !== 'tunnel') continue;
         const held = c.keys.filter((i) => (c.format === 'pgp-mime' ? ring[i]!.secrets.openpgp : ring[i]!.secrets.smime));
         if (held.length === 0) {
-          const erased = ring[c.keys[0]!]!.keys;
+          const erased = ring[c.keys[0]!]!.keys; // in practice a retained key whose private key was erased
           const fpr = c.format === 'pgp-mime' ? erased.openpgp?.fingerprint : erased.smime?.fingerprint;
-          throw this.#undecryptable(c.format, env, new MailmeshError('TUNNEL_NO_KEY', `encrypted to ${d}'s retired key ${fpr}, whose private key this gateway no longer holds`));
+          throw this.#undecryptable(c.format, env, new MailmeshError('TUNNEL_NO_KEY', `encrypted to ${d}'s key ${fpr}, whose private key this gateway no longer holds`));
         }
         return this.#openTunnel(message, env, own, c.format);
       }

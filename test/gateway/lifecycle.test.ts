@@ -13,7 +13,7 @@ import { parseDomain, type Domain } from '../../directory/domain.js';
 import { MailmeshError } from '../../directory/errors.js';
 import { generateDomainKeys, type DomainKeySet } from '../../directory/keys.js';
 import { Metrics } from '../../directory/metrics.js';
-import { ownCapabilities, secretsContext, SMIME_AEAD, type DomainSecrets, type RetainedKeys } from '../../directory/record.js';
+import { ownCapabilities, secretsContext, SMIME_AEAD, type DomainRecord, type DomainSecrets, type RetainedKeys } from '../../directory/record.js';
 import { Sealer } from '../../directory/seal.js';
 import { MemoryStore } from '../../directory/store/memory.js';
 import type { Store } from '../../directory/store/store.js';
@@ -61,16 +61,14 @@ interface PeerView {
 
 const inbound = (o: Partial<InboundPolicy>): PolicySettings => ({ ...DEFAULT_POLICY, inbound: { ...DEFAULT_POLICY.inbound, ...o } });
 
+type GatewayOptions = { policy?: PolicySettings; peer?: PeerView; store?: (s: Store) => Store; clock?: () => Date };
+
 /**
  * beta.test's gateway with the given key ring in its store (written as a roll leaves it: the
  * current keys in the record, next keys announced in it, old keys retained in the secrets),
  * alpha.test known through a fake KeyDiscovery, inbound and outbound mail captured.
  */
-async function betaGateway(
-  t: Test,
-  ring: { next?: DomainKeySet; retained?: RetainedKeys[] },
-  o: { policy?: PolicySettings; peer?: PeerView; store?: (s: Store) => Store; clock?: () => Date } = {},
-) {
+async function betaGateway(t: Test, ring: { next?: DomainKeySet; retained?: RetainedKeys[] }, o: GatewayOptions = {}) {
   const masterKey = randomBytes(32);
   const store = (o.store ?? ((s) => s))(new MemoryStore());
   const directory = await Directory.open(store, masterKey, { keys: OPTS });
@@ -91,6 +89,12 @@ async function betaGateway(
     },
     { ifSerial: null, secrets: new Sealer(masterKey).seal(Buffer.from(JSON.stringify(secrets)), secretsContext(BETA)) },
   );
+  return serve(t, directory, o);
+}
+
+/** A gateway for the directory's domains, alpha.test known through a fake KeyDiscovery, inbound and outbound mail captured. */
+async function serve(t: Test, directory: Directory, o: GatewayOptions = {}) {
+  const at = NOW.toISOString();
   const peer: PeerView = o.peer ?? { keys: alphaNow };
   const discovery = {
     discover: async (domain: string): Promise<Discovered> => {
@@ -128,7 +132,7 @@ async function betaGateway(
     }
     return client.data(data);
   };
-  return { store, directory, mail, sink, out, logs, metrics, peer, send };
+  return { store: directory.store, directory, mail, sink, out, logs, metrics, peer, send };
 }
 
 const text = (r: Reply) => `${r.code} ${r.lines.join(' ')}`;
@@ -212,9 +216,9 @@ t.test('our key ring: mail to our announced next key or a retained old key opens
 t.test('mail to a retained key whose private key was erased is refused naming it; a garbled one gets the one generic reply', async (t) => {
   const beta = await betaGateway(t, { retained: [retained(betaOld), retained(betaOlder, { secrets: {} })] });
   const erased = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('pgp-mime', betaOlder));
-  t.equal(text(erased), `554 5.7.5 The tunnel message is encrypted to beta.test's retired key ${betaOlder.keys.openpgp!.fingerprint}, whose private key this gateway no longer holds (TUNNEL_NO_KEY)`);
+  t.equal(text(erased), `554 5.7.5 The tunnel message is encrypted to beta.test's key ${betaOlder.keys.openpgp!.fingerprint}, whose private key this gateway no longer holds (TUNNEL_NO_KEY)`);
   const smime = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('smime', betaOlder));
-  t.equal(text(smime), `554 5.7.5 The tunnel message is encrypted to beta.test's retired key ${betaOlder.keys.smime!.fingerprint}, whose private key this gateway no longer holds (TUNNEL_NO_KEY)`);
+  t.equal(text(smime), `554 5.7.5 The tunnel message is encrypted to beta.test's key ${betaOlder.keys.smime!.fingerprint}, whose private key this gateway no longer holds (TUNNEL_NO_KEY)`);
 
   // Encrypted to a key we hold, failing after decryption: no word about why (EFAIL, docs/security.md).
   const good = (await sealFromAlpha('pgp-mime', betaOld)).toString('latin1');
@@ -292,7 +296,7 @@ t.test('which of our keys each peer encrypted to is recorded in the store, on ch
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     });
-  const beta = await betaGateway(t, { next: betaNext }, { store: counting, clock: () => now });
+  const beta = await betaGateway(t, { next: betaNext }, { store: counting, clock: () => now, policy: inbound({ keyChanged: 'mark' }) });
   const seen = async (): Promise<SeenByPeer> => JSON.parse((await beta.store.kvGet(seenKey(BETA))) ?? '{}') as SeenByPeer;
   const deliver = async (format: (typeof FORMATS)[number], to: DomainKeySet) => t.equal((await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha(format, to))).code, 250);
 
@@ -308,6 +312,11 @@ t.test('which of our keys each peer encrypted to is recorded in the store, on ch
   t.equal((await seen())['alpha.test']!.at, now.toISOString());
   await deliver('pgp-mime', betaNext);
   t.equal((await seen())['alpha.test']!.openpgp, betaNext.keys.openpgp!.fingerprint, 'alpha switched to our next key');
+  // Only a valid signature speaks for the peer: a message signed by a key alpha never announced (delivered under `mark`) records nothing.
+  const forged = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha('pgp-mime', betaNow, alphaRogue));
+  t.equal(forged.code, 250, text(forged));
+  t.equal((await seen())['alpha.test']!.openpgp, betaNext.keys.openpgp!.fingerprint, 'unchanged');
+  t.equal(writes, 4);
 
   // A store that refuses the write: logged, the mail goes on.
   const failing = (s: Store): Store =>
@@ -323,4 +332,62 @@ t.test('which of our keys each peer encrypted to is recorded in the store, on ch
   t.equal(r.code, 250, text(r));
   await broken.sink.received(1);
   t.match(broken.logs.find((l) => l.msg === 'recording the key a peer encrypted to failed'), { err: /kv write refused by the test/, domain: 'beta.test', peer: 'alpha.test' });
+});
+
+t.test('the key ring follows Directory.announceRoll, finishRoll, renewSmime, revokeKeys and pruneRetained while the gateway runs', async (t) => {
+  let clock = new Date(); // keys made now, used at once by alpha's (real-time) encryption
+  const directory = await Directory.open(new MemoryStore(), randomBytes(32), { keys: OPTS, clock: () => clock });
+  const first = await directory.addDomain(BETA);
+  const beta = await serve(t, directory);
+  let n = 0;
+  /** alpha's message to beta.test, encrypted to `keys` (as alpha's gateway believes them), signed with alpha's current key. */
+  const deliver = async (format: (typeof FORMATS)[number], keys: DomainRecord['keys'], what: string) => {
+    const sealed = await sealFromAlpha(format, { keys, secrets: {} }, alphaNow, `${what} ${++n}`);
+    return beta.send('a@alpha.test', 'b@beta.test', sealed);
+  };
+  const opens = async (format: (typeof FORMATS)[number], keys: DomainRecord['keys'], what: string) => {
+    const r = await deliver(format, keys, what);
+    t.equal(r.code, 250, `${format}, ${what}: ${text(r)}`);
+    await beta.sink.received(n);
+    t.match(beta.sink.messages.at(-1)!.data.toString(), `Subject: ${what} ${n}`, 'decrypted');
+  };
+
+  const announced = await directory.announceRoll(BETA);
+  await beta.mail.settled();
+  for (const format of FORMATS) {
+    await opens(format, announced.next!, 'to the announced next key');
+    await opens(format, first.keys, 'to the current key during the overlap');
+  }
+
+  const switched = await directory.finishRoll(BETA, { now: true });
+  await beta.mail.settled();
+  t.equal(switched.keys.openpgp!.fingerprint, announced.next!.openpgp!.fingerprint);
+  for (const format of FORMATS) {
+    await opens(format, first.keys, 'to the retained old key after the switch');
+    await opens(format, switched.keys, 'to the new current key');
+  }
+  const signed = await outboundToAlpha(beta, 1);
+  t.equal((await decryptTunnel(signed, own(ALPHA, alphaNow), { domain: BETA, keys: switched.keys })).signerFingerprint, switched.keys.openpgp!.fingerprint, 'signed with the new current key');
+
+  const renewed = await directory.renewSmime(BETA);
+  await beta.mail.settled();
+  t.not(renewed.keys.smime!.fingerprint, switched.keys.smime!.fingerprint);
+  await opens('smime', switched.keys, 'to the S/MIME leaf before its renewal');
+  await opens('smime', renewed.keys, 'to the renewed leaf');
+
+  const revoked = await directory.revokeKeys(BETA, 'compromised');
+  await beta.mail.settled();
+  for (const format of FORMATS) {
+    await opens(format, renewed.keys, 'to the revoked key, still in flight');
+    await opens(format, revoked.keys, 'to the keys made at the revocation');
+  }
+
+  // Past keys.retainDays the old private keys are erased: mail to them is refused, never passed on.
+  clock = new Date(clock.getTime() + 400 * 86_400_000);
+  t.ok((await directory.pruneRetained(BETA)) > 0, 'retained keys erased');
+  for (const format of FORMATS) {
+    const r = await deliver(format, first.keys, 'to an erased key');
+    t.match(text(r), /^554 5\.7\.5 The tunnel message is encrypted to .*, which this gateway does not hold \(TUNNEL_NOT_FOR_US\)$/, `${format}: ${text(r)}`);
+  }
+  t.equal(beta.sink.messages.length, n - 2, 'everything but the two to erased keys was delivered');
 });
