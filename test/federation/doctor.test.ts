@@ -46,7 +46,9 @@ t.test('doctor on a broken domain: the failing rows with their fixes', async (t)
   t.equal(by.WKD?.result, 'fail');
   t.equal(by['_mailmesh.broken.test']?.result, 'fail');
   t.match(by['_mailmesh.broken.test']?.fix, `_mailmesh.broken.test. 300 IN TXT "v=mm1; pgp=${broken.keys.openpgp!.fingerprint}`);
-  t.equal(by.key?.result, 'fail', 'expires within 400 days');
+  t.equal(by.key?.result, 'warn', 'expires within 400 days: a warning (expired would fail)');
+  t.match(by.key?.fix, 'mailmesh domain roll broken.test');
+  t.match(by.pin?.fix, 'mailmesh pins show broken.test');
   t.equal(by.pin?.result, 'fail');
   t.match(renderDoctor(rows), /FAIL {2}REST record/);
 });
