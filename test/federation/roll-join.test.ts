@@ -137,3 +137,37 @@ t.test('a revocation: the new key, signed by itself, carrying the old key\'s rev
   t.equal(res.status, 409);
   t.equal(((await res.json()) as { error: { code: string } }).error.code, 'DOMAIN_HELD');
 });
+
+t.test('a member directory\'s own roll and revocation (Directory.announceRoll, finishRoll, revokeKeys) posted over HTTP', async (t) => {
+  const member = await memoryDirectory(clock.now);
+  const first = await member.addDomain('zeta.test');
+  zone.pin(first, base);
+  await postJoin(base, first.signed!);
+  clock.advance(1000);
+  const announced = await member.announceRoll('zeta.test');
+  const a = await post(announced.signed);
+  t.equal(a.status, 201, 'announce accepted');
+  t.same(a.json.next?.openpgp?.fingerprint, announced.next!.openpgp!.fingerprint, 'next published');
+  t.same(a.json.next?.smime?.fingerprint, announced.next!.smime!.fingerprint);
+  clock.advance(1000);
+  const finished = await member.finishRoll('zeta.test', { now: true });
+  zone.pin(finished, base);
+  const f = await post(finished.signed);
+  t.equal(f.status, 201, 'finish accepted');
+  t.equal(f.json.keys.openpgp?.fingerprint, announced.next!.openpgp!.fingerprint, 'the announced key is current');
+  t.match(f.json.provenance.verified, 'announced as next');
+  await mirror.sync();
+  t.equal((await dirB.getRecord('zeta.test')).keys.openpgp?.fingerprint, finished.keys.openpgp!.fingerprint, 'the mirror follows the roll');
+
+  clock.advance(1000);
+  const revoked = await member.revokeKeys('zeta.test', 'compromised');
+  zone.pin(revoked, base);
+  const r = await post(revoked.signed);
+  t.equal(r.status, 201, 'revocation accepted');
+  t.match(r.json.provenance.verified, `previous key ${finished.keys.openpgp!.fingerprint} revoked by itself`);
+  t.ok(revoked.crl, 'the revocation carries a CRL');
+  t.equal(r.json.crl, revoked.crl, 'stored as signed');
+  const m = await mirror.sync();
+  t.same(m.refused, []);
+  t.equal((await dirB.getRecord('zeta.test')).crl, revoked.crl, 'and mirrored');
+});
