@@ -162,9 +162,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     };
     if (joins && f.reverifySec > 0) leased('reverify', () => joins.startReverify(f.reverifySec * 1000, metrics));
     for (const url of f.mirror) leased(`mirror:${url}`, () => new Mirror(url, { directory, logger: fedLog }).start(f.mirrorIntervalSec * 1000, metrics));
-    // Key lifecycle (docs/lifecycle.md): renewals, autoRoll, retention, posting to directories; the expiry gauge on every node.
-    const lifecycle = new KeyLifecycle({ directory, keys: c.keys, directories: f.directories, sources: federationSources(c, directory.clock), logger: log.child({ face: 'lifecycle' }), metrics });
-    leased('lifecycle', () => lifecycle.start(c.keys.checkIntervalSec * 1000));
+    // The expiry gauge of our keys, on every node (docs/lifecycle.md).
     const unwatch = await watchKeyExpiry(directory, metrics);
     closers.push(async () => unwatch());
     const webmail = c.webmail.enabled ? await webmailFor(c, directory) : undefined;
@@ -223,6 +221,10 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       closers.push(() => smtp.close());
       running.addresses.smtp = hostPort(await smtp.listen());
     }
+    // Key lifecycle (docs/lifecycle.md): renewals, autoRoll, retention, posting to directories; started
+    // once the HTTP face listens, so that new leaves name its CRL URL.
+    const lifecycle = new KeyLifecycle({ directory, keys: c.keys, directories: f.directories, sources: federationSources(c, directory.clock), logger: log.child({ face: 'lifecycle' }), metrics });
+    leased('lifecycle', () => lifecycle.start(c.keys.checkIntervalSec * 1000));
     log.info({ addresses: running.addresses, store: directory.store.kind }, 'mailmesh is serving');
     return running;
   } catch (e) {
