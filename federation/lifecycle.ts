@@ -7,7 +7,7 @@ import type { Metrics } from '../directory/metrics.js';
 import type { DomainRecord, SignedRecord } from '../directory/record.js';
 import { readCertificates } from '../directory/smime.js';
 import { postJoin } from './join.js';
-import { pinMatches } from './pin.js';
+import { pinProves } from './pin.js';
 import { readPins, type DomainSources } from './proof.js';
 import { every } from './timer.js';
 import { getJson, type Fetch } from './web.js';
@@ -68,7 +68,7 @@ export async function watchKeyExpiry(directory: Directory, metrics: Metrics): Pr
 export async function checkNextPinned(sources: DomainSources, domain: Domain, next: DomainRecord['keys']): Promise<string> {
   const { pins, broken } = await readPins(sources, domain);
   if (pins.length === 0 && broken.length === 0) return `_mailmesh.${domain} publishes no pin`;
-  if (pins.some((p) => pinMatches(p, next))) return `_mailmesh.${domain} names the next keys`;
+  if (pins.some((p) => pinProves(p, next))) return `_mailmesh.${domain} names the next keys`;
   throw new MailmeshError('ROLL_PROOF_MISSING', `_mailmesh.${domain} names ${pins.map((p) => `pgp=${p.pgp ?? '-'} smime=${p.smime ?? '-'}`).join(', ') || 'no valid pin'}; the next keys are pgp=${next.openpgp?.fingerprint ?? '-'} smime=${next.smime?.fingerprint ?? '-'}`);
 }
 

@@ -59,3 +59,13 @@ export function pinMatches(pin: Pin, keys: { openpgp?: { fingerprint: string }; 
   if (pin.smime && pin.smime !== keys.smime?.fingerprint.toLowerCase()) return false;
   return true;
 }
+
+/**
+ * Does a pin prove control of a signed record's keys (docs/lifecycle.md "Renew")? It names
+ * exactly these keys, or it names the record's OpenPGP key: that key signs the record, which
+ * carries the S/MIME chain, so a pin whose smime= still names the leaf before a renewal does not
+ * make the record unproven. A pin that names no OpenPGP key must name the leaf itself.
+ */
+export function pinProves(pin: Pin, keys: { openpgp?: { fingerprint: string }; smime?: { fingerprint: string } }): boolean {
+  return pinMatches(pin, keys) || (pin.pgp !== undefined && pin.pgp === keys.openpgp?.fingerprint);
+}

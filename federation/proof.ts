@@ -4,7 +4,7 @@ import { PIN_LABEL } from '../directory/dane.js';
 import { TYPE } from '../directory/dns/wire.js';
 import { verifySigned, type VerifiedKeys, type VerifiedRecord } from '../directory/signed.js';
 import { lookupRecords, txtText, type Resolver } from './dns.js';
-import { parsePin, pinMatches, type Pin } from './pin.js';
+import { parsePin, pinMatches, pinProves, type Pin } from './pin.js';
 import { getJson, type Fetch } from './web.js';
 
 /** Where a domain's own statements are read: its DNS (through the resolvers) and its HTTPS well-known record. */
@@ -64,6 +64,7 @@ export async function proveControl(s: DomainSources, domain: Domain, keys: Verif
   try {
     const { pins, broken } = await readPins(s, domain);
     if (pins.some((p) => pinMatches(p, keys))) return `_mailmesh TXT pins ${describe(keys)}`;
+    if (pins.some((p) => pinProves(p, keys))) return `_mailmesh TXT pins pgp=${keys.openpgp!.fingerprint}, which signs the record and its S/MIME certificate (the TXT's smime= names an earlier leaf)`;
     if (pins.length || broken.length) mismatch = `_mailmesh.${domain} says ${JSON.stringify([...pins.map((p) => `pgp=${p.pgp ?? '-'} smime=${p.smime ?? '-'}`), ...broken])}`;
   } catch (e) {
     if (!isMailmeshError(e)) throw e;
