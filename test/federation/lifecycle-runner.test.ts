@@ -74,7 +74,7 @@ t.test('730 days unattended with keys.autoRoll: announce, wait for the TXT, fini
 });
 
 t.test('without autoRoll: the S/MIME leaf is renewed once, renewBeforeDays before it expires, and the directory takes it with the TXT unchanged', async (t) => {
-  const { clock, member, pin, lifecycle, held, first } = await setup(t, { autoRoll: false });
+  const { clock, member, lifecycle, held, first } = await setup(t, { autoRoll: false });
   const leafEnd = Date.parse(first.keys.smime!.notAfter);
   const log: (LifecycleEvent & { day: number })[] = [];
   for (let day = 0; clock.now().getTime() < leafEnd - DAY; day++) {
