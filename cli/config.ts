@@ -68,6 +68,8 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       openpgp: z.enum(['curve25519', 'rsa3072']).default('curve25519'),
       validDays: z.number().int().min(1).max(3650).default(730),
+      /** Validity of S/MIME leaf certificates (at most validDays); serve renews a leaf renewBeforeDays before it ends, under the same domain CA and with the same key pair. */
+      leafDays: z.number().int().min(1).max(3650).default(365),
       /** Key lifecycle (docs/lifecycle.md): the overlap between announcing next keys and switching to them. */
       overlapDays: z.number().int().min(0).max(365).default(7),
       /** serve announces a roll when a key expires within renewBeforeDays + overlapDays, and finishes it after the overlap. */

@@ -5,8 +5,13 @@ import { generateSmime, orderChain, readCertificates, smimeKeyInfo, validateSmim
 
 export interface KeyOptions {
   openpgp: OpenPgpAlgorithm;
-  /** Validity of generated keys and leaf certificates; the domain CA lives twice as long. */
+  /** Validity of generated keys; the domain CA lives twice as long. */
   validDays: number;
+  /**
+   * Validity of S/MIME leaf certificates (keys.leafDays), at most validDays; default
+   * min(365, validDays). A leaf is renewed under the same CA before it ends (docs/lifecycle.md "Renewals").
+   */
+  leafDays?: number;
   /** Days between announcing next keys and switching to them (default 7, docs/lifecycle.md "Roll"). */
   overlapDays?: number;
   /** Days replaced private keys stay sealed after a switch (default 30, docs/lifecycle.md "Retention"). */
@@ -18,11 +23,16 @@ export interface DomainKeySet {
   secrets: DomainSecrets;
 }
 
+/** How long a new or renewed S/MIME leaf lives: keys.leafDays, never beyond keys.validDays. */
+export function leafDays(opts: Pick<KeyOptions, 'validDays' | 'leafDays'>): number {
+  return Math.min(opts.leafDays ?? 365, opts.validDays);
+}
+
 /** A new OpenPGP key and S/MIME certificate (with its domain CA) for a domain. */
 export async function generateDomainKeys(domain: Domain, opts: KeyOptions, now: Date, crlUrl?: string): Promise<DomainKeySet> {
   const [pgp, smime] = await Promise.all([
     generateOpenPgpKey(domain, { algorithm: opts.openpgp, now, validDays: opts.validDays }),
-    generateSmime(domain, { now, validDays: opts.validDays, crlUrl }),
+    generateSmime(domain, { now, validDays: opts.validDays, leafDays: leafDays(opts), crlUrl }),
   ]);
   return {
     keys: { openpgp: await openPgpKeyInfo(pgp.publicKey), smime: smimeKeyInfo([smime.leaf, smime.ca]) },

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import type { Domain } from './domain.js';
 import { MailmeshError } from './errors.js';
-import type { KeyOptions } from './keys.js';
+import { leafDays, type KeyOptions } from './keys.js';
 import { generateOpenPgpKey, openPgpKeyInfo, revocationCertificate, type RevocationReason } from './openpgp.js';
 import type { DomainRecord, KeySecrets, RetainedKeys } from './record.js';
 import { generateSmime, issueCrl, issueLeaf, readCertificates, readCrl, smimeKeyInfo, type CrlEntry, type DomainCa } from './smime.js';
@@ -56,13 +56,14 @@ function smimeSet(leaf: x509.X509Certificate, ca: DomainCa, keyPkcs8Pem: string)
 export async function newKeys(domain: Domain, current: KeySet, opts: { keys: KeyOptions; now: Date; crlUrl?: string; newCa?: boolean }): Promise<KeySet> {
   const { now } = opts;
   const validDays = opts.keys.validDays;
+  const leaf = { now, validDays: leafDays(opts.keys), crlUrl: opts.crlUrl };
   const ca = opts.newCa ? undefined : domainCa(current);
   const keepCa = ca && ca.ca.notAfter.getTime() - now.getTime() >= validDays * DAY;
   const [pgp, smime] = await Promise.all([
     generateOpenPgpKey(domain, { algorithm: opts.keys.openpgp, now, validDays }),
     keepCa
-      ? issueLeaf(domain, { ...ca, now, validDays, crlUrl: opts.crlUrl }).then((l) => smimeSet(l.leaf, ca, l.keyPkcs8Pem))
-      : generateSmime(domain, { now, validDays, crlUrl: opts.crlUrl }).then((g) => smimeSet(g.leaf, { ca: g.ca, caKeyPkcs8Pem: g.caKeyPkcs8Pem }, g.keyPkcs8Pem)),
+      ? issueLeaf(domain, { ...ca, ...leaf }).then((l) => smimeSet(l.leaf, ca, l.keyPkcs8Pem))
+      : generateSmime(domain, { now, validDays, leafDays: leaf.validDays, crlUrl: opts.crlUrl }).then((g) => smimeSet(g.leaf, { ca: g.ca, caKeyPkcs8Pem: g.caKeyPkcs8Pem }, g.keyPkcs8Pem)),
   ]);
   return {
     keys: { openpgp: await openPgpKeyInfo(pgp.publicKey), smime: smime.smime },
@@ -72,14 +73,14 @@ export async function newKeys(domain: Domain, current: KeySet, opts: { keys: Key
 
 /**
  * The S/MIME leaf of `current` certified again by its domain CA, with the same key pair
- * (renewal). The CA stays: a leaf never outlives it, so near the CA's end the new leaf is
+ * (renewal), for keys.leafDays like a new leaf. The CA stays: a leaf never outlives it, so near the CA's end the new leaf is
  * shorter, and the next roll (newKeys) brings a new CA. TUNNEL_NO_KEY without a CA key here.
  */
 export async function renewedLeaf(domain: Domain, current: KeySet, opts: { keys: KeyOptions; now: Date; crlUrl?: string }): Promise<KeySet['keys']['smime'] & object> {
   const ca = domainCa(current);
   const keyPkcs8Pem = current.secrets.smime?.keyPkcs8Pem;
   if (!ca || !keyPkcs8Pem) throw new MailmeshError('TUNNEL_NO_KEY', `${domain} has no domain CA key here to renew its S/MIME certificate`);
-  const { leaf } = await issueLeaf(domain, { ...ca, keyPkcs8Pem, now: opts.now, validDays: opts.keys.validDays, crlUrl: opts.crlUrl });
+  const { leaf } = await issueLeaf(domain, { ...ca, keyPkcs8Pem, now: opts.now, validDays: leafDays(opts.keys), crlUrl: opts.crlUrl });
   return smimeKeyInfo([leaf, ca.ca]);
 }
 

@@ -51,6 +51,7 @@ export interface DomainCa {
 
 export interface LeafOptions extends DomainCa {
   now: Date;
+  /** The leaf's validity (keys.leafDays); it never outlives the CA. */
   validDays: number;
   /** The leaf's key pair (PKCS#8) to certify again (renewal); absent: a new key pair. */
   keyPkcs8Pem?: string;
@@ -133,10 +134,10 @@ export async function issueLeaf(domain: Domain, opts: LeafOptions): Promise<{ le
   return { leaf, keyPkcs8Pem };
 }
 
-/** A new domain CA and a leaf under it. */
-export async function generateSmime(domain: Domain, opts: { now: Date; validDays: number; crlUrl?: string }): Promise<GeneratedSmime> {
+/** A new domain CA (twice `validDays`) and a leaf under it (`leafDays`, default and at most `validDays`). */
+export async function generateSmime(domain: Domain, opts: { now: Date; validDays: number; leafDays?: number; crlUrl?: string }): Promise<GeneratedSmime> {
   const ca = await createDomainCa(domain, opts);
-  const { leaf, keyPkcs8Pem } = await issueLeaf(domain, { ...opts, ...ca });
+  const { leaf, keyPkcs8Pem } = await issueLeaf(domain, { ...ca, now: opts.now, validDays: Math.min(opts.leafDays ?? opts.validDays, opts.validDays), crlUrl: opts.crlUrl });
   return { leaf, ca: ca.ca, keyPkcs8Pem, caKeyPkcs8Pem: ca.caKeyPkcs8Pem };
 }
 

@@ -143,7 +143,7 @@ t.test('renew: the same leaf key pair certified again by the domain CA; the prev
   t.same(Buffer.from(renewed.publicKey.rawData), Buffer.from(old.publicKey.rawData), 'with the same key pair');
   t.equal(caPem(a1.keys), caPem(a0.keys), 'by the same CA');
   t.ok(await renewed.verify({ publicKey: cert(caPem(a0.keys)).publicKey, signatureOnly: true }), 'signed by it');
-  t.equal(a1.keys.smime!.notAfter, new Date(clock.now.getTime() + 365 * DAY).toISOString(), 'valid keys.validDays from now');
+  t.equal(a1.keys.smime!.notAfter, new Date(clock.now.getTime() + 365 * DAY).toISOString(), 'valid keys.leafDays (default 365) from now');
   t.same(a1.keys.openpgp, a0.keys.openpgp, 'the OpenPGP key stays');
   t.equal(a1.validity.notAfter, a1.keys.smime!.notAfter);
   t.same((await verifySigned(a1.signed, clock.now)).signers, [a0.keys.openpgp!.fingerprint]);
@@ -153,12 +153,36 @@ t.test('renew: the same leaf key pair certified again by the domain CA; the prev
   t.same(s1.retained![0]!.secrets, { smime: s0.smime });
 });
 
+t.test('keys.leafDays: a leaf lives min(leafDays, validDays), when issued, rolled and renewed; the OpenPGP key validDays', async (t) => {
+  const { d, clock, advance } = await clocked(new Date('2027-03-01T10:00:00Z'), { keys: { openpgp: 'curve25519', validDays: 730 } });
+  const days = (iso: string | null | undefined) => Math.round((Date.parse(iso!) - clock.now.getTime()) / DAY);
+  const a0 = await d.addDomain('leaf.test');
+  t.equal(days(a0.keys.smime!.notAfter), 365, 'a new leaf: 365 days by default');
+  t.equal(days(a0.keys.openpgp!.expires), 730, 'the OpenPGP key: keys.validDays');
+  t.equal(days(cert(caPem(a0.keys)).notAfter.toISOString()), 1460, 'the domain CA: twice keys.validDays');
+  advance(340 * DAY);
+  const a1 = await d.renewSmime('leaf.test');
+  t.equal(days(a1.keys.smime!.notAfter), 365, 'a renewed leaf: as long');
+  t.equal(caPem(a1.keys), caPem(a0.keys), 'under the same CA');
+  t.equal(a1.keys.openpgp!.expires, a0.keys.openpgp!.expires, 'the OpenPGP key unchanged');
+  const a2 = await d.announceRoll('leaf.test');
+  t.equal(days(a2.next!.smime!.notAfter), 365, 'a rolled leaf: as long');
+  t.equal(days(a2.next!.openpgp!.expires), 730);
+
+  const set = await clocked(clock.now, { keys: { openpgp: 'curve25519', validDays: 730, leafDays: 90 } });
+  const b0 = await set.d.addDomain('short.test');
+  t.equal(days(b0.keys.smime!.notAfter), 90, 'keys.leafDays');
+  const capped = await clocked(clock.now, { keys: { openpgp: 'curve25519', validDays: 100, leafDays: 365 } });
+  const c0 = await capped.d.addDomain('capped.test');
+  t.equal(days(c0.keys.smime!.notAfter), 100, 'never beyond keys.validDays');
+});
+
 t.test('the CA roll: near its end, a roll brings a new domain CA; a renewed leaf never outlives its CA', async (t) => {
   // The domain is made with a 365-day validity (the CA: 730 days); the same store opened with
-  // a 1000-day validity finds its CA expiring within keys.validDays.
+  // a 1000-day validity (leaves too) finds its CA expiring within keys.validDays.
   const short = await clocked(new Date('2027-03-01T10:00:00Z'));
   const a0 = await short.d.addDomain('carol.test');
-  const { d, clock } = await clocked(short.clock.now, { keys: { openpgp: 'curve25519', validDays: 1000 } }, short.store, short.masterKey);
+  const { d, clock } = await clocked(short.clock.now, { keys: { openpgp: 'curve25519', validDays: 1000, leafDays: 1000 } }, short.store, short.masterKey);
   const a1 = await d.renewSmime('carol.test');
   t.equal(a1.keys.smime!.notAfter, cert(caPem(a0.keys)).notAfter.toISOString(), 'the leaf ends with its CA');
   const a2 = await d.announceRoll('carol.test');

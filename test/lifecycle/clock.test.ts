@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { Directory } from '../../directory/directory.js';
@@ -18,16 +18,16 @@ import { testClock } from '../federation/helpers.js';
 import { headerOf, makeMessage, sendAll, withoutTrace, type Sent } from './helpers.js';
 
 // Issue #10 "How it is shown": the lifecycle with an injected clock across the whole validity
-// (keys.validDays 730, the domain CA twice that), unattended: two member domains in this process,
+// (keys.validDays 730, the domain CA twice that, S/MIME leaves keys.leafDays 365), unattended: two member domains in this process,
 // each its directory (memory store, the test's clock) with its HTTP and DNS faces, its gateway
 // on a real SMTP socket and its internal mail server; KeyLifecycle.tick() with keys.autoRoll does
-// the key work. The clock walks a week per step past the CA's lifetime, and at every step mail
+// the key work: it renews each leaf under the same CA before it ends, and rolls the keys. The clock walks a week per step past the CA's lifetime, and at every step mail
 // flows both ways in both tunnel formats.
 
 const DAY = 86_400_000;
 const STEP_DAYS = 7;
 const WALK_DAYS = 1500;
-const KEYS = { openpgp: 'curve25519' as const, validDays: 730, overlapDays: 7, retainDays: 30 };
+const KEYS = { openpgp: 'curve25519' as const, validDays: 730, leafDays: 365, overlapDays: 7, retainDays: 30 };
 
 const clock = testClock(new Date('2027-01-04T09:00:00Z'));
 
@@ -89,20 +89,29 @@ await gateway(t, beta, alpha, formatNow);
 
 const fingerprints = async (m: ClockMember) => {
   const r = await m.directory.getRecord(m.domain);
-  return { openpgp: r.keys.openpgp!.fingerprint, smime: r.keys.smime!.fingerprint, ca: r.keys.smime!.chain.at(-1)!, expiries: keyExpiries(r.keys) };
+  return { openpgp: r.keys.openpgp!.fingerprint, smime: r.keys.smime!.fingerprint, ca: r.keys.smime!.chain.at(-1)!, leafKey: leafKey(r.keys.smime!.chain[0]!), expiries: keyExpiries(r.keys) };
 };
 
-t.test(`${WALK_DAYS} days, a step of ${STEP_DAYS} days: keys (and the domain CA) roll by themselves, and mail sent at every step arrives`, async (t) => {
+/** The public key of a leaf certificate (SubjectPublicKeyInfo, RFC 5280 §4.1.2.7), base64. */
+function leafKey(pem: string): string {
+  return new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+}
+
+t.test(`${WALK_DAYS} days, a step of ${STEP_DAYS} days: leaves renew and keys (and the domain CA) roll by themselves, and mail sent at every step arrives`, async (t) => {
   const first = { alpha: await fingerprints(alpha), beta: await fingerprints(beta) };
   const events: (LifecycleEvent & { day: number })[] = [];
   const sent: Sent[] = [];
+  const renewals: { domain: string; day: number; before: Awaited<ReturnType<typeof fingerprints>>; after: Awaited<ReturnType<typeof fingerprints>> }[] = [];
   const start = clock.now().getTime();
   let n = 0;
   for (; clock.now().getTime() - start <= WALK_DAYS * DAY; step++, clock.advance(STEP_DAYS * DAY)) {
     const day = Math.round((clock.now().getTime() - start) / DAY);
     for (const m of [alpha, beta]) {
-      for (const e of await m.lifecycle.tick()) events.push({ ...e, day });
+      const before = await fingerprints(m);
+      const ticked = await m.lifecycle.tick();
+      for (const e of ticked) events.push({ ...e, day });
       await m.settled();
+      if (ticked.some((e) => e.action === 'renewed')) renewals.push({ domain: m.domain, day, before, after: await fingerprints(m) });
     }
     const batch = [makeMessage(n++, 'a@alpha.test', 'b@beta.test', `day ${day}`), makeMessage(n++, 'b@beta.test', 'a@alpha.test', `day ${day}`)];
     await sendAll(batch, (m) => (m.from.endsWith('@alpha.test') ? alpha.smtpPort : beta.smtpPort), { concurrency: 2, maxTries: 1 });
@@ -117,6 +126,20 @@ t.test(`${WALK_DAYS} days, a step of ${STEP_DAYS} days: keys (and the domain CA)
   t.same(events.filter((e) => e.action === 'failed' || e.action === 'waiting'), [], 'no lifecycle step failed or waited');
   for (const m of [alpha, beta]) {
     const mine = events.filter((e) => e.domain === m.domain);
+    // keys.leafDays < keys.validDays: the leaf ends before the OpenPGP key, and serve renews it.
+    const renewed = renewals.filter((r) => r.domain === m.domain);
+    t.ok(renewed.length >= 2, `${m.domain}: the S/MIME leaf renewed by itself on days ${renewed.map((r) => r.day).join(', ')}`);
+    for (const r of renewed) {
+      t.not(r.after.smime, r.before.smime, `${m.domain} day ${r.day}: a new leaf certificate`);
+      t.equal(r.after.ca, r.before.ca, `${m.domain} day ${r.day}: under the same domain CA`);
+      t.equal(r.after.leafKey, r.before.leafKey, `${m.domain} day ${r.day}: with the same key pair`);
+      t.equal(r.after.openpgp, r.before.openpgp, `${m.domain} day ${r.day}: the OpenPGP key stays`);
+      const end = Math.min(start + (r.day + KEYS.leafDays) * DAY, r.after.expiries['smime-ca']!.getTime());
+      t.ok(r.after.expiries.smime!.getTime() > r.before.expiries.smime!.getTime(), `${m.domain} day ${r.day}: the leaf ends later`);
+      t.equal(r.after.expiries.smime!.getTime(), end, `${m.domain} day ${r.day}: keys.leafDays from now, not beyond the CA`);
+    }
+    const during = mine.filter((e) => e.action === 'renewed' && mine.some((a) => a.action === 'announced' && a.day < e.day && !mine.some((f) => f.action === 'finished' && f.day >= a.day && f.day < e.day)));
+    t.same(during, [], `${m.domain}: no leaf renewed while a roll is announced`);
     t.ok(mine.filter((e) => e.action === 'announced').length >= 2, `${m.domain}: a roll announced in each validity period`);
     t.equal(mine.filter((e) => e.action === 'finished').length, mine.filter((e) => e.action === 'announced').length, `${m.domain}: every announced roll finished by itself`);
     const now = await fingerprints(m);
