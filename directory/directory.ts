@@ -8,6 +8,7 @@ import {
   daysAfter,
   DEFAULT_OVERLAP_DAYS,
   DEFAULT_RETAIN_DAYS,
+  domainCa,
   expired,
   newKeys,
   recordValidity,
@@ -26,8 +27,9 @@ export interface DirectoryOptions {
   keys: KeyOptions;
   clock?: () => Date;
   /**
-   * Where a domain's CRL is served (the HTTP face: GET /v1/domains/{domain}/crl); when given,
-   * the S/MIME leaves this directory issues name it as their CRL distribution point (RFC 5280 §4.2.1.13).
+   * Where a domain's CRLs are served (the HTTP face: GET /v1/domains/{domain}/crl); when given,
+   * the S/MIME leaves this directory issues name `<crlUrl>/<caKeyId>`, the CRL of the CA that
+   * issued them, as their CRL distribution point (RFC 5280 §4.2.1.13).
    */
   crlUrl?: (domain: Domain) => string;
 }
@@ -230,8 +232,8 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
 
   /**
    * Signs a local domain's record again with its own key. What the record publishes besides its
-   * keys is carried on unless `extra` replaces it: announced next keys (record.next), the CRL
-   * (record.crl) and the revocation certificates of the signed payload.
+   * keys is carried on unless `extra` replaces it: announced next keys (record.next), the CRLs
+   * (record.crls) and the revocation certificates of the signed payload.
    */
   async resign(input: string, extra: PayloadExtra = {}): Promise<DomainRecord> {
     const { current, secrets, now } = await this.#own(input);
@@ -256,7 +258,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
   async #commit(current: DomainRecord, content: DomainRecord, extra: PayloadExtra, signing: string[], secrets: DomainSecrets, now: Date): Promise<DomainRecord> {
     const usable = [signing[0]!];
     for (const a of signing.slice(1)) if (await canSign(a, now)) usable.push(a);
-    const full = { ...content, capabilities: ownCapabilities(content.keys), crl: extra.crl };
+    const full = { ...content, capabilities: ownCapabilities(content.keys), crls: extra.crls };
     const signed = await signPayload(recordPayload(full, now, extra), usable, now);
     const record = await this.store.putRecord(
       { ...full, signed, updated: now.toISOString() },
@@ -335,13 +337,13 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     // Earlier certificates of the same leaf key pair (renewals) are revoked with it.
     const sameKey = (secrets.retained ?? []).filter((r) => !r.revoked && r.secrets.smime && r.secrets.smime.keyPkcs8Pem === secrets.smime?.keyPkcs8Pem);
     const fresh = await newKeys(current.domain, old, { keys: this.#opts.keys, now, crlUrl: this.#opts.crlUrl?.(current.domain), newCa: reason === 'compromised' });
-    const published = await revocations(ended, sameKey, current.crl, reason, now);
+    const published = await revocations(ended, sameKey, current.crls ?? [], reason, now, domainCa(fresh));
     const retained = (secrets.retained ?? []).map((r) => (sameKey.includes(r) ? { ...r, revoked: true } : r));
     const content = { ...current, keys: fresh.keys, validity: recordValidity(fresh.keys, now), next: undefined, rollover: undefined };
     return this.#commit(
       current,
       content,
-      { revocations: carriedRevocations(published.certificates, current.signed?.payload), crl: published.crl },
+      { revocations: carriedRevocations(published.certificates, current.signed?.payload), crls: published.crls },
       [fresh.secrets.openpgp!.armored],
       { ...fresh.secrets, retained: [...retained, ...ended.map((s) => retire(s, now, this.#retainDays, true))] },
       now,
@@ -371,10 +373,10 @@ function carried(current: DomainRecord, extra: PayloadExtra): PayloadExtra {
   return {
     next: 'next' in extra ? extra.next : current.next && payloadKeys(current.next),
     revocations: extra.revocations ?? carriedRevocations([], current.signed?.payload),
-    crl: 'crl' in extra ? extra.crl : current.crl,
+    crls: 'crls' in extra ? extra.crls : current.crls,
   };
 }
 
 function tombstone(r: DomainRecord): DomainRecord {
-  return { ...r, keys: {}, signed: undefined, status: 'deleted', next: undefined, rollover: undefined, crl: undefined };
+  return { ...r, keys: {}, signed: undefined, status: 'deleted', next: undefined, rollover: undefined, crls: undefined };
 }

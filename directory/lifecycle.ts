@@ -5,7 +5,8 @@ import { MailmeshError } from './errors.js';
 import type { KeyOptions } from './keys.js';
 import { generateOpenPgpKey, openPgpKeyInfo, revocationCertificate, type RevocationReason } from './openpgp.js';
 import type { DomainRecord, KeySecrets, RetainedKeys } from './record.js';
-import { generateSmime, issueCrl, issueLeaf, readCertificates, readCrl, smimeKeyInfo, type CrlEntry, type DomainCa } from './smime.js';
+import { MAX_CRLS } from './signed.js';
+import { caKeyId, crlIssuerKey, generateSmime, issueCrl, issueLeaf, readCertificates, readCrl, smimeKeyInfo, type CrlEntry, type DomainCa } from './smime.js';
 
 /**
  * The key lifecycle of a local domain (docs/lifecycle.md): the key material of a roll, a
@@ -102,29 +103,55 @@ function crlReason(reason: RevocationReason): x509.X509CrlReason {
 /**
  * What a revocation publishes about the key sets it ends (`ended`: the current keys, and the
  * announced next ones if any): an OpenPGP revocation certificate of each key (RFC 4880 §5.2.1
- * 0x20), and the domain CA's CRL (RFC 5280 §5) with every leaf of those sets that this CA
- * issued, added to the entries of `previousCrl` when the same CA issued it (else a first CRL).
- * `also` are more leaves of the same key pair (earlier renewals still retained). The CRL is
- * the one of the CA of the first set; with no CA key here, `previousCrl` stays.
+ * 0x20), and for each domain CA that issued one of their leaves (or of `also`: more leaves of
+ * the same key pair, earlier renewals still retained) that CA's CRL (RFC 5280 §5) listing them,
+ * added to the entries of its CRL in `previousCrls` if any. `fresh` is the CA of the new keys:
+ * when no revoked leaf is its (a new CA), it gets a first, empty CRL, so the distribution point
+ * of its leaves resolves. Leaves whose CA key is not here are left out.
  */
 export async function revocations(
   ended: KeySet[],
   also: KeySet[],
-  previousCrl: string | undefined,
+  previousCrls: string[],
   reason: RevocationReason,
   now: Date,
-): Promise<{ certificates: string[]; crl: string | undefined }> {
+  fresh?: DomainCa,
+): Promise<{ certificates: string[]; crls: string[] }> {
   const certificates = await Promise.all(
     ended.filter((s) => s.secrets.openpgp).map((s) => revocationCertificate(s.secrets.openpgp!.armored, reason, now)),
   );
-  const ca = ended[0] && domainCa(ended[0]);
-  if (!ca) return { certificates, crl: previousCrl };
-  const previous = previousCrl ? await readCrl(Buffer.from(previousCrl, 'base64'), ca.ca) : undefined;
-  const serials = [...ended, ...also].map((s) => s.keys.smime).filter((s) => s && s.issuer === ca.ca.subject).map((s) => s!.serialNumber);
-  const entries: CrlEntry[] = (previous?.entries ?? []).filter((e) => !serials.includes(e.serialNumber));
-  for (const serialNumber of new Set(serials)) entries.push({ serialNumber, revocationDate: now, reason: crlReason(reason) });
-  const der = await issueCrl({ ...ca, now, entries, number: (previous?.number ?? 0) + 1 });
-  return { certificates, crl: der.toString('base64') };
+  const byCa = new Map<string, { ca: DomainCa; serials: Set<string> }>();
+  for (const set of [...ended, ...also]) {
+    const ca = domainCa(set);
+    if (!ca || !set.keys.smime) continue;
+    const id = await caKeyId(ca.ca);
+    const group = byCa.get(id) ?? { ca, serials: new Set<string>() };
+    group.serials.add(set.keys.smime.serialNumber);
+    byCa.set(id, group);
+  }
+  const issued: string[] = [];
+  if (fresh && !byCa.has(await caKeyId(fresh.ca))) issued.push((await issueCrl({ ...fresh, now, entries: [], number: 1 })).toString('base64'));
+  for (const [id, { ca, serials }] of byCa) {
+    const before = previousCrls.find((c) => crlIssuerKey(Buffer.from(c, 'base64'))?.keyId === id);
+    const previous = before ? await readCrl(Buffer.from(before, 'base64'), ca.ca) : undefined;
+    const entries: CrlEntry[] = (previous?.entries ?? []).filter((e) => !serials.has(e.serialNumber));
+    for (const serialNumber of serials) entries.push({ serialNumber, revocationDate: now, reason: crlReason(reason) });
+    issued.push((await issueCrl({ ...ca, now, entries, number: (previous?.number ?? 0) + 1 })).toString('base64'));
+  }
+  return { certificates, crls: carriedCrls(issued, previousCrls, now) };
+}
+
+/**
+ * The CRLs a record carries on: `added` first (the newest CA's first), then those of `previous`
+ * from other CAs whose nextUpdate (RFC 5280 §5.1.2.5: the CA's end) is still ahead, at most MAX_CRLS.
+ */
+export function carriedCrls(added: string[], previous: string[], now: Date): string[] {
+  const replaced = new Set(added.map((c) => crlIssuerKey(Buffer.from(c, 'base64'))?.keyId));
+  const kept = previous.filter((c) => {
+    const issuer = crlIssuerKey(Buffer.from(c, 'base64'));
+    return issuer && !replaced.has(issuer.keyId) && (!issuer.nextUpdate || issuer.nextUpdate.getTime() > now.getTime());
+  });
+  return [...added, ...kept].slice(0, MAX_CRLS);
 }
 
 /** The revocation certificates a record carries on: the new ones first, then those it carried, at most MAX_REVOCATIONS. */
