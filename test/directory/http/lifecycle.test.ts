@@ -4,14 +4,15 @@ import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import t from 'tap';
 import { Directory } from '../../../directory/directory.js';
+import { caKeyId, readCertificates } from '../../../directory/smime.js';
 import { MemoryStore } from '../../../directory/store/memory.js';
 import { wkdHash } from '../../../directory/wkd.js';
 import { gpgHome, run, tempDir } from '../../helpers.js';
 import { get, startHttp } from './helpers.js';
 
 // The HTTP face with the directory's own lifecycle operations (Directory.announceRoll, revokeKeys)
-// and `crlUrl` naming this face: a roll's next key over WKD and HKP, then a revocation whose CRL
-// the old leaf's distribution point names, fetched from there and checked by openssl.
+// and `crlUrl` naming this face: a roll's next key over WKD and HKP, then revocations; the CRL
+// each leaf's distribution point names is fetched from there and checked by openssl.
 const urlOf = { base: '' };
 const directory = await Directory.open(new MemoryStore(), randomBytes(32), {
   keys: { openpgp: 'curve25519', validDays: 365 },
@@ -33,28 +34,54 @@ t.test('announceRoll: WKD gives both keys, HKP the next one by fingerprint', asy
   t.match((await h.gpg(['--with-colons', '--list-keys', NEXT])).stdout.toString(), `fpr:::::::::${NEXT}:`, 'gpg --recv-keys <next fingerprint>');
 });
 
-t.test('revokeKeys: the old leaf names the CRL route; openssl finds the leaf revoked in what it serves', async (t) => {
-  const before = await directory.getRecord(D);
-  const [leafPem, caPem] = before.keys.smime!.chain;
-  const revoked = await directory.revokeKeys(D, 'compromised');
-  t.ok(revoked.crl, 'the record carries a CRL');
-
+t.test("revokeKeys: each leaf's distribution point names its CA's CRL; openssl -crl_check with what the route serves", async (t) => {
   const dir = tempDir(t);
+  let n = 0;
   const file = (name: string, data: string | Buffer) => (writeFileSync(join(dir, name), data), join(dir, name));
-  const leaf = file('leaf.pem', leafPem!);
-  const ca = file('ca.pem', caPem!);
-  const cdp = (await run('openssl', ['x509', '-in', leaf, '-noout', '-ext', 'crlDistributionPoints'])).stdout.toString();
-  const url = /URI:(\S+)/.exec(cdp)?.[1];
-  t.equal(url, `${base}/v1/domains/${D}/crl`, 'the CRL distribution point (RFC 5280 §4.2.1.13) names the route');
+  /** The CRL named in the leaf's distribution point (RFC 5280 §4.2.1.13), fetched from there, and `openssl verify -crl_check` of the leaf with it and its CA. */
+  const checkLeaf = async (chain: string[]) => {
+    const k = n++;
+    const leaf = file(`leaf${k}.pem`, chain[0]!);
+    const ca = file(`ca${k}.pem`, chain[chain.length - 1]!);
+    const cdp = (await run('openssl', ['x509', '-in', leaf, '-noout', '-ext', 'crlDistributionPoints'])).stdout.toString();
+    const url = /URI:(\S+)/.exec(cdp)?.[1];
+    const r = await get(url!);
+    t.equal(r.status, 200, `GET ${url}`);
+    t.equal(r.headers['content-type'], 'application/pkix-crl');
+    const crl = file(`crl${k}.der`, r.body);
+    const pem = file(`crl${k}.pem`, (await run('openssl', ['crl', '-inform', 'DER', '-in', crl, '-outform', 'PEM'])).stdout);
+    const checked = await run('openssl', ['verify', '-crl_check', '-CAfile', ca, '-CRLfile', pem, leaf], { allowFail: true });
+    return { url: url!, code: checked.code, out: checked.stdout.toString() + checked.stderr.toString() };
+  };
+  const caId = async (chain: string[]) => caKeyId(readCertificates(chain[chain.length - 1]!)[0]!);
 
-  const r = await get(url!);
-  t.equal(r.status, 200);
-  t.equal(r.headers['content-type'], 'application/pkix-crl');
-  const crl = file('crl.der', r.body);
-  const pem = file('crl.pem', (await run('openssl', ['crl', '-inform', 'DER', '-in', crl, '-outform', 'PEM'])).stdout);
-  const ok = await run('openssl', ['verify', '-CAfile', ca, leaf]);
-  t.match(ok.stdout.toString(), /OK/, 'without the CRL the old leaf verifies');
-  const checked = await run('openssl', ['verify', '-crl_check', '-CAfile', ca, '-CRLfile', pem, leaf], { allowFail: true });
-  t.not(checked.code, 0);
-  t.match(checked.stdout.toString() + checked.stderr, /certificate revoked/, 'with the served CRL: revoked');
+  const before = await directory.getRecord(D);
+  const revoked = await directory.revokeKeys(D, 'compromised');
+  t.equal(revoked.crls?.length, 2, "the new CA's CRL and the old CA's");
+
+  const old = await checkLeaf(before.keys.smime!.chain);
+  t.equal(old.url, `${base}/v1/domains/${D}/crl/${await caId(before.keys.smime!.chain)}`, "the old leaf's distribution point names its CA's CRL");
+  t.not(old.code, 0);
+  t.match(old.out, /certificate revoked/, 'the old leaf, with the CRL from its distribution point: revoked');
+  const fresh = await checkLeaf(revoked.keys.smime!.chain);
+  t.equal(fresh.url, `${base}/v1/domains/${D}/crl/${await caId(revoked.keys.smime!.chain)}`, "the new leaf's names the new CA's");
+  t.not(fresh.url, old.url);
+  t.equal(fresh.code, 0, fresh.out);
+  t.match(fresh.out, /OK/, 'the new leaf, with the CRL from its distribution point: OK');
+
+  // A second revocation, under the new CA: both CAs' CRLs are still served.
+  const second = await directory.revokeKeys(D, 'superseded');
+  t.equal(second.crls?.length, 2);
+  const oldAgain = await checkLeaf(before.keys.smime!.chain);
+  t.match(oldAgain.out, /certificate revoked/, 'the first revoked leaf is still listed by the old CA');
+  const firstFresh = await checkLeaf(revoked.keys.smime!.chain);
+  t.match(firstFresh.out, /certificate revoked/, 'the leaf revoked second is listed by the new CA');
+  const newest = await checkLeaf(second.keys.smime!.chain);
+  t.equal(newest.code, 0, newest.out);
+
+  const current = await get(`${base}/v1/domains/${D}/crl`);
+  t.ok(current.body.equals(Buffer.from(second.crls![0]!, 'base64')), '/crl serves the newest CA\'s');
+  const none = await get(`${base}/v1/domains/${D}/crl/${'0'.repeat(40)}`);
+  t.equal(none.status, 404);
+  t.equal((none.json() as { error: { code: string } }).error.code, 'NOT_FOUND', 'another CA: NOT_FOUND');
 });
