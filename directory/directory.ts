@@ -15,6 +15,7 @@ import {
   renewedLeaf,
   retire,
   revocations,
+  withCaCrl,
   type KeySet,
 } from './lifecycle.js';
 import { canSign, type RevocationReason } from './openpgp.js';
@@ -131,6 +132,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     if (existing && existing.status !== 'deleted') throw new MailmeshError('DOMAIN_EXISTS', domain);
     const now = this.clock();
     const { keys, secrets } = await generateDomainKeys(domain, this.#opts.keys, now, this.#opts.crlUrl?.(domain));
+    const crls = await this.#caCrls({ keys, secrets }, undefined, now);
     const content = {
       domain,
       keys,
@@ -138,9 +140,10 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
       formats: opts.formats ?? ['pgp-mime' as const, 'smime' as const],
       capabilities: ownCapabilities(keys),
       validity: recordValidity(keys, now),
+      ...(crls ? { crls } : {}),
     };
     // Every record this directory serves for its own domains is signed by the domain key (docs/federation.md).
-    const signed = await signPayload(recordPayload(content, now), [secrets.openpgp!.armored], now);
+    const signed = await signPayload(recordPayload(content, now, { crls }), [secrets.openpgp!.armored], now);
     const record = await this.store.putRecord(
       {
         ...content,
@@ -153,6 +156,14 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     );
     this.#changed(record);
     return record;
+  }
+
+  /**
+   * With crlUrl (the leaves name their CA's CRL as distribution point): `crls` with a first CRL
+   * of the domain CA of `set` when none is that CA's yet (withCaCrl); else `crls` as they are.
+   */
+  async #caCrls(set: KeySet, crls: string[] | undefined, now: Date): Promise<string[] | undefined> {
+    return this.#opts.crlUrl ? withCaCrl(set, crls, now) : crls;
   }
 
   #seal(domain: Domain, secrets: DomainSecrets): Buffer {
@@ -280,7 +291,8 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     const next = await newKeys(current.domain, { keys: current.keys, secrets }, { keys: this.#opts.keys, now, crlUrl: this.#opts.crlUrl?.(current.domain) });
     const overlap = opts.overlapDays ?? this.#opts.keys.overlapDays ?? DEFAULT_OVERLAP_DAYS;
     const content = { ...current, next: next.keys, rollover: { announced: now.toISOString(), switchAfter: daysAfter(now, overlap) } };
-    return this.#commit(current, content, carried(current, { next: payloadKeys(next.keys) }), [secrets.openpgp!.armored], { ...secrets, next: next.secrets }, now);
+    const crls = await this.#caCrls(next, current.crls, now);
+    return this.#commit(current, content, carried(current, { next: payloadKeys(next.keys), crls }), [secrets.openpgp!.armored], { ...secrets, next: next.secrets }, now);
   }
 
   /**
@@ -295,10 +307,11 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     if (!opts.now && now.getTime() < switchAfter) throw new MailmeshError('ROLL_TOO_EARLY', `${current.domain}: switch after ${current.rollover!.switchAfter}`);
     const old: KeySet = { keys: current.keys, secrets: { openpgp: secrets.openpgp, smime: secrets.smime } };
     const content = { ...current, keys: current.next, validity: recordValidity(current.next, now), next: undefined, rollover: undefined };
+    const crls = await this.#caCrls({ keys: current.next, secrets: secrets.next }, current.crls, now);
     return this.#commit(
       current,
       content,
-      carried(current, { next: undefined }),
+      carried(current, { next: undefined, crls }),
       [secrets.next.openpgp.armored, secrets.openpgp!.armored],
       { ...secrets.next, retained: [...(secrets.retained ?? []), retire(old, now, this.#retainDays)] },
       now,

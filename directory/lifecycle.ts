@@ -130,7 +130,7 @@ export async function revocations(
     byCa.set(id, group);
   }
   const issued: string[] = [];
-  if (fresh && !byCa.has(await caKeyId(fresh.ca))) issued.push((await issueCrl({ ...fresh, now, entries: [], number: 1 })).toString('base64'));
+  if (fresh && !byCa.has(await caKeyId(fresh.ca))) issued.push(await firstCrl(fresh, now));
   for (const [id, { ca, serials }] of byCa) {
     const before = previousCrls.find((c) => crlIssuerKey(Buffer.from(c, 'base64'))?.keyId === id);
     const previous = before ? await readCrl(Buffer.from(before, 'base64'), ca.ca) : undefined;
@@ -139,6 +139,24 @@ export async function revocations(
     issued.push((await issueCrl({ ...ca, now, entries, number: (previous?.number ?? 0) + 1 })).toString('base64'));
   }
   return { certificates, crls: carriedCrls(issued, previousCrls, now) };
+}
+
+/** A domain CA's first CRL (RFC 5280 §5): empty, CRL number 1 (§5.2.3), base64 of its DER. */
+async function firstCrl(ca: DomainCa, now: Date): Promise<string> {
+  return (await issueCrl({ ...ca, now, entries: [], number: 1 })).toString('base64');
+}
+
+/**
+ * `crls` with a first, empty CRL of the domain CA of `set` in front (the newest CA's first) when
+ * none of them is that CA's, so that the CRL distribution point (RFC 5280 §4.2.1.13) of its
+ * leaves resolves from the start; `crls` as they are when one is, or without a CA key here.
+ */
+export async function withCaCrl(set: KeySet, crls: string[] | undefined, now: Date): Promise<string[] | undefined> {
+  const ca = domainCa(set);
+  if (!ca) return crls;
+  const id = await caKeyId(ca.ca);
+  if (crls?.some((c) => crlIssuerKey(Buffer.from(c, 'base64'))?.keyId === id)) return crls;
+  return carriedCrls([await firstCrl(ca, now)], crls ?? [], now);
 }
 
 /**
