@@ -8,12 +8,14 @@ import {
   daysAfter,
   DEFAULT_OVERLAP_DAYS,
   DEFAULT_RETAIN_DAYS,
+  domainCa,
   expired,
   newKeys,
   recordValidity,
   renewedLeaf,
   retire,
   revocations,
+  withCaCrl,
   type KeySet,
 } from './lifecycle.js';
 import { canSign, type RevocationReason } from './openpgp.js';
@@ -26,8 +28,9 @@ export interface DirectoryOptions {
   keys: KeyOptions;
   clock?: () => Date;
   /**
-   * Where a domain's CRL is served (the HTTP face: GET /v1/domains/{domain}/crl); when given,
-   * the S/MIME leaves this directory issues name it as their CRL distribution point (RFC 5280 §4.2.1.13).
+   * Where a domain's CRLs are served (the HTTP face: GET /v1/domains/{domain}/crl); when given,
+   * the S/MIME leaves this directory issues name `<crlUrl>/<caKeyId>`, the CRL of the CA that
+   * issued them, as their CRL distribution point (RFC 5280 §4.2.1.13).
    */
   crlUrl?: (domain: Domain) => string;
 }
@@ -129,6 +132,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     if (existing && existing.status !== 'deleted') throw new MailmeshError('DOMAIN_EXISTS', domain);
     const now = this.clock();
     const { keys, secrets } = await generateDomainKeys(domain, this.#opts.keys, now, this.#opts.crlUrl?.(domain));
+    const crls = await this.#caCrls({ keys, secrets }, undefined, now);
     const content = {
       domain,
       keys,
@@ -136,9 +140,10 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
       formats: opts.formats ?? ['pgp-mime' as const, 'smime' as const],
       capabilities: ownCapabilities(keys),
       validity: recordValidity(keys, now),
+      ...(crls ? { crls } : {}),
     };
     // Every record this directory serves for its own domains is signed by the domain key (docs/federation.md).
-    const signed = await signPayload(recordPayload(content, now), [secrets.openpgp!.armored], now);
+    const signed = await signPayload(recordPayload(content, now, { crls }), [secrets.openpgp!.armored], now);
     const record = await this.store.putRecord(
       {
         ...content,
@@ -151,6 +156,14 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     );
     this.#changed(record);
     return record;
+  }
+
+  /**
+   * With crlUrl (the leaves name their CA's CRL as distribution point): `crls` with a first CRL
+   * of the domain CA of `set` when none is that CA's yet (withCaCrl); else `crls` as they are.
+   */
+  async #caCrls(set: KeySet, crls: string[] | undefined, now: Date): Promise<string[] | undefined> {
+    return this.#opts.crlUrl ? withCaCrl(set, crls, now) : crls;
   }
 
   #seal(domain: Domain, secrets: DomainSecrets): Buffer {
@@ -230,8 +243,8 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
 
   /**
    * Signs a local domain's record again with its own key. What the record publishes besides its
-   * keys is carried on unless `extra` replaces it: announced next keys (record.next), the CRL
-   * (record.crl) and the revocation certificates of the signed payload.
+   * keys is carried on unless `extra` replaces it: announced next keys (record.next), the CRLs
+   * (record.crls) and the revocation certificates of the signed payload.
    */
   async resign(input: string, extra: PayloadExtra = {}): Promise<DomainRecord> {
     const { current, secrets, now } = await this.#own(input);
@@ -256,7 +269,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
   async #commit(current: DomainRecord, content: DomainRecord, extra: PayloadExtra, signing: string[], secrets: DomainSecrets, now: Date): Promise<DomainRecord> {
     const usable = [signing[0]!];
     for (const a of signing.slice(1)) if (await canSign(a, now)) usable.push(a);
-    const full = { ...content, capabilities: ownCapabilities(content.keys), crl: extra.crl };
+    const full = { ...content, capabilities: ownCapabilities(content.keys), crls: extra.crls };
     const signed = await signPayload(recordPayload(full, now, extra), usable, now);
     const record = await this.store.putRecord(
       { ...full, signed, updated: now.toISOString() },
@@ -278,7 +291,8 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     const next = await newKeys(current.domain, { keys: current.keys, secrets }, { keys: this.#opts.keys, now, crlUrl: this.#opts.crlUrl?.(current.domain) });
     const overlap = opts.overlapDays ?? this.#opts.keys.overlapDays ?? DEFAULT_OVERLAP_DAYS;
     const content = { ...current, next: next.keys, rollover: { announced: now.toISOString(), switchAfter: daysAfter(now, overlap) } };
-    return this.#commit(current, content, carried(current, { next: payloadKeys(next.keys) }), [secrets.openpgp!.armored], { ...secrets, next: next.secrets }, now);
+    const crls = await this.#caCrls(next, current.crls, now);
+    return this.#commit(current, content, carried(current, { next: payloadKeys(next.keys), crls }), [secrets.openpgp!.armored], { ...secrets, next: next.secrets }, now);
   }
 
   /**
@@ -293,10 +307,11 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     if (!opts.now && now.getTime() < switchAfter) throw new MailmeshError('ROLL_TOO_EARLY', `${current.domain}: switch after ${current.rollover!.switchAfter}`);
     const old: KeySet = { keys: current.keys, secrets: { openpgp: secrets.openpgp, smime: secrets.smime } };
     const content = { ...current, keys: current.next, validity: recordValidity(current.next, now), next: undefined, rollover: undefined };
+    const crls = await this.#caCrls({ keys: current.next, secrets: secrets.next }, current.crls, now);
     return this.#commit(
       current,
       content,
-      carried(current, { next: undefined }),
+      carried(current, { next: undefined, crls }),
       [secrets.next.openpgp.armored, secrets.openpgp!.armored],
       { ...secrets.next, retained: [...(secrets.retained ?? []), retire(old, now, this.#retainDays)] },
       now,
@@ -335,13 +350,13 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     // Earlier certificates of the same leaf key pair (renewals) are revoked with it.
     const sameKey = (secrets.retained ?? []).filter((r) => !r.revoked && r.secrets.smime && r.secrets.smime.keyPkcs8Pem === secrets.smime?.keyPkcs8Pem);
     const fresh = await newKeys(current.domain, old, { keys: this.#opts.keys, now, crlUrl: this.#opts.crlUrl?.(current.domain), newCa: reason === 'compromised' });
-    const published = await revocations(ended, sameKey, current.crl, reason, now);
+    const published = await revocations(ended, sameKey, current.crls ?? [], reason, now, domainCa(fresh));
     const retained = (secrets.retained ?? []).map((r) => (sameKey.includes(r) ? { ...r, revoked: true } : r));
     const content = { ...current, keys: fresh.keys, validity: recordValidity(fresh.keys, now), next: undefined, rollover: undefined };
     return this.#commit(
       current,
       content,
-      { revocations: carriedRevocations(published.certificates, current.signed?.payload), crl: published.crl },
+      { revocations: carriedRevocations(published.certificates, current.signed?.payload), crls: published.crls },
       [fresh.secrets.openpgp!.armored],
       { ...fresh.secrets, retained: [...retained, ...ended.map((s) => retire(s, now, this.#retainDays, true))] },
       now,
@@ -371,10 +386,10 @@ function carried(current: DomainRecord, extra: PayloadExtra): PayloadExtra {
   return {
     next: 'next' in extra ? extra.next : current.next && payloadKeys(current.next),
     revocations: extra.revocations ?? carriedRevocations([], current.signed?.payload),
-    crl: 'crl' in extra ? extra.crl : current.crl,
+    crls: 'crls' in extra ? extra.crls : current.crls,
   };
 }
 
 function tombstone(r: DomainRecord): DomainRecord {
-  return { ...r, keys: {}, signed: undefined, status: 'deleted', next: undefined, rollover: undefined, crl: undefined };
+  return { ...r, keys: {}, signed: undefined, status: 'deleted', next: undefined, rollover: undefined, crls: undefined };
 }

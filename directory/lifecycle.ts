@@ -5,7 +5,8 @@ import { MailmeshError } from './errors.js';
 import { leafDays, type KeyOptions } from './keys.js';
 import { generateOpenPgpKey, openPgpKeyInfo, revocationCertificate, type RevocationReason } from './openpgp.js';
 import type { DomainRecord, KeySecrets, RetainedKeys } from './record.js';
-import { generateSmime, issueCrl, issueLeaf, readCertificates, readCrl, smimeKeyInfo, type CrlEntry, type DomainCa } from './smime.js';
+import { MAX_CRLS } from './signed.js';
+import { caKeyId, crlIssuerKey, generateSmime, issueCrl, issueLeaf, readCertificates, readCrl, smimeKeyInfo, type CrlEntry, type DomainCa } from './smime.js';
 
 /**
  * The key lifecycle of a local domain (docs/lifecycle.md): the key material of a roll, a
@@ -103,29 +104,73 @@ function crlReason(reason: RevocationReason): x509.X509CrlReason {
 /**
  * What a revocation publishes about the key sets it ends (`ended`: the current keys, and the
  * announced next ones if any): an OpenPGP revocation certificate of each key (RFC 4880 §5.2.1
- * 0x20), and the domain CA's CRL (RFC 5280 §5) with every leaf of those sets that this CA
- * issued, added to the entries of `previousCrl` when the same CA issued it (else a first CRL).
- * `also` are more leaves of the same key pair (earlier renewals still retained). The CRL is
- * the one of the CA of the first set; with no CA key here, `previousCrl` stays.
+ * 0x20), and for each domain CA that issued one of their leaves (or of `also`: more leaves of
+ * the same key pair, earlier renewals still retained) that CA's CRL (RFC 5280 §5) listing them,
+ * added to the entries of its CRL in `previousCrls` if any. `fresh` is the CA of the new keys:
+ * when no revoked leaf is its (a new CA), it gets a first, empty CRL, so the distribution point
+ * of its leaves resolves. Leaves whose CA key is not here are left out.
  */
 export async function revocations(
   ended: KeySet[],
   also: KeySet[],
-  previousCrl: string | undefined,
+  previousCrls: string[],
   reason: RevocationReason,
   now: Date,
-): Promise<{ certificates: string[]; crl: string | undefined }> {
+  fresh?: DomainCa,
+): Promise<{ certificates: string[]; crls: string[] }> {
   const certificates = await Promise.all(
     ended.filter((s) => s.secrets.openpgp).map((s) => revocationCertificate(s.secrets.openpgp!.armored, reason, now)),
   );
-  const ca = ended[0] && domainCa(ended[0]);
-  if (!ca) return { certificates, crl: previousCrl };
-  const previous = previousCrl ? await readCrl(Buffer.from(previousCrl, 'base64'), ca.ca) : undefined;
-  const serials = [...ended, ...also].map((s) => s.keys.smime).filter((s) => s && s.issuer === ca.ca.subject).map((s) => s!.serialNumber);
-  const entries: CrlEntry[] = (previous?.entries ?? []).filter((e) => !serials.includes(e.serialNumber));
-  for (const serialNumber of new Set(serials)) entries.push({ serialNumber, revocationDate: now, reason: crlReason(reason) });
-  const der = await issueCrl({ ...ca, now, entries, number: (previous?.number ?? 0) + 1 });
-  return { certificates, crl: der.toString('base64') };
+  const byCa = new Map<string, { ca: DomainCa; serials: Set<string> }>();
+  for (const set of [...ended, ...also]) {
+    const ca = domainCa(set);
+    if (!ca || !set.keys.smime) continue;
+    const id = await caKeyId(ca.ca);
+    const group = byCa.get(id) ?? { ca, serials: new Set<string>() };
+    group.serials.add(set.keys.smime.serialNumber);
+    byCa.set(id, group);
+  }
+  const issued: string[] = [];
+  if (fresh && !byCa.has(await caKeyId(fresh.ca))) issued.push(await firstCrl(fresh, now));
+  for (const [id, { ca, serials }] of byCa) {
+    const before = previousCrls.find((c) => crlIssuerKey(Buffer.from(c, 'base64'))?.keyId === id);
+    const previous = before ? await readCrl(Buffer.from(before, 'base64'), ca.ca) : undefined;
+    const entries: CrlEntry[] = (previous?.entries ?? []).filter((e) => !serials.has(e.serialNumber));
+    for (const serialNumber of serials) entries.push({ serialNumber, revocationDate: now, reason: crlReason(reason) });
+    issued.push((await issueCrl({ ...ca, now, entries, number: (previous?.number ?? 0) + 1 })).toString('base64'));
+  }
+  return { certificates, crls: carriedCrls(issued, previousCrls, now) };
+}
+
+/** A domain CA's first CRL (RFC 5280 §5): empty, CRL number 1 (§5.2.3), base64 of its DER. */
+async function firstCrl(ca: DomainCa, now: Date): Promise<string> {
+  return (await issueCrl({ ...ca, now, entries: [], number: 1 })).toString('base64');
+}
+
+/**
+ * `crls` with a first, empty CRL of the domain CA of `set` in front (the newest CA's first) when
+ * none of them is that CA's, so that the CRL distribution point (RFC 5280 §4.2.1.13) of its
+ * leaves resolves from the start; `crls` as they are when one is, or without a CA key here.
+ */
+export async function withCaCrl(set: KeySet, crls: string[] | undefined, now: Date): Promise<string[] | undefined> {
+  const ca = domainCa(set);
+  if (!ca) return crls;
+  const id = await caKeyId(ca.ca);
+  if (crls?.some((c) => crlIssuerKey(Buffer.from(c, 'base64'))?.keyId === id)) return crls;
+  return carriedCrls([await firstCrl(ca, now)], crls ?? [], now);
+}
+
+/**
+ * The CRLs a record carries on: `added` first (the newest CA's first), then those of `previous`
+ * from other CAs whose nextUpdate (RFC 5280 §5.1.2.5: the CA's end) is still ahead, at most MAX_CRLS.
+ */
+export function carriedCrls(added: string[], previous: string[], now: Date): string[] {
+  const replaced = new Set(added.map((c) => crlIssuerKey(Buffer.from(c, 'base64'))?.keyId));
+  const kept = previous.filter((c) => {
+    const issuer = crlIssuerKey(Buffer.from(c, 'base64'));
+    return issuer && !replaced.has(issuer.keyId) && (!issuer.nextUpdate || issuer.nextUpdate.getTime() > now.getTime());
+  });
+  return [...added, ...kept].slice(0, MAX_CRLS);
 }
 
 /** The revocation certificates a record carries on: the new ones first, then those it carried, at most MAX_REVOCATIONS. */

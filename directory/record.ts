@@ -89,8 +89,11 @@ export interface DomainRecord {
   next?: DomainRecord['keys'];
   /** A local domain's roll in its overlap: when it was announced and when the switch may happen. */
   rollover?: { announced: string; switchAfter: string };
-  /** The domain CA's certificate revocation list (RFC 5280 §5), base64 DER, as signed in the payload's `crl`. */
-  crl?: string;
+  /**
+   * The certificate revocation lists (RFC 5280 §5) of the domain's CAs, base64 DER, one per CA,
+   * the newest CA's first, as signed in the payload's `crls`.
+   */
+  crls?: string[];
   /**
    * A key recovery this directory holds down (federation/recovery.ts, docs/lifecycle.md "Recover"):
    * the new keys' fingerprints, since when, and when it takes effect unless vetoed.

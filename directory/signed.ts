@@ -39,19 +39,24 @@ export interface RecordPayload {
   next?: PayloadKeys;
   /** Revocation certificates (armored, RFC 4880 §5.2.1 type 0x20) of keys this domain no longer uses. */
   revocations?: string[];
-  /** The domain CA's certificate revocation list (RFC 5280 §5), base64 of its DER, listing revoked S/MIME leaves. */
-  crl?: string;
+  /**
+   * The certificate revocation lists (RFC 5280 §5) of the domain's CAs, base64 of their DER, one
+   * per CA, the newest CA's first, listing revoked S/MIME leaves; at most MAX_CRLS.
+   */
+  crls?: string[];
 }
 
 /** What a record payload may carry beside the record's own fields. */
 export interface PayloadExtra {
   next?: PayloadKeys;
   revocations?: string[];
-  crl?: string;
+  crls?: string[];
 }
 
-/** Bound of `crl` (base64 characters): a CRL of some hundred entries. */
+/** Bound of each of `crls` (base64 characters): a CRL of some hundred entries. */
 export const MAX_CRL_BASE64 = 65_536;
+/** Bound of `crls`: the CRLs of the domain's last CAs (a new CA comes with each compromise). */
+export const MAX_CRLS = 8;
 
 export interface LeavePayload {
   v: 1;
@@ -104,7 +109,7 @@ export function recordPayload(r: Pick<DomainRecord, 'domain' | 'keys' | 'gateway
     issued: issued.toISOString(),
     ...(extra.next ? { next: extra.next } : {}),
     ...(extra.revocations?.length ? { revocations: extra.revocations } : {}),
-    ...(extra.crl ? { crl: extra.crl } : {}),
+    ...(extra.crls?.length ? { crls: extra.crls } : {}),
   };
 }
 
@@ -211,11 +216,11 @@ export function checkRecordPayload(value: unknown): RecordPayload {
   if (p.revocations !== undefined && (!Array.isArray(p.revocations) || !p.revocations.every((r) => typeof r === 'string'))) {
     malformed('revocations must be a list of armored revocation certificates');
   }
-  if (p.crl !== undefined) {
-    // RFC 4648 §4 base64 (padded) of the CRL's DER (RFC 5280 §5).
-    const crl = str(p.crl, 'crl');
-    if (crl.length === 0 || crl.length > MAX_CRL_BASE64 || crl.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(crl)) {
-      malformed(`crl must be base64 of at most ${MAX_CRL_BASE64} characters`);
+  if (p.crls !== undefined) {
+    // RFC 4648 §4 base64 (padded) of each CRL's DER (RFC 5280 §5).
+    const base64 = (c: unknown) => typeof c === 'string' && c.length > 0 && c.length <= MAX_CRL_BASE64 && c.length % 4 === 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(c);
+    if (!Array.isArray(p.crls) || p.crls.length === 0 || p.crls.length > MAX_CRLS || !p.crls.every(base64)) {
+      malformed(`crls must be a list of 1 to ${MAX_CRLS} CRLs, each base64 of at most ${MAX_CRL_BASE64} characters`);
     }
   }
   return p as unknown as RecordPayload;

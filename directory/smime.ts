@@ -55,7 +55,10 @@ export interface LeafOptions extends DomainCa {
   validDays: number;
   /** The leaf's key pair (PKCS#8) to certify again (renewal); absent: a new key pair. */
   keyPkcs8Pem?: string;
-  /** RFC 5280 §4.2.1.13: the URL of the CA's CRL, named in the leaf's CRL distribution point. */
+  /**
+   * RFC 5280 §4.2.1.13: where the domain's CRLs are served (`…/v1/domains/{domain}/crl`); the
+   * leaf's CRL distribution point names `<crlUrl>/<caKeyId>`, the CRL of the CA that issues it.
+   */
   crlUrl?: string;
 }
 
@@ -128,7 +131,7 @@ export async function issueLeaf(domain: Domain, opts: LeafOptions): Promise<{ le
       ]),
       await x509.AuthorityKeyIdentifierExtension.create(opts.ca),
       await x509.SubjectKeyIdentifierExtension.create(publicKey),
-      ...(opts.crlUrl ? [new x509.CRLDistributionPointsExtension([opts.crlUrl])] : []),
+      ...(opts.crlUrl ? [new x509.CRLDistributionPointsExtension([`${opts.crlUrl}/${await caKeyId(opts.ca)}`])] : []),
     ],
   });
   return { leaf, keyPkcs8Pem };
@@ -183,6 +186,28 @@ export async function issueCrl(opts: DomainCa & { now: Date; entries: CrlEntry[]
     entries: opts.entries.map((e) => ({ serialNumber: e.serialNumber, revocationDate: e.revocationDate, reason: e.reason })),
   });
   return Buffer.from(crl.rawData);
+}
+
+/**
+ * The key identifier of a domain CA, lower-case hex: the SHA-1 of its public key (RFC 5280
+ * §4.2.1.2 method 1), as the authority key identifier (§5.2.1) of the CRLs it issues carries it.
+ */
+export async function caKeyId(ca: x509.X509Certificate): Promise<string> {
+  return Buffer.from(await ca.publicKey.getKeyIdentifier()).toString('hex');
+}
+
+/**
+ * The key identifier of a CRL's issuer (its authority key identifier, RFC 5280 §5.2.1, lower-case
+ * hex) and its nextUpdate (§5.1.2.5); undefined for an unreadable CRL or one without them.
+ */
+export function crlIssuerKey(der: Uint8Array): { keyId: string; nextUpdate?: Date } | undefined {
+  try {
+    const crl = new x509.X509Crl(Buffer.from(der));
+    const aki = crl.getExtension(x509.AuthorityKeyIdentifierExtension);
+    return aki?.keyId ? { keyId: aki.keyId.toLowerCase(), nextUpdate: crl.nextUpdate } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -40,13 +40,13 @@ export interface JoinOptions {
   recoveryHoldMs?: number;
 }
 
-/** The stored form of a verified record: its keys, the announced next keys and the CRL as signed. */
+/** The stored form of a verified record: its keys, the announced next keys and the CRLs as signed. */
 export function verifiedDraft(v: VerifiedRecord, signed: SignedRecord, provenance: Provenance, status: 'active' | 'stale' = 'active'): RecordDraft {
   return {
     domain: v.domain,
     keys: v.keys,
     ...(v.next ? { next: v.next } : {}),
-    ...(v.payload.crl ? { crl: v.payload.crl } : {}),
+    ...(v.payload.crls ? { crls: v.payload.crls } : {}),
     gateways: v.payload.gateways,
     formats: v.payload.formats,
     capabilities: v.payload.capabilities,

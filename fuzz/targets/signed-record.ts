@@ -9,7 +9,7 @@ const target: FuzzTarget = {
   name: 'signed-record',
   description: 'verifySigned: shape, canonical JSON payload, every field, keys bound to the domain, OpenPGP signature',
   maxLen: 16384,
-  dictionary: ['"payload"', '"signature"', '"domain"', '"keys"', '"openpgp"', '"smime"', '"validity"', '"gateways"', '"formats"', '"next"', '"revocations"', '"crl"', '"issued"', '"v":1', 'mailmesh.domain-record', '\\u0000', '\\ud800', '1e999', '-0', '[]', '{}', 'null'],
+  dictionary: ['"payload"', '"signature"', '"domain"', '"keys"', '"openpgp"', '"smime"', '"validity"', '"gateways"', '"formats"', '"next"', '"revocations"', '"crls"', '"issued"', '"v":1', 'mailmesh.domain-record', '\\u0000', '\\ud800', '1e999', '-0', '[]', '{}', 'null'],
   async fuzz(data) {
     const text = data.toString('utf8');
     let input: unknown;

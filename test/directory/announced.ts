@@ -9,7 +9,7 @@ import type { DomainRecord } from '../../directory/record.js';
 /**
  * A record in a roll, for the faces' tests, written with Directory.putRecord: next keys (freshly
  * generated) beside the current ones, a rollover, and a CRL of the domain CA that lists the
- * current leaf (RFC 5280 §5). The faces publish what the record says; who signs it is not theirs to check.
+ * current leaf (RFC 5280 §5), with its authority key identifier (§5.2.1). The faces publish what the record says; who signs it is not theirs to check.
  */
 export async function announceForTest(directory: Directory, domainInput: string): Promise<{ record: DomainRecord; crlDer: Buffer; revokedSerial: string }> {
   const domain = parseDomain(domainInput);
@@ -29,10 +29,11 @@ export async function announceForTest(directory: Directory, domainInput: string)
     entries: [{ serialNumber: leaf.serialNumber, revocationDate: now, reason: x509.X509CrlReason.keyCompromise }],
     signingAlgorithm: alg,
     signingKey: signingKey as CryptoKey,
+    extensions: [await x509.AuthorityKeyIdentifierExtension.create(ca)],
   });
   const crlDer = Buffer.from(crl.rawData);
   const rollover = { announced: now.toISOString(), switchAfter: new Date(now.getTime() + 7 * 86400_000).toISOString() };
-  const record = await directory.putRecord({ ...current, next, rollover, crl: crlDer.toString('base64') }, serial);
+  const record = await directory.putRecord({ ...current, next, rollover, crls: [crlDer.toString('base64')] }, serial);
   return { record, crlDer, revokedSerial: leaf.serialNumber };
 }
 

@@ -9,7 +9,7 @@ import { Directory, type DirectoryOptions } from '../../directory/directory.js';
 import type { DomainRecord } from '../../directory/record.js';
 import { MemoryStore } from '../../directory/store/memory.js';
 import { checkRecordPayload, recordPayload, revokedBy, verifySigned } from '../../directory/signed.js';
-import { readCrl } from '../../directory/smime.js';
+import { caKeyId, readCrl } from '../../directory/smime.js';
 import { gpgHome, rejectsCode, run, tempDir, throwsCode } from '../helpers.js';
 
 const DAY = 86400_000;
@@ -211,9 +211,10 @@ t.test('revoke (superseded): new keys at once, a revocation certificate and a CR
   t.equal(v.payload.revocations?.length, 1);
   t.same(await revokedBy(v.payload.revocations, [a0.keys.openpgp!.armored], clock.now), [a0.keys.openpgp!.fingerprint], 'the certificate revokes the old key');
   t.equal(await revocationFlag(a0.keys.openpgp!.armored, v.payload.revocations![0]!), openpgp.enums.reasonForRevocation.keySuperseded);
-  t.equal(v.payload.crl, a1.crl, 'the record carries the signed CRL');
+  t.same(v.payload.crls, a1.crls, 'the record carries the signed CRLs');
+  t.equal(a1.crls?.length, 1, 'one CA, one CRL');
 
-  const crl = await readCrl(Buffer.from(a1.crl!, 'base64'), cert(caPem(a0.keys)));
+  const crl = await readCrl(Buffer.from(a1.crls![0]!, 'base64'), cert(caPem(a0.keys)));
   t.ok(crl, 'issued by the domain CA');
   t.equal(crl!.number, 1);
   t.same(
@@ -230,7 +231,7 @@ t.test('revoke (superseded): new keys at once, a revocation certificate and a CR
   const dir = tempDir(t);
   const f = (name: string) => join(dir, name);
   writeFileSync(f('ca.pem'), caPem(a0.keys));
-  writeFileSync(f('crl.der'), Buffer.from(a1.crl!, 'base64'));
+  writeFileSync(f('crl.der'), Buffer.from(a1.crls![0]!, 'base64'));
   writeFileSync(f('old.pem'), renewed.keys.smime!.chain[0]!);
   writeFileSync(f('new.pem'), a1.keys.smime!.chain[0]!);
   const openssl = (args: string[]) => run('openssl', args, { cwd: dir, allowFail: true });
@@ -279,7 +280,10 @@ t.test('revoke (compromised): a new CA too, the old CA lists the leaf as keyComp
     'the current and the announced key are revoked',
   );
   t.equal(await revocationFlag(a0.keys.openpgp!.armored, v.payload.revocations![0]!), openpgp.enums.reasonForRevocation.keyCompromised);
-  const crl = await readCrl(Buffer.from(a2.crl!, 'base64'), cert(caPem(a0.keys)));
+  t.equal(a2.crls?.length, 2, 'a CRL of the new CA and one of the old');
+  const empty = await readCrl(Buffer.from(a2.crls![0]!, 'base64'), cert(caPem(a2.keys)));
+  t.same(empty?.entries, [], "the new CA's CRL comes first, empty");
+  const crl = await readCrl(Buffer.from(a2.crls![1]!, 'base64'), cert(caPem(a0.keys)));
   t.same(
     crl?.entries.map((e) => [e.serialNumber, e.reason]).sort(),
     [a0.keys.smime!.serialNumber, a1.next!.smime!.serialNumber].map((s) => [s, x509.X509CrlReason.keyCompromise]).sort(),
@@ -289,20 +293,22 @@ t.test('revoke (compromised): a new CA too, the old CA lists the leaf as keyComp
   t.equal(s2.next, undefined);
   t.same(s2.retained?.map((r) => [r.keys.openpgp?.fingerprint, r.revoked]), [[a0.keys.openpgp!.fingerprint, true], [a1.next!.openpgp!.fingerprint, true]]);
 
-  // A second revocation under the new CA: a first CRL of that CA; the earlier certificates are carried.
+  // A second revocation under the new CA: that CA's CRL lists its leaf; the old CA's CRL and the earlier certificates are carried.
   const a3 = await d.revokeKeys('erin.test', 'superseded');
-  const crl3 = await readCrl(Buffer.from(a3.crl!, 'base64'), cert(caPem(a2.keys)));
+  t.equal(a3.crls?.length, 2);
+  const crl3 = await readCrl(Buffer.from(a3.crls![0]!, 'base64'), cert(caPem(a2.keys)));
   t.same(crl3?.entries.map((e) => e.serialNumber), [a2.keys.smime!.serialNumber], "the new CA's CRL");
-  t.equal(crl3?.number, 1);
+  t.equal(crl3?.number, 2, 'the second of that CA');
+  t.equal(a3.crls![1], a2.crls![1], "the old CA's CRL is carried as it was");
   const v3 = await verifySigned(a3.signed, clock.now);
   t.equal(v3.payload.revocations?.length, 3, 'the new revocation certificate first, then those carried');
   t.same(await revokedBy(v3.payload.revocations!.slice(0, 1), [a2.keys.openpgp!.armored], clock.now), [a2.keys.openpgp!.fingerprint]);
   const a4 = await d.announceRoll('erin.test');
-  t.equal(a4.crl, a3.crl, 'a later record carries the CRL');
+  t.same(a4.crls, a3.crls, 'a later record carries the CRLs');
   t.same((await verifySigned(a4.signed, clock.now)).payload.revocations, v3.payload.revocations, 'and the revocations');
 });
 
-t.test('crlUrl: the leaves the directory issues name it as their CRL distribution point', async (t) => {
+t.test("crlUrl: the leaves the directory issues name it, with their CA's key identifier, as their CRL distribution point", async (t) => {
   const { d } = await clocked(new Date(), { crlUrl: (domain) => `https://dir.example/v1/domains/${domain}/crl` });
   const a0 = await d.addDomain('frank.test');
   const a1 = await d.announceRoll('frank.test');
@@ -311,21 +317,26 @@ t.test('crlUrl: the leaves the directory issues name it as their CRL distributio
   for (const [name, pem] of [['added', a0.keys.smime!.chain[0]!], ['next', a1.next!.smime!.chain[0]!], ['renewed', a2.keys.smime!.chain[0]!]] as const) {
     writeFileSync(join(dir, `${name}.pem`), pem);
     const text = (await run('openssl', ['x509', '-in', `${name}.pem`, '-noout', '-ext', 'crlDistributionPoints'], { cwd: dir })).stdout.toString();
-    t.match(text, /URI:https:\/\/dir\.example\/v1\/domains\/frank\.test\/crl/, `${name}: openssl reads the distribution point`);
+    const ca = name === 'next' ? a1.next!.smime!.chain : a0.keys.smime!.chain;
+    const keyId = await caKeyId(cert(ca[ca.length - 1]!));
+    t.match(text, `URI:https://dir.example/v1/domains/frank.test/crl/${keyId}`, `${name}: openssl reads the distribution point`);
   }
   const { d: plain } = await clocked(new Date());
   const b = await plain.addDomain('grace.test');
   t.equal(cert(b.keys.smime!.chain[0]!).getExtension(x509.CRLDistributionPointsExtension), null, 'none without crlUrl');
 });
 
-t.test('a payload crl is base64 of bounded size', async (t) => {
+t.test('payload crls: a bounded list of base64 of bounded size', async (t) => {
   const base = recordPayload(
     { domain: 'h.test' as DomainRecord['domain'], keys: {}, gateways: { smtp: [] }, formats: ['pgp-mime'], validity: { notBefore: '2027-01-01T00:00:00Z', notAfter: null } },
     new Date('2027-01-01T00:00:00Z'),
   );
-  t.equal(checkRecordPayload({ ...base, crl: 'MAo=' }).crl, 'MAo=');
+  t.same(checkRecordPayload({ ...base, crls: ['MAo=', 'MAo='] }).crls, ['MAo=', 'MAo=']);
   for (const bad of ['', 'not base64!', 'MAo', 'A'.repeat(65_540), 42]) {
-    throwsCode(t, () => checkRecordPayload({ ...base, crl: bad }), 'SIGNED_RECORD_MALFORMED', `crl ${JSON.stringify(bad).slice(0, 20)}`);
+    throwsCode(t, () => checkRecordPayload({ ...base, crls: [bad] }), 'SIGNED_RECORD_MALFORMED', `crls [${JSON.stringify(bad).slice(0, 20)}]`);
+  }
+  for (const bad of ['MAo=', [], Array(9).fill('MAo=')]) {
+    throwsCode(t, () => checkRecordPayload({ ...base, crls: bad }), 'SIGNED_RECORD_MALFORMED', `crls ${JSON.stringify(bad).slice(0, 20)}`);
   }
 });
 

@@ -24,7 +24,7 @@ const dirB = await memoryDirectory(clock.now);
 const mirror = new Mirror(base, { directory: dirB });
 
 // The domain CA's CRL travels opaque (base64 of DER, RFC 5280 §5): the directory stores it as signed.
-const CRL = Buffer.from('a CRL as the domain signed it').toString('base64');
+const CRLS = ['a CRL as the domain signed it', 'and one of its earlier CA'].map((c) => Buffer.from(c).toString('base64'));
 
 async function member(domain: string) {
   const local = await memoryDirectory(clock.now);
@@ -55,21 +55,21 @@ async function lookup(domain: string): Promise<DomainRecord> {
   return (await (await fetch(`${base}/v1/domains/${domain}`)).json()) as DomainRecord;
 }
 
-t.test('a roll posted in two steps is accepted at both; next and crl are stored and mirrored', async (t) => {
+t.test('a roll posted in two steps is accepted at both; next and crls are stored and mirrored', async (t) => {
   const alpha = await member('alpha.test');
   const k2 = await newKey('alpha.test');
   // Announce: the current keys, the next key, signed by the current key.
-  const announce = await post(await signed(alpha.record, alpha.record.keys, [alpha.priv], { next: payloadKeys({ openpgp: k2.info }), crl: CRL }));
+  const announce = await post(await signed(alpha.record, alpha.record.keys, [alpha.priv], { next: payloadKeys({ openpgp: k2.info }), crls: CRLS }));
   t.equal(announce.status, 201);
   t.match(announce.json.provenance.verified, 'same key');
   const during = await lookup('alpha.test');
   t.equal(during.keys.openpgp?.fingerprint, alpha.record.keys.openpgp!.fingerprint, 'the current key is served');
   t.equal(during.next?.openpgp?.fingerprint, k2.info.fingerprint, 'the next key is published beside it');
-  t.equal(during.crl, CRL, 'the CRL as signed');
+  t.same(during.crls, CRLS, 'the CRLs as signed');
   await mirror.sync();
   const mirrored = await dirB.getRecord('alpha.test');
   t.equal(mirrored.next?.openpgp?.fingerprint, k2.info.fingerprint, 'the mirror has next');
-  t.equal(mirrored.crl, CRL, 'and the CRL');
+  t.same(mirrored.crls, CRLS, 'and the CRLs');
 
   // Finish: the new keys, signed by the new and the old key; the TXT names the new key.
   const keys = { openpgp: k2.info, smime: alpha.record.keys.smime };
@@ -79,7 +79,7 @@ t.test('a roll posted in two steps is accepted at both; next and crl are stored 
   t.equal(finish.json.keys.openpgp?.fingerprint, k2.info.fingerprint, 'switched');
   t.match(finish.json.provenance.verified, `announced as next by ${alpha.record.keys.openpgp!.fingerprint}`);
   t.notOk(finish.json.next, 'nothing announced any more');
-  t.notOk(finish.json.crl, 'the record signed without a CRL has none');
+  t.notOk(finish.json.crls, 'the record signed without CRLs has none');
   const r = await mirror.sync();
   t.ok(r.stored.includes('alpha.test'), 'the mirror follows');
   t.equal((await dirB.getRecord('alpha.test')).keys.openpgp?.fingerprint, k2.info.fingerprint);
@@ -120,15 +120,15 @@ t.test('a revocation: the new key, signed by itself, carrying the old key\'s rev
   const cert = openpgp.armor(openpgp.enums.armor.publicKey, packets.write());
   const k2 = await newKey('delta.test');
   zone.pin({ ...delta.record, keys: { openpgp: k2.info } }, base);
-  const a = await post(await signed(delta.record, { openpgp: k2.info }, [k2.priv], { revocations: [cert], crl: CRL }));
+  const a = await post(await signed(delta.record, { openpgp: k2.info }, [k2.priv], { revocations: [cert], crls: CRLS }));
   t.equal(a.status, 201);
   t.match(a.json.provenance.verified, `previous key ${delta.record.keys.openpgp!.fingerprint} revoked by itself`);
   t.equal(a.json.keys.openpgp?.fingerprint, k2.info.fingerprint);
-  t.equal(a.json.crl, CRL);
+  t.same(a.json.crls, CRLS);
   t.notOk(a.json.pendingRecovery, 'no recovery: it has continuity');
   const r = await mirror.sync();
   t.ok(r.stored.includes('delta.test'), 'the mirror follows the revocation');
-  t.equal((await dirB.getRecord('delta.test')).crl, CRL);
+  t.same((await dirB.getRecord('delta.test')).crls, CRLS);
 
   // Without the revocation (and without proof for it), the same switch is refused.
   const epsilon = await member('epsilon.test');
@@ -165,9 +165,9 @@ t.test('a member directory\'s own roll and revocation (Directory.announceRoll, f
   const r = await post(revoked.signed);
   t.equal(r.status, 201, 'revocation accepted');
   t.match(r.json.provenance.verified, `previous key ${finished.keys.openpgp!.fingerprint} revoked by itself`);
-  t.ok(revoked.crl, 'the revocation carries a CRL');
-  t.equal(r.json.crl, revoked.crl, 'stored as signed');
+  t.equal(revoked.crls?.length, 2, 'the revocation carries the CRLs of the old and the new CA');
+  t.same(r.json.crls, revoked.crls, 'stored as signed');
   const m = await mirror.sync();
   t.same(m.refused, []);
-  t.equal((await dirB.getRecord('zeta.test')).crl, revoked.crl, 'and mirrored');
+  t.same((await dirB.getRecord('zeta.test')).crls, revoked.crls, 'and mirrored');
 });

@@ -9,6 +9,7 @@ import {
   type OpenApiParameter,
   type OpenApiResponse,
 } from '../../../directory/http/openapi.js';
+import { caKeyId, readCertificates } from '../../../directory/smime.js';
 import { announceForTest } from '../announced.js';
 import { get, memoryDirectory, startHttp, type Got } from './helpers.js';
 
@@ -17,12 +18,16 @@ import { get, memoryDirectory, startHttp, type Got } from './helpers.js';
 const doc = loadOpenApi();
 const directory = await memoryDirectory();
 const demo = await directory.addDomain('demo.mailmesh.test');
-// In a roll, with a CRL: the record carries next, rollover and crl, and /crl has something to serve.
+// In a roll, with a CRL: the record carries next, rollover and crls, and /crl (and /crl/{caKeyId}) has something to serve.
 await announceForTest(directory, 'demo.mailmesh.test');
 const { base } = await startHttp(t, directory);
 
 // Examples that cannot be fixed in the file: the demo key is generated at test time.
-const LIVE: Record<string, string> = { fingerprint: demo.keys.openpgp!.fingerprint, keyid: demo.keys.openpgp!.keyId };
+const LIVE: Record<string, string> = {
+  fingerprint: demo.keys.openpgp!.fingerprint,
+  keyid: demo.keys.openpgp!.keyId,
+  caKeyId: await caKeyId(readCertificates(demo.keys.smime!.chain[1]!)[0]!),
+};
 
 const example = (p: OpenApiParameter) => (p.in === 'path' && LIVE[p.name]) || String(p.example);
 

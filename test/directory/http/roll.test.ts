@@ -2,13 +2,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import t, { type Test } from 'tap';
+import { caKeyId, readCertificates } from '../../../directory/smime.js';
 import { wkdHash } from '../../../directory/wkd.js';
 import { gpgHome, run, tempDir } from '../../helpers.js';
 import { announceForTest } from '../announced.js';
 import { get, memoryDirectory, startHttp } from './helpers.js';
 
 // A domain in a roll (docs/lifecycle.md "Roll"): every key-server face of the HTTP face publishes
-// the announced next key beside the current one, and /crl serves the domain CA's CRL.
+// the announced next key beside the current one, and /crl (and /crl/{caKeyId}) serves the domain CA's CRL.
 const directory = await memoryDirectory();
 const D = 'rolling.example';
 const plain = await directory.addDomain('plain.example');
@@ -29,14 +30,14 @@ async function gnupg(t: Test) {
   return { ...h, fprs };
 }
 
-t.test('REST: the record carries next, rollover and crl', async (t) => {
+t.test('REST: the record carries next, rollover and crls', async (t) => {
   const r = await get(`${base}/v1/domains/${D}`);
   t.equal(r.status, 200);
   const body = r.json() as typeof record;
   t.equal(body.next?.openpgp?.fingerprint, NEXT);
   t.equal(body.next?.smime?.fingerprint, record.next!.smime!.fingerprint);
   t.same(body.rollover, record.rollover);
-  t.equal(body.crl, crlDer.toString('base64'));
+  t.same(body.crls, [crlDer.toString('base64')]);
   t.equal(body.keys.openpgp?.fingerprint, CUR, 'the current key stays current');
 });
 
@@ -91,7 +92,13 @@ t.test('CRL: DER as application/pkix-crl, read by openssl; NOT_FOUND without one
   const r = await get(`${base}/v1/domains/${D}/crl`);
   t.equal(r.status, 200);
   t.equal(r.headers['content-type'], 'application/pkix-crl');
-  t.ok(r.body.equals(crlDer), 'the bytes of the record\'s crl');
+  t.ok(r.body.equals(crlDer), 'the bytes of the record\'s first crl');
+  const keyId = await caKeyId(readCertificates(record.keys.smime!.chain[1]!)[0]!);
+  for (const id of [keyId, keyId.toUpperCase()]) {
+    const keyed = await get(`${base}/v1/domains/${D}/crl/${id}`);
+    t.equal(keyed.headers['content-type'], 'application/pkix-crl');
+    t.ok(keyed.body.equals(crlDer), 'the same CRL under its CA\'s key identifier');
+  }
   const dir = tempDir(t);
   writeFileSync(join(dir, 'crl.der'), r.body);
   writeFileSync(join(dir, 'ca.pem'), record.keys.smime!.chain[1]!);
@@ -105,6 +112,7 @@ t.test('CRL: DER as application/pkix-crl, read by openssl; NOT_FOUND without one
   const none = await get(`${base}/v1/domains/plain.example/crl`);
   t.equal(none.status, 404);
   t.equal(errorCode(none), 'NOT_FOUND');
+  t.equal(errorCode(await get(`${base}/v1/domains/${D}/crl/${'ab'.repeat(20)}`)), 'NOT_FOUND', 'no CRL of that CA');
   t.equal(errorCode(await get(`${base}/v1/domains/nowhere.example/crl`)), 'DOMAIN_NOT_FOUND');
   t.equal(errorCode(await get(`${base}/v1/domains/bad_domain!/crl`)), 'DOMAIN_INVALID');
 });
