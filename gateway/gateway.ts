@@ -3,7 +3,7 @@ import { parseAddress, type Domain } from '../directory/domain.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import { followFromStart } from '../directory/follow.js';
 import type { Metrics } from '../directory/metrics.js';
-import type { DomainRecord, TunnelFormat } from '../directory/record.js';
+import type { DomainRecord, DomainSecrets, TunnelFormat } from '../directory/record.js';
 import type { Discovered } from '../federation/discovery.js';
 import { isAuthenticated } from '../federation/trust.js';
 import { authorDomain, headerFields } from './header.js';
@@ -17,6 +17,8 @@ import { classifyMessage, decryptTunnel, encryptTunnel, keyRing, TUNNEL_HEADER, 
 /** What the gateway needs of discovery (federation/discovery.ts Discovery). */
 export interface KeyDiscovery {
   discover(domain: string): Promise<Discovered>;
+  /** Forgets a domain's cached answer, so that the next discover asks the sources. */
+  forget?(domain: string): Promise<void>;
 }
 
 export interface MailPolicyOptions {
@@ -182,13 +184,31 @@ export class MailPolicy {
    * entry whose private keys were erased stays, without them: mail to it is ours, but unreadable.
    */
   async #ownDomain(domain: Domain): Promise<OwnDomain> {
-    const rec = this.#own.get(domain);
-    if (!rec) throw new MailmeshError('DOMAIN_NOT_FOUND', domain);
-    const { next, retained, openpgp, smime } = await this.#o.directory.getSecrets(domain);
+    if (!this.#own.has(domain)) throw new MailmeshError('DOMAIN_NOT_FOUND', domain);
+    const { rec, secrets } = await this.#keyPair(domain);
+    const { next, retained, openpgp, smime } = secrets;
     const others: KeyPair[] = [];
     if (rec.next) others.push({ keys: rec.next, secrets: next ?? {} });
     for (const k of retained ?? []) others.push({ keys: k.keys, secrets: k.secrets ?? {} });
     return { domain, keys: rec.keys, secrets: { openpgp, smime }, others };
+  }
+
+  /**
+   * Our domain's record and secrets as one consistent pair: public keys that name the private
+   * keys we sign with. Both are read from the store (the cached record follows the change feed,
+   * late by up to a poll when a CLI in another process rolls or revokes), and a record and its
+   * secrets are written in one atomic write under one serial: record, secrets, record again,
+   * retried while the serial moved in between.
+   */
+  async #keyPair(domain: Domain): Promise<{ rec: DomainRecord; secrets: DomainSecrets }> {
+    const dir = this.#o.directory;
+    for (let attempt = 0; ; attempt++) {
+      const rec = await dir.getRecord(domain);
+      const secrets = await dir.getSecrets(domain);
+      const again = await dir.getRecord(domain);
+      if (again.serial === rec.serial) return { rec, secrets };
+      if (attempt >= 4) throw new MailmeshError('SERIAL_CONFLICT', `${domain}'s keys changed while being read`);
+    }
   }
 
   async #outbound(message: Buffer, env: Envelope): Promise<Buffer> {
@@ -289,7 +309,7 @@ export class MailPolicy {
    * author domain's keys (current, next, previous) while it has keys is key-changed
    * (docs/lifecycle.md "Peers"); not being another domain's key makes it only unknown.
    */
-  async #openTunnel(message: Buffer, env: Envelope, own: OwnDomain, format: string): Promise<Buffer> {
+  async #openTunnel(message: Buffer, env: Envelope, own: OwnDomain, format: string, fresh = false): Promise<Buffer> {
     const pol = this.#o.policy.inbound;
     const mailFrom = envelopeDomain(env.from);
     const first = authorDomain(message) ?? mailFrom;
@@ -309,6 +329,14 @@ export class MailPolicy {
       const forAuthor = author === undefined ? undefined : attempts.find((a) => a.domain === author);
       best = forAuthor ?? { ...best, result: { ...best.result, signature: 'unknown-signer' } };
     }
+    // An unannounced key change (a revocation) is news a cached answer cannot know: forget the
+    // cached answers and look once more before deciding; the fresh answer moves the pin by continuity.
+    const cached = attempts.filter((a) => a.domain !== undefined && a.peer?.cache === 'hit');
+    const forget = this.#o.discovery.forget?.bind(this.#o.discovery);
+    if (!recognized(best) && !fresh && forget && cached.length > 0) {
+      for (const a of cached) await forget(a.domain!);
+      return this.#openTunnel(message, env, own, format, true);
+    }
     const res = best.result;
     const ok = res.signature === 'valid' && aligned(res.signerDomain, author, pol.authorAlignment);
     // EFAIL: content from a cipher without integrity is only as good as its signature, and every
@@ -326,7 +354,9 @@ export class MailPolicy {
       if (rules[res.signature] === 'reject') {
         if (res.signature === 'key-changed') {
           const key = res.signerFingerprint ? `key ${res.signerFingerprint}` : (res.detail ?? 'an unknown key');
-          throw new MessageRefused(r550(`Tunnel message refused: signed by ${key}, which is none of the current, next or previous keys of ${author} (KEY_CHANGED)`));
+          // Temporary (RFC 3463 §3.8 X.7.5): the change may not have reached the directories yet, and the
+          // upstream's retry then passes; a forgery never does, and expires in the sender's queue.
+          throw new MessageRefused(r(451, `4.7.5 Tunnel message refused: signed by ${key}, which is none of the current, next or previous keys of ${author} (KEY_CHANGED)`));
         }
         throw new MessageRefused(r550(`Tunnel message refused: signature ${res.signature}`));
       }
