@@ -278,6 +278,7 @@ t.test('a key change the cached answer does not know (alpha revoked): the cache 
     const r = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha(format, betaNow, alphaNext));
     t.equal(r.code, 250, `${format}, signed with alpha's new key: ${text(r)}`);
     t.equal(peer.forgotten, 1, 'the cached answer was forgotten once');
+    if (r.code !== 250) continue;
     await beta.sink.received(1);
     t.match(ourResults(beta.sink.messages.at(-1)!.data), /mailmesh=pass .*header\.d=alpha\.test/i);
     // A key the fresh answer does not know either: a temporary failure (the change may not have
