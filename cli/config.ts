@@ -264,6 +264,8 @@ export const ConfigSchema = z.strictObject({
           authorAlignment: z.enum(['strict', 'relaxed']).default('strict'),
           /** A signature by a key that is none of the sender domain's current, next or retained keys (docs/lifecycle.md). */
           keyChanged: z.enum(['reject', 'mark']).default('reject'),
+          /** A tunnel message encrypted to a key we do not hold: reject (554 5.7.5) or defer (451 4.7.5). */
+          undecryptable: z.enum(['reject', 'defer']).default('reject'),
         })
         .prefault({}),
     })

@@ -205,7 +205,7 @@ t.test('a 1 MB adversarial From on a tunnel message from the null sender costs a
 
 t.test('unsigned tunnel content is refused by default; with `mark`, delivered as none only over a cipher with integrity', async (t) => {
   const defaults = loadConfig({ env: {}, cwd: tempDir(t) }).policy;
-  t.same(defaults.inbound, { invalidSignature: 'reject', unknownSigner: 'mark', unsigned: 'reject', authorMismatch: 'reject', authorAlignment: 'strict', keyChanged: 'reject' });
+  t.same(defaults.inbound, { invalidSignature: 'reject', unknownSigner: 'mark', unsigned: 'reject', authorMismatch: 'reject', authorAlignment: 'strict', keyChanged: 'reject', undecryptable: 'reject' });
   const [, strictBeta] = await pair(t, { policies: [undefined, defaults] });
   const [, lenientBeta] = await pair(t, { policies: [undefined, LENIENT] });
   const original = 'From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: unsigned\r\n\r\nNo signature.\r\n';

@@ -152,7 +152,7 @@ t.test('inbound: a tunnel message signed by a key that is not the sender domain\
   // An impostor with its own keys for alpha.test encrypts to the real beta key and signs with its own.
   const impostor = await generateDomainKeys(parseDomain('alpha.test'), { openpgp: 'curve25519', validDays: 30 }, new Date());
   const original = Buffer.from('From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: pay this invoice\r\n\r\nTrust me.\r\n');
-  const refusal = new RegExp(`<\\*\\* 550 5\\.7\\.1 Tunnel message refused: signed by key ${impostor.keys.openpgp!.fingerprint}, which is none of the current, next or previous keys of alpha\\.test \\(KEY_CHANGED\\)`);
+  const refusal = new RegExp(`<\\*\\* 451 4\\.7\\.5 Tunnel message refused: signed by key ${impostor.keys.openpgp!.fingerprint}, which is none of the current, next or previous keys of alpha\\.test \\(KEY_CHANGED\\)`);
   const dir = tempDir(t);
   for (const [target, expect] of [[beta, refusal], [lenientBeta, /<- {2}250 /]] as const) {
     const betaRec = await target.directory.getRecord('beta.test');

@@ -13,7 +13,7 @@ import { parseDomain, type Domain } from '../../directory/domain.js';
 import { MailmeshError } from '../../directory/errors.js';
 import { generateDomainKeys, type DomainKeySet } from '../../directory/keys.js';
 import { Metrics } from '../../directory/metrics.js';
-import { ownCapabilities, secretsContext, SMIME_AEAD, type DomainRecord, type DomainSecrets, type RetainedKeys } from '../../directory/record.js';
+import { ownCapabilities, secretsContext, SMIME_AEAD, type DomainRecord, type DomainSecrets, type RetainedKeys, type TunnelFormat } from '../../directory/record.js';
 import { Sealer } from '../../directory/seal.js';
 import { MemoryStore } from '../../directory/store/memory.js';
 import type { Store } from '../../directory/store/store.js';
@@ -57,6 +57,10 @@ interface PeerView {
   keys: DomainKeySet;
   next?: DomainKeySet;
   previous?: DomainKeySet[];
+  /** Keys a cache still answers with (cache: 'hit') until the gateway forgets them. */
+  cached?: DomainKeySet;
+  /** How often the gateway forgot the cached answer. */
+  forgotten?: number;
 }
 
 const inbound = (o: Partial<InboundPolicy>): PolicySettings => ({ ...DEFAULT_POLICY, inbound: { ...DEFAULT_POLICY.inbound, ...o } });
@@ -99,16 +103,13 @@ async function serve(t: Test, directory: Directory, o: GatewayOptions = {}) {
   const discovery = {
     discover: async (domain: string): Promise<Discovered> => {
       if (domain !== ALPHA) throw new MailmeshError('DOMAIN_NOT_FOUND', domain);
-      return {
-        domain: ALPHA,
-        keys: peer.keys.keys,
-        next: peer.next?.keys,
-        previous: peer.previous?.map((p) => p.keys),
-        formats: ['pgp-mime', 'smime'],
-        capabilities: [SMIME_AEAD],
-        provenance: { source: 'directory-https', verified: 'signed record', at, trust: 'signed-record' },
-        cache: 'miss',
-      };
+      const base = { domain: ALPHA, formats: ['pgp-mime', 'smime'] as TunnelFormat[], capabilities: [SMIME_AEAD], provenance: { source: 'directory-https' as const, verified: 'signed record', at, trust: 'signed-record' as const } };
+      if (peer.cached) return { ...base, keys: peer.cached.keys, cache: 'hit' };
+      return { ...base, keys: peer.keys.keys, next: peer.next?.keys, previous: peer.previous?.map((p) => p.keys), cache: 'miss' };
+    },
+    forget: async (domain: string) => {
+      if (domain === ALPHA) peer.cached = undefined;
+      peer.forgotten = (peer.forgotten ?? 0) + 1;
     },
   };
   const logs: { msg?: string; [k: string]: unknown }[] = [];
@@ -258,7 +259,7 @@ t.test('peers: a signature by the peer\'s next or previous key is valid; by a ke
     const rogue = await sealFromAlpha(format, betaNow, alphaRogue);
     const refused = await strict.send('a@alpha.test', 'b@beta.test', rogue);
     const rogueFpr = format === 'pgp-mime' ? alphaRogue.keys.openpgp!.fingerprint : alphaRogue.keys.smime!.fingerprint;
-    t.equal(text(refused), `550 5.7.1 Tunnel message refused: signed by key ${rogueFpr}, which is none of the current, next or previous keys of alpha.test (KEY_CHANGED)`);
+    t.equal(text(refused), `451 4.7.5 Tunnel message refused: signed by key ${rogueFpr}, which is none of the current, next or previous keys of alpha.test (KEY_CHANGED)`);
     const marked = await marking.send('a@alpha.test', 'b@beta.test', rogue);
     t.equal(marked.code, 250, text(marked));
     await marking.sink.received(format === 'pgp-mime' ? 1 : 2);
@@ -267,6 +268,67 @@ t.test('peers: a signature by the peer\'s next or previous key is valid; by a ke
   t.equal(strict.sink.messages.length, 4, 'the strict gateway delivered only the validly signed ones');
   t.match(strict.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="signature-key-changed"\} 1/);
   t.match(marking.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="smime",result="signature-key-changed"\} 1/);
+});
+
+t.test('a key change the cached answer does not know (alpha revoked): the cache is forgotten and the fresh answer decides; still key-changed, 451', async (t) => {
+  for (const format of FORMATS) {
+    // beta's discovery cached alpha's old keys; alpha revoked them and signs with its new ones.
+    const peer: PeerView = { keys: alphaNext, previous: [], cached: alphaNow };
+    const beta = await betaGateway(t, {}, { peer });
+    const r = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha(format, betaNow, alphaNext));
+    t.equal(r.code, 250, `${format}, signed with alpha's new key: ${text(r)}`);
+    t.equal(peer.forgotten, 1, 'the cached answer was forgotten once');
+    if (r.code !== 250) continue;
+    await beta.sink.received(1);
+    t.match(ourResults(beta.sink.messages.at(-1)!.data), /mailmesh=pass .*header\.d=alpha\.test/i);
+    // A key the fresh answer does not know either: a temporary failure (the change may not have
+    // reached the directories yet; a forgery never passes), after one fresh lookup, not one per message.
+    peer.cached = alphaNext;
+    const rogue = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha(format, betaNow, alphaRogue));
+    t.match(text(rogue), /^451 4\.7\.5 Tunnel message refused: signed by key \S+, which is none of the current, next or previous keys of alpha\.test \(KEY_CHANGED\)$/);
+    t.equal(peer.forgotten, 2);
+    const again = await beta.send('a@alpha.test', 'b@beta.test', await sealFromAlpha(format, betaNow, alphaRogue));
+    t.equal(again.code, 451, 'a fresh (uncached) answer is not looked up again');
+    t.equal(peer.forgotten, 2);
+    t.equal(beta.sink.messages.length, 1);
+  }
+});
+
+t.test('we sign with keys that match the record we name, though another process (a CLI) rolled or revoked them a moment ago', async (t) => {
+  const store = new MemoryStore();
+  const masterKey = randomBytes(32);
+  const cli = await Directory.open(store, masterKey, { keys: OPTS });
+  await cli.addDomain(BETA);
+  /** Runs once inside serve's next secrets read: a write between its reading the record and the secrets. */
+  let duringRead: (() => Promise<unknown>) | undefined;
+  const interleaved = (s: Store): Store =>
+    new Proxy(s, {
+      get(target, p) {
+        const v: unknown = Reflect.get(target, p);
+        if (p === 'getSecrets') {
+          return async (domain: Domain) => {
+            const write = duringRead;
+            duringRead = undefined;
+            await write?.();
+            return target.getSecrets(domain);
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  // serve's directory: a MemoryStore has no change feed, so writes by `cli` never reach its cached records.
+  const directory = await Directory.open(interleaved(store), masterKey, { keys: OPTS });
+  for (const format of FORMATS) {
+    const beta = await serve(t, directory, { policy: format === 'smime' ? SMIME_TO_ALPHA : DEFAULT_POLICY });
+    await cli.announceRoll(BETA);
+    const switched = await cli.finishRoll(BETA, { now: true });
+    const signed = await outboundToAlpha(beta, 1);
+    t.equal((await decryptTunnel(signed, own(ALPHA, alphaNow), { domain: BETA, keys: switched.keys })).signature, 'valid', `${format}: signed by the key the new record names, after the roll`);
+    let revoked: DomainRecord | undefined;
+    duringRead = async () => (revoked = await cli.revokeKeys(BETA, 'compromised'));
+    const after = await outboundToAlpha(beta, 2);
+    t.equal((await decryptTunnel(after, own(ALPHA, alphaNow), { domain: BETA, keys: revoked!.keys })).signature, 'valid', `${format}: revoked while the gateway read its keys`);
+  }
 });
 
 t.test('outbound during the peer\'s announced roll: encrypted to its current and its next key, opens with either', async (t) => {
