@@ -5,6 +5,9 @@ import t from 'tap';
 import { gpgHome, run, tempDir } from '../helpers.js';
 import { cli, MAIN, startServe } from './helpers.js';
 
+// Real processes and key generation: slow on a loaded 2-core machine; a hang still ends here.
+t.setTimeout(600_000);
+
 t.test('the built CLI exists (npm test builds it)', async (t) => {
   t.ok(existsSync(MAIN), MAIN);
 });

@@ -12,6 +12,9 @@ import { checkRecordPayload, recordPayload, revokedBy, verifySigned } from '../.
 import { caKeyId, readCrl } from '../../directory/smime.js';
 import { gpgHome, rejectsCode, run, tempDir, throwsCode } from '../helpers.js';
 
+// Real processes and key generation: slow on a loaded 2-core machine; a hang still ends here.
+t.setTimeout(600_000);
+
 const DAY = 86400_000;
 
 /** A directory on a MemoryStore whose clock moves only when the test says. */

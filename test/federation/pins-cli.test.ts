@@ -10,6 +10,9 @@ import { run, tempDir } from '../helpers.js';
 import { startZone } from './helpers.js';
 import { keyset, record, startDirectory } from './lifecycle-helpers.js';
 
+// Real processes and key generation: slow on a loaded 2-core machine; a hang still ends here.
+t.setTimeout(600_000);
+
 // `mailmesh pins` end to end through the built CLI (`npm run build` first), with the pins in the
 // store and in the pins file; each command is a process of its own, as an administrator runs them
 // (slow on a busy machine: the commands are few).

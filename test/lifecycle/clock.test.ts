@@ -17,6 +17,9 @@ import { startHttp } from '../directory/http/helpers.js';
 import { testClock } from '../federation/helpers.js';
 import { headerOf, makeMessage, sendAll, withoutTrace, type Sent } from './helpers.js';
 
+// Real processes and key generation: slow on a loaded 2-core machine; a hang still ends here.
+t.setTimeout(600_000);
+
 // Issue #10 "How it is shown": the lifecycle with an injected clock across the whole validity
 // (keys.validDays 730, the domain CA twice that, S/MIME leaves keys.leafDays 365), unattended: two member domains in this process,
 // each its directory (memory store, the test's clock) with its HTTP and DNS faces, its gateway

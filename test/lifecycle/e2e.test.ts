@@ -7,6 +7,9 @@ import { encryptTunnel } from '../../gateway/tunnel/tunnel.js';
 import { memoryDirectory, tempDir } from '../helpers.js';
 import { cli, headerOf, makeMessage, member, sendAll, startResolver, startServe, withoutTrace, writeConfig, type Member, type Sent } from './helpers.js';
 
+// Real processes and key generation: slow on a loaded 2-core machine; a hang still ends here.
+t.setTimeout(600_000);
+
 // Issue #10 "How it is shown": two directories and two gateways as real processes (`mailmesh
 // serve` of alpha.test and of beta.test, each its own SQLite store), joined to each other with
 // `mailmesh join`; 1,000 messages flow alpha ⇄ beta through real SMTP while alpha rolls its keys
