@@ -16,6 +16,7 @@ import { MailPolicy } from '../gateway/gateway.js';
 import { WebmailKeys } from '../gateway/webmail/crypto.js';
 import { domainKeyOf } from '../gateway/webmail/receipt.js';
 import { Webmail } from '../gateway/webmail/webmail.js';
+import { formLimit } from '../gateway/webmail/form.js';
 import { Metrics } from '../directory/metrics.js';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -172,7 +173,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         config: { ...c.http, limits: edgeLimits(c.http), timeouts: { headersMs: c.http.headersTimeoutSec * 1000, requestMs: c.http.requestTimeoutSec * 1000, idleMs: c.http.idleTimeoutSec * 1000 } },
         // On Redis the nodes of a cluster count a client's requests together.
         rateCounters: directory.store.kind === 'redis' ? directory.store : undefined,
-        webmail: webmail && { handlers: webmail.handlers(), register: (app) => webmail.register(app, c.smtp.maxMessageBytes) },
+        webmail: webmail && { handlers: webmail.handlers(), register: (app) => webmail.register(app, c.smtp.maxMessageBytes), bodyLimit: formLimit(c.smtp.maxMessageBytes) },
       });
       await http.listen({ host: c.http.host, port: c.http.port });
       closers.push(() => http.close());

@@ -65,3 +65,24 @@ export function registerJsonBody(app: FastifyInstance): void {
     }
   });
 }
+
+/**
+ * RFC 9110 §10.1.1: a client that sends `Expect: 100-continue` waits for 100 before its body. A
+ * body declared (Content-Length, §8.6) larger than any route takes is answered 413 at once and
+ * the connection closed, rather than 100 Continue and megabytes read only to be refused (a
+ * client that gives up waiting then saw only the 100). Every other request continues as Node
+ * does by default.
+ */
+export function refuseLargeBeforeContinue(app: FastifyInstance, largest: number): void {
+  app.server.on('checkContinue', (req, res) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > largest) {
+      const e = new MailmeshError('BODY_TOO_LARGE', `${declared} bytes declared, at most ${largest} taken`);
+      res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
+      res.end(JSON.stringify({ error: { code: e.code, message: e.publicMessage } }));
+      return;
+    }
+    res.writeContinue();
+    app.server.emit('request', req, res);
+  });
+}

@@ -9,7 +9,7 @@ import { asMailmeshError, MailmeshError, type ErrorCode, type ErrorKind } from '
 import { pemToDer } from '../smime.js';
 import type { EdgeLimits } from '../edge.js';
 import { negotiate } from './accept.js';
-import { registerJsonBody } from './body.js';
+import { refuseLargeBeforeContinue, registerJsonBody } from './body.js';
 import { guardHttp, serverOptions, type HttpTimeouts } from './limits.js';
 import { crlHandlers } from './crl.js';
 import { keyServerHandlers } from './keyserver.js';
@@ -94,6 +94,8 @@ export interface HttpOptions {
 export interface WebmailHandlers {
   handlers: Record<string, RouteHandlerMethod>;
   register(app: FastifyInstance): void;
+  /** The largest body its routes take (bytes). */
+  bodyLimit?: number;
 }
 
 /**
@@ -163,6 +165,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   const metrics = opts.metrics ?? new Metrics();
   const guard = guardHttp(app, { ...opts.config, tls: tls !== undefined, metrics, logger: opts.logger });
   registerJsonBody(app);
+  refuseLargeBeforeContinue(app, Math.max(BODY_LIMIT, opts.webmail?.bodyLimit ?? 0));
 
   app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number }, req, reply) => {
     if (err.validation) return sendError(reply, new MailmeshError('BAD_REQUEST', err.message));
