@@ -140,7 +140,8 @@ export function writeConfig(m: Member, o: { members: Member[]; peer: Member; res
   const base: Record<string, Record<string, unknown>> = {
     store: { url: `sqlite:${join(m.dir, 'mailmesh.db')}` },
     masterKey: { file: join(m.dir, 'master.key') },
-    keys: { openpgp: 'curve25519' },
+    // serve posts what a CLI post could not (below) at its next check: every second here.
+    keys: { openpgp: 'curve25519', checkIntervalSec: 1 },
     http: { host: '127.0.0.1', port: m.ports.http, rateLimit: { max: 0 } },
     dns: {
       host: '127.0.0.1', port: m.ports.dns, zone: m.zone, ttl: 1, authoritativeFor: [m.domain], nameservers: [`ns1.${m.zone}`], nameserverAddresses: ['127.0.0.1'],
