@@ -56,6 +56,12 @@ export interface Discovered {
   next?: VerifiedKeys;
   /** Keys the domain replaced, within the retention window (keys.retainDays): they sign validly until then. */
   previous?: VerifiedKeys[];
+  /**
+   * No keys, because the domain revoked the pinned ones and no source offers a new key this peer
+   * accepts yet: until this time (the revocation plus staleMaxMs) a new key is expected, and
+   * mail waits for it (451) rather than going out unencrypted (docs/lifecycle.md "Peers").
+   */
+  awaitingKeysUntil?: string;
 }
 
 export interface DirectoryRef {
@@ -233,16 +239,17 @@ export class Discovery {
     // the pin keeps no keys, only the revoked fingerprints, so no source can bring them back.
     if (pin?.keys.openpgp && revoked.has(pin.keys.openpgp.fingerprint)) {
       const dropped = fingerprints(pin.keys);
-      await this.#o.pins.put(domain, { at, violations: violation ? [...pin.violations, violation].slice(-20) : pin.violations, keys: {}, revoked: [...new Set([...revoked, ...dropped])].slice(-MAX_REVOKED), ...(pin.trust ? { trust: pin.trust } : {}) });
+      const entry: PinEntry = { at, violations: violation ? [...pin.violations, violation].slice(-20) : pin.violations, keys: {}, revoked: [...new Set([...revoked, ...dropped])].slice(-MAX_REVOKED), droppedAt: at, ...(pin.trust ? { trust: pin.trust } : {}) };
+      await this.#o.pins.put(domain, entry);
       this.#o.logger?.warn({ domain, fingerprint: pin.keys.openpgp.fingerprint }, 'pinned key revoked: dropped');
-      return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `key ${pin.keys.openpgp.fingerprint} revoked`, at, trust: 'unauthenticated' }, cache: 'miss', ...(violation ? { violation } : {}) });
+      return this.#store(this.#none(domain, entry, `key ${pin.keys.openpgp.fingerprint} revoked`, violation));
     }
     const remembered = revoked.size ? { revoked: [...revoked].slice(-MAX_REVOKED) } : {};
     if (violation && pin) {
       // Held: the old key stays in use (none when a revocation left none), the violation is reported and kept for doctor (the last 20).
       this.#o.logger?.warn({ ...violation }, 'pin violation: key change refused');
       await this.#o.pins.put(domain, { ...pin, ...remembered, violations: [...pin.violations, violation].slice(-20) });
-      if (!pin.keys.openpgp && !pin.keys.smime) return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: `refused: ${violation.source} offered ${violation.offered}`, at, trust: 'unauthenticated' }, cache: 'miss', violation });
+      if (!pin.keys.openpgp && !pin.keys.smime) return this.#store(this.#none(domain, pin, `refused: ${violation.source} offered ${violation.offered}`, violation));
       return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', violation, ...this.#lifecycle(pin) }, violation);
     }
     // Revocations learnt on the way are remembered, with or without a pin (no source may bring those keys back).
@@ -259,7 +266,19 @@ export class Discovery {
       if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at, trust: pinTrust(pin), ...(pinTrust(pin) === 'pinned' ? {} : { trustPending: true }) }, cache: 'stale', ...this.#lifecycle(pin) };
       throw new MailmeshError('LOOKUP_UNAVAILABLE', `${domain}: ${failures.join('; ')}`);
     }
-    return this.#store({ domain, keys: {}, provenance: { source: 'none', verified: failures.join('; ') || 'no source knows the domain', at, trust: 'unauthenticated' }, cache: 'miss' });
+    return this.#store(this.#none(domain, pin, failures.join('; ') || 'no source knows the domain'));
+  }
+
+  /**
+   * The answer "no key", with awaitingKeysUntil while the domain's pinned keys were dropped by
+   * its revocation less than staleMaxMs ago: the domain revoked them to replace them, and a
+   * source that lags behind the replacement (its TXT, a directory) must not turn into plain text.
+   */
+  #none(domain: Domain, pin: PinEntry | undefined, verified: string, violation?: PinViolation): Discovered {
+    const now = this.#now;
+    const until = pin?.droppedAt && !pin.keys.openpgp && !pin.keys.smime ? Date.parse(pin.droppedAt) + (this.#o.staleMaxMs ?? 86_400_000) : NaN;
+    const awaiting = until > now.getTime() ? { awaitingKeysUntil: new Date(until).toISOString() } : {};
+    return { domain, keys: {}, provenance: { source: 'none', verified, at: now.toISOString(), trust: 'unauthenticated' }, cache: 'miss', ...(violation ? { violation } : {}), ...awaiting };
   }
 
   /** A cache that cannot be read is a miss: discovery goes on to the sources. */

@@ -102,7 +102,16 @@ export class JoinService {
    */
   async join(body: unknown): Promise<JoinAnswer> {
     try {
-      return await this.#join(body);
+      // The record is read, checked (a DNS proof takes a while) and written if its serial is still
+      // the one read: a post that raced another (the CLI and serve posting the same change) is
+      // checked again against what the other wrote, a few times, before SERIAL_CONFLICT.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.#join(body);
+        } catch (e) {
+          if (!isMailmeshError(e, 'SERIAL_CONFLICT') || attempt >= 3) throw e;
+        }
+      }
     } catch (e) {
       throw this.#refusal('join', e);
     }
@@ -115,6 +124,8 @@ export class JoinService {
     const payload = checkRecordPayload(parseCanonical(signed.payload));
     const existing = await directory.store.getRecord(parseDomain(payload.domain));
     const live = existing && existing.status !== 'deleted' ? existing : undefined;
+    // The very record held (verified when it was stored): a repeated post changes nothing.
+    if (live?.signed && live.signed.payload === signed.payload && live.signed.signature === signed.signature) return { record: live, unchanged: true };
     const heldKey = live?.keys.openpgp?.armored;
     let v: VerifiedRecord;
     try {

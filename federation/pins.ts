@@ -54,6 +54,8 @@ export interface PinEntry {
    * hex): a source that offers one is refused, whatever it is.
    */
   revoked?: string[];
+  /** When a revocation by the domain left this pin without keys (until a new key is pinned). */
+  droppedAt?: string;
 }
 
 /** Keys as `pgp=<fingerprint> smime=<sha256>` (what the `_mailmesh` TXT says), `-` for none. */

@@ -141,6 +141,9 @@ export class MailPolicy {
     if (!usable && peer.provenance.trustPending) return { kind: 'refuse', reply: r(451, `4.4.3 No authenticated key for ${domain} yet (a source is unreachable), try again later`) };
     const format = usable ? chooseFormat(pol.format, peer.formats, peer.keys) : undefined;
     if (format && sender) return { kind: 'encrypt', format, sender, domain, peer };
+    // The peer revoked its keys to replace them and no source shows us the new ones yet: the
+    // upstream keeps the message and retries, never a downgrade to plain text (docs/lifecycle.md "Peers").
+    if (!format && peer.awaitingKeysUntil) return { kind: 'refuse', reply: r(451, `4.7.5 ${domain} revoked its keys and no new key is confirmed yet, try again later`) };
     const why = !usable ? `no authenticated key for ${domain} (key trust ${peer.provenance.trust ?? 'unknown'})` : format ? `the sender domain has no domain key here` : `no key found for ${domain}`;
     if (pol.mode === 'require' || pol.fallback === 'reject') {
       return { kind: 'refuse', reply: r(550, `5.7.1 Encryption to ${domain} is required and not possible: ${why}`) };

@@ -62,6 +62,8 @@ export interface JoinAnswer {
   record: DomainRecord;
   /** A key recovery started or is pending (docs/lifecycle.md "Recover"): `record` is the held record, with `pendingRecovery`. */
   pending?: boolean;
+  /** The very record was already held (a repeated post): nothing changed. */
+  unchanged?: boolean;
 }
 
 /** Join, leave, veto and import (federation/, wired by cli/app.ts); without them these operations answer FEDERATION_DISABLED. */
@@ -259,9 +261,10 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
 
     async joinDomain(req, reply) {
       if (!opts.federation) throw new MailmeshError('FEDERATION_DISABLED', 'join');
-      const { record, pending } = await opts.federation.join(req.body);
+      const { record, pending, unchanged } = await opts.federation.join(req.body);
       // RFC 9110 §15.3.3: 202, the change is accepted for later (a recovery's hold-down); the held record.
-      return reply.code(pending ? 202 : 201).send(record);
+      // §15.3.1: 200 for a repeated post of the record held, which created nothing.
+      return reply.code(pending ? 202 : unchanged ? 200 : 201).send(record);
     },
 
     async vetoRecovery(req) {

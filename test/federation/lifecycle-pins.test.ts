@@ -140,6 +140,43 @@ t.test('revocation: peers stop using the revoked key within their cache TTL; a r
   t.match(renderDoctor(await doctor('revoke.test', { sources, directories: [], pins })), /offered [0-9A-F]{40} \(revoked\)/);
 });
 
+t.test('a revocation seen before its new keys can be accepted: no key, a new one awaited for staleMaxMs (never plain text), then the new keys', async (t) => {
+  const { current, k1, k2, pins } = await twoDirectories(t, 'waiting.test');
+  // The domain's own TXT pins the old keys, as it does until the operator publishes the new line.
+  zone.pin(k1.record);
+  t.teardown(() => zone.delete('_mailmesh.waiting.test'));
+  const peer = new Discovery({ sources, directories: [{ url: current.url }], pins, cacheTtlMs: 0, negativeTtlMs: 0, staleMaxMs: DAY });
+  t.equal(pgp((await peer.discover('waiting.test')).keys), pgp(k1.keys));
+  // Revoked: the directory serves the new keys with the old key's revocation; the TXT has not caught up.
+  current.records.set('waiting.test', await record(k1, k2.keys, [k2], { revocations: [await revocationOf(k1)] }));
+  const during = await peer.discover('waiting.test');
+  t.same(during.keys, {}, 'the revoked key is not used');
+  t.equal(during.provenance.source, 'none');
+  t.equal(during.awaitingKeysUntil, new Date(clock.now().getTime() + DAY).toISOString(), 'a new key is awaited until staleMaxMs after the revocation');
+  t.same((await pins.get('waiting.test'))?.keys, {}, 'the pin keeps no keys');
+  clock.advance(3_600_000);
+  const later = await peer.discover('waiting.test');
+  t.same(later.keys, {});
+  t.equal(later.awaitingKeysUntil, during.awaitingKeysUntil, 'from the revocation, not from each lookup');
+  // The TXT names the new keys: they are pinned, nothing is awaited any more.
+  zone.pin(k2.record);
+  const fresh = await peer.discover('waiting.test');
+  t.equal(pgp(fresh.keys), pgp(k2.keys), 'the new keys once the domain proves them');
+  t.notOk(fresh.awaitingKeysUntil);
+  t.notOk((await pins.get('waiting.test'))?.droppedAt, 'the pin has keys again');
+  // A domain that revoked and never proves new keys: past staleMaxMs it is a domain without keys.
+  const { current: gone, k1: g1, k2: g2, pins: gonePins } = await twoDirectories(t, 'waiting.test');
+  zone.pin(g1.record);
+  const other = new Discovery({ sources, directories: [{ url: gone.url }], pins: gonePins, cacheTtlMs: 0, negativeTtlMs: 0, staleMaxMs: DAY });
+  t.equal(pgp((await other.discover('waiting.test')).keys), pgp(g1.keys));
+  gone.records.set('waiting.test', await record(g1, g2.keys, [g2], { revocations: [await revocationOf(g1)] }));
+  t.ok((await other.discover('waiting.test')).awaitingKeysUntil);
+  clock.advance(DAY + 1000);
+  const over = await other.discover('waiting.test');
+  t.same(over.keys, {});
+  t.notOk(over.awaitingKeysUntil, 'nothing awaited past staleMaxMs');
+});
+
 t.test('a key that carries its own revocation: dropped, and no directory brings it back', async (t) => {
   const { current, stale, k1, k2: k3, old, pins } = await twoDirectories(t, 'selfrevoke.test');
   t.equal(pgp((await discovery([{ url: current.url }], pins).discover('selfrevoke.test')).keys), pgp(k1.keys));

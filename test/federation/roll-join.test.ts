@@ -110,6 +110,21 @@ t.test('a switch without announcement, signed by the old and the new key, is acc
   t.match(a.json.provenance.verified, `signed by the previous key ${gamma.record.keys.openpgp!.fingerprint}`);
 });
 
+t.test('the same change posted twice at once (the CLI and serve): both answered with the record, one stored; a repeated post is 200', async (t) => {
+  const theta = await member('theta.test');
+  const k2 = await newKey('theta.test');
+  const body = await signed(theta.record, theta.record.keys, [theta.priv], { next: payloadKeys({ openpgp: k2.info }) });
+  const before = (await lookup('theta.test')).serial;
+  // Both read the held serial, check the proof (a DNS lookup each), and write: one of them finds the serial moved.
+  const both = await Promise.all([post(body), post(body), post(body)]);
+  t.same(both.map((r) => r.status).sort(), [200, 200, 201], `one stored it, the others found it held: ${JSON.stringify(both.map((r) => r.json))}`);
+  for (const r of both) t.equal(r.json.next?.openpgp?.fingerprint, k2.info.fingerprint);
+  t.equal((await lookup('theta.test')).serial, before + 1, 'stored once');
+  const again = await post(body);
+  t.equal(again.status, 200, 'a repeated post changes nothing');
+  t.equal(again.json.serial, before + 1);
+});
+
 t.test('a revocation: the new key, signed by itself, carrying the old key\'s revocation by itself', async (t) => {
   const delta = await member('delta.test');
   const old = await openpgp.readPrivateKey({ armoredKey: delta.priv });

@@ -61,6 +61,8 @@ interface PeerView {
   cached?: DomainKeySet;
   /** How often the gateway forgot the cached answer. */
   forgotten?: number;
+  /** The peer revoked its keys and no new ones are accepted yet: no keys, a new one awaited until then. */
+  awaiting?: string;
 }
 
 const inbound = (o: Partial<InboundPolicy>): PolicySettings => ({ ...DEFAULT_POLICY, inbound: { ...DEFAULT_POLICY.inbound, ...o } });
@@ -104,6 +106,7 @@ async function serve(t: Test, directory: Directory, o: GatewayOptions = {}) {
     discover: async (domain: string): Promise<Discovered> => {
       if (domain !== ALPHA) throw new MailmeshError('DOMAIN_NOT_FOUND', domain);
       const base = { domain: ALPHA, formats: ['pgp-mime', 'smime'] as TunnelFormat[], capabilities: [SMIME_AEAD], provenance: { source: 'directory-https' as const, verified: 'signed record', at, trust: 'signed-record' as const } };
+      if (peer.awaiting) return { ...base, keys: {}, provenance: { source: 'none', verified: 'key revoked', at, trust: 'unauthenticated' }, cache: 'miss', awaitingKeysUntil: peer.awaiting };
       if (peer.cached) return { ...base, keys: peer.cached.keys, cache: 'hit' };
       return { ...base, keys: peer.keys.keys, next: peer.next?.keys, previous: peer.previous?.map((p) => p.keys), cache: 'miss' };
     },
@@ -345,6 +348,21 @@ t.test('outbound during the peer\'s announced roll: encrypted to its current and
     const after = await outboundToAlpha(beta, 2);
     await t.rejects(decryptTunnel(after, own(ALPHA, alphaNext)), { code: 'TUNNEL_NOT_FOR_US' }, `${format}: not to the next key without a roll`);
   }
+});
+
+t.test('outbound while the peer revoked its keys and its new ones are not confirmed yet: 451 4.7.5, never plain text; plain again once nothing is awaited', async (t) => {
+  const policy: PolicySettings = { ...DEFAULT_POLICY, default: { ...DEFAULT_POLICY.default, fallback: 'reject' } };
+  const beta = await betaGateway(t, {}, { policy, peer: { keys: alphaNow, awaiting: new Date(NOW.getTime() + 86_400_000).toISOString() } });
+  const held = await beta.send('b@beta.test', 'a@alpha.test', Buffer.from('From: b@beta.test\r\nTo: a@alpha.test\r\nSubject: held\r\n\r\nHi.\r\n'));
+  t.equal(held.code, 451, text(held));
+  t.match(text(held), /4\.7\.5 alpha\.test revoked its keys and no new key is confirmed yet/);
+  t.equal(beta.out.messages.length, 0, 'nothing sent');
+  // The same answer without a key awaited (past federation.staleMaxSec): the policy's fallback decides (here reject).
+  beta.peer.awaiting = undefined;
+  beta.peer.keys = { keys: {} } as DomainKeySet;
+  const fallback = await beta.send('b@beta.test', 'a@alpha.test', Buffer.from('From: b@beta.test\r\nTo: a@alpha.test\r\nSubject: plain\r\n\r\nHi.\r\n'));
+  t.match(text(fallback), /^550 5\.7\.1 Encryption to alpha\.test is required and not possible: no key found/, 'the fallback, as for any domain without keys');
+  t.equal(beta.out.messages.length, 0);
 });
 
 t.test('which of our keys each peer encrypted to is recorded in the store, on change or hourly; a failed write never fails the mail', async (t) => {
