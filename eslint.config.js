@@ -4,6 +4,12 @@ import tseslint from 'typescript-eslint';
 
 const PROTOCOL_LIBRARIES = ['fastify', 'fastify/*', '@fastify/*', 'dns2', 'ldapjs', 'smtp-server', 'nodemailer', 'ioredis', 'better-sqlite3'];
 const restrict = (patterns, message) => ({ group: patterns, message });
+/** `x.store`, `x?.store`, `x['store']` and `{ store } = x`: what a face must not do to reach the store past the Directory. */
+const FACE_STORE_ACCESS = [
+  "MemberExpression[property.name='store']",
+  "MemberExpression[property.value='store']",
+  "ObjectPattern > Property[key.name='store']",
+].map((selector) => ({ selector, message: 'faces use the Directory (lookups, serial(), ping(), storeKind), never directory.store' }));
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', '.tap/', '.fuzz-build/'] },
@@ -32,6 +38,8 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: [
         restrict(['../http/*', '../dns/*', '../ldap/*', '../../cli/*', '../../federation/*', '../../gateway/*'], 'faces import the core, never each other'),
       ] }],
+      // Faces go through the Directory (lookups, serial, ping, storeKind), never its store.
+      'no-restricted-syntax': ['error', ...FACE_STORE_ACCESS],
     },
   },
   {

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { parseAddress, parseDomain, type Domain } from './domain.js';
 import { MailmeshError } from './errors.js';
+import { ChangeFeed } from './feed.js';
 import { generateDomainKeys, type KeyOptions } from './keys.js';
 import {
   carriedRevocations,
@@ -22,7 +23,7 @@ import { canSign, type RevocationReason } from './openpgp.js';
 import { ownCapabilities, secretsContext, type DomainRecord, type DomainSecrets, type GatewayEndpoints, type RecordDraft, type TunnelFormat } from './record.js';
 import { payloadKeys, recordPayload, signPayload, type PayloadExtra } from './signed.js';
 import { MASTER_KEY_CHECK_CONTEXT, Sealer } from './seal.js';
-import type { Store } from './store/store.js';
+import type { MetaStore, Store } from './store/store.js';
 
 export interface DirectoryOptions {
   keys: KeyOptions;
@@ -44,17 +45,22 @@ export interface AddDomainOptions {
 export type Lookup = { domain: string } | { address: string } | { fingerprint: string };
 
 /**
- * The directory: domain records and their keys, over any Store. Faces call `lookup` and
- * render the result; they never touch the store. Emits 'change' (DomainRecord) after writes:
- * its own, and on a shared store (Store.subscribe) those of other nodes too.
+ * The directory: domain records and their keys, over any Store. Faces call `lookup`, `serial`,
+ * `ping` and `storeKind` and render the result; they never touch the store (lint forbids
+ * `.store` in directory/http, dns and ldap). Emits 'change' (DomainRecord) after writes: its
+ * own, and on a shared store (RecordStore.subscribe) those of other nodes too.
  */
 export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
+  /**
+   * The whole store: the directory uses its record side; the composition root, federation/ and
+   * gateway/ hand its kv side (KvStore) to the users that need one. Not for the faces.
+   */
   readonly store: Store;
   readonly #sealer: Sealer;
   readonly #opts: DirectoryOptions;
   readonly clock: () => Date;
-  /** Following other nodes' writes: every serial up to `synced` has been emitted; `own` holds this node's later ones. */
-  readonly #follow = { on: false, synced: 0, own: new Set<number>(), dirty: false, running: null as Promise<void> | null };
+  /** Other nodes' writes, on a shared store. */
+  #feed: ChangeFeed | undefined;
 
   private constructor(store: Store, sealer: Sealer, opts: DirectoryOptions) {
     super();
@@ -64,12 +70,8 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     this.clock = opts.clock ?? (() => new Date());
   }
 
-  /**
-   * Opens a directory on a store. The first master key to open a store leaves a check value;
-   * a different key is refused (MASTER_KEY_MISMATCH) before anything is read or written.
-   */
   /** MASTER_KEY_MISMATCH unless the master key opens the store's check value (set by the first opening of an empty store). */
-  static async checkMasterKey(store: Store, masterKey: Buffer): Promise<Sealer> {
+  static async checkMasterKey(store: MetaStore, masterKey: Buffer): Promise<Sealer> {
     const sealer = new Sealer(masterKey);
     const check = await store.setMetaIfAbsent(
       'master-key-check',
@@ -83,46 +85,34 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     return sealer;
   }
 
+  /**
+   * Opens a directory on a store. The first master key to open a store leaves a check value;
+   * a different key is refused (MASTER_KEY_MISMATCH) before anything is read or written.
+   */
   static async open(store: Store, masterKey: Buffer, opts: DirectoryOptions): Promise<Directory> {
     const d = new Directory(store, await Directory.checkMasterKey(store, masterKey), opts);
-    if (store.subscribe) {
-      d.#follow.synced = await store.serial();
-      d.#follow.on = true;
-      await store.subscribe(() => d.#catchUp());
-    }
+    d.#feed = await ChangeFeed.follow(store, (r) => d.emit('change', r));
     return d;
   }
 
-  #changed(record: DomainRecord): void {
-    if (this.#follow.on) this.#follow.own.add(record.serial);
-    this.emit('change', record);
+  /** The highest serial the store has handed out (0 for an empty store): grows with every change. */
+  async serial(): Promise<number> {
+    return this.store.serial();
   }
 
-  /**
-   * Another node wrote (or notices were lost): emit 'change' for every record written since the
-   * last catch-up that this node did not write itself. Reading by serial rather than trusting
-   * the notice's content means a lost notice is made up by the next one. Runs one at a time;
-   * a failure (store unreachable) leaves `synced` where it was for the next attempt.
-   */
-  #catchUp(): void {
-    const f = this.#follow;
-    f.dirty = true;
-    f.running ??= (async () => {
-      try {
-        while (f.dirty) {
-          f.dirty = false;
-          for (let page = await this.store.listSince(f.synced, 500); page.length; page = await this.store.listSince(f.synced, 500)) {
-            for (const r of page) if (!f.own.delete(r.serial)) this.emit('change', r);
-            f.synced = page[page.length - 1]!.serial;
-          }
-          for (const s of f.own) if (s <= f.synced) f.own.delete(s);
-        }
-      } catch {
-        // The store is down: the reconnect notice (Store.subscribe) brings the next attempt.
-      } finally {
-        f.running = null;
-      }
-    })();
+  /** Throws STORE_UNAVAILABLE if the store cannot be reached. */
+  async ping(): Promise<void> {
+    return this.store.ping();
+  }
+
+  /** Which backend holds the records (sqlite, redis, memory), as /healthz reports it. */
+  get storeKind(): Store['kind'] {
+    return this.store.kind;
+  }
+
+  #changed(record: DomainRecord): void {
+    this.#feed?.own(record.serial);
+    this.emit('change', record);
   }
 
   /** Creates a member domain with freshly generated keys; refuses an existing one. */
@@ -233,7 +223,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
 
   /**
    * Writes a record that came from elsewhere (joined, imported, mirrored: federation/), keeping
-   * the domain's private keys if this directory has any; compare-and-set as Store.putRecord.
+   * the domain's private keys if this directory has any; compare-and-set as RecordStore.putRecord.
    */
   async putRecord(draft: RecordDraft, ifSerial?: number | null): Promise<DomainRecord> {
     const record = await this.store.putRecord(draft, { ifSerial });

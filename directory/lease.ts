@@ -1,7 +1,7 @@
-import type { Store } from './store/store.js';
+import type { KvStore } from './store/store.js';
 
 export interface LeaderOptions {
-  store: Store;
+  store: KvStore;
   /** The lease's name: one per kind of work (`reverify`, `mirror:<url>`). */
   name: string;
   /** This node; unique per process. */

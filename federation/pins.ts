@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { MailmeshError } from '../directory/errors.js';
 import type { SmimeKeyInfo } from '../directory/record.js';
 import type { VerifiedKeys } from '../directory/signed.js';
-import type { Store } from '../directory/store/store.js';
+import type { KvStore } from '../directory/store/store.js';
 import type { KeyTrust } from './discovery.js';
 
 /** A key change that was refused: the pinned key stays in use (docs/architecture.md "Federation"). */
@@ -144,8 +144,8 @@ const PIN_INDEX = 'pin-index';
  * (`mailmesh pins accept|forget`) writes the same keys the running gateway reads.
  */
 export class StorePinStore implements PinStore {
-  readonly #kv: Pick<Store, 'kvGet' | 'kvPut' | 'kvDelete'>;
-  constructor(kv: Pick<Store, 'kvGet' | 'kvPut' | 'kvDelete'>) {
+  readonly #kv: Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>;
+  constructor(kv: Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>) {
     this.#kv = kv;
   }
   async get(domain: string): Promise<PinEntry | undefined> {

@@ -1,7 +1,7 @@
 import type { Domain } from '../directory/domain.js';
 import type { DomainRecord, SignedRecord } from '../directory/record.js';
 import { signPayload, VETO_TYPE } from '../directory/signed.js';
-import type { Store } from '../directory/store/store.js';
+import type { KvStore } from '../directory/store/store.js';
 import { sendJson, type Fetch } from './web.js';
 
 /**
@@ -28,9 +28,9 @@ export interface PendingRecovery {
 
 /** The pending recoveries and the vetoed keys of each domain, in the store's kv space. */
 export class Recoveries {
-  readonly #kv: Pick<Store, 'kvGet' | 'kvPut' | 'kvDelete'>;
+  readonly #kv: Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>;
 
-  constructor(kv: Pick<Store, 'kvGet' | 'kvPut' | 'kvDelete'>) {
+  constructor(kv: Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>) {
     this.#kv = kv;
   }
 

@@ -157,7 +157,7 @@ export class MailPolicy {
 
   /** Whether the store answers a ping within storeTimeoutMs. */
   #storeAnswers(): Promise<boolean> {
-    return within(this.#o.directory.store.ping().then(() => true, () => false), this.#o.storeTimeoutMs ?? 2000, false);
+    return within(this.#o.directory.ping().then(() => true, () => false), this.#o.storeTimeoutMs ?? 2000, false);
   }
 
   /** GatewayOptions.recipientPolicy: refuse at RCPT time what cannot go, keep one encryption target per transaction. */

@@ -2,7 +2,7 @@ import { parseAddress, type Domain } from '../directory/domain.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import type { Counter } from '../directory/metrics.js';
 import type { TunnelFormat } from '../directory/record.js';
-import type { Store } from '../directory/store/store.js';
+import type { KvStore } from '../directory/store/store.js';
 import type { Discovered } from '../federation/discovery.js';
 import { authorDomain, headerFields } from './header.js';
 import { aligned, type PolicySettings } from './policy.js';
@@ -17,7 +17,7 @@ export interface InboundContext {
   /** The authserv-id of our Authentication-Results headers (RFC 8601 §2.5). */
   authservId: string;
   /** The store kv that records which of our keys each peer encrypted to. */
-  store: Store;
+  store: KvStore;
   isOwn(d: Domain): boolean;
   /** Our domain's key ring, its record and secrets read as one pair. */
   ownDomain(d: Domain): Promise<OwnDomain>;

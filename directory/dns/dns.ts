@@ -121,7 +121,7 @@ function zoneOf(table: Table, k: string): CompiledZone | undefined {
 /** The zones as they are in the store now, at a serial that only grows (the store's). */
 async function snapshot(d: Directory, opts: ZoneOptions, cache?: Map<string, { serial: number; rdata: KeyRdata }>): Promise<BuiltZones & { serial: number }> {
   // The serial is read first, so the content is at least as new as the serial it is served under.
-  const storeSerial = await d.store.serial();
+  const storeSerial = await d.serial();
   const records = await d.listDomains();
   const serial = records.reduce((max, r) => Math.max(max, r.serial), storeSerial);
   return { ...(await buildZones(records, serial, opts, cache)), serial };

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
 import rateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import type { Directory } from '../directory.js';
-import type { Store } from '../store/store.js';
+import type { KvStore } from '../store/store.js';
 import { parseDomain } from '../domain.js';
 import type { DomainRecord } from '../record.js';
 import { Metrics } from '../metrics.js';
@@ -55,7 +55,7 @@ export interface HttpConfig {
 }
 
 /** Where rate-limit counters live when a cluster's nodes share them: a store's atomic counters. */
-export type RateCounters = Pick<Store, 'kvIncr'>;
+export type RateCounters = Pick<KvStore, 'kvIncr'>;
 
 /** What a join did: stored the posted record, or (pending) held down a key recovery and kept the held record. */
 export interface JoinAnswer {
@@ -201,26 +201,42 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   await registerWebmail(app, opts.webmail);
   const keys = new PublishedKeys(directory);
   app.addHook('onClose', async () => keys.close());
-  const domainParam = (req: FastifyRequest) => (req.params as { domain: string }).domain;
-
-  let lastSerial = await directory.store.serial().catch(() => 0);
-  metrics.collect('mailmesh_directory_serial', 'The store serial (grows with every change)', 'gauge', () => [{ value: lastSerial }]);
-
   registerOperations(app, byTag(loadOpenApi(), 'webmail', false), {
+    ...(await statusHandlers(directory, metrics)),
+    ...recordHandlers(directory, keys),
+    ...crlHandlers(directory),
+    ...keyServerHandlers(directory, keys),
+    ...federationHandlers(opts),
+  });
+  return app;
+}
+
+const domainParam = (req: FastifyRequest) => (req.params as { domain: string }).domain;
+
+/** /metrics and /healthz: the directory's serial (a gauge, read at each scrape) and whether its store answers. */
+async function statusHandlers(directory: Directory, metrics: Metrics): Promise<Record<string, RouteHandlerMethod>> {
+  let lastSerial = await directory.serial().catch(() => 0);
+  metrics.collect('mailmesh_directory_serial', 'The store serial (grows with every change)', 'gauge', () => [{ value: lastSerial }]);
+  return {
     async getMetrics(_req, reply) {
-      lastSerial = await directory.store.serial().catch(() => lastSerial);
+      lastSerial = await directory.serial().catch(() => lastSerial);
       return reply.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render());
     },
 
     async getHealth(_req, reply) {
       try {
-        await directory.store.ping();
-        return { status: 'ok', store: directory.store.kind, serial: await directory.store.serial() };
+        await directory.ping();
+        return { status: 'ok', store: directory.storeKind, serial: await directory.serial() };
       } catch {
-        return reply.code(503).send({ status: 'unavailable', store: directory.store.kind });
+        return reply.code(503).send({ status: 'unavailable', store: directory.storeKind });
       }
     },
+  };
+}
 
+/** Sync and a domain's record, OpenPGP key and S/MIME certificate. */
+function recordHandlers(directory: Directory, keys: PublishedKeys): Record<string, RouteHandlerMethod> {
+  return {
     // Sync: records changed after `since`, tombstones included; `next` is the `since` of the next page.
     async listDomains(req) {
       const { since, limit } = req.query as { since: number; limit: number };
@@ -254,11 +270,12 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
       const pem = smime.chain.map((c) => c.trim() + '\n').join('');
       return reply.type(type === 'text/plain' ? 'text/plain; charset=utf-8' : type).send(pem);
     },
+  };
+}
 
-    ...crlHandlers(directory),
-
-    ...keyServerHandlers(directory, keys),
-
+/** Join, veto, leave and import: federation/'s operations, or FEDERATION_DISABLED without them. */
+function federationHandlers(opts: HttpOptions): Record<string, RouteHandlerMethod> {
+  return {
     async joinDomain(req, reply) {
       if (!opts.federation) throw new MailmeshError('FEDERATION_DISABLED', 'join');
       const { record, pending, unchanged } = await opts.federation.join(req.body);
@@ -283,6 +300,5 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
       if (!opts.federation?.importKeys) throw new MailmeshError('FEDERATION_DISABLED', 'import');
       return reply.code(201).send(await opts.federation.importKeys(req.body, req.headers.authorization));
     },
-  });
-  return app;
+  };
 }

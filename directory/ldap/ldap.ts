@@ -97,7 +97,7 @@ type ConnectionWithParser = Socket & { parser: { write(b: Buffer): void } & Node
 /** `mailmesh ldap export`: every published entry as LDIF (RFC 2849) for slapadd or ldapadd, base entry first. */
 export async function exportLdif(directory: Directory, base = 'dc=mailmesh'): Promise<string> {
   const entries = buildEntries(await directory.listDomains(), base);
-  return renderLdif(entries, `mailmesh LDAP export: ${entries.length} entries under ${checkBase(base)}, store serial ${await directory.store.serial()}\n` +
+  return renderLdif(entries, `mailmesh LDAP export: ${entries.length} entries under ${checkBase(base)}, store serial ${await directory.serial()}\n` +
     'needs the core, cosine, inetorgperson and mailmesh schemas (mailmesh ldap schema)');
 }
 

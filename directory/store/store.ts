@@ -17,13 +17,21 @@ export interface KvPutOptions {
   ifAbsent?: boolean;
 }
 
-/**
- * Where domain records live. Every implementation passes test/directory/store/contract.ts:
- * writes are atomic, and every write takes the next value of one store-wide serial that
- * only grows, so a reader can sync with `listSince(serial)`.
- */
-export interface Store {
+/** What every store is: a backend that can be reached and closed. */
+export interface StoreConnection {
   readonly kind: 'sqlite' | 'redis' | 'memory';
+  /** Throws STORE_UNAVAILABLE if the store cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Where domain records live (the Directory's side). Every implementation passes
+ * test/directory/store/record-contract.ts: writes are atomic, and every write takes the next
+ * value of one store-wide serial that only grows, so a reader can sync with `listSince(serial)`.
+ * Meta values sit here because the master-key check must live where the sealed secrets do.
+ */
+export interface RecordStore extends StoreConnection {
   /** The record as stored, including stale and deleted (tombstone) records. */
   getRecord(domain: Domain): Promise<DomainRecord | undefined>;
   putRecord(draft: RecordDraft, opts?: PutOptions): Promise<DomainRecord>;
@@ -32,10 +40,28 @@ export interface Store {
   listSince(since: number, limit: number): Promise<DomainRecord[]>;
   /** The highest serial handed out so far (0 for an empty store). */
   serial(): Promise<number>;
+  /** Store-wide values set once (the master-key check, WebMail's sealed keys). */
   getMeta(name: string): Promise<string | undefined>;
   /** Sets a value only if none is set; returns the value that is set afterwards. */
   setMetaIfAbsent(name: string, value: string): Promise<string>;
-  /** A small mutable key-value space (WebMail registrations, counters, sessions); expired entries read as absent. */
+  /**
+   * The change feed, only on stores shared between processes (Redis; SQLite, whose file a CLI
+   * process shares with serve, by a poll): calls `onChange` after every record write any
+   * process commits, and with no argument when notices may have been lost (a reconnect).
+   * Resolves once subscribed; close() ends the subscription.
+   */
+  subscribe?(onChange: (c?: { domain: Domain; serial: number }) => void): Promise<void>;
+}
+
+/** The meta values of a record store alone: what the master-key check and WebMail's keys need. */
+export type MetaStore = Pick<RecordStore, 'getMeta' | 'setMetaIfAbsent'>;
+
+/**
+ * A small mutable key-value space with counters and leases (WebMail registrations and sessions,
+ * rate counters, recoveries, pins, lifecycle marks, leases); expired entries read as absent.
+ * Every implementation passes test/directory/store/kv-contract.ts.
+ */
+export interface KvStore extends StoreConnection {
   kvGet(key: string): Promise<string | undefined>;
   /** Sets a value (for `ttlSec` seconds if given); with `ifAbsent` only when no live value exists. Returns whether it was set. */
   kvPut(key: string, value: string, opts?: KvPutOptions): Promise<boolean>;
@@ -50,13 +76,6 @@ export interface Store {
    */
   kvIncr(key: string, ttlMs: number, opts?: { slide?: boolean }): Promise<{ count: number; ttlMs: number }>;
   /**
-   * Only on stores shared between processes (Redis; SQLite, whose file a CLI process shares
-   * with serve, by a poll): calls `onChange` after every write any process commits, and with
-   * no argument when notices may have been lost (a reconnect).
-   * Resolves once subscribed; close() ends the subscription.
-   */
-  subscribe?(onChange: (c?: { domain: Domain; serial: number }) => void): Promise<void>;
-  /**
    * Leases, so that periodic work runs on one node of a cluster at a time: takes the lease
    * `name` for `owner` for `ttlSec` seconds when it is free, expired or already `owner`'s (then
    * it is renewed). Atomic. Returns whether `owner` holds it now.
@@ -64,10 +83,13 @@ export interface Store {
   acquireLease(name: string, owner: string, ttlSec: number): Promise<boolean>;
   /** Gives the lease up if `owner` holds it; otherwise does nothing. */
   releaseLease(name: string, owner: string): Promise<void>;
-  /** Throws STORE_UNAVAILABLE if the store cannot be reached. */
-  ping(): Promise<void>;
-  close(): Promise<void>;
 }
+
+/**
+ * What openStore returns and each implementation (memory, sqlite, redis) is: both sides in one
+ * backend. The composition root hands each user the side it needs.
+ */
+export interface Store extends RecordStore, KvStore {}
 
 /** The compare-and-set rule of PutOptions.ifSerial, in one place for every implementation. */
 export function assertSerial(domain: Domain, current: { serial: number; status: string } | undefined, ifSerial: number | null | undefined): void {

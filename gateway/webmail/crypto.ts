@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { MailmeshError } from '../../directory/errors.js';
 import { Sealer } from '../../directory/seal.js';
-import type { Store } from '../../directory/store/store.js';
+import type { MetaStore } from '../../directory/store/store.js';
 
 /**
  * The cluster's WebMail keys: 32-byte AES keys, numbered 1, 2, …, each kept in the store's
@@ -10,17 +10,17 @@ import type { Store } from '../../directory/store/store.js';
  * shares them through the store.
  */
 export class WebmailKeys {
-  readonly #store: Store;
+  readonly #store: MetaStore;
   readonly #sealer: Sealer;
   readonly #keys = new Map<number, Buffer>();
   #latest = 0;
 
-  private constructor(store: Store, masterKey: Buffer) {
+  private constructor(store: MetaStore, masterKey: Buffer) {
     this.#store = store;
     this.#sealer = new Sealer(masterKey);
   }
 
-  static async open(store: Store, masterKey: Buffer): Promise<WebmailKeys> {
+  static async open(store: MetaStore, masterKey: Buffer): Promise<WebmailKeys> {
     const k = new WebmailKeys(store, masterKey);
     await k.#refresh();
     if (k.#latest === 0) await k.rotate();
@@ -61,7 +61,7 @@ export class WebmailKeys {
   }
 
   /** Every version, oldest first, read without creating one: the cluster bundle's copy (cli/cluster.ts). */
-  static async readAll(store: Store, masterKey: Buffer): Promise<{ version: number; key: Buffer }[]> {
+  static async readAll(store: MetaStore, masterKey: Buffer): Promise<{ version: number; key: Buffer }[]> {
     const k = new WebmailKeys(store, masterKey);
     await k.#refresh();
     return [...k.#keys].sort(([a], [b]) => a - b).map(([version, key]) => ({ version, key }));
@@ -72,7 +72,7 @@ export class WebmailKeys {
    * again) and checks those it holds; a version held with another key is
    * CLUSTER_BUNDLE_MISMATCH, before anything is written. Returns the versions put back.
    */
-  static async restore(store: Store, masterKey: Buffer, keys: { version: number; key: Buffer }[]): Promise<number[]> {
+  static async restore(store: MetaStore, masterKey: Buffer, keys: { version: number; key: Buffer }[]): Promise<number[]> {
     const k = new WebmailKeys(store, masterKey);
     const missing: { version: number; key: Buffer }[] = [];
     for (const w of keys) {

@@ -1,4 +1,4 @@
-import type { Store } from '../../directory/store/store.js';
+import type { KvStore } from '../../directory/store/store.js';
 import { normalAddress } from './form.js';
 
 /** Where the store keeps WebMail registrations (address → scrypt hash) and failure counters. */
@@ -7,7 +7,7 @@ export function regKey(address: string): string {
 }
 
 /** Forgets a recipient's password and failure counter; false if the address was not registered. */
-export async function resetRegistration(store: Store, address: string): Promise<boolean> {
+export async function resetRegistration(store: KvStore, address: string): Promise<boolean> {
   const a = normalAddress(address);
   const existed = (await store.kvGet(regKey(a))) !== undefined;
   await store.kvDelete(regKey(a));
@@ -20,7 +20,7 @@ export function failureKey(kind: 'rcpt' | 'client', id: string): string {
   return `webmail:failures:${kind}:${id}`;
 }
 
-export async function clearFailures(store: Store, key: string): Promise<void> {
+export async function clearFailures(store: KvStore, key: string): Promise<void> {
   await store.kvDelete(key);
   await store.kvDelete(`${key}:last`);
 }

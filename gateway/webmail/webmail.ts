@@ -4,7 +4,7 @@ import { bearerMatches } from '../../directory/bearer.js';
 import { parseAddress } from '../../directory/domain.js';
 import { asMailmeshError, MailmeshError } from '../../directory/errors.js';
 import { httpStatus } from '../../directory/http/http.js';
-import type { Store } from '../../directory/store/store.js';
+import type { KvStore } from '../../directory/store/store.js';
 import { SmtpClient } from '../smtp/client.js';
 import { MessageRefused, rfc5322Date } from '../smtp/smtp.js';
 import { openMessage, sealMessage, type SealedMessage, type WebmailKeys } from './crypto.js';
@@ -43,7 +43,7 @@ export interface WebmailSettings {
 }
 
 export interface WebmailOptions extends WebmailSettings {
-  store: Store;
+  store: KvStore;
   keys: WebmailKeys;
   /** Our host name (EHLO, Message-IDs). */
   name: string;

@@ -5,7 +5,7 @@ import { Directory } from '../../directory/directory.js';
 import { MemoryStore } from '../../directory/store/memory.js';
 import { SqliteStore } from '../../directory/store/sqlite.js';
 import { rejectsCode, tempDir } from '../helpers.js';
-import { alive } from './store/contract.js';
+import { alive } from './store/record-contract.js';
 
 const opts = { keys: { openpgp: 'curve25519' as const, validDays: 30 } };
 

@@ -1,8 +1,10 @@
 import t from 'tap';
 import { MemoryStore } from '../../../directory/store/memory.js';
-import { draft, storeContract } from './contract.js';
+import { kvStoreContract } from './kv-contract.js';
+import { draft, recordStoreContract } from './record-contract.js';
 
-storeContract(t, async () => new MemoryStore(), async () => {
+recordStoreContract(t, async () => new MemoryStore());
+kvStoreContract(t, async () => new MemoryStore(), async () => {
   let now = 1_000_000;
   return { store: new MemoryStore({ clock: () => now }), advance: (ms) => (now += ms) };
 });

@@ -3,7 +3,8 @@ import t, { type Test } from 'tap';
 import type { Domain } from '../../../directory/domain.js';
 import { RedisStore } from '../../../directory/store/redis.js';
 import { run, throwsCode } from '../../helpers.js';
-import { draft, storeContract, subscribeContract } from './contract.js';
+import { kvStoreContract } from './kv-contract.js';
+import { draft, recordStoreContract, subscribeContract } from './record-contract.js';
 import { startCluster, startSentinel } from './redis-servers.js';
 
 // Redis Cluster and Sentinel deployments this file starts itself (redis-server, redis-cli).
@@ -17,7 +18,7 @@ function maker(t: Test, url: string) {
   };
 }
 
-/** A second connection on the same prefix hears the first one's writes (Store.subscribe). */
+/** A second connection on the same prefix hears the first one's writes (RecordStore.subscribe). */
 function propagates(t: Test, url: string) {
   subscribeContract(t, async () => {
     const p = prefix();
@@ -29,7 +30,8 @@ function propagates(t: Test, url: string) {
 
 t.test('on a Redis Cluster of three masters', async (t) => {
   const { url, nodes } = await startCluster(t);
-  storeContract(t, maker(t, url));
+  recordStoreContract(t, maker(t, url));
+  kvStoreContract(t, maker(t, url));
   propagates(t, url);
 
   t.test('one directory lives in one slot, and destroy() finds it on its master', async (t) => {
@@ -54,6 +56,7 @@ t.test('on a Redis Cluster of three masters', async (t) => {
 
 t.test('on a master watched by a Sentinel', async (t) => {
   const { url } = await startSentinel(t);
-  storeContract(t, maker(t, url));
+  recordStoreContract(t, maker(t, url));
+  kvStoreContract(t, maker(t, url));
   propagates(t, url);
 });

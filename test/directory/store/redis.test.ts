@@ -1,15 +1,18 @@
 import t from 'tap';
 import { RedisStore } from '../../../directory/store/redis.js';
 import { redisPrefix, rejectsCode, TEST_REDIS_URL } from '../../helpers.js';
-import { storeContract, subscribeContract } from './contract.js';
+import { kvStoreContract } from './kv-contract.js';
+import { recordStoreContract, subscribeContract } from './record-contract.js';
 
 // A real Redis (CI starts one); every store gets its own key prefix, removed afterwards.
 // When Redis is unreachable these tests fail: they are never skipped.
-storeContract(t, async () => {
+const fresh = async () => {
   const s = await new RedisStore(TEST_REDIS_URL, { prefix: redisPrefix(t) }).connect();
   t.teardown(() => s.close());
   return s;
-});
+};
+recordStoreContract(t, fresh);
+kvStoreContract(t, fresh);
 
 subscribeContract(t, async () => {
   const prefix = redisPrefix(t);

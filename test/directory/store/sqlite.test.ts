@@ -4,13 +4,16 @@ import t from 'tap';
 import type { Domain } from '../../../directory/domain.js';
 import { SqliteStore } from '../../../directory/store/sqlite.js';
 import { tempDir, throwsCode } from '../../helpers.js';
-import { draft, storeContract, subscribeContract } from './contract.js';
+import { kvStoreContract } from './kv-contract.js';
+import { draft, recordStoreContract, subscribeContract } from './record-contract.js';
 
-storeContract(t, async () => {
+const fresh = async () => {
   const s = new SqliteStore(join(tempDir(t), 'store.db'));
   t.teardown(() => s.close());
   return s;
-}, async () => {
+};
+recordStoreContract(t, fresh);
+kvStoreContract(t, fresh, async () => {
   let now = 1_000_000;
   const store = new SqliteStore(join(tempDir(t), 'clocked.db'), { clock: () => now });
   t.teardown(() => store.close());
