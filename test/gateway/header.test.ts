@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import t from 'tap';
-import { authorDomain, authservIdOf, headerFields, MAX_FROM_LENGTH } from '../../gateway/header.js';
+import { authorDomain, authservIdOf, countReceived, headerFields, MAX_FROM_LENGTH, rfc5322Date } from '../../gateway/header.js';
 import { aligned, triggered } from '../../gateway/policy.js';
 import { removeOurResults } from '../../gateway/tunnel/authresults.js';
 import { FORGED_IDS } from './forged.js';
@@ -60,6 +60,18 @@ t.test('authorDomain: exactly one From field with exactly one mailbox', async (t
   ];
   for (const [head, want] of cases) t.equal(authorDomain(headerFields(Buffer.from(`${head}\r\nTo: x@y.test\r\n\r\nFrom: body@evil.test\r\n`))), want, JSON.stringify(head));
   t.equal(authorDomain(headerFields(Buffer.from(`From: ${'x'.repeat(MAX_FROM_LENGTH)}@bank.test\r\n\r\n`))), undefined, 'a From over the cap has no author');
+});
+
+t.test('countReceived and the body offset follow the one splitter; rfc5322Date', async (t) => {
+  t.equal(countReceived(Buffer.from('Received: a\r\nReceived\r\n : folded name\r\nX: y\rReceived: behind a bare CR\r\n\r\nReceived: body\r\n')), 3);
+  t.equal(countReceived(Buffer.from('Received: a\nreceived : b\n\nReceived: body after an LF-only empty line\n')), 2);
+  const h = headerFields(Buffer.from('A: 1\r\n\r\nbody'));
+  t.same([h.headerEnd, h.bodyStart], [6, 8], 'CRLF empty line');
+  const lf = headerFields(Buffer.from('A: 1\n\nbody'));
+  t.same([lf.headerEnd, lf.bodyStart], [5, 6], 'LF empty line');
+  const none = headerFields(Buffer.from('A: 1\r\n'));
+  t.same([none.headerEnd, none.bodyStart], [6, 6], 'no body');
+  t.equal(rfc5322Date(Date.UTC(2003, 6, 1, 10, 52, 37)), 'Tue, 01 Jul 2003 10:52:37 +0000', 'RFC 5322 §3.3');
 });
 
 t.test('alignment: strict is the same domain; relaxed also a parent, never a child, a sibling or a suffix match', async (t) => {
