@@ -17,7 +17,7 @@ import { encodeResult, readHeader } from '../directory/ldap/ber.js';
 import { MemoryStore } from '../directory/store/memory.js';
 import { sealEnvelope } from '../gateway/tunnel/cms/seal.js';
 import { signContent } from '../gateway/tunnel/cms/signed.js';
-import { encryptTunnel } from '../gateway/tunnel/tunnel.js';
+import { encryptTunnel, readTunnel } from '../gateway/tunnel/tunnel.js';
 import { sealMessage, WebmailKeys } from '../gateway/webmail/crypto.js';
 import { repoRoot, type Fixtures } from './fixtures.js';
 
@@ -166,8 +166,8 @@ const message = Buffer.from('From: Alice <alice@partner.test>\r\nTo: bob@fuzz.ex
   'Gr=C3=BC=C3=9Fe =\r\nsoft break\r\n--b1\r\nContent-Type: application/octet-stream; name="a.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n' +
   randomBytes(120).toString('base64').replace(/.{1,76}/g, '$&\r\n') + '--b1--\r\nepilogue\r\n');
 const peer = { domain, keys: own.keys };
-const pgp = await encryptTunnel('pgp-mime', message, own, peer, { now });
-const smime = await encryptTunnel('smime', message, own, peer, { now });
+const pgp = await encryptTunnel('pgp-mime', readTunnel(message), own, peer, { now });
+const smime = await encryptTunnel('smime', readTunnel(message), own, peer, { now });
 writeFileSync(join(tmp, 'leaf.pem'), own.keys.smime!.chain[0]!);
 writeFileSync(join(tmp, 'key.pem'), own.secrets.smime!.keyPkcs8Pem);
 const opensslSmime = await run('openssl', ['smime', '-encrypt', '-aes256', join(tmp, 'leaf.pem')], message);

@@ -12,7 +12,7 @@ import type { Reply } from './smtp/client.js';
 import { domainMatcher, type Direction } from './smtp/route.js';
 import { MessageRefused, type Envelope, type GatewayOptions, type RecipientDecision } from './smtp/smtp.js';
 import { InboundTunnels, r, within } from './inbound.js';
-import { classifyMessage, encryptTunnel, type KeyPair, type OwnDomain, type PeerDomain } from './tunnel/tunnel.js';
+import { classifyMessage, encryptTunnel, readTunnel, type KeyPair, type OwnDomain, type PeerDomain } from './tunnel/tunnel.js';
 
 export { seenKey, type SeenByPeer } from './inbound.js';
 
@@ -227,17 +227,18 @@ export class MailPolicy {
       this.#results?.inc({ direction: 'outbound', format: 'none', result: 'plain' });
       return message;
     }
-    if ((await classifyMessage(message)).kind === 'personal') {
+    const read = readTunnel(message); // once: classification, author and encryption take this reading
+    if ((await classifyMessage(read)).kind === 'personal') {
       this.#results?.inc({ direction: 'outbound', format: 'none', result: 'personal' });
       return message; // end-to-end encrypted by the person: untouched (docs/architecture.md "Tunnel messages")
     }
     // The receiving gateway binds the signer to the From domain (docs/gateway.md "Inbound"): sign with
     // the author domain's key when it is one of ours, else with MAIL FROM's (the plan's sender).
-    const author = authorDomain(message);
+    const author = authorDomain(read.header);
     const signer = author && this.#own.has(author) ? author : plan.sender;
     // During the peer's announced roll, to its next keys too (docs/lifecycle.md "Peers"); signed with our current key.
     const recipient: PeerDomain = { domain: plan.domain, keys: plan.peer.keys, next: plan.peer.next, capabilities: plan.peer.capabilities };
-    const out = await encryptTunnel(plan.format, message, await this.#ownDomain(signer), recipient, {
+    const out = await encryptTunnel(plan.format, read, await this.#ownDomain(signer), recipient, {
       keepSubject: this.#o.policy.keepSubject,
       now: this.#o.clock?.(),
     });

@@ -1,9 +1,12 @@
 /**
- * Linear-time readers for a stranger's header section, used where the gateway decides on
- * trust: splitting the header into fields, the authserv-id of an Authentication-Results field
- * (RFC 8601 §2.2) and the author domain of the From field (RFC 5322 §3.6.2). No regular
- * expression runs over header data here: each reader is one pass over the characters, and
- * the From field is capped (MAX_FROM_LENGTH). None of them throws on bad input.
+ * The RFC 5322 module: the one linear splitter of a header section, the readers built on it
+ * where the gateway decides on trust (the authserv-id of an Authentication-Results field,
+ * RFC 8601 §2.2; the author domain of the From field, RFC 5322 §3.6.2; the Received count,
+ * RFC 5321 §6.3), and the date-time every header we write carries (RFC 5322 §3.3). Every other
+ * reader of header fields (the tunnel's MIME, gateway/tunnel/mime.ts; the policy triggers) takes
+ * its fields from `headerFields`. No regular expression runs over header data here: each reader
+ * is one pass over the characters, and the From field is capped (MAX_FROM_LENGTH). None of them
+ * throws on bad input.
  */
 import { domainToASCII } from 'node:url';
 import { parseDomain, type Domain } from '../directory/domain.js';
@@ -19,6 +22,17 @@ export interface RawField {
   end: number;
 }
 
+/** A message's header section as split once: the fields, where the header ends and the body starts. */
+export interface HeaderSection {
+  /** The message the offsets point into (never copied). */
+  message: Buffer;
+  fields: RawField[];
+  /** The offset of the empty line that ends the header section, or the message's length. */
+  headerEnd: number;
+  /** The offset of the body: after the empty line's line break, or the message's length (RFC 5322 §3.5: the body is optional). */
+  bodyStart: number;
+}
+
 /**
  * RFC 5322 §2.1, §2.2, §2.2.3: the header fields up to the first empty line; a line starting
  * with WSP continues the field. A line ends at CRLF, at LF alone (as gateway/tunnel/mime.ts
@@ -26,8 +40,14 @@ export interface RawField {
  * a bare CR hides behind another (a second From, a forged Authentication-Results) is seen here
  * too. A line without a colon is a field with an empty key (kept, never interpreted).
  */
-export function headerFields(message: Buffer): { fields: RawField[]; headerEnd: number } {
+export function headerFields(message: Buffer): HeaderSection {
   const fields: RawField[] = [];
+  const headerEnd = eachField(message, (start, end) => fields.push({ key: fieldKey(message, start, end), start, end }));
+  return { message, fields, headerEnd, bodyStart: headerEnd < message.length ? lineEnd(message, headerEnd) : headerEnd };
+}
+
+/** The splitter of headerFields: calls `field` with each field's offsets; returns where the header section ends. */
+function eachField(message: Buffer, field: (start: number, end: number) => void): number {
   let pos = 0;
   while (pos < message.length) {
     if (message[pos] === 0x0a || message[pos] === 0x0d) break; // the empty line
@@ -36,9 +56,23 @@ export function headerFields(message: Buffer): { fields: RawField[]; headerEnd: 
       pos = lineEnd(message, pos);
       if (pos >= message.length || (message[pos] !== 0x20 && message[pos] !== 0x09)) break;
     }
-    fields.push({ key: fieldKey(message, start, pos), start, end: pos });
+    field(start, pos);
   }
-  return { fields, headerEnd: pos };
+  return pos;
+}
+
+/** RFC 5321 §6.3: the number of Received fields in the header section (split as headerFields does, nothing kept). */
+export function countReceived(message: Buffer): number {
+  let n = 0;
+  eachField(message, (start, end) => {
+    if (fieldKey(message, start, end) === 'received') n++;
+  });
+  return n;
+}
+
+/** RFC 5322 §3.3 date-time, e.g. "Tue, 01 Jul 2003 10:52:37 +0000". */
+export function rfc5322Date(ms: number): string {
+  return new Date(ms).toUTCString().replace(/GMT$/, '+0000');
 }
 
 /** The index after the line break that ends the line at `pos`: CRLF, LF or a bare CR; or the length. */
@@ -126,8 +160,8 @@ export function authservIdOf(value: string): string | undefined {
  * From fields, several mailboxes, a group, a domain literal, a value over MAX_FROM_LENGTH)
  * has no author domain.
  */
-export function authorDomain(message: Buffer): Domain | undefined {
-  const { fields } = headerFields(message);
+export function authorDomain(header: HeaderSection): Domain | undefined {
+  const { message, fields } = header;
   const from = fields.filter((f) => f.key === 'from');
   if (from.length !== 1 || from[0]!.end - from[0]!.start > MAX_FROM_LENGTH * 2) return undefined;
   const value = fieldValueOf(message, from[0]!, 'utf8');

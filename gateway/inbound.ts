@@ -4,12 +4,12 @@ import type { Counter } from '../directory/metrics.js';
 import type { TunnelFormat } from '../directory/record.js';
 import type { KvStore } from '../directory/store/store.js';
 import type { Discovered } from '../federation/discovery.js';
-import { authorDomain, headerFields } from './header.js';
+import { authorDomain, headerFields, type HeaderSection } from './header.js';
 import { aligned, type PolicySettings } from './policy.js';
 import type { Reply } from './smtp/client.js';
 import { MessageRefused, type Envelope } from './smtp/smtp.js';
 import { addAuthenticationResults, removeOurResults } from './tunnel/authresults.js';
-import { classifyMessage, decryptTunnel, keyRing, TUNNEL_HEADER, type DecryptResult, type OwnDomain, type PeerDomain } from './tunnel/tunnel.js';
+import { classifyMessage, decryptTunnel, keyRing, readTunnel, TUNNEL_HEADER, type DecryptResult, type OwnDomain, type PeerDomain, type TunnelMessage } from './tunnel/tunnel.js';
 
 /** What the inbound half needs of the gateway (gateway/gateway.ts MailPolicy). */
 export interface InboundContext {
@@ -63,10 +63,12 @@ export class InboundTunnels {
    * we cannot open: it is refused, never delivered as ciphertext with 250. That decision is made
    * from the key IDs and recipient infos alone, before any decryption, so its reply may name the
    * key; every failure after decrypting with our key has the one generic reply (EFAIL: no oracle).
+   * The message is read once (readTunnel); every step below takes that reading.
    */
-  async open(message: Buffer, env: Envelope): Promise<Buffer> {
+  async open(bytes: Buffer, env: Envelope): Promise<Buffer> {
+    const message = readTunnel(bytes);
     const domains = [...new Set(env.to.map((t) => parseAddress(t).domain))].filter((d) => this.#c.isOwn(d));
-    const marked = domains.length > 0 && isMarkedTunnel(message);
+    const marked = domains.length > 0 && isMarkedTunnel(message.header);
     const plain = await classifyMessage(message);
     if (plain.kind === 'personal' && plain.format !== 'inline-pgp') {
       let recipients = plain.recipients;
@@ -98,7 +100,7 @@ export class InboundTunnels {
     }
     this.#c.results?.inc({ direction: 'inbound', format: 'none', result: 'passed' });
     // RFC 8601 §5: nobody outside speaks for our authserv-id, in tunnel mail or not.
-    return removeOurResults(message, this.#c.authservId);
+    return removeOurResults(message.header, this.#c.authservId);
   }
 
   /**
@@ -122,13 +124,16 @@ export class InboundTunnels {
    * author domain's keys (current, next, previous) while it has keys is key-changed
    * (docs/lifecycle.md "Peers"); not being another domain's key makes it only unknown.
    */
-  async #openTunnel(message: Buffer, env: Envelope, own: OwnDomain, format: string, fresh = false): Promise<Buffer> {
+  async #openTunnel(message: TunnelMessage, env: Envelope, own: OwnDomain, format: string, fresh = false): Promise<Buffer> {
     const pol = this.#c.policy.inbound;
     const mailFrom = envelopeDomain(env.from);
-    const first = authorDomain(message) ?? mailFrom;
+    const first = authorDomain(message.header) ?? mailFrom;
     const attempts = [await this.#decrypt(message, own, first, format)];
     let best = attempts[0]!;
-    const author = authorDomain(best.result.inner);
+    // Every attempt opens the same ciphertext with the same keys: the inner bytes are the same, only
+    // the verification differs. So the inner header is split once, for the author and for the results.
+    const inner = headerFields(best.result.inner);
+    const author = authorDomain(inner);
     const tried = new Set([first]);
     for (const next of [author, mailFrom]) {
       if (recognized(best)) break;
@@ -176,7 +181,7 @@ export class InboundTunnels {
     }
     if (res.signature === 'valid' && res.signerDomain && res.recipientFingerprint) await this.#noteSeen(own.domain, res.signerDomain, res.format, res.recipientFingerprint);
     const provenance = res.signerDomain ? best.peer?.provenance : undefined;
-    return addAuthenticationResults(res.inner, this.#c.authservId, {
+    return addAuthenticationResults(inner, this.#c.authservId, {
       ...res,
       author,
       aligned: ok,
@@ -186,7 +191,7 @@ export class InboundTunnels {
   }
 
   /** Decrypts with our key and verifies with the key discovery finds for `domain`. */
-  async #decrypt(message: Buffer, own: OwnDomain, domain: Domain | undefined, format: string): Promise<Attempt> {
+  async #decrypt(message: TunnelMessage, own: OwnDomain, domain: Domain | undefined, format: string): Promise<Attempt> {
     let peer: Discovered | undefined;
     try {
       peer = domain ? await this.#c.discover(domain) : undefined;
@@ -244,9 +249,9 @@ function recognized(a: Attempt): boolean {
 }
 
 /** Whether the header section carries the tunnel marker (gateway/tunnel/mime.ts outerHeader). */
-function isMarkedTunnel(message: Buffer): boolean {
+function isMarkedTunnel(header: HeaderSection): boolean {
   const name = TUNNEL_HEADER.toLowerCase();
-  return headerFields(message).fields.some((f) => f.key === name);
+  return header.fields.some((f) => f.key === name);
 }
 
 /** What a message is encrypted to, for a reply: at most three, in at most 300 characters (RFC 5321 §4.5.3.1.5: a reply line has 512 octets). */

@@ -1,5 +1,5 @@
 // Tunnel classification (gateway/tunnel/tunnel.ts classifyMessage): never throws, whatever the message.
-import { classifyMessage } from '../../gateway/tunnel/tunnel.js';
+import { classifyMessage, readTunnel } from '../../gateway/tunnel/tunnel.js';
 import { fixtures } from '../fixtures.js';
 import type { FuzzTarget } from '../target.js';
 
@@ -9,7 +9,7 @@ const target: FuzzTarget = {
   maxLen: 16384,
   dictionary: ['\r\n\r\n', 'Content-Type: ', 'multipart/encrypted; protocol="application/pgp-encrypted"; boundary="b"', 'application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m', 'authenveloped-data', '-----BEGIN PGP MESSAGE-----', '--b\r\n', 'Content-Transfer-Encoding: base64\r\n'],
   async fuzz(data) {
-    await classifyMessage(data, fixtures().own.keys);
+    await classifyMessage(readTunnel(data), fixtures().own.keys);
   },
   expected: () => false,
 };

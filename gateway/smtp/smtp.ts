@@ -6,6 +6,7 @@ import { parseAddress } from '../../directory/domain.js';
 import { MailmeshError, asMailmeshError, isMailmeshError } from '../../directory/errors.js';
 import { DEFAULT_CLIENT_TIMEOUTS, SmtpClient, replyText, type ClientTimeouts, type Reply } from './client.js';
 import { Listener } from './listener.js';
+import { countReceived, rfc5322Date } from '../header.js';
 import { domainMatcher, ipMatcher, type Direction, type NextHop } from './route.js';
 import type { TlsPolicy } from './client.js';
 import { selfSignedCertificate, type TlsKeyPair } from '../../directory/tls.js';
@@ -230,18 +231,6 @@ const NO_LOG: GatewayLogger = { info() {}, warn() {}, error() {} };
 
 function matcher<T extends string>(x: readonly string[] | ((v: T) => boolean), make: (l: readonly string[]) => (v: T) => boolean) {
   return typeof x === 'function' ? x : make(x);
-}
-
-/** RFC 5322 §3.3 date-time, e.g. "Tue, 01 Jul 2003 10:52:37 +0000". */
-export function rfc5322Date(ms: number): string {
-  return new Date(ms).toUTCString().replace(/GMT$/, '+0000');
-}
-
-/** RFC 5321 §6.3: count the Received header fields of the header section (RFC 5322 §2.2). */
-export function countReceived(message: Buffer): number {
-  const end = message.indexOf('\r\n\r\n');
-  const header = message.subarray(0, end < 0 ? Math.min(message.length, 256 * 1024) : end).toString('latin1');
-  return header.split(/\r?\n/).filter((l) => /^received\s*:/i.test(l)).length;
 }
 
 export async function createGateway(opts: GatewayOptions): Promise<Gateway> {

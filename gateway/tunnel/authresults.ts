@@ -21,7 +21,7 @@
  */
 import type { Domain } from '../../directory/domain.js';
 import { MailmeshError } from '../../directory/errors.js';
-import { authservIdOf, fieldValueOf, headerFields } from '../header.js';
+import { authservIdOf, fieldValueOf, type HeaderSection } from '../header.js';
 import type { DecryptResult, SignatureStatus } from './types.js';
 
 export const AUTH_METHOD = 'mailmesh';
@@ -76,9 +76,9 @@ export function authenticationResults(authservId: string, r: InboundResult): str
  * folding), and every one whose authserv-id cannot be read (a lenient reader might find ours
  * in it). All other bytes stay as they are; the same buffer comes back when nothing is removed.
  */
-export function removeOurResults(message: Buffer, authservId: string): Buffer {
+export function removeOurResults(header: HeaderSection, authservId: string): Buffer {
   const ours = authservIdOf(authservId);
-  const { fields } = headerFields(message);
+  const { message, fields } = header;
   const drop = fields.filter((f) => {
     if (f.key !== 'authentication-results') return false;
     const id = authservIdOf(fieldValueOf(message, f, 'utf8'));
@@ -95,8 +95,8 @@ export function removeOurResults(message: Buffer, authservId: string): Buffer {
   return Buffer.concat(kept);
 }
 
-/** Prepends our Authentication-Results to the inner message, after removing any that claim our authserv-id. */
-export function addAuthenticationResults(inner: Buffer, authservId: string, r: InboundResult): Buffer {
+/** Prepends our Authentication-Results to the inner message (its header split once), after removing any that claim our authserv-id. */
+export function addAuthenticationResults(inner: HeaderSection, authservId: string, r: InboundResult): Buffer {
   const field = Buffer.from(authenticationResults(authservId, r), 'latin1');
   return Buffer.concat([field, removeOurResults(inner, authservId)]);
 }

@@ -4,16 +4,33 @@
  * CRLF-terminated entities. Input is untrusted: every failure is TUNNEL_MALFORMED.
  */
 import { MailmeshError } from '../../directory/errors.js';
+import { fieldValueOf, headerFields, type HeaderSection, type RawField } from '../header.js';
 
-export interface HeaderField {
-  /** The field name as written. */
-  name: string;
+/** A header field of an entity, read from the fields gateway/header.ts splits (nothing copied). */
+export class HeaderField {
+  readonly #bytes: Buffer;
+  readonly #field: RawField;
+  #value?: string;
+
+  constructor(bytes: Buffer, field: RawField, readonly name: string) {
+    this.#bytes = bytes;
+    this.#field = field;
+  }
+
   /** Lower-case field name, for lookups (RFC 5322 §1.2.2: names are case-insensitive). */
-  key: string;
-  /** The unfolded value, leading white space removed (RFC 5322 §2.2.3). */
-  value: string;
-  /** The field's exact bytes, folding and the final CRLF included. */
-  raw: Buffer;
+  get key(): string {
+    return this.#field.key;
+  }
+
+  /** The unfolded value, leading white space removed (RFC 5322 §2.2.3); read when first asked for. */
+  get value(): string {
+    return (this.#value ??= fieldValueOf(this.#bytes, this.#field).replace(/^[ \t]+/, ''));
+  }
+
+  /** The field's exact bytes, folding and the final line break included. */
+  get raw(): Buffer {
+    return this.#bytes.subarray(this.#field.start, this.#field.end);
+  }
 }
 
 export interface Entity {
@@ -37,67 +54,27 @@ export function malformed(detail: string): MailmeshError {
   return new MailmeshError('TUNNEL_MALFORMED', detail);
 }
 
-/** RFC 5322 §2.1: header fields, then an empty line, then the body; LF alone is accepted too. */
+/** RFC 5322 §2.1: header fields, then an empty line, then the body; split by gateway/header.ts. */
 export function parseEntity(data: Buffer): Entity {
-  let end = -1;
-  let bodyStart = data.length;
-  if (data.length >= 2 && data[0] === 0x0d && data[1] === 0x0a) {
-    end = 0;
-    bodyStart = 2;
-  } else if (data.length >= 1 && data[0] === 0x0a) {
-    end = 0;
-    bodyStart = 1;
-  } else {
-    for (let i = 0; i < data.length; i++) {
-      if (data[i] !== 0x0a) continue;
-      if (data[i + 1] === 0x0a) {
-        end = i + 1;
-        bodyStart = i + 2;
-        break;
-      }
-      if (data[i + 1] === 0x0d && data[i + 2] === 0x0a) {
-        end = i + 1;
-        bodyStart = i + 3;
-        break;
-      }
-    }
-  }
-  if (end < 0) end = data.length; // RFC 5322 §3.5: the body is optional
-  return { fields: parseFields(data.subarray(0, end)), bodyStart, body: data.subarray(bodyStart) };
+  return entityOf(headerFields(data));
 }
 
-/** RFC 5322 §2.2 and §3.6: `name: value`, continuation lines start with WSP (§2.2.3 unfolding). */
-export function parseFields(header: Buffer): HeaderField[] {
-  const fields: HeaderField[] = [];
-  let pos = 0;
-  while (pos < header.length) {
-    let next = pos;
-    // A field ends at a line end not followed by WSP.
-    for (;;) {
-      const nl = header.indexOf(0x0a, next);
-      if (nl < 0) {
-        next = header.length;
-        break;
-      }
-      next = nl + 1;
-      if (header[next] !== 0x20 && header[next] !== 0x09) break;
-    }
-    const raw = header.subarray(pos, next);
-    const text = raw.toString('latin1');
-    const colon = text.indexOf(':');
-    const name = colon > 0 ? text.slice(0, colon) : '';
-    // RFC 5322 §3.6.8: field-name = 1*ftext, printable US-ASCII except ':'.
-    if (!/^[\x21-\x39\x3b-\x7e]+$/.test(name)) throw malformed(`bad header line ${JSON.stringify(text.slice(0, 40))}`);
-    fields.push({
-      name,
-      key: name.toLowerCase(),
-      value: text.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, '').replace(/\r?\n$/, '').replace(/^[ \t]+/, ''),
-      raw: Buffer.from(raw),
-    });
-    if (fields.length > MAX_FIELDS) throw malformed('too many header fields');
-    pos = next;
-  }
-  return fields;
+/**
+ * RFC 5322 §2.2, §3.6.8: the MIME entity of a split header section, where every field is
+ * `name ":" value` with name = 1*ftext (printable US-ASCII except ':', no white space before
+ * the colon), at most MAX_FIELDS of them; else TUNNEL_MALFORMED.
+ */
+export function entityOf(header: HeaderSection): Entity {
+  const { message, fields } = header;
+  if (fields.length > MAX_FIELDS) throw malformed('too many header fields');
+  const read = fields.map((f) => {
+    const colon = f.start + message.subarray(f.start, f.end).indexOf(0x3a); // within the field: linear overall
+    let ok = colon > f.start;
+    for (let i = f.start; ok && i < colon; i++) ok = message[i]! >= 0x21 && message[i]! <= 0x7e;
+    if (!ok) throw malformed(`bad header line ${JSON.stringify(message.toString('latin1', f.start, Math.min(f.end, f.start + 40)))}`);
+    return new HeaderField(message, f, message.toString('latin1', f.start, colon));
+  });
+  return { fields: read, bodyStart: header.bodyStart, body: message.subarray(header.bodyStart) };
 }
 
 export function fieldValue(fields: HeaderField[], name: string): string | undefined {
@@ -253,7 +230,8 @@ export interface OuterOptions {
  */
 export function outerHeader(original: HeaderField[], format: string, mimeFields: string[], opts: OuterOptions): Buffer {
   const copied = original.filter((f) => COPIED_FIELDS.includes(f.key) || (opts.keepSubject === true && f.key === 'subject'));
-  const lines = copied.map((f) => Buffer.from(toCrlf(f.raw.toString('latin1').replace(/\r?\n$/, '')) + '\r\n', 'latin1'));
+  // Every line break the splitter saw (CRLF, LF, a bare CR: gateway/header.ts) is written as CRLF (RFC 5322 §2.2.3).
+  const lines = copied.map((f) => Buffer.from(f.raw.toString('latin1').replace(/(\r\n|\r|\n)$/, '').replace(/\r\n|\r|\n/g, '\r\n') + '\r\n', 'latin1'));
   const own = [...(opts.keepSubject === true ? [] : ['Subject: ...']), 'MIME-Version: 1.0', `${TUNNEL_HEADER}: ${format}`, ...mimeFields];
   return Buffer.concat([...lines, Buffer.from(own.map((l) => l + '\r\n').join('') + '\r\n', 'latin1')]);
 }

@@ -10,7 +10,8 @@ import * as openpgp from 'openpgp';
 import { MailmeshError } from '../../directory/errors.js';
 import { readOpenPgpKey } from '../../directory/openpgp.js';
 import { ParsedCache } from './cache.js';
-import { decodeBody, fieldValue, makeBoundary, malformed, outerHeader, parseContentType, parseEntity, splitMultipart, toCrlf } from './mime.js';
+import { decodeBody, fieldValue, makeBoundary, malformed, outerHeader, parseContentType, parseEntity, splitMultipart, toCrlf, type ContentType, type Entity } from './mime.js';
+import type { TunnelMessage } from './read.js';
 import { hasKeys, keyRing, type DecryptOptions, type DecryptResult, type EncryptOptions, type OwnDomain, type PeerDomain } from './types.js';
 
 // Parsed keys by their armored text (cache.ts): reading and checking a key costs ~1–2 ms.
@@ -42,7 +43,7 @@ function hex(bytes: Uint8Array): string {
  * §6.2: sign, then encrypt, in one OpenPGP message). During the recipient's announced roll, to
  * its next key too (one PKESK packet per key, RFC 4880 §5.1): the message opens with either.
  */
-export async function pgpEncrypt(original: Buffer, sender: OwnDomain, recipient: PeerDomain, opts: EncryptOptions = {}): Promise<Buffer> {
+export async function pgpEncrypt(original: TunnelMessage, sender: OwnDomain, recipient: PeerDomain, opts: EncryptOptions = {}): Promise<Buffer> {
   if (!sender.secrets.openpgp) throw new MailmeshError('TUNNEL_NO_KEY', `${sender.domain} has no OpenPGP key`);
   const signingKey = await privateKeyOf(sender.secrets.openpgp.armored);
   if (!recipient.keys.openpgp) throw new MailmeshError('TUNNEL_NO_KEY', `${recipient.domain} has no OpenPGP key`);
@@ -50,9 +51,9 @@ export async function pgpEncrypt(original: Buffer, sender: OwnDomain, recipient:
   const encryptionKeys = [await publicKeyOf(recipient.keys.openpgp.armored)];
   const next = recipient.next?.openpgp ? await usableForEncryption(recipient.next.openpgp.armored, now) : undefined;
   if (next && next.getFingerprint() !== encryptionKeys[0]!.getFingerprint()) encryptionKeys.push(next);
-  const fields = parseEntity(original).fields;
+  const fields = original.entity.fields;
   const armored = await openpgp.encrypt({
-    message: await openpgp.createMessage({ binary: new Uint8Array(original), format: 'binary', date: now }),
+    message: await openpgp.createMessage({ binary: new Uint8Array(original.bytes), format: 'binary', date: now }),
     encryptionKeys,
     signingKeys: signingKey,
     format: 'armored',
@@ -84,10 +85,8 @@ async function usableForEncryption(armored: string, now: Date): Promise<openpgp.
   }
 }
 
-/** RFC 3156 §4: the armored OpenPGP message of a multipart/encrypted entity. */
-export function pgpMimePayload(message: Buffer): string {
-  const outer = parseEntity(message);
-  const ct = parseContentType(fieldValue(outer.fields, 'content-type'));
+/** RFC 3156 §4: the armored OpenPGP message of a multipart/encrypted entity (`ct` its Content-Type). */
+export function pgpMimePayload(outer: Entity, ct: ContentType): string {
   if (ct.type !== 'multipart' || ct.subtype !== 'encrypted' || ct.params.protocol?.toLowerCase() !== 'application/pgp-encrypted') {
     throw malformed(`not a PGP/MIME encrypted message (${ct.type}/${ct.subtype})`);
   }
@@ -112,9 +111,9 @@ export async function readPgpMessage(armored: string): Promise<openpgp.Message<U
 }
 
 /** RFC 4880 §5.1: is one of the public-key encrypted session key packets for this key (or a wildcard, "hidden recipient")? */
-export function isEncryptedTo(message: openpgp.Message<Uint8Array>, key: openpgp.Key): boolean {
+export function isEncryptedTo(keyIds: openpgp.KeyID[], key: openpgp.Key): boolean {
   const mine = key.getKeys().map((k) => k.getKeyID());
-  return message.getEncryptionKeyIDs().some((id) => mine.some((k) => k.equals(id, true)));
+  return keyIds.some((id) => mine.some((k) => k.equals(id, true)));
 }
 
 /**
@@ -122,16 +121,16 @@ export function isEncryptedTo(message: openpgp.Message<Uint8Array>, key: openpgp
  * the first the message is encrypted to) and checks the signature against the sender's keys
  * (current, next, previous).
  */
-export async function pgpDecrypt(message: Buffer, own: OwnDomain, sender?: PeerDomain, opts: DecryptOptions = {}): Promise<DecryptResult> {
+export async function pgpDecrypt(message: TunnelMessage, own: OwnDomain, sender?: PeerDomain, opts: DecryptOptions = {}): Promise<DecryptResult> {
   const ours = keyRing(own).filter((p) => p.secrets.openpgp);
   if (ours.length === 0) throw new MailmeshError('TUNNEL_NO_KEY', `${own.domain} has no OpenPGP key`);
-  const payload = pgpMimePayload(message);
+  const payload = message.armored();
   let msg = await readPgpMessage(payload);
   // RFC 4880 §5.1: the key IDs of the PKESK packets decide, before any decryption.
   const candidates: { key: openpgp.PrivateKey; fingerprint: string }[] = [];
   for (const p of ours) {
     const key = await privateKeyOf(p.secrets.openpgp!.armored);
-    if (isEncryptedTo(msg, key)) candidates.push({ key, fingerprint: key.getFingerprint().toUpperCase() });
+    if (isEncryptedTo(msg.getEncryptionKeyIDs(), key)) candidates.push({ key, fingerprint: key.getFingerprint().toUpperCase() });
   }
   if (candidates.length === 0) throw new MailmeshError('TUNNEL_NOT_FOR_US', `encrypted to ${msg.getEncryptionKeyIDs().map((k) => k.toHex()).join(', ') || 'nobody'}`);
   const senderKeys = await verificationKeys(sender);

@@ -11,7 +11,7 @@ import { MailmeshError } from '../../directory/errors.js';
 import { SMIME_AEAD } from '../../directory/record.js';
 import { validateSmimeChain } from '../../directory/smime.js';
 import { pkijsCertificate } from './cms/asn1.js';
-import { contentFailed, namesCertificate, openEnvelope, parseEnvelope, type KeyTransRecipient } from './cms/envelope.js';
+import { contentFailed, namesCertificate, openEnvelope, type KeyTransRecipient } from './cms/envelope.js';
 import { sealAuthEnvelope, sealEnvelope } from './cms/seal.js';
 import { signContent, verifySigned } from './cms/signed.js';
 import {
@@ -25,6 +25,7 @@ import {
   splitMultipart,
   type ContentType,
 } from './mime.js';
+import type { TunnelMessage } from './read.js';
 import { hasKeys, keyRing, type DecryptOptions, type DecryptResult, type EncryptOptions, type OwnDomain, type PeerDomain } from './types.js';
 
 const P7M = 'name="smime.p7m"';
@@ -52,14 +53,14 @@ export function smimeType(ct: ContentType): string | undefined {
  * (and, during its announced roll, to its next certificate too: one KeyTransRecipientInfo each,
  * RFC 5652 §6.2.1).
  */
-export async function smimeEncrypt(original: Buffer, sender: OwnDomain, recipient: PeerDomain, opts: EncryptOptions = {}): Promise<Buffer> {
+export async function smimeEncrypt(original: TunnelMessage, sender: OwnDomain, recipient: PeerDomain, opts: EncryptOptions = {}): Promise<Buffer> {
   const { chain, key } = smimeKeys(sender);
   const recipientCert = recipient.keys.smime?.chain[0];
   if (!recipientCert) throw new MailmeshError('TUNNEL_NO_KEY', `${recipient.domain} has no S/MIME certificate`);
   const nextCert = recipient.next?.smime?.chain[0];
   const certs = nextCert && nextCert !== recipientCert && usableCertificate(nextCert, opts.now ?? new Date()) ? [recipientCert, nextCert] : [recipientCert];
-  const fields = parseEntity(original).fields;
-  const signed = await signContent(original, chain, key, opts.now ?? new Date());
+  const fields = original.entity.fields;
+  const signed = await signContent(original.bytes, chain, key, opts.now ?? new Date());
   // RFC 8551 §3.5.2: the signed-data entity, which becomes the content of the EnvelopedData (§3.3).
   const innerEntity = Buffer.from(
     'Content-Type: application/pkcs7-mime; smime-type=signed-data; ' + P7M + '\r\n' +
@@ -93,18 +94,12 @@ function usableCertificate(pem: string, now: Date): boolean {
  * Decrypts an S/MIME tunnel message with our keys (the current ones, then next and retained: the
  * first certificate a recipient info names) and checks the signature against the sender's.
  */
-export async function smimeDecrypt(message: Buffer, own: OwnDomain, sender?: PeerDomain, opts: DecryptOptions = {}): Promise<DecryptResult> {
+export async function smimeDecrypt(message: TunnelMessage, own: OwnDomain, sender?: PeerDomain, opts: DecryptOptions = {}): Promise<DecryptResult> {
   const ours = keyRing(own).filter((p) => p.keys.smime?.chain.length && p.secrets.smime);
   if (ours.length === 0) throw new MailmeshError('TUNNEL_NO_KEY', `${own.domain} has no S/MIME key`);
-  const outer = parseEntity(message);
-  const ct = parseContentType(fieldValue(outer.fields, 'content-type'));
-  const type = smimeType(ct);
-  if (!isPkcs7Mime(ct) || (type !== undefined && type !== 'enveloped-data' && type !== 'authenveloped-data')) {
-    throw malformed(`not an S/MIME enveloped message (${ct.type}/${ct.subtype})`);
-  }
-  const der = decodeBody(outer);
+  const der = message.der();
   // RFC 5652 §6.2.1: the recipient identifiers decide, before any decryption.
-  const recipients = parseEnvelope(der).recipients;
+  const recipients = message.cmsRecipients();
   const mine = ours.filter((p) => recipients.some((r) => namesCertificate(r, pkijsCertificate(p.keys.smime!.chain[0]!))));
   if (mine.length === 0) throw new MailmeshError('TUNNEL_NOT_FOR_US', `${recipients.length} key-transport recipients, none is a certificate of ${own.domain}`);
   let failure: unknown;

@@ -1,32 +1,34 @@
 /**
- * Tunnel crypto: pure functions from message bytes to message bytes (docs/architecture.md "Tunnel messages").
- * The SMTP gateway calls encryptTunnel on the way out, classifyMessage + decryptTunnel +
+ * Tunnel crypto: pure functions from a message read once (readTunnel, gateway/tunnel/read.ts) to
+ * message bytes (docs/architecture.md "Tunnel messages"). The SMTP gateway calls readTunnel, then
+ * classifyMessage + encryptTunnel on the way out, classifyMessage + decryptTunnel +
  * addAuthenticationResults on the way in.
  */
 import type { TunnelFormat } from '../../directory/record.js';
 import { MailmeshError } from '../../directory/errors.js';
-import { parseEnvelope, namesCertificate } from './cms/envelope.js';
+import { namesCertificate } from './cms/envelope.js';
 import { pkijsCertificate } from './cms/asn1.js';
-import { decodeBody, fieldValue, parseContentType, parseEntity, type ContentType } from './mime.js';
-import { isEncryptedTo, pgpDecrypt, pgpEncrypt, pgpMimePayload, publicKeyOf, readPgpMessage } from './pgpmime.js';
-import { describeRecipient, isPkcs7Mime, smimeDecrypt, smimeEncrypt, smimeType } from './smime.js';
+import { isEncryptedTo, pgpDecrypt, pgpEncrypt, publicKeyOf } from './pgpmime.js';
+import type { TunnelMessage } from './read.js';
+import { describeRecipient, smimeDecrypt, smimeEncrypt } from './smime.js';
 import type { DecryptOptions, DecryptResult, EncryptOptions, OwnDomain, PeerDomain } from './types.js';
 
 export type { DecryptOptions, DecryptResult, EncryptOptions, KeyPair, OwnDomain, PeerDomain, SignatureStatus } from './types.js';
 export { keyRing } from './types.js';
 export { addAuthenticationResults } from './authresults.js';
 export { TUNNEL_HEADER } from './mime.js';
+export { readTunnel, type MessageKind, type TunnelMessage } from './read.js';
 
 /** Wraps the original message into a tunnel message of the given format. */
-export function encryptTunnel(format: TunnelFormat, original: Buffer, sender: OwnDomain, recipient: PeerDomain, opts?: EncryptOptions): Promise<Buffer> {
+export function encryptTunnel(format: TunnelFormat, original: TunnelMessage, sender: OwnDomain, recipient: PeerDomain, opts?: EncryptOptions): Promise<Buffer> {
   return format === 'pgp-mime' ? pgpEncrypt(original, sender, recipient, opts) : smimeEncrypt(original, sender, recipient, opts);
 }
 
 /** Unwraps a tunnel message of either format; `sender` is the sender domain's record, if the directory knows it. */
-export async function decryptTunnel(message: Buffer, own: OwnDomain, sender?: PeerDomain, opts?: DecryptOptions): Promise<DecryptResult> {
-  const format = encryptedFormat(contentTypeOf(message));
-  if (!format) throw new MailmeshError('TUNNEL_MALFORMED', 'neither PGP/MIME nor S/MIME enveloped');
-  return format === 'pgp-mime' ? pgpDecrypt(message, own, sender, opts) : smimeDecrypt(message, own, sender, opts);
+export async function decryptTunnel(message: TunnelMessage, own: OwnDomain, sender?: PeerDomain, opts?: DecryptOptions): Promise<DecryptResult> {
+  if (message.kind === 'pgp-mime') return pgpDecrypt(message, own, sender, opts);
+  if (message.kind === 'smime') return smimeDecrypt(message, own, sender, opts);
+  throw new MailmeshError('TUNNEL_MALFORMED', 'neither PGP/MIME nor S/MIME enveloped');
 }
 
 /**
@@ -39,23 +41,6 @@ export type Classification =
   | { kind: 'personal'; format: TunnelFormat | 'inline-pgp'; recipients?: string[] }
   | { kind: 'tunnel'; format: TunnelFormat; keys: number[] };
 
-function contentTypeOf(message: Buffer): ContentType | undefined {
-  try {
-    return parseContentType(fieldValue(parseEntity(message).fields, 'content-type'));
-  } catch {
-    return undefined;
-  }
-}
-
-/** RFC 3156 §4 multipart/encrypted, RFC 8551 §3.3/§3.4 enveloped or authEnveloped pkcs7-mime. */
-function encryptedFormat(ct: ContentType | undefined): TunnelFormat | undefined {
-  if (!ct) return undefined;
-  if (ct.type === 'multipart' && ct.subtype === 'encrypted' && ct.params.protocol?.toLowerCase() === 'application/pgp-encrypted') return 'pgp-mime';
-  const t = smimeType(ct);
-  if (isPkcs7Mime(ct) && (t === 'enveloped-data' || t === 'authenveloped-data' || (t === undefined && /\.p7m$/i.test(ct.params.name ?? '')))) return 'smime';
-  return undefined;
-}
-
 /**
  * What a message is, from the gateway's point of view:
  * - tunnel: encrypted (PGP/MIME or S/MIME) to one of `ring` (our own domain keys: current, next,
@@ -64,27 +49,22 @@ function encryptedFormat(ct: ContentType | undefined): TunnelFormat | undefined 
  * - personal: encrypted, but not to those keys (someone's end-to-end mail) — pass it untouched;
  *   also inline PGP (a text body that is an armored OpenPGP message, RFC 4880 §6.2);
  * - plain: anything else (including a message whose header cannot be read).
- * Never throws.
+ * The encryption layer is read once per message, however often it is classified. Never throws.
  */
-export async function classifyMessage(message: Buffer, ring?: OwnDomain['keys'] | readonly OwnDomain['keys'][]): Promise<Classification> {
-  const ct = contentTypeOf(message);
-  const format = encryptedFormat(ct);
-  if (!format) {
-    if (ct?.type === 'text' && /^\s*-----BEGIN PGP MESSAGE-----/.test(parseEntity(message).body.subarray(0, 4096).toString('latin1'))) {
-      return { kind: 'personal', format: 'inline-pgp' };
-    }
-    return { kind: 'plain' };
-  }
+export async function classifyMessage(message: TunnelMessage, ring?: OwnDomain['keys'] | readonly OwnDomain['keys'][]): Promise<Classification> {
+  const format = message.kind;
+  if (format === 'inline-pgp') return { kind: 'personal', format };
+  if (format === 'plain') return { kind: 'plain' };
   const keys = ring === undefined ? [] : Array.isArray(ring) ? (ring as readonly OwnDomain['keys'][]) : [ring as OwnDomain['keys']];
   let ours: number[] = [];
   let recipients: string[] | undefined;
   try {
     if (format === 'pgp-mime') {
-      const msg = await readPgpMessage(pgpMimePayload(message));
-      recipients = msg.getEncryptionKeyIDs().map((id) => id.toHex().toUpperCase());
-      for (const [i, k] of keys.entries()) if (k.openpgp && isEncryptedTo(msg, await publicKeyOf(k.openpgp.armored))) ours.push(i);
+      const ids = await message.pgpKeyIds();
+      recipients = ids.map((id) => id.toHex().toUpperCase());
+      for (const [i, k] of keys.entries()) if (k.openpgp && isEncryptedTo(ids, await publicKeyOf(k.openpgp.armored))) ours.push(i);
     } else {
-      const rids = parseEnvelope(decodeBody(parseEntity(message))).recipients;
+      const rids = message.cmsRecipients();
       recipients = rids.map(describeRecipient);
       for (const [i, k] of keys.entries()) {
         const pem = k.smime?.chain[0];
@@ -98,6 +78,6 @@ export async function classifyMessage(message: Buffer, ring?: OwnDomain['keys'] 
 }
 
 /** A message already encrypted to a person's own key passes the gateway untouched (docs/architecture.md "Tunnel messages"). */
-export async function isPersonallyEncrypted(message: Buffer, ring?: OwnDomain['keys'] | readonly OwnDomain['keys'][]): Promise<boolean> {
+export async function isPersonallyEncrypted(message: TunnelMessage, ring?: OwnDomain['keys'] | readonly OwnDomain['keys'][]): Promise<boolean> {
   return (await classifyMessage(message, ring)).kind === 'personal';
 }

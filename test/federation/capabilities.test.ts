@@ -10,7 +10,7 @@ import { stubResolver } from '../../federation/dns.js';
 import { Discovery } from '../../federation/discovery.js';
 import { MemoryPinStore } from '../../federation/pins.js';
 import { WELL_KNOWN_RECORD } from '../../federation/proof.js';
-import { decryptTunnel, encryptTunnel } from '../../gateway/tunnel/tunnel.js';
+import { decryptTunnel, encryptTunnel, readTunnel } from '../../gateway/tunnel/tunnel.js';
 import { fieldValue, parseEntity } from '../../gateway/tunnel/mime.js';
 import { rejectsCode } from '../helpers.js';
 import { memoryDirectory, startZone } from './helpers.js';
@@ -77,9 +77,9 @@ t.test('discovery passes the announcement on: GCM to beta (new record), CBC to g
     const found = await discovery.discover(rec.domain);
     t.equal(found.provenance.source, 'domain-https', `${rec.domain}: from its signed well-known record`);
     t.same(found.capabilities, rec === beta ? [SMIME_AEAD] : undefined, `${rec.domain}: capabilities as signed`);
-    const sealed = await encryptTunnel('smime', message, own, { domain: found.domain, keys: found.keys, capabilities: found.capabilities });
+    const sealed = await encryptTunnel('smime', readTunnel(message), own, { domain: found.domain, keys: found.keys, capabilities: found.capabilities });
     t.match(fieldValue(parseEntity(sealed).fields, 'content-type'), `smime-type=${type};`, `${rec.domain}: ${type}`);
-    const opened = await decryptTunnel(sealed, { domain: rec.domain, keys: rec.keys, secrets: await secrets(rec) }, { domain: alpha.domain, keys: alpha.keys });
+    const opened = await decryptTunnel(readTunnel(sealed), { domain: rec.domain, keys: rec.keys, secrets: await secrets(rec) }, { domain: alpha.domain, keys: alpha.keys });
     t.same({ cipher: opened.cipher, signature: opened.signature }, { cipher, signature: 'valid' });
   }
 });

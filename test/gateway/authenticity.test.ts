@@ -14,7 +14,7 @@ import { DEFAULT_POLICY, loopbackPair, type LoopbackMember, type LoopbackOptions
 import type { InboundPolicy, PolicySettings } from '../../gateway/policy.js';
 import { openEnvelope } from '../../gateway/tunnel/cms/envelope.js';
 import { decodeBody, encodeBase64Lines, fieldValue, parseContentType, parseEntity } from '../../gateway/tunnel/mime.js';
-import { encryptTunnel, type OwnDomain } from '../../gateway/tunnel/tunnel.js';
+import { encryptTunnel, readTunnel, type OwnDomain } from '../../gateway/tunnel/tunnel.js';
 import { run, tempDir } from '../helpers.js';
 import { FORGED_IDS } from './forged.js';
 
@@ -77,7 +77,7 @@ t.test('a message signed by one member with another domain in From is not a pass
       const rec = await beta.directory.getRecord('beta.test');
       const original = Buffer.from('From: CEO <ceo@bank.test>\r\nTo: b@beta.test\r\nSubject: urgent transfer\r\n\r\nPay today.\r\n');
       // Signed with alpha's real domain key: what a gateway of alpha.test sends for a user who writes From: bank.test.
-      const sealed = await encryptTunnel(format, original, signer, { domain: rec.domain, keys: rec.keys });
+      const sealed = await encryptTunnel(format, readTunnel(original), signer, { domain: rec.domain, keys: rec.keys });
       t.match(await send(t, beta.smtpPort, 'a@alpha.test', 'b@beta.test', sealed), expect, `${format}: ${beta === strictBeta ? 'strict' : 'lenient'}`);
     }
   }
@@ -93,7 +93,7 @@ t.test('a message signed by one member with another domain in From is not a pass
   const sub = Buffer.from('From: a@sales.alpha.test\r\nTo: b@beta.test\r\nSubject: offer\r\n\r\nBuy.\r\n');
   for (const [a, beta, expect] of [[alpha, strictBeta, /^550 5\.7\.1 .*AUTHOR_MISMATCH/], [alpha2, lenientBeta, /^250 /]] as const) {
     const rec = await beta.directory.getRecord('beta.test');
-    const sealed = await encryptTunnel('pgp-mime', sub, await own(a), { domain: rec.domain, keys: rec.keys });
+    const sealed = await encryptTunnel('pgp-mime', readTunnel(sub), await own(a), { domain: rec.domain, keys: rec.keys });
     t.match(await send(t, beta.smtpPort, 'a@alpha.test', 'b@beta.test', sealed), expect);
   }
   await lenientBeta.sink.received(3);
@@ -128,7 +128,7 @@ t.test('EFAIL: a captured S/MIME CBC tunnel message rewritten without the key is
   // What alpha sends to a peer whose record announces no AEAD (an older gateway): CBC EnvelopedData.
   const rec = await beta.directory.getRecord('beta.test');
   const original = Buffer.from('From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: salaries\r\n\r\nThe secret figures.\r\n');
-  const captured = await encryptTunnel('smime', original, await own(alpha), { domain: rec.domain, keys: rec.keys });
+  const captured = await encryptTunnel('smime', readTunnel(original), await own(alpha), { domain: rec.domain, keys: rec.keys });
   t.match(await send(t, beta.smtpPort, 'a@alpha.test', 'b@beta.test', captured), /^250 /, 'the genuine CBC message is delivered (validly signed)');
   await beta.sink.received(1);
   const outer = parseEntity(captured);
@@ -184,7 +184,7 @@ t.test('EFAIL: a captured S/MIME CBC tunnel message rewritten without the key is
 t.test('a 1 MB adversarial From on a tunnel message from the null sender costs about 100× 10 KB (the old regex was cubic)', async (t) => {
   const [alpha, beta] = await pair(t);
   const rec = await beta.directory.getRecord('beta.test');
-  const sealed = await encryptTunnel('pgp-mime', Buffer.from('From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: bounce\r\n\r\nx\r\n'), await own(alpha), { domain: rec.domain, keys: rec.keys });
+  const sealed = await encryptTunnel('pgp-mime', readTunnel(Buffer.from('From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: bounce\r\n\r\nx\r\n')), await own(alpha), { domain: rec.domain, keys: rec.keys });
   const text = sealed.toString('latin1');
   const withFrom = (n: number) => text.replace(/^From: .*\r\n/m, `From: ${'@'.repeat(n)}<\r\n`);
   const time = async (n: number) => {

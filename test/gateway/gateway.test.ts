@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import { parseDomain } from '../../directory/domain.js';
 import { generateDomainKeys } from '../../directory/keys.js';
 import { captureSink, DEFAULT_POLICY, loopbackPair, type LoopbackOptions } from '../../gateway/loopback.js';
-import { encryptTunnel } from '../../gateway/tunnel/tunnel.js';
+import { encryptTunnel, readTunnel } from '../../gateway/tunnel/tunnel.js';
 import type { PolicySettings } from '../../gateway/policy.js';
 import { MailPolicy } from '../../gateway/gateway.js';
 import { memoryDirectory, run, tempDir } from '../helpers.js';
@@ -156,7 +156,7 @@ t.test('inbound: a tunnel message signed by a key that is not the sender domain\
   const dir = tempDir(t);
   for (const [target, expect] of [[beta, refusal], [lenientBeta, /<- {2}250 /]] as const) {
     const betaRec = await target.directory.getRecord('beta.test');
-    const forged = await encryptTunnel('pgp-mime', original, { domain: parseDomain('alpha.test'), keys: impostor.keys, secrets: impostor.secrets }, { domain: betaRec.domain, keys: betaRec.keys });
+    const forged = await encryptTunnel('pgp-mime', readTunnel(original), { domain: parseDomain('alpha.test'), keys: impostor.keys, secrets: impostor.secrets }, { domain: betaRec.domain, keys: betaRec.keys });
     writeFileSync(join(dir, 'forged.eml'), forged);
     const r = await swaks(target.smtpPort, ['--from', 'a@alpha.test', '--to', 'b@beta.test', '--data', `@${join(dir, 'forged.eml')}`]);
     t.match(r.stdout.toString(), expect);

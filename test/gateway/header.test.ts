@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import t from 'tap';
-import { authorDomain, authservIdOf, headerFields, MAX_FROM_LENGTH } from '../../gateway/header.js';
+import { authorDomain, authservIdOf, countReceived, headerFields, MAX_FROM_LENGTH, rfc5322Date } from '../../gateway/header.js';
 import { aligned, triggered } from '../../gateway/policy.js';
 import { removeOurResults } from '../../gateway/tunnel/authresults.js';
 import { FORGED_IDS } from './forged.js';
@@ -22,19 +22,19 @@ t.test('removeOurResults drops every field claiming our id, and unreadable ones;
   const body = '\r\nAuthentication-Results: mx.beta.test; in the body, not a field\r\n';
   for (const id of FORGED_IDS) {
     const head = `Received: from x\r\nAuthentication-Results: ${id}; mailmesh=pass header.d=bank.test\r\nAuthentication-Results: other.example; spf=pass\r\nFrom: a@b.test\r\n`;
-    const out = removeOurResults(Buffer.from(head + body), ID).toString();
+    const out = removeOurResults(headerFields(Buffer.from(head + body)), ID).toString();
     t.equal(out, `Received: from x\r\nAuthentication-Results: other.example; spf=pass\r\nFrom: a@b.test\r\n${body}`, JSON.stringify(id));
   }
   const odd = 'authentication-RESULTS  :(x)mx.beta.test;a=pass\nAuthentication-Results\n :mx.beta.test;a=pass\nAuthentication-Results: (never closed; a=pass\nSubject: s\n\nbody';
-  t.equal(removeOurResults(Buffer.from(odd), ID).toString(), 'Subject: s\n\nbody', 'LF line ends, odd case, WSP (even folded) before the colon');
+  t.equal(removeOurResults(headerFields(Buffer.from(odd)), ID).toString(), 'Subject: s\n\nbody', 'LF line ends, odd case, WSP (even folded) before the colon');
   // An id that is no domain name once mapped (a no-break space, which a reader's trim() removes) is unreadable: dropped.
   t.equal(authservIdOf('mx.beta.test\u00a0; mailmesh=pass'), undefined, 'a no-break space: unreadable');
-  t.equal(removeOurResults(Buffer.from('Authentication-Results: mx.beta.test\u00a0; mailmesh=pass\r\nSubject: s\r\n\r\nb'), ID).toString(), 'Subject: s\r\n\r\nb');
+  t.equal(removeOurResults(headerFields(Buffer.from('Authentication-Results: mx.beta.test\u00a0; mailmesh=pass\r\nSubject: s\r\n\r\nb')), ID).toString(), 'Subject: s\r\n\r\nb');
   // A bare CR is a line break to some readers: the field it hides is a field here too.
   const hidden = 'Subject: x\rAuthentication-Results: mx.beta.test; mailmesh=pass\r\nFrom: a@b.test\r\n\r\nb';
-  t.equal(removeOurResults(Buffer.from(hidden), ID).toString(), 'Subject: x\rFrom: a@b.test\r\n\r\nb', 'a result hidden behind a bare CR');
+  t.equal(removeOurResults(headerFields(Buffer.from(hidden)), ID).toString(), 'Subject: x\rFrom: a@b.test\r\n\r\nb', 'a result hidden behind a bare CR');
   const clean = Buffer.from('From: a@b.test\r\n\r\nhi\r\n');
-  t.equal(removeOurResults(clean, ID), clean, 'the same buffer when nothing is removed');
+  t.equal(removeOurResults(headerFields(clean), ID), clean, 'the same buffer when nothing is removed');
 });
 
 t.test('authorDomain: exactly one From field with exactly one mailbox', async (t) => {
@@ -58,8 +58,20 @@ t.test('authorDomain: exactly one From field with exactly one mailbox', async (t
     ['Subject: hi\rFrom: ceo@victim.test\r\nFrom: a@attacker.test', undefined],
     ['Sender: a@bank.test', undefined],
   ];
-  for (const [head, want] of cases) t.equal(authorDomain(Buffer.from(`${head}\r\nTo: x@y.test\r\n\r\nFrom: body@evil.test\r\n`)), want, JSON.stringify(head));
-  t.equal(authorDomain(Buffer.from(`From: ${'x'.repeat(MAX_FROM_LENGTH)}@bank.test\r\n\r\n`)), undefined, 'a From over the cap has no author');
+  for (const [head, want] of cases) t.equal(authorDomain(headerFields(Buffer.from(`${head}\r\nTo: x@y.test\r\n\r\nFrom: body@evil.test\r\n`))), want, JSON.stringify(head));
+  t.equal(authorDomain(headerFields(Buffer.from(`From: ${'x'.repeat(MAX_FROM_LENGTH)}@bank.test\r\n\r\n`))), undefined, 'a From over the cap has no author');
+});
+
+t.test('countReceived and the body offset follow the one splitter; rfc5322Date', async (t) => {
+  t.equal(countReceived(Buffer.from('Received: a\r\nReceived\r\n : folded name\r\nX: y\rReceived: behind a bare CR\r\n\r\nReceived: body\r\n')), 3);
+  t.equal(countReceived(Buffer.from('Received: a\nreceived : b\n\nReceived: body after an LF-only empty line\n')), 2);
+  const h = headerFields(Buffer.from('A: 1\r\n\r\nbody'));
+  t.same([h.headerEnd, h.bodyStart], [6, 8], 'CRLF empty line');
+  const lf = headerFields(Buffer.from('A: 1\n\nbody'));
+  t.same([lf.headerEnd, lf.bodyStart], [5, 6], 'LF empty line');
+  const none = headerFields(Buffer.from('A: 1\r\n'));
+  t.same([none.headerEnd, none.bodyStart], [6, 6], 'no body');
+  t.equal(rfc5322Date(Date.UTC(2003, 6, 1, 10, 52, 37)), 'Tue, 01 Jul 2003 10:52:37 +0000', 'RFC 5322 §3.3');
 });
 
 t.test('alignment: strict is the same domain; relaxed also a parent, never a child, a sibling or a suffix match', async (t) => {
@@ -110,8 +122,8 @@ t.test('header parsing is linear: 1 MB of adversarial header costs about 100× 1
     const small = make(10_000);
     const large = make(1_000_000);
     const run = (m: Buffer) => () => {
-      authorDomain(m);
-      removeOurResults(m, ID);
+      authorDomain(headerFields(m));
+      removeOurResults(headerFields(m), ID);
       headerFields(m);
     };
     median(run(small), 20); // warm up

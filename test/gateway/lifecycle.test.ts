@@ -22,7 +22,7 @@ import { MailPolicy, seenKey, type SeenByPeer } from '../../gateway/gateway.js';
 import { captureSink, DEFAULT_POLICY } from '../../gateway/loopback.js';
 import type { InboundPolicy, PolicySettings } from '../../gateway/policy.js';
 import { SmtpClient, type Reply } from '../../gateway/smtp/client.js';
-import { decryptTunnel, encryptTunnel, TUNNEL_HEADER, type OwnDomain } from '../../gateway/tunnel/tunnel.js';
+import { decryptTunnel, encryptTunnel, readTunnel, TUNNEL_HEADER, type OwnDomain } from '../../gateway/tunnel/tunnel.js';
 import { startGateway } from './smtp/helpers.js';
 
 const OPTS = { openpgp: 'curve25519' as const, validDays: 365 };
@@ -49,7 +49,7 @@ const retained = (k: DomainKeySet, o: Partial<RetainedKeys> = {}): RetainedKeys 
 /** What alpha.test's gateway would send to beta.test when it believes `to` are beta's keys, signed with alpha's `signer`. */
 function sealFromAlpha(format: (typeof FORMATS)[number], to: DomainKeySet, signer: DomainKeySet = alphaNow, subject = 'hello'): Promise<Buffer> {
   const original = Buffer.from(`From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: ${subject}\r\n\r\nHi Bob.\r\n`);
-  return encryptTunnel(format, original, own(ALPHA, signer), { domain: BETA, keys: to.keys, capabilities: [SMIME_AEAD] });
+  return encryptTunnel(format, readTunnel(original), own(ALPHA, signer), { domain: BETA, keys: to.keys, capabilities: [SMIME_AEAD] });
 }
 
 /** The peer as discovery describes it; tests change it between messages. */
@@ -211,7 +211,7 @@ t.test('our key ring: mail to our announced next key or a retained old key opens
       t.match(ourResults(beta.sink.messages[i]!.data), /mailmesh=pass .*header\.d=alpha\.test/);
     }
     const sealed = await outboundToAlpha(beta, 1);
-    const opened = await decryptTunnel(sealed, own(ALPHA, alphaNow), { domain: BETA, keys: betaNow.keys });
+    const opened = await decryptTunnel(readTunnel(sealed), own(ALPHA, alphaNow), { domain: BETA, keys: betaNow.keys });
     t.equal(opened.signature, 'valid', `${format}: alpha verifies it with beta's current key`);
     t.equal(opened.signerFingerprint, format === 'pgp-mime' ? betaNow.keys.openpgp!.fingerprint : betaNow.keys.smime!.fingerprint, 'signed with the current key');
   }
@@ -326,11 +326,11 @@ t.test('we sign with keys that match the record we name, though another process 
     await cli.announceRoll(BETA);
     const switched = await cli.finishRoll(BETA, { now: true });
     const signed = await outboundToAlpha(beta, 1);
-    t.equal((await decryptTunnel(signed, own(ALPHA, alphaNow), { domain: BETA, keys: switched.keys })).signature, 'valid', `${format}: signed by the key the new record names, after the roll`);
+    t.equal((await decryptTunnel(readTunnel(signed), own(ALPHA, alphaNow), { domain: BETA, keys: switched.keys })).signature, 'valid', `${format}: signed by the key the new record names, after the roll`);
     let revoked: DomainRecord | undefined;
     duringRead = async () => (revoked = await cli.revokeKeys(BETA, 'compromised'));
     const after = await outboundToAlpha(beta, 2);
-    t.equal((await decryptTunnel(after, own(ALPHA, alphaNow), { domain: BETA, keys: revoked!.keys })).signature, 'valid', `${format}: revoked while the gateway read its keys`);
+    t.equal((await decryptTunnel(readTunnel(after), own(ALPHA, alphaNow), { domain: BETA, keys: revoked!.keys })).signature, 'valid', `${format}: revoked while the gateway read its keys`);
   }
 });
 
@@ -339,14 +339,14 @@ t.test('outbound during the peer\'s announced roll: encrypted to its current and
     const beta = await betaGateway(t, {}, { peer: { keys: alphaNow, next: alphaNext }, policy: format === 'smime' ? SMIME_TO_ALPHA : DEFAULT_POLICY });
     const sealed = await outboundToAlpha(beta, 1);
     for (const [name, k] of [['current', alphaNow], ['next', alphaNext]] as const) {
-      const opened = await decryptTunnel(sealed, own(ALPHA, k), { domain: BETA, keys: betaNow.keys });
+      const opened = await decryptTunnel(readTunnel(sealed), own(ALPHA, k), { domain: BETA, keys: betaNow.keys });
       t.equal(opened.signature, 'valid', `${format}: opens with alpha's ${name} key alone`);
       t.match(opened.inner.toString(), 'Subject: reply 1');
     }
     // Once the roll is over (no next key), to the current key only.
     beta.peer.next = undefined;
     const after = await outboundToAlpha(beta, 2);
-    await t.rejects(decryptTunnel(after, own(ALPHA, alphaNext)), { code: 'TUNNEL_NOT_FOR_US' }, `${format}: not to the next key without a roll`);
+    await t.rejects(decryptTunnel(readTunnel(after), own(ALPHA, alphaNext)), { code: 'TUNNEL_NOT_FOR_US' }, `${format}: not to the next key without a roll`);
   }
 });
 
@@ -447,7 +447,7 @@ t.test('the key ring follows Directory.announceRoll, finishRoll, renewSmime, rev
     await opens(format, switched.keys, 'to the new current key');
   }
   const signed = await outboundToAlpha(beta, 1);
-  t.equal((await decryptTunnel(signed, own(ALPHA, alphaNow), { domain: BETA, keys: switched.keys })).signerFingerprint, switched.keys.openpgp!.fingerprint, 'signed with the new current key');
+  t.equal((await decryptTunnel(readTunnel(signed), own(ALPHA, alphaNow), { domain: BETA, keys: switched.keys })).signerFingerprint, switched.keys.openpgp!.fingerprint, 'signed with the new current key');
 
   const renewed = await directory.renewSmime(BETA);
   await beta.mail.settled();

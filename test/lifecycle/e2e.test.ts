@@ -3,7 +3,7 @@ import type { Domain } from '../../directory/domain.js';
 import type { DomainRecord } from '../../directory/record.js';
 import { stubResolver } from '../../federation/dns.js';
 import { checkNextPinned } from '../../federation/lifecycle.js';
-import { encryptTunnel } from '../../gateway/tunnel/tunnel.js';
+import { encryptTunnel, readTunnel } from '../../gateway/tunnel/tunnel.js';
 import { memoryDirectory, tempDir } from '../helpers.js';
 import { cli, headerOf, makeMessage, member, sendAll, startResolver, startServe, withoutTrace, writeConfig, type Member, type Sent } from './helpers.js';
 
@@ -150,7 +150,7 @@ t.test('a tunnel message encrypted to a key alpha does not hold is refused with 
   const signer = { domain: gamma.domain, keys: gamma.keys, secrets: await elsewhere.getSecrets(gamma.domain) };
   for (const format of ['pgp-mime', 'smime'] as const) {
     const m = makeMessage(n++, 'someone@gamma.test', 'user1@alpha.test', `refusal ${format}`);
-    m.data = await encryptTunnel(format, m.data, signer, { domain: fake.domain, keys: fake.keys });
+    m.data = await encryptTunnel(format, readTunnel(m.data), signer, { domain: fake.domain, keys: fake.keys });
     const before = alpha.sink.messages.length;
     await sendAll([m], () => alpha.ports.smtp, { concurrency: 1, maxTries: 1 });
     t.match(m.replies.at(-1), /^554 DATA 5\.7\.5 /, `${format}: ${m.replies.join(' | ')}`);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ReplyParser, dotStuff, type Reply } from '../../../gateway/smtp/client.js';
-import { countReceived } from '../../../gateway/smtp/smtp.js';
+import { countReceived } from '../../../gateway/header.js';
 import { isMailmeshError } from '../../../directory/errors.js';
 import { seeded as rng } from '../../helpers.js';
 import { OUR, Raw, asData, message, show, startGateway, startSink } from './helpers.js';

@@ -3,7 +3,7 @@ import type { TunnelFormat } from '../../../directory/record.js';
 import { ParsedCache } from '../../../gateway/tunnel/cache.js';
 import { pkijsCertificate } from '../../../gateway/tunnel/cms/asn1.js';
 import { publicKeyOf } from '../../../gateway/tunnel/pgpmime.js';
-import { decryptTunnel, encryptTunnel } from '../../../gateway/tunnel/tunnel.js';
+import { decryptTunnel, encryptTunnel, readTunnel } from '../../../gateway/tunnel/tunnel.js';
 import { rejectsCode } from '../../helpers.js';
 import { makeDomain, NOW, peer, sampleMessage } from './fixtures.js';
 
@@ -57,8 +57,8 @@ t.test('parsed keys and certificates are shared per text', async (t) => {
   // Unreadable input is refused every time, never served from the cache.
   await rejectsCode(t, publicKeyOf('-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot a key\n'), 'KEY_UNREADABLE');
   await rejectsCode(t, publicKeyOf('-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot a key\n'), 'KEY_UNREADABLE');
-  await rejectsCode(t, encryptTunnel('pgp-mime', original, { ...alpha, secrets: { openpgp: { armored: 'garbage' } } }, peer(beta)), 'KEY_UNREADABLE');
-  await rejectsCode(t, encryptTunnel('pgp-mime', original, { ...alpha, secrets: { openpgp: { armored: 'garbage' } } }, peer(beta)), 'KEY_UNREADABLE');
+  await rejectsCode(t, encryptTunnel('pgp-mime', readTunnel(original), { ...alpha, secrets: { openpgp: { armored: 'garbage' } } }, peer(beta)), 'KEY_UNREADABLE');
+  await rejectsCode(t, encryptTunnel('pgp-mime', readTunnel(original), { ...alpha, secrets: { openpgp: { armored: 'garbage' } } }, peer(beta)), 'KEY_UNREADABLE');
   const badPem = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
   t.throws(() => pkijsCertificate(badPem));
   t.throws(() => pkijsCertificate(badPem), 'again');
@@ -67,21 +67,21 @@ t.test('parsed keys and certificates are shared per text', async (t) => {
 for (const format of ['pgp-mime', 'smime'] as TunnelFormat[]) {
   t.test(`${format}: new keys of a domain are used at once (the cache follows the records)`, async (t) => {
     // Warm the caches with the first keys of both domains.
-    const first = await encryptTunnel(format, original, alpha, peer(beta), { now: NOW });
-    t.equal((await decryptTunnel(first, beta, peer(alpha), { now: NOW })).signature, 'valid');
+    const first = await encryptTunnel(format, readTunnel(original), alpha, peer(beta), { now: NOW });
+    t.equal((await decryptTunnel(readTunnel(first), beta, peer(alpha), { now: NOW })).signature, 'valid');
 
     // beta.test rolls over: mail goes to the new key, which the old one cannot open.
-    const second = await encryptTunnel(format, original, alpha, peer(beta2), { now: NOW });
-    const opened = await decryptTunnel(second, beta2, peer(alpha), { now: NOW });
+    const second = await encryptTunnel(format, readTunnel(original), alpha, peer(beta2), { now: NOW });
+    const opened = await decryptTunnel(readTunnel(second), beta2, peer(alpha), { now: NOW });
     t.ok(opened.inner.equals(original));
     t.equal(opened.signature, 'valid');
-    await rejectsCode(t, decryptTunnel(second, beta, peer(alpha), { now: NOW }), 'TUNNEL_NOT_FOR_US');
+    await rejectsCode(t, decryptTunnel(readTunnel(second), beta, peer(alpha), { now: NOW }), 'TUNNEL_NOT_FOR_US');
 
     // alpha.test rolls over: its new signature is checked against the record given, old or new.
-    const third = await encryptTunnel(format, original, alpha2, peer(beta), { now: NOW });
-    t.equal((await decryptTunnel(third, beta, peer(alpha2), { now: NOW })).signature, 'valid');
-    t.equal((await decryptTunnel(third, beta, peer(alpha), { now: NOW })).signature, 'key-changed', 'not valid for the old record: a key it never announced');
-    t.equal((await decryptTunnel(third, beta, { ...peer(alpha), others: [alpha2.keys] }, { now: NOW })).signature, 'valid', 'valid for the old record that announced it as next');
-    t.equal((await decryptTunnel(first, beta, peer(alpha), { now: NOW })).signature, 'valid', 'old mail still opens with the old keys');
+    const third = await encryptTunnel(format, readTunnel(original), alpha2, peer(beta), { now: NOW });
+    t.equal((await decryptTunnel(readTunnel(third), beta, peer(alpha2), { now: NOW })).signature, 'valid');
+    t.equal((await decryptTunnel(readTunnel(third), beta, peer(alpha), { now: NOW })).signature, 'key-changed', 'not valid for the old record: a key it never announced');
+    t.equal((await decryptTunnel(readTunnel(third), beta, { ...peer(alpha), others: [alpha2.keys] }, { now: NOW })).signature, 'valid', 'valid for the old record that announced it as next');
+    t.equal((await decryptTunnel(readTunnel(first), beta, peer(alpha), { now: NOW })).signature, 'valid', 'old mail still opens with the old keys');
   });
 }

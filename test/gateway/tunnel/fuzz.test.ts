@@ -5,7 +5,7 @@ import { isMailmeshError } from '../../../directory/errors.js';
 import { openEnvelope, parseEnvelope } from '../../../gateway/tunnel/cms/envelope.js';
 import { signContent, verifySigned } from '../../../gateway/tunnel/cms/signed.js';
 import { decodeBody, parseEntity } from '../../../gateway/tunnel/mime.js';
-import { decryptTunnel, encryptTunnel } from '../../../gateway/tunnel/tunnel.js';
+import { decryptTunnel, encryptTunnel, readTunnel } from '../../../gateway/tunnel/tunnel.js';
 import { run, seeded, tempDir } from '../../helpers.js';
 import { aeadPeer, makeDomain, mutate, NOW, peer, sampleMessage } from './fixtures.js';
 import { writeFileSync } from 'node:fs';
@@ -36,7 +36,7 @@ async function fuzz(t: Test, name: string, seedInput: Buffer, rounds: number, f:
 }
 
 t.test('EnvelopedData (ours) and AuthEnvelopedData (OpenSSL, BER)', async (t) => {
-  const ours = decodeBody(parseEntity(await encryptTunnel('smime', original, alpha, peer(beta), { now: NOW })));
+  const ours = decodeBody(parseEntity(await encryptTunnel('smime', readTunnel(original), alpha, peer(beta), { now: NOW })));
   parseEnvelope(ours);
   await fuzz(t, 'EnvelopedData', ours, 400, (m) => openEnvelope(m, betaCert, betaKey), 1);
 
@@ -52,7 +52,7 @@ t.test('EnvelopedData (ours) and AuthEnvelopedData (OpenSSL, BER)', async (t) =>
   await fuzz(t, 'streamed EnvelopedData', cbc.stdout, 200, (m) => openEnvelope(m, betaCert, betaKey), 3);
 
   // Ours (RFC 5083): whatever a mutation leaves readable opens to the same content, or not at all.
-  const aead = decodeBody(parseEntity(await encryptTunnel('smime', original, alpha, aeadPeer(beta), { now: NOW })));
+  const aead = decodeBody(parseEntity(await encryptTunnel('smime', readTunnel(original), alpha, aeadPeer(beta), { now: NOW })));
   const inner = openEnvelope(aead, betaCert, betaKey).content;
   await fuzz(t, 'AuthEnvelopedData (ours)', aead, 300, (m) => {
     if (!openEnvelope(m, betaCert, betaKey).content.equals(inner)) t.fail('a changed AuthEnvelopedData opened to other content');
@@ -75,9 +75,9 @@ t.test('SignedData', async (t) => {
 t.test('whole tunnel messages, both formats (S/MIME with CBC and with GCM)', async (t) => {
   const cases = [['pgp-mime', peer(beta)], ['smime', peer(beta)], ['smime', aeadPeer(beta)]] as const;
   for (const [i, [format, to]] of cases.entries()) {
-    const sealed = await encryptTunnel(format, original, alpha, to, { now: NOW });
+    const sealed = await encryptTunnel(format, readTunnel(original), alpha, to, { now: NOW });
     await fuzz(t, `${format}${to.capabilities ? ' (GCM)' : ''}`, sealed, 150, async (m) => {
-      const r = await decryptTunnel(m, beta, peer(alpha));
+      const r = await decryptTunnel(readTunnel(m), beta, peer(alpha));
       if (r.signature === 'valid' && !r.inner.equals(original)) t.fail('a changed message has a valid signature');
       if (r.integrity && r.cipher !== 'openpgp-seipd' && !r.inner.equals(original)) t.fail('changed GCM content was accepted');
     }, 10 + i);

@@ -1,6 +1,6 @@
 // Interop with GnuPG 2.2 (Debian package gnupg), both directions.
 import t, { type Test } from 'tap';
-import { decryptTunnel, encryptTunnel } from '../../../gateway/tunnel/tunnel.js';
+import { decryptTunnel, encryptTunnel, readTunnel } from '../../../gateway/tunnel/tunnel.js';
 import { toCrlf } from '../../../gateway/tunnel/mime.js';
 import { gpgHome, rejectsCode, run } from '../../helpers.js';
 import { makeDomain, NOW, peer, sampleMessage } from './fixtures.js';
@@ -31,7 +31,7 @@ function pgpMime(armored: string): Buffer {
 
 t.test('gpg --decrypt reads our PGP/MIME tunnel message and finds a good signature', async (t) => {
   const gpg = await gnupgHome(t, [beta.secrets.openpgp!.armored, alpha.keys.openpgp!.armored]);
-  const sealed = await encryptTunnel('pgp-mime', original, alpha, peer(beta), { now: NOW });
+  const sealed = await encryptTunnel('pgp-mime', readTunnel(original), alpha, peer(beta), { now: NOW });
   const armored = /-----BEGIN PGP MESSAGE-----[\s\S]+?-----END PGP MESSAGE-----\r\n/.exec(sealed.toString('latin1'))![0];
   const r = await gpg(['--status-fd', '2', '--decrypt'], Buffer.from(armored));
   t.equal(r.code, 0, `gpg --decrypt${r.code ? ': ' + r.stderr : ''}`);
@@ -53,11 +53,11 @@ t.test('we decrypt what gpg --encrypt --sign makes', async (t) => {
   for (const [name, args, signature] of cases) {
     const enc = await gpg(['--armor', ...args], original);
     t.equal(enc.code, 0, `gpg ${name}${enc.code ? ': ' + enc.stderr : ''}`);
-    const r = await decryptTunnel(pgpMime(enc.stdout.toString('latin1')), beta, peer(alpha));
+    const r = await decryptTunnel(readTunnel(pgpMime(enc.stdout.toString('latin1'))), beta, peer(alpha));
     t.equal(r.signature, signature, `${name}: signature ${signature}`);
     if (signature === 'valid') t.equal(r.signerFingerprint, alphaFpr);
     t.ok(r.inner.equals(original), `${name}: inner byte-identical`);
   }
   const toGamma = await gpg(['--armor', '--encrypt', '--sign', '--local-user', alphaFpr, '--recipient', gamma.keys.openpgp!.fingerprint], original);
-  await rejectsCode(t, decryptTunnel(pgpMime(toGamma.stdout.toString('latin1')), beta, peer(alpha)), 'TUNNEL_NOT_FOR_US');
+  await rejectsCode(t, decryptTunnel(readTunnel(pgpMime(toGamma.stdout.toString('latin1'))), beta, peer(alpha)), 'TUNNEL_NOT_FOR_US');
 });

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parseDomain } from '../../../directory/domain.js';
-import { decryptTunnel, encryptTunnel } from '../../../gateway/tunnel/tunnel.js';
+import { decryptTunnel, encryptTunnel, readTunnel } from '../../../gateway/tunnel/tunnel.js';
 import { fieldValue, parseEntity } from '../../../gateway/tunnel/mime.js';
 import { rejectsCode, run, tempDir } from '../../helpers.js';
 import { aeadPeer, makeDomain, NOW, peer, sampleMessage } from './fixtures.js';
@@ -28,7 +28,7 @@ async function openssl(args: string[], input: Buffer): Promise<Buffer> {
 }
 
 t.test('openssl cms -decrypt then -verify reads our AuthEnvelopedData (AES-256-GCM) tunnel message', async (t) => {
-  const sealed = await encryptTunnel('smime', original, alpha, aeadPeer(beta), { now: NOW });
+  const sealed = await encryptTunnel('smime', readTunnel(original), alpha, aeadPeer(beta), { now: NOW });
   t.match(fieldValue(parseEntity(sealed).fields, 'content-type'), /^application\/pkcs7-mime; smime-type=authEnveloped-data; name="smime.p7m"$/, 'RFC 8551 §3.4 smime-type');
   const decrypted = await openssl(['cms', '-decrypt', '-recip', betaLeaf, '-inkey', betaKey], sealed);
   t.match(decrypted.toString('latin1'), /smime-type=signed-data/, 'the authenticated content is a signed-data entity');
@@ -47,11 +47,11 @@ t.test('openssl cms -decrypt then -verify reads our AuthEnvelopedData (AES-256-G
   const flipped = Buffer.concat([sealed.subarray(0, b64.bodyStart), Buffer.from(der.toString('base64').replace(/.{1,76}/g, '$&\r\n'))]);
   const failed = await run('openssl', ['cms', '-decrypt', '-recip', betaLeaf, '-inkey', betaKey], { input: flipped, allowFail: true });
   t.not(failed.code, 0, 'openssl refuses the changed message');
-  await rejectsCode(t, decryptTunnel(flipped, beta, peer(alpha), { now: NOW }), 'TUNNEL_DECRYPT_FAILED', 'and so do we');
+  await rejectsCode(t, decryptTunnel(readTunnel(flipped), beta, peer(alpha), { now: NOW }), 'TUNNEL_DECRYPT_FAILED', 'and so do we');
 });
 
 t.test('openssl cms -decrypt then -verify reads our CBC S/MIME tunnel message (a peer that announces no AEAD)', async (t) => {
-  const sealed = await encryptTunnel('smime', original, alpha, peer(beta), { now: NOW });
+  const sealed = await encryptTunnel('smime', readTunnel(original), alpha, peer(beta), { now: NOW });
   const decrypted = await openssl(['cms', '-decrypt', '-recip', betaLeaf, '-inkey', betaKey], sealed);
   t.match(decrypted.toString('latin1'), /smime-type=signed-data/, 'the enveloped content is a signed-data entity');
   const verified = await run('openssl', ['cms', '-verify', '-CAfile', alphaCa], { input: decrypted });
@@ -82,12 +82,12 @@ for (const [signName, signArgs] of SIGNINGS) {
       const enc = await openssl(['cms', '-encrypt', ...encArgs], signed);
       const printed = (await openssl(['cms', '-cmsout', '-print'], enc)).toString();
       t.match(printed, marker, `made with ${marker}`);
-      const r = await decryptTunnel(enc, beta, peer(alpha), { now: NOW });
+      const r = await decryptTunnel(readTunnel(enc), beta, peer(alpha), { now: NOW });
       t.equal(r.format, 'smime');
       t.equal(r.signature, 'valid');
       t.equal(r.signerFingerprint, alpha.keys.smime!.fingerprint);
       t.ok(r.inner.equals(original), 'inner message byte-identical');
-      await rejectsCode(t, decryptTunnel(enc, alpha, peer(alpha)), 'TUNNEL_NOT_FOR_US', 'not for alpha');
+      await rejectsCode(t, decryptTunnel(readTunnel(enc), alpha, peer(alpha)), 'TUNNEL_NOT_FOR_US', 'not for alpha');
     });
   }
 }
@@ -97,12 +97,12 @@ t.test('a PKCS#1 v1.5 key transport under the wrong key fails like any wrong key
   // yields bad padding, the synthetic key fails the GCM tag, and the error is the generic one.
   const enc = await openssl(['cms', '-encrypt', '-aes-256-gcm', '-recip', betaLeaf], original);
   const impostor = { ...beta, secrets: { smime: { keyPkcs8Pem: alpha.secrets.smime!.keyPkcs8Pem } } };
-  const got = await decryptTunnel(enc, impostor).then(
+  const got = await decryptTunnel(readTunnel(enc), impostor).then(
     () => 'resolved',
     (e: { code?: string }) => e.code,
   );
   t.equal(got, 'TUNNEL_DECRYPT_FAILED');
-  const unsigned = await decryptTunnel(enc, beta, peer(alpha));
+  const unsigned = await decryptTunnel(readTunnel(enc), beta, peer(alpha));
   t.equal(unsigned.signature, 'absent', 'encrypted without signing: absent');
   t.ok(unsigned.inner.equals(original));
 });
@@ -120,8 +120,8 @@ for (const [name, args, cipher] of WEAK) {
     const signed = await openssl(['cms', '-sign', '-signer', alphaLeaf, '-inkey', alphaKey, '-nodetach'], original);
     const enc = await openssl(['cms', '-encrypt', ...args, '-recip', betaLeaf], signed);
     t.match((await openssl(['cms', '-cmsout', '-print'], enc)).toString(), cipher, `made with ${cipher}`);
-    await rejectsCode(t, decryptTunnel(enc, beta, peer(alpha), { now: NOW }), 'TUNNEL_WEAK_ALGORITHM');
-    const e = await decryptTunnel(enc, beta, peer(alpha)).catch((err: Error) => err);
+    await rejectsCode(t, decryptTunnel(readTunnel(enc), beta, peer(alpha), { now: NOW }), 'TUNNEL_WEAK_ALGORITHM');
+    const e = await decryptTunnel(readTunnel(enc), beta, peer(alpha)).catch((err: Error) => err);
     t.match((e as Error).message, `content encryption ${cipher}`, 'the message names the cipher');
   });
 }
@@ -130,7 +130,7 @@ for (const md of ['sha1', 'md5']) {
   t.test(`a signature with ${md} is refused with TUNNEL_WEAK_ALGORITHM (RFC 8551 §2.1)`, async (t) => {
     const signed = await openssl(['cms', '-sign', '-md', md, '-signer', alphaLeaf, '-inkey', alphaKey, '-nodetach'], original);
     const enc = await openssl(['cms', '-encrypt', '-aes-256-gcm', '-recip', betaLeaf], signed);
-    await rejectsCode(t, decryptTunnel(enc, beta, peer(alpha), { now: NOW }), 'TUNNEL_WEAK_ALGORITHM');
+    await rejectsCode(t, decryptTunnel(readTunnel(enc), beta, peer(alpha), { now: NOW }), 'TUNNEL_WEAK_ALGORITHM');
   });
 }
 
@@ -141,14 +141,14 @@ t.test('RSA under 2048 bits is refused: key transport both ways, and a signer ke
   // Received: encrypted to a 1024-bit domain key.
   const weakDomain = { domain: parseDomain('weak.test'), keys: { smime: { ...beta.keys.smime!, chain: [weakCert] } }, secrets: { smime: { keyPkcs8Pem: readKey(weakKey) } } };
   const toWeak = await openssl(['cms', '-encrypt', '-aes-256-gcm', '-recip', weakLeaf], original);
-  await rejectsCode(t, decryptTunnel(toWeak, weakDomain), 'TUNNEL_WEAK_ALGORITHM', 'key transport to a 1024-bit key');
+  await rejectsCode(t, decryptTunnel(readTunnel(toWeak), weakDomain), 'TUNNEL_WEAK_ALGORITHM', 'key transport to a 1024-bit key');
   // Sent: to a 1024-bit recipient certificate, AEAD or CBC.
-  await rejectsCode(t, encryptTunnel('smime', original, alpha, { domain: weakDomain.domain, keys: weakDomain.keys }), 'TUNNEL_WEAK_ALGORITHM', 'CBC to a 1024-bit recipient');
-  await rejectsCode(t, encryptTunnel('smime', original, alpha, aeadPeer(weakDomain)), 'TUNNEL_WEAK_ALGORITHM', 'GCM to a 1024-bit recipient');
+  await rejectsCode(t, encryptTunnel('smime', readTunnel(original), alpha, { domain: weakDomain.domain, keys: weakDomain.keys }), 'TUNNEL_WEAK_ALGORITHM', 'CBC to a 1024-bit recipient');
+  await rejectsCode(t, encryptTunnel('smime', readTunnel(original), alpha, aeadPeer(weakDomain)), 'TUNNEL_WEAK_ALGORITHM', 'GCM to a 1024-bit recipient');
   // Signed with a 1024-bit key.
   const signed = await openssl(['cms', '-sign', '-signer', weakLeaf, '-inkey', weakKey, '-nodetach'], original);
   const enc = await openssl(['cms', '-encrypt', '-aes-256-gcm', '-recip', betaLeaf], signed);
-  await rejectsCode(t, decryptTunnel(enc, beta, peer(alpha), { now: NOW }), 'TUNNEL_WEAK_ALGORITHM', 'a 1024-bit signer');
+  await rejectsCode(t, decryptTunnel(readTunnel(enc), beta, peer(alpha), { now: NOW }), 'TUNNEL_WEAK_ALGORITHM', 'a 1024-bit signer');
 });
 
 function readKey(path: string): string {
