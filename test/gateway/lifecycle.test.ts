@@ -49,7 +49,9 @@ const retained = (k: DomainKeySet, o: Partial<RetainedKeys> = {}): RetainedKeys 
 /** What alpha.test's gateway would send to beta.test when it believes `to` are beta's keys, signed with alpha's `signer`. */
 function sealFromAlpha(format: (typeof FORMATS)[number], to: DomainKeySet, signer: DomainKeySet = alphaNow, subject = 'hello'): Promise<Buffer> {
   const original = Buffer.from(`From: a@alpha.test\r\nTo: b@beta.test\r\nSubject: ${subject}\r\n\r\nHi Bob.\r\n`);
-  return encryptTunnel(format, readTunnel(original), own(ALPHA, signer), { domain: BETA, keys: to.keys, capabilities: [SMIME_AEAD] });
+  // Signed at NOW, when the keys were made: a gateway whose clock a test sets (NOW + 60 s) never sees a
+  // signature from its future, however long key generation took on a loaded machine.
+  return encryptTunnel(format, readTunnel(original), own(ALPHA, signer), { domain: BETA, keys: to.keys, capabilities: [SMIME_AEAD] }, { now: NOW });
 }
 
 /** The peer as discovery describes it; tests change it between messages. */
