@@ -31,22 +31,23 @@ t.test('smtpReply fills the slots our code composes, never shows the detail', as
 });
 
 t.test('the texts on the wire that tests and peers know', async (t) => {
-  const wire: [ErrorCode, string][] = [
-    ['RELAY_DENIED', '550 5.7.1 Relaying denied'],
-    ['ROUTE_OTHER', '452 4.5.3 Too many recipients for this transaction (another route); send the rest in a new one'],
-    ['ADDRESS_INVALID', '501 5.1.3 Bad recipient address syntax'],
-    ['DOMAIN_NO_MAIL', '550 5.1.2 The recipient domain accepts no mail'],
-    ['ROUTING_FAILED', '451 4.4.3 Routing failure, try again later'],
-    ['NEXT_HOP_UNAVAILABLE', '451 4.4.1 Next hop unreachable, try again later'],
-    ['NEXT_HOP_LOST', '451 4.4.2 Next hop connection lost, try again later'],
-    ['NEXT_HOP_NO_SMTPUTF8', '550 5.6.7 The next hop does not support SMTPUTF8'],
-    ['STORE_UNAVAILABLE', '451 4.3.0 The key store is unavailable, try again later'],
-    ['MESSAGE_TOO_BIG', '552 5.3.4 Message too big'],
-    ['MAIL_LOOP', '554 5.4.6 Mail loop detected (too many Received headers)'],
-    ['INTERNAL', '451 4.3.0 Local error in processing, try again later'],
-    ['COMMAND_TOO_LONG', '500 5.5.2 Line too long'],
-    ['WEBMAIL_NOT_CONFIGURED', '451 4.3.5 WebMail fallback is not configured'],
-  ];
+  // code, then the reply as it goes on the wire
+  const wire = `
+RELAY_DENIED 550 5.7.1 Relaying denied
+ROUTE_OTHER 452 4.5.3 Too many recipients for this transaction (another route); send the rest in a new one
+ADDRESS_INVALID 501 5.1.3 Bad recipient address syntax
+DOMAIN_NO_MAIL 550 5.1.2 The recipient domain accepts no mail
+ROUTING_FAILED 451 4.4.3 Routing failure, try again later
+NEXT_HOP_UNAVAILABLE 451 4.4.1 Next hop unreachable, try again later
+NEXT_HOP_LOST 451 4.4.2 Next hop connection lost, try again later
+NEXT_HOP_NO_SMTPUTF8 550 5.6.7 The next hop does not support SMTPUTF8
+STORE_UNAVAILABLE 451 4.3.0 The key store is unavailable, try again later
+MESSAGE_TOO_BIG 552 5.3.4 Message too big
+MAIL_LOOP 554 5.4.6 Mail loop detected (too many Received headers)
+INTERNAL 451 4.3.0 Local error in processing, try again later
+COMMAND_TOO_LONG 500 5.5.2 Line too long
+WEBMAIL_NOT_CONFIGURED 451 4.3.5 WebMail fallback is not configured
+`.trim().split('\n').map((l) => [l.slice(0, l.indexOf(' ')) as ErrorCode, l.slice(l.indexOf(' ') + 1)] as const);
   for (const [code, text] of wire) {
     const r = smtpReply(code);
     t.equal(`${r.code} ${replyText(r)}`, text, code);
