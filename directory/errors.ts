@@ -82,6 +82,21 @@ export const CATALOGUE = {
   WEBMAIL_REGISTERED: { kind: 'conflict', message: 'this address is already registered' },
   WEBMAIL_LOCKED: { kind: 'forbidden', message: 'too many wrong passwords: locked for a while' },
   WEBMAIL_HASH_UNSUPPORTED: { kind: 'internal', message: 'the stored password hash cannot be used (malformed or outside the accepted scrypt parameters); an operator can reset the registration' },
+  // gateway SMTP replies: situations of the SMTP gateway that have a reply of their own (gateway/smtp/replies.ts)
+  RELAY_DENIED: { kind: 'forbidden', message: 'relaying to this domain is not allowed from this address' },
+  ROUTE_OTHER: { kind: 'unavailable', message: 'the recipient needs another route than the transaction; send it in a new one' },
+  ROUTING_FAILED: { kind: 'unavailable', message: 'routing the recipient domain failed' },
+  DOMAIN_NO_MAIL: { kind: 'not_found', message: 'the recipient domain accepts no mail' },
+  NEXT_HOP_LOST: { kind: 'unavailable', message: 'the connection to the next-hop mail server was lost' },
+  NEXT_HOP_NO_SMTPUTF8: { kind: 'invalid', message: 'the next-hop mail server does not support SMTPUTF8' },
+  MESSAGE_TOO_BIG: { kind: 'invalid', message: 'the message is larger than the size limit' },
+  MAIL_LOOP: { kind: 'invalid', message: 'the message has too many Received headers (a mail loop)' },
+  COMMAND_TOO_LONG: { kind: 'invalid', message: 'the SMTP command line is too long' },
+  KEY_TRUST_PENDING: { kind: 'unavailable', message: 'no authenticated key for the domain yet (a source is unreachable)' },
+  PEER_KEYS_PENDING: { kind: 'unavailable', message: 'the domain revoked its keys and no new key is confirmed yet' },
+  ENCRYPTION_REQUIRED: { kind: 'forbidden', message: 'encryption to the domain is required and not possible' },
+  ENCRYPTION_REQUESTED: { kind: 'forbidden', message: 'the message asks for encryption, which is not possible' },
+  WEBMAIL_NOT_CONFIGURED: { kind: 'unavailable', message: 'the WebMail fallback is not configured' },
   INTERNAL: { kind: 'internal', message: 'internal error' },
 } as const satisfies Record<string, { kind: ErrorKind; message: string }>;
 

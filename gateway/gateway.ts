@@ -10,8 +10,8 @@ import { authorDomain } from './header.js';
 import { chooseFormat, policyFor, triggered, type PolicySettings } from './policy.js';
 import type { Reply } from './smtp/client.js';
 import { domainMatcher, type Direction } from './smtp/route.js';
-import { MessageRefused, type Envelope, type GatewayOptions, type RecipientDecision } from './smtp/smtp.js';
-import { InboundTunnels, r, within } from './inbound.js';
+import { MessageRefused, smtpReply, type Envelope, type GatewayOptions, type RecipientDecision } from './smtp/smtp.js';
+import { InboundTunnels, within } from './inbound.js';
 import { classifyMessage, encryptTunnel, readTunnel, type KeyPair, type OwnDomain, type PeerDomain } from './tunnel/tunnel.js';
 
 export { seenKey, type SeenByPeer } from './inbound.js';
@@ -46,8 +46,8 @@ type Plan =
   | { kind: 'plain'; reason: string }
   | { kind: 'webmail' }
   | { kind: 'refuse'; reply: Reply };
-/** What a transaction's recipients were accepted for (Envelope.plan). */
-type OutboundPlan = Exclude<Plan, { kind: 'refuse' }>;
+/** What a transaction's recipients were accepted for (Envelope.plan, GatewayOptions<OutboundPlan>). */
+export type OutboundPlan = Exclude<Plan, { kind: 'refuse' }>;
 
 
 /**
@@ -124,7 +124,7 @@ export class MailPolicy {
     } catch (e) {
       if (isMailmeshError(e, 'LOOKUP_UNAVAILABLE') || isMailmeshError(e, 'STORE_UNAVAILABLE')) {
         // Never downgrade to plain text because a source is down: the upstream retries.
-        return { kind: 'refuse', reply: r(451, `4.4.3 Key discovery for ${domain} failed, try again later`) };
+        return { kind: 'refuse', reply: smtpReply('LOOKUP_UNAVAILABLE', { domain }) };
       }
       throw e;
     }
@@ -138,19 +138,19 @@ export class MailPolicy {
     // `require` takes only authenticated keys (docs/federation.md "Key trust"); any other is as good as none,
     // unless a source that might have authenticated it was down: then the upstream tries again.
     const usable = pol.mode !== 'require' || isAuthenticated(peer.provenance.trust);
-    if (!usable && peer.provenance.trustPending) return { kind: 'refuse', reply: r(451, `4.4.3 No authenticated key for ${domain} yet (a source is unreachable), try again later`) };
+    if (!usable && peer.provenance.trustPending) return { kind: 'refuse', reply: smtpReply('KEY_TRUST_PENDING', { domain }) };
     const format = usable ? chooseFormat(pol.format, peer.formats, peer.keys) : undefined;
     if (format && sender) return { kind: 'encrypt', format, sender, domain, peer };
     // The peer revoked its keys to replace them and no source shows us the new ones yet: the
     // upstream keeps the message and retries, never a downgrade to plain text (docs/lifecycle.md "Peers").
-    if (!format && peer.awaitingKeysUntil) return { kind: 'refuse', reply: r(451, `4.7.5 ${domain} revoked its keys and no new key is confirmed yet, try again later`) };
+    if (!format && peer.awaitingKeysUntil) return { kind: 'refuse', reply: smtpReply('PEER_KEYS_PENDING', { domain }) };
     const why = !usable ? `no authenticated key for ${domain} (key trust ${peer.provenance.trust ?? 'unknown'})` : format ? `the sender domain has no domain key here` : `no key found for ${domain}`;
     if (pol.mode === 'require' || pol.fallback === 'reject') {
-      return { kind: 'refuse', reply: r(550, `5.7.1 Encryption to ${domain} is required and not possible: ${why}`) };
+      return { kind: 'refuse', reply: smtpReply('ENCRYPTION_REQUIRED', { domain, why }) };
     }
     if (pol.fallback === 'webmail') {
       // A configuration fault, not the message's: the upstream keeps it and retries.
-      return this.#o.webmail ? { kind: 'webmail' } : { kind: 'refuse', reply: r(451, '4.3.5 WebMail fallback is not configured') };
+      return this.#o.webmail ? { kind: 'webmail' } : { kind: 'refuse', reply: smtpReply('WEBMAIL_NOT_CONFIGURED') };
     }
     return { kind: 'plain', reason: why };
   }
@@ -161,10 +161,10 @@ export class MailPolicy {
   }
 
   /** GatewayOptions.recipientPolicy: refuse at RCPT time what cannot go, keep one encryption target per transaction. */
-  readonly recipientPolicy = async (domain: Domain, direction: Direction, from: string, to: string): Promise<RecipientDecision> => {
+  readonly recipientPolicy = async (domain: Domain, direction: Direction, from: string, to: string): Promise<RecipientDecision<OutboundPlan>> => {
     // Keys and secrets live in the store: without it we could not process the message, so the
     // upstream keeps it and retries (RFC 5321 §4.2.1: 4yz is a transient failure).
-    if (!(await this.#storeAnswers())) return { refuse: r(451, '4.3.0 The key store is unavailable, try again later') };
+    if (!(await this.#storeAnswers())) return { refuse: smtpReply('STORE_UNAVAILABLE') };
     if (direction === 'inbound') return {};
     const plan = await this.#plan(domain, from);
     if (plan.kind === 'refuse') return { refuse: plan.reply };
@@ -175,7 +175,7 @@ export class MailPolicy {
   };
 
   /** GatewayOptions.process: the tunnel crypto for one message. */
-  readonly process = async (message: Buffer, env: Envelope): Promise<Buffer> => {
+  readonly process = async (message: Buffer, env: Envelope<OutboundPlan>): Promise<Buffer> => {
     return env.direction === 'outbound' ? this.#outbound(message, env) : this.#inbound.open(message, env);
   };
 
@@ -212,9 +212,9 @@ export class MailPolicy {
     }
   }
 
-  async #outbound(message: Buffer, env: Envelope): Promise<Buffer> {
+  async #outbound(message: Buffer, env: Envelope<OutboundPlan>): Promise<Buffer> {
     // Decided at RCPT time (recipientPolicy), for the route every recipient of the transaction shares.
-    const plan = env.plan as OutboundPlan | undefined;
+    const plan = env.plan;
     if (!plan) throw new MailmeshError('INTERNAL', 'an outbound transaction without a plan');
     if (plan.kind === 'webmail') {
       this.#results?.inc({ direction: 'outbound', format: 'webmail', result: 'webmail' });
@@ -222,7 +222,7 @@ export class MailPolicy {
     }
     if (plan.kind === 'plain') {
       if (triggered(message, this.#o.policy.trigger)) {
-        throw new MessageRefused(r(554, `5.7.1 The message asks for encryption, but ${plan.reason}`));
+        throw new MessageRefused(smtpReply('ENCRYPTION_REQUESTED', { reason: plan.reason }));
       }
       this.#results?.inc({ direction: 'outbound', format: 'none', result: 'plain' });
       return message;
@@ -247,7 +247,7 @@ export class MailPolicy {
   }
 
   /** The parts of GatewayOptions this policy provides. */
-  gatewayHooks(): Pick<GatewayOptions, 'ourDomains' | 'recipientPolicy' | 'process'> {
+  gatewayHooks(): Pick<GatewayOptions<OutboundPlan>, 'ourDomains' | 'recipientPolicy' | 'process'> {
     return { ourDomains: this.ourDomain, recipientPolicy: this.recipientPolicy, process: this.process };
   }
 }

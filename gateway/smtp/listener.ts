@@ -1,8 +1,29 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp-connection';
 import type { EdgeGuard } from '../../directory/edge.js';
+import { replyText } from './client.js';
+import { smtpReply } from './replies.js';
+
+/**
+ * The one file that knows smtp-server's internals (docs/smtp.md "Upstream side"). A queue-less
+ * relay needs four things smtp-server 3 has no public hook for, so each is an override of a
+ * member of its SMTPConnection (declared in its types, but not part of its documented API):
+ *
+ * - `_resetSession()`: the upstream transaction ends by RSET, HELO/EHLO, STARTTLS or the end of
+ *   DATA, and the next hop's transaction must end with it (RSET there). smtp-server has hooks
+ *   for MAIL, RCPT, DATA and close, none for a reset; this is the one place all resets pass.
+ * - `_setListeners()` + `connectionReady()`: the greeting without smtp-server's hard-coded
+ *   100 ms early-talker delay (`init()` has no option for it); `initNow()` runs init()'s steps.
+ * - `_createParser()`: an over-long command line gets `500 5.5.2` (RFC 5321 §4.5.3.1.4)
+ *   instead of smtp-server's `421 Error: <message>`.
+ * - `_socket` in `send()`: the current socket (the TLS one after STARTTLS), whose unread
+ *   replies make a stalled reader (EdgeGuard.stall).
+ *
+ * test/gateway/smtp/listener.test.ts pins each of them, so an smtp-server release that changes
+ * them fails there, not on the wire.
+ */
 
 /** RFC 3463 §2: class.subject.detail at the start of a reply text. */
 const ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3}(\s|$)/;
@@ -14,12 +35,19 @@ const ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3}(\s|$)/;
  * already starts with an enhanced code is sent as it is.
  */
 class Connection extends SMTPConnection {
+  readonly #listener: Listener;
+
+  constructor(listener: Listener, socket: net.Socket | tls.TLSSocket, options?: SMTPConnectionOptions | null) {
+    super(listener, socket, options);
+    this.#listener = listener;
+  }
+
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
     const text = Array.isArray(data) ? data[0] : data;
     super.send(code, data, typeof text === 'string' && ENHANCED_CODE.test(text) ? false : context);
     // smtp-server reads no further command while replies wait to be sent (its _whenWritable);
     // a client that never reads them is closed after drainTimeoutMs (docs/security/edges.md).
-    const guard = (this._server as Listener).guard;
+    const guard = this.#listener.guard;
     if (guard && this._socket.writableNeedDrain) guard.stall(this._socket);
   }
 
@@ -31,11 +59,19 @@ class Connection extends SMTPConnection {
     const parser = super._createParser();
     parser.removeAllListeners('error');
     parser.on('error', (err: Error) => {
-      if (/too long/i.test(err.message)) this.send(500, '5.5.2 Line too long', false);
-      else this.send(421, `4.3.0 ${err.message}`, false);
+      // smtp-server's parser has no other error today; another one ends the session with 421, its text logged.
+      const tooLong = /too long/i.test(err.message);
+      if (!tooLong) this.#listener.emit('error', err);
+      this.send(tooLong ? 500 : 421, replyText(smtpReply(tooLong ? 'COMMAND_TOO_LONG' : 'INTERNAL')), false);
       this.close();
     });
     return parser;
+  }
+
+  /** Every upstream reset (RSET, HELO/EHLO, STARTTLS, after DATA; also once before onConnect) reaches onReset. */
+  override _resetSession(): void {
+    super._resetSession();
+    this.#listener.onReset?.(this.session);
   }
 
   /**
@@ -45,8 +81,9 @@ class Connection extends SMTPConnection {
    */
   initNow(): void {
     this._setListeners(() => {
-      const max = this._server.options.maxClients;
-      if (max && this._server.connections.size > max) {
+      const max = this.#listener.options.maxClients;
+      if (max && this.#listener.connections.size > max) {
+        // smtp-server's own reply, as init() sends it.
         this.send(421, `${this.name} Too many connected clients, try again in a moment`, false);
         return;
       }
@@ -60,6 +97,8 @@ export interface ListenerOptions extends SMTPServerOptions {
   earlyTalkerCheck?: boolean;
   /** Connections per address and in total, lifetime, the drain timeout (directory/edge.ts). */
   guard?: EdgeGuard;
+  /** The session's transaction was reset: RSET, HELO/EHLO, STARTTLS, the end of DATA (smtp-server has no hook for it). */
+  onReset?(session: SMTPServerSession): void;
 }
 
 /**
@@ -70,12 +109,14 @@ export interface ListenerOptions extends SMTPServerOptions {
 export class Listener extends SMTPServer {
   private readonly earlyTalkerCheck: boolean;
   readonly guard: EdgeGuard | undefined;
+  readonly onReset: ((session: SMTPServerSession) => void) | undefined;
 
   constructor(options: ListenerOptions) {
-    const { earlyTalkerCheck, guard, ...rest } = options;
+    const { earlyTalkerCheck, guard, onReset, ...rest } = options;
     super({ ...rest, noDelay: true });
     this.earlyTalkerCheck = earlyTalkerCheck ?? false;
     this.guard = guard;
+    this.onReset = onReset;
   }
 
   // Same steps as SMTPServer.connect(), with our Connection and its greeting policy.
@@ -84,7 +125,8 @@ export class Listener extends SMTPServer {
     const refused = this.guard?.admit(socket);
     if (refused) {
       // RFC 5321 §3.8, §4.3.2: 421 at the greeting, then close.
-      socket.end(`421 4.7.0 ${this.options.name ?? 'mailmesh'} Too many connections${refused === 'address' ? ' from your address' : ''}, try again later\r\n`);
+      const r = smtpReply('TOO_MANY_CONNECTIONS', { name: this.options.name ?? 'mailmesh', scope: refused === 'address' ? ' from your address' : '' });
+      socket.end(`${r.code} ${replyText(r)}\r\n`);
       socket.setTimeout(1000, () => socket.destroy());
       return;
     }
