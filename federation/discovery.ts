@@ -7,7 +7,7 @@ import { importCertificates, importOpenPgp } from '../directory/keys.js';
 import { readOpenPgpKey } from '../directory/openpgp.js';
 import type { DomainRecord, GatewayEndpoints, TunnelFormat } from '../directory/record.js';
 import { revokedBy, verifySigned, type VerifiedKeys, type VerifiedRecord } from '../directory/signed.js';
-import { TYPE } from '../directory/dns/wire.js';
+import { TYPE } from '../directory/dnswire.js';
 import { wkdHash } from '../directory/wkd.js';
 import { MemoryDiscoveryCache, type CacheEntry, type DiscoveryCache } from './cache.js';
 import { AnswerLog, lookupRecords, stubResolver, type DnssecMode, type Resolver } from './dns.js';

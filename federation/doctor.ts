@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
+import { txtRecordLine } from '../directory/dane.js';
 import { parseDomain, type Domain } from '../directory/domain.js';
 import { asMailmeshError } from '../directory/errors.js';
 import { readOpenPgpKey } from '../directory/openpgp.js';
 import type { DomainRecord } from '../directory/record.js';
 import { verifySigned, type VerifiedKeys } from '../directory/signed.js';
 import { wkdHash } from '../directory/wkd.js';
-import { txtRecordLine } from './commands.js';
 import type { DirectoryRef } from './discovery.js';
 import { stubResolver } from './dns.js';
 import { fetchFromLdap } from './ldapimport.js';
@@ -192,12 +192,4 @@ async function newestRecords(domain: Domain, o: DoctorOptions): Promise<Served[]
     }
   }
   return out.sort((a, b) => Date.parse(b.issued) - Date.parse(a.issued));
-}
-
-/** The table `mailmesh doctor` prints. */
-export function renderDoctor(rows: DoctorRow[]): string {
-  const w = Math.max(...rows.map((r) => r.check.length));
-  return rows
-    .map((r) => `${r.result.toUpperCase().padEnd(4)}  ${r.check.padEnd(w)}  ${r.detail}${r.fix ? `\n${' '.repeat(w + 8)}fix: ${r.fix}` : ''}`)
-    .join('\n');
 }

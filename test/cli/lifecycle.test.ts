@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { PIN_LABEL, pinText } from '../../directory/dane.js';
-import { txtRdata, TYPE } from '../../directory/dns/wire.js';
+import { txtRdata, TYPE } from '../../directory/dnswire.js';
 import type { DomainRecord } from '../../directory/record.js';
 import { openStore } from '../../directory/store/open.js';
 import { kdig } from '../directory/dns/helpers.js';

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { PIN_LABEL, pinText } from '../../directory/dane.js';
-import { txtRdata, TYPE } from '../../directory/dns/wire.js';
+import { txtRdata, TYPE } from '../../directory/dnswire.js';
 import { Metrics } from '../../directory/metrics.js';
 import type { DomainRecord } from '../../directory/record.js';
 import { stubResolver } from '../../federation/dns.js';

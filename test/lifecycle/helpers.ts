@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Test } from 'tap';
 import { stringify } from 'yaml';
-import { lowerName, nameToWire, parseQuery } from '../../directory/dns/wire.js';
+import { lowerName, nameToWire, parseQuery } from '../../directory/dnswire.js';
 import { captureSink, type CaptureSink } from '../../gateway/loopback.js';
 import { SmtpClient } from '../../gateway/smtp/client.js';
 import { TestZone } from '../federation/helpers.js';
