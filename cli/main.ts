@@ -17,7 +17,7 @@ import { discoveryFor, pinStoreFor, federationSources, openDirectory, serve, zon
 import { loadConfig, maskedConfig, type Config } from './config.js';
 import { exportCluster, joinCluster, readPassphrase } from './cluster.js';
 import { joinCommand, leaveCommand, lookupText, renderDoctor } from './commands.js';
-import { demo } from './demo.js';
+import { demo } from './demo/demo.js';
 import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from './keycommands.js';
 import { createLogger } from './log.js';
 import { pinsAccept, pinsForget, pinsList, pinsShow } from './pinsadmin.js';

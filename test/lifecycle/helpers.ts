@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import type { Test } from 'tap';
 import { stringify } from 'yaml';
 import { lowerName, nameToWire, parseQuery } from '../../directory/dnswire.js';
-import { captureSink, type CaptureSink } from '../../gateway/loopback.js';
+import { captureSink, type CaptureSink } from '../../cli/demo/loopback.js';
 import { SmtpClient } from '../../gateway/smtp/client.js';
 import { TestZone } from '../federation/helpers.js';
 import { freePort, run } from '../helpers.js';
