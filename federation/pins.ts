@@ -5,7 +5,7 @@ import { MailmeshError } from '../directory/errors.js';
 import type { SmimeKeyInfo } from '../directory/record.js';
 import type { VerifiedKeys } from '../directory/signed.js';
 import type { Store } from '../directory/store/store.js';
-import type { KeyTrust } from './discovery.js';
+import type { KeyTrust } from './trust.js';
 
 /** A key change that was refused: the pinned key stays in use (docs/architecture.md "Federation"). */
 export interface PinViolation {
