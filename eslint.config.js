@@ -2,8 +2,11 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const PROTOCOL_LIBRARIES = ['fastify', 'fastify/*', '@fastify/*', 'dns2', 'ldapjs', 'smtp-server', 'nodemailer', 'ioredis', 'better-sqlite3'];
+const PROTOCOL_LIBRARIES = ['fastify', 'fastify/*', '@fastify/*', 'dns2', 'ldapjs', 'smtp-server', 'ioredis', 'better-sqlite3'];
 const restrict = (patterns, message) => ({ group: patterns, message });
+/** The faces' internals: federation/ and gateway/ use the directory through its core (directory/*.ts). */
+const FACE_INTERNALS = ['**/directory/http/*', '**/directory/dns/*', '**/directory/ldap/*'];
+const FACE_MESSAGE = 'federation/ and gateway/ import the directory core, not a face: move what is shared into directory/*.ts';
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', '.tap/', '.fuzz-build/'] },
@@ -36,10 +39,16 @@ export default tseslint.config(
   },
   {
     files: ['federation/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [restrict(['**/gateway/*', '**/cli/*'], 'federation/ imports directory/ only')] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [
+      restrict(['**/gateway/*', '**/cli/*'], 'federation/ imports directory/ only'),
+      restrict(FACE_INTERNALS, FACE_MESSAGE),
+    ] }] },
   },
   {
     files: ['gateway/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [restrict(['**/cli/*'], 'nothing imports cli/')] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [
+      restrict(['**/cli/*'], 'nothing imports cli/'),
+      restrict(FACE_INTERNALS, FACE_MESSAGE),
+    ] }] },
   },
 );
