@@ -51,4 +51,13 @@ export default tseslint.config(
       restrict(FACE_INTERNALS, FACE_MESSAGE),
     ] }] },
   },
+  {
+    // WebMail's pages are routes of the HTTP face (createHttpServer's `webmail` option): they answer
+    // with the face's error mapping, from its entry file (directory/http/http.ts), and nothing else of a face.
+    files: ['gateway/webmail/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [
+      restrict(['**/cli/*'], 'nothing imports cli/'),
+      restrict([...FACE_INTERNALS, '!**/directory/http/http.js'], FACE_MESSAGE),
+    ] }] },
+  },
 );
