@@ -87,7 +87,7 @@ async function federation(t: Test) {
   const resolvers = `127.0.0.1:${zone.port}`;
   const dir = await startServe(t, tempDir(t), {
     MAILMESH_DEMO__DOMAIN: '', MAILMESH_SMTP__ENABLED: 'false', MAILMESH_LDAP__ENABLED: 'false', MAILMESH_DNS__ENABLED: 'false',
-    MAILMESH_FEDERATION__RESOLVERS: resolvers, MAILMESH_FEDERATION__JOIN__ALLOW_PRIVATE_ADDRESSES: 'true', MAILMESH_FEDERATION__WELL_KNOWN_BASE: 'http://127.0.0.1:9/{domain}',
+    MAILMESH_FEDERATION__RESOLVERS: resolvers, MAILMESH_FEDERATION__JOIN__ALLOW_PRIVATE_ADDRESSES: 'true', MAILMESH_FEDERATION__WELL_KNOWN_BASE: 'http://127.0.0.1:1/{domain}',
   });
   const url = `http://${dir.addresses.http}`;
   const held = async () => JSON.parse((await run('curl', ['-sf', `${url}/v1/domains/alpha.test`])).stdout.toString()) as DomainRecord;
