@@ -80,7 +80,7 @@ export function smimeCaPin(s: SmimeKeyInfo | undefined): string | undefined {
 
 /**
  * The S/MIME half of a pin check; it runs once the OpenPGP half accepted the candidate
- * (federation/discovery.ts). Accepted: no S/MIME key pinned yet (first sighting, and pins from
+ * (federation/pincheck.ts). Accepted: no S/MIME key pinned yet (first sighting, and pins from
  * before S/MIME was pinned), a candidate without S/MIME (the pin keeps its certificate), the
  * pinned leaf under the pinned CA, the leaf announced as `next` by a verified record, or any
  * S/MIME key of a verified record when an OpenPGP key is pinned (the record is signed by a key
