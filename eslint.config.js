@@ -2,7 +2,7 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const PROTOCOL_LIBRARIES = ['fastify', 'fastify/*', '@fastify/*', 'dns2', 'ldapjs', 'smtp-server', 'nodemailer', 'ioredis', 'better-sqlite3'];
+const PROTOCOL_LIBRARIES = ['fastify', 'fastify/*', '@fastify/*', 'dns2', 'ldapjs', 'smtp-server', 'ioredis', 'better-sqlite3'];
 const restrict = (patterns, message) => ({ group: patterns, message });
 /** `x.store`, `x?.store`, `x['store']` and `{ store } = x`: what a face must not do to reach the store past the Directory. */
 const FACE_STORE_ACCESS = [
@@ -10,6 +10,9 @@ const FACE_STORE_ACCESS = [
   "MemberExpression[property.value='store']",
   "ObjectPattern > Property[key.name='store']",
 ].map((selector) => ({ selector, message: 'faces use the Directory (lookups, serial(), ping(), storeKind), never directory.store' }));
+/** The faces' internals: federation/ and gateway/ use the directory through its core (directory/*.ts). */
+const FACE_INTERNALS = ['**/directory/http/*', '**/directory/dns/*', '**/directory/ldap/*'];
+const FACE_MESSAGE = 'federation/ and gateway/ import the directory core, not a face: move what is shared into directory/*.ts';
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', '.tap/', '.fuzz-build/'] },
@@ -44,10 +47,25 @@ export default tseslint.config(
   },
   {
     files: ['federation/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [restrict(['**/gateway/*', '**/cli/*'], 'federation/ imports directory/ only')] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [
+      restrict(['**/gateway/*', '**/cli/*'], 'federation/ imports directory/ only'),
+      restrict(FACE_INTERNALS, FACE_MESSAGE),
+    ] }] },
   },
   {
     files: ['gateway/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [restrict(['**/cli/*'], 'nothing imports cli/')] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [
+      restrict(['**/cli/*'], 'nothing imports cli/'),
+      restrict(FACE_INTERNALS, FACE_MESSAGE),
+    ] }] },
+  },
+  {
+    // WebMail's pages are routes of the HTTP face (createHttpServer's `webmail` option): they answer
+    // with the face's error mapping, from its entry file (directory/http/http.ts), and nothing else of a face.
+    files: ['gateway/webmail/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [
+      restrict(['**/cli/*'], 'nothing imports cli/'),
+      restrict([...FACE_INTERNALS, '!**/directory/http/http.js'], FACE_MESSAGE),
+    ] }] },
   },
 );

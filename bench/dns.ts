@@ -13,7 +13,7 @@ import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDnsServer, exportZone } from '../directory/dns/dns.js';
-import { TYPE } from '../directory/dns/wire.js';
+import { TYPE } from '../directory/dnswire.js';
 import { memoryDirectory, query, ZONE, zoneOptions } from '../test/directory/dns/helpers.js';
 import { freePort, run } from '../test/helpers.js';
 import { interleave, mean, ratio, scratchDir, startDaemon, table } from './lib.js';

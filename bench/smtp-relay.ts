@@ -25,7 +25,7 @@ import net, { type AddressInfo } from 'node:net';
 import * as openpgp from 'openpgp';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { readOpenPgpKey } from '../directory/openpgp.js';
-import { loopbackPair, type LoopbackMember } from '../gateway/loopback.js';
+import { loopbackPair, type LoopbackMember } from '../cli/demo/loopback.js';
 import { SmtpClient } from '../gateway/smtp/client.js';
 import { createGateway } from '../gateway/smtp/smtp.js';
 import { freePort, run } from '../test/helpers.js';

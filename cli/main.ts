@@ -8,19 +8,19 @@ import type { Directory } from '../directory/directory.js';
 import type { DomainRecord } from '../directory/record.js';
 import { exportZone } from '../directory/dns/dns.js';
 import { exportLdif, renderSchemaFile, renderSchemaLdif } from '../directory/ldap/ldap.js';
-import { doctor, renderDoctor } from '../federation/doctor.js';
-import { joinCommand, leaveCommand, lookupText } from '../federation/commands.js';
-import { pinsAccept, pinsForget, pinsList, pinsShow } from '../federation/pinsadmin.js';
+import { doctor } from '../federation/doctor.js';
 import { importThirdParty, loadAnchors } from '../federation/importer.js';
 import { importFromLdap } from '../federation/ldapimport.js';
 import { isoSecond, keyExpiries } from '../federation/lifecycle.js';
-import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from '../federation/keycommands.js';
 import { resetRegistration } from '../gateway/webmail/webmail.js';
 import { discoveryFor, pinStoreFor, federationSources, openDirectory, serve, zoneOptions } from './app.js';
 import { loadConfig, maskedConfig, type Config } from './config.js';
 import { exportCluster, joinCluster, readPassphrase } from './cluster.js';
-import { demo } from './demo.js';
+import { joinCommand, leaveCommand, lookupText, renderDoctor } from './commands.js';
+import { demo } from './demo/demo.js';
+import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from './keycommands.js';
 import { createLogger } from './log.js';
+import { pinsAccept, pinsForget, pinsList, pinsShow } from './pinsadmin.js';
 
 const program = new Command('mailmesh')
   .description('E-Mail VPN: federated directory of domain keys and queue-less encrypting SMTP gateway')

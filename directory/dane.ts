@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as openpgp from 'openpgp';
 import type { Address } from './domain.js';
+import { txtPresentation } from './dnswire.js';
 import { MailmeshError } from './errors.js';
 import type { DomainRecord } from './record.js';
 import { pemToDer } from './smime.js';
@@ -44,6 +45,11 @@ export function pinText(r: DomainRecord, directoryUrl: string): string {
   parts.push(`dir=${directoryUrl}`);
   if (r.capabilities?.length) parts.push(`caps=${r.capabilities.join(',')}`);
   return parts.join('; ');
+}
+
+/** The pin TXT record to publish, in RFC 1035 §5 master-file form (strings of at most 255 octets, §3.3.14). */
+export function txtRecordLine(r: DomainRecord, directoryUrl: string): string {
+  return `${PIN_LABEL}.${r.domain}. 300 IN TXT ${txtPresentation(pinText(r, directoryUrl))}`;
 }
 
 /** RFC 7929 §2.1: OPENPGPKEY RDATA is the binary transferable public key (RFC 4880 §11.1), i.e. the de-armored key. */

@@ -106,6 +106,15 @@ export interface SignedRecord {
   signature: string;
 }
 
+/** What a join did: stored the posted record, or (pending) held down a key recovery and kept the held record. */
+export interface JoinAnswer {
+  record: DomainRecord;
+  /** A key recovery started or is pending (docs/lifecycle.md "Recover"): `record` is the held record, with `pendingRecovery`. */
+  pending?: boolean;
+  /** The very record was already held (a repeated post): nothing changed. */
+  unchanged?: boolean;
+}
+
 /** What a caller hands the store: the serial is the store's to set. */
 export type RecordDraft = Omit<DomainRecord, 'serial'>;
 

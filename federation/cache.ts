@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Domain } from '../directory/domain.js';
 import type { KvStore } from '../directory/store/store.js';
-import type { Discovered } from './discovery.js';
+import type { Discovered } from './discovered.js';
 
 /** A cached discovery answer; `expires` and `staleUntil` are milliseconds on the Discovery clock, which judges them. */
 export interface CacheEntry {

@@ -5,17 +5,22 @@ import { domainKeyAddress, parseAddress, parseDomain, type Domain } from '../dir
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import { importCertificates, importOpenPgp } from '../directory/keys.js';
 import { readOpenPgpKey } from '../directory/openpgp.js';
-import type { DomainRecord, GatewayEndpoints, TunnelFormat } from '../directory/record.js';
+import type { DomainRecord } from '../directory/record.js';
 import { revokedBy, verifySigned, type VerifiedKeys, type VerifiedRecord } from '../directory/signed.js';
-import { TYPE } from '../directory/dns/wire.js';
+import { TYPE } from '../directory/dnswire.js';
 import { wkdHash } from '../directory/wkd.js';
 import { MemoryDiscoveryCache, type CacheEntry, type DiscoveryCache } from './cache.js';
+import type { Discovered, SourceName } from './discovered.js';
 import { AnswerLog, lookupRecords, stubResolver, type DnssecMode, type Resolver } from './dns.js';
 import { pinMatches, type Pin } from './pin.js';
-import { fingerprints, keysText, keysToPin, smimeCaPin, smimeChange, type PinEntry, type PinStore, type PinViolation, type PreviousKeys } from './pins.js';
-import { dnsTrust, isAuthenticated, keysWithin, pinTrust, type DnsEvidence } from './trust.js';
+import { acceptedPin, checkPin, MAX_REVOKED, offers, pinLifecycle, pinViolation, type Candidate } from './pincheck.js';
+import { fingerprints, keysText, type PinEntry, type PinStore, type PinViolation } from './pins.js';
+import { dnsTrust, isAuthenticated, keysWithin, pinTrust, type DnsEvidence, type KeyTrust } from './trust.js';
 import { readPins, readWellKnown, type DomainSources } from './proof.js';
 import { getBytes, getJson } from './web.js';
+
+/** The answer's type, for the gateway and the CLI: defined in federation/discovered.ts. */
+export type { Discovered } from './discovered.js';
 
 /**
  * The discovery resolver (docs/architecture.md "Discovery"): what a gateway does to find a peer domain's
@@ -23,46 +28,6 @@ import { getBytes, getJson } from './web.js';
  * with its OPENPGPKEY/SMIMEA, well-known record and WKD → configured directories (DNS, then
  * HTTPS) → none. Every answer carries its provenance; key changes are checked against pins.
  */
-
-export type SourceName = 'local' | 'imported' | 'domain-dns' | 'domain-https' | 'domain-wkd' | 'directory-dns' | 'directory-https' | 'pinned' | 'none';
-
-/**
- * What authenticates a discovered key against an attacker on the path (docs/federation.md):
- * local (our own), imported (an operator put it here), signed-record (a record signed by the
- * domain key, from a configured directory that checked the domain's proof), dnssec (every key
- * in a DNSSEC-validated answer or named by a validated pin), pinned (a pin taken from one of
- * those), unauthenticated (plain DNS or HTTPS lookups only; pins of such answers).
- */
-export type KeyTrust = 'local' | 'imported' | 'signed-record' | 'dnssec' | 'pinned' | 'unauthenticated';
-
-export interface Discovered {
-  domain: Domain;
-  keys: VerifiedKeys;
-  gateways?: GatewayEndpoints;
-  formats?: TunnelFormat[];
-  /** From the signed record (directory/record.ts SMIME_AEAD); absent: none announced. */
-  capabilities?: string[];
-  /**
-   * `trust`: what authenticates the keys (docs/federation.md "Key trust"); always set by Discovery.
-   * `trustPending`: not authenticated, and a source that might have authenticated them failed
-   * (`mode: require` answers 451, try again, rather than 550).
-   */
-  provenance: { source: SourceName; verified: string; origin?: string; at: string; trust?: KeyTrust; trustPending?: boolean };
-  /** hit: from the cache; stale: every source failed and an expired answer (or the pin) is served. */
-  cache: 'miss' | 'hit' | 'stale';
-  /** A key change that was refused for this answer; `keys` are the pinned ones. */
-  violation?: PinViolation;
-  /** Keys the domain announced to replace `keys` (its signed record's `next`): they sign validly too. */
-  next?: VerifiedKeys;
-  /** Keys the domain replaced, within the retention window (keys.retainDays): they sign validly until then. */
-  previous?: VerifiedKeys[];
-  /**
-   * No keys, because the domain revoked the pinned ones and no source offers a new key this peer
-   * accepts yet: until this time (the revocation plus staleMaxMs) a new key is expected, and
-   * mail waits for it (451) rather than going out unencrypted (docs/lifecycle.md "Peers").
-   */
-  awaitingKeysUntil?: string;
-}
 
 export interface DirectoryRef {
   /** Base URL of the directory's HTTP face. */
@@ -102,40 +67,12 @@ export interface DiscoverOptions {
   accept?: string;
 }
 
-/** The part of a pin check that names the key refused (federation/pins.ts PinViolation). */
-type Change = Pick<PinViolation, 'key' | 'pinned' | 'offered'> & { revoked?: boolean };
-
-/**
- * accept / defer (another source may bring a signed record) / previous (a key the pin moved
- * away from, still served by a lagging source: not a change, and not taken back) / violation.
- */
-type PinCheck = { decision: 'accept' | 'defer' | 'previous' } | { decision: 'violation'; change: Change };
-
-interface Candidate {
-  keys: VerifiedKeys;
-  verified?: VerifiedRecord;
-  gateways?: GatewayEndpoints;
-  formats?: TunnelFormat[];
-  capabilities?: string[];
-  source: SourceName;
-  how: string;
-  origin?: string;
-  /** false: the domain's own `_mailmesh` TXT pins other keys. */
-  ownPinOk: boolean;
-  /** The domain's own `_mailmesh` pins it was checked against (for the text of a violation). */
-  ownPins?: Pin[];
-  /** What authenticates these keys by themselves (before any pin). */
-  trust: KeyTrust;
-}
-
 const KEY_OWNER = (d: Domain) => domainKeyAddress(d);
 /** Keys from DNS carry the capabilities of the `_mailmesh` TXT pin that names them (federation/pin.ts). */
 const capsOf = (pins: Pin[], keys: VerifiedKeys) => pins.find((p) => pinMatches(p, keys))?.caps;
 /** The first steps ask the domain itself (DNS, well-known record, WKD); the rest ask directories. */
 const OWN_STEPS = 3;
 const DAY_MS = 86_400_000;
-/** How many revoked fingerprints a pin remembers (the latest). */
-const MAX_REVOKED = 64;
 
 export class Discovery {
   readonly #o: DiscoveryOptions;
@@ -191,11 +128,11 @@ export class Discovery {
         if (offersAccepted) throw new MailmeshError('KEY_REVOKED', `${dead}: revoked by ${domain}, never accepted`);
         const key = dead === c.keys.openpgp?.fingerprint ? 'openpgp' : 'smime';
         const pinned = key === 'openpgp' ? (pin?.keys.openpgp?.fingerprint ?? '-') : `S/MIME ${pin?.keys.smime?.fingerprint ?? '-'}`;
-        violation ??= this.#violation(domain, c, { key, pinned, offered: key === 'openpgp' ? dead : `S/MIME ${dead}`, revoked: true });
+        violation ??= pinViolation(domain, c, { key, pinned, offered: key === 'openpgp' ? dead : `S/MIME ${dead}`, revoked: true }, this.#now);
         return undefined;
       }
       if (accept !== undefined && !offersAccepted) return undefined;
-      const check = await this.#checkPin(pin, c, accept);
+      const check = await checkPin(pin, c, this.#now, accept);
       if (check.decision === 'accept') {
         const { twin, failed } = isAuthenticated(c.trust) || accept ? { twin: c, failed: false } : await this.#authenticatedTwin(pin, c, later);
         const best = twin ?? c;
@@ -203,10 +140,10 @@ export class Discovery {
         const trust = isAuthenticated(best.trust) ? best.trust : pin && keysWithin(pin.keys, best.keys) ? pinTrust(pin) : 'unauthenticated';
         const pending = trust === 'unauthenticated' && failed ? { trustPending: true } : {};
         const entry = await this.#remember(domain, pin, best, trust, revoked);
-        return { domain, keys: best.keys, gateways: best.gateways, formats: best.formats, capabilities: best.capabilities, provenance: { source: best.source, verified: best.how, origin: best.origin, at, trust, ...pending }, cache: 'miss', ...this.#lifecycle(entry) };
+        return { domain, keys: best.keys, gateways: best.gateways, formats: best.formats, capabilities: best.capabilities, provenance: { source: best.source, verified: best.how, origin: best.origin, at, trust, ...pending }, cache: 'miss', ...pinLifecycle(entry, this.#now) };
       }
       if (check.decision === 'previous') lagging ??= c;
-      if (check.decision === 'violation' && pin) violation ??= this.#violation(domain, c, check.change);
+      if (check.decision === 'violation' && pin) violation ??= pinViolation(domain, c, check.change, this.#now);
       return undefined;
     };
 
@@ -250,20 +187,20 @@ export class Discovery {
       this.#o.logger?.warn({ ...violation }, 'pin violation: key change refused');
       await this.#o.pins.put(domain, { ...pin, ...remembered, violations: [...pin.violations, violation].slice(-20) });
       if (!pin.keys.openpgp && !pin.keys.smime) return this.#store(this.#none(domain, pin, `refused: ${violation.source} offered ${violation.offered}`, violation));
-      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', violation, ...this.#lifecycle(pin) }, violation);
+      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${violation.source} offered ${violation.offered}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', violation, ...pinLifecycle(pin, this.#now) }, violation);
     }
     // Revocations learnt on the way are remembered, with or without a pin (no source may bring those keys back).
     if (revoked.size > (pin?.revoked?.length ?? 0)) await this.#o.pins.put(domain, { ...(pin ?? { keys: {}, at, violations: [] }), ...remembered });
     if (lagging && pin) {
       // Only keys the pin moved away from were offered (a source behind the switch): the pinned keys stay.
-      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${lagging.source} still serves the previous key ${keysText(lagging.keys)}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', ...this.#lifecycle(pin) });
+      return this.#store({ domain, keys: pin.keys, provenance: { source: 'pinned', verified: `pinned key kept: ${lagging.source} still serves the previous key ${keysText(lagging.keys)}`, at: pin.at, trust: pinTrust(pin) }, cache: 'miss', ...pinLifecycle(pin, this.#now) });
     }
     if (!definite) {
       const stale = cached && cached.staleUntil > now.getTime() ? cached.result : undefined;
       if (stale) return { ...stale, cache: 'stale' };
       // After a restart the cache is empty: the pin's keys stand in, within the same bound.
       const pinFresh = pin && (pin.keys.openpgp || pin.keys.smime) && Date.parse(pin.at) + (this.#o.cacheTtlMs ?? 300_000) + (this.#o.staleMaxMs ?? 86_400_000) > now.getTime();
-      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at, trust: pinTrust(pin), ...(pinTrust(pin) === 'pinned' ? {} : { trustPending: true }) }, cache: 'stale', ...this.#lifecycle(pin) };
+      if (pin && pinFresh) return { domain, keys: pin.keys, provenance: { source: 'pinned', verified: 'every source failed; last accepted keys', at: pin.at, trust: pinTrust(pin), ...(pinTrust(pin) === 'pinned' ? {} : { trustPending: true }) }, cache: 'stale', ...pinLifecycle(pin, this.#now) };
       throw new MailmeshError('LOOKUP_UNAVAILABLE', `${domain}: ${failures.join('; ')}`);
     }
     return this.#store(this.#none(domain, pin, failures.join('; ') || 'no source knows the domain'));
@@ -387,7 +324,7 @@ export class Discovery {
         failed = true;
         continue;
       }
-      for (const d of found) if (isAuthenticated(d.trust) && keysWithin(d.keys, c.keys) && (await this.#checkPin(pin, d)).decision === 'accept') return { twin: d, failed };
+      for (const d of found) if (isAuthenticated(d.trust) && keysWithin(d.keys, c.keys) && (await checkPin(pin, d, this.#now)).decision === 'accept') return { twin: d, failed };
     }
     return { failed };
   }
@@ -424,103 +361,10 @@ export class Discovery {
     return keys;
   }
 
-  /**
-   * accept: no pin yet, the pinned key, the announced next key, a record the pinned key also
-   * signed, one that carries the pinned key's own revocation, or the key the administrator
-   * accepts (`mailmesh pins accept`). defer: another key offered without a signed record (a later
-   * source may bring one). previous: a key the pin moved away from. violation: a signed record
-   * that shows none of those, or keys the domain's own `_mailmesh` TXT does not pin; with the
-   * two keys that differ.
-   */
-  async #checkPin(pin: PinEntry | undefined, c: Candidate, accept?: string): Promise<PinCheck> {
-    if (!c.ownPinOk) return { decision: 'violation', change: ownPinChange(c) };
-    if (accept !== undefined && offers(c.keys, accept)) return { decision: 'accept' };
-    const openpgp = await this.#checkOpenPgpPin(pin, c);
-    if (openpgp === 'violation') return { decision: 'violation', change: { key: 'openpgp', pinned: pin?.keys.openpgp?.fingerprint ?? '-', offered: c.keys.openpgp?.fingerprint ?? '-' } };
-    if (openpgp !== 'accept') return { decision: openpgp };
-    // The S/MIME leaf and domain CA are pinned too, by the same rules (federation/pins.ts).
-    const smime = smimeChange(pin, c.keys, !!c.verified);
-    if (!smime) return { decision: 'accept' };
-    return this.#isPrevious(pin, c.keys.smime?.fingerprint) ? { decision: 'previous' } : { decision: 'violation', change: smime };
-  }
-
-  async #checkOpenPgpPin(pin: PinEntry | undefined, c: Candidate): Promise<'accept' | 'defer' | 'previous' | 'violation'> {
-    const pinned = pin?.keys.openpgp;
-    const offered = c.keys.openpgp?.fingerprint;
-    if (!pinned || !offered) return pinned && !offered ? 'defer' : 'accept';
-    if (offered === pinned.fingerprint || offered === pin.next) return 'accept';
-    if (this.#isPrevious(pin, offered)) return 'previous';
-    if (!c.verified) return 'defer';
-    if (c.verified.signers.includes(pinned.fingerprint)) return 'accept';
-    if ((await revokedBy(c.verified.payload.revocations, [pinned.armored], this.#now)).length) return 'accept';
-    return 'violation';
-  }
-
-  #isPrevious(pin: PinEntry | undefined, fingerprint: string | undefined): boolean {
-    const now = this.#now.getTime();
-    return !!fingerprint && !!pin?.previous?.some((p) => Date.parse(p.until) > now && fingerprints(p.keys).includes(fingerprint));
-  }
-
-  #violation(domain: Domain, c: Candidate, change: Change): PinViolation {
-    return { domain, ...change, source: `${c.source}${c.origin ? ` ${c.origin}` : ''}`, at: this.#now.toISOString() };
-  }
-
-  /** Next and previous keys of a pin, as an answer carries them. */
-  #lifecycle(pin: PinEntry): Pick<Discovered, 'next' | 'previous'> {
-    const now = this.#now.getTime();
-    const previous = (pin.previous ?? []).filter((p) => Date.parse(p.until) > now).map((p) => p.keys);
-    return { ...(pin.nextKeys ? { next: pin.nextKeys } : {}), ...(previous.length ? { previous } : {}) };
-  }
-
-  /**
-   * Pins the accepted keys. Next keys: the verified record's `next`, else those the pin
-   * remembered while its keys stay. Keys the pin moves away from stay in `previous` for
-   * retainMs, unless revoked: a revoked OpenPGP key takes the S/MIME key pinned with it along
-   * (a revocation replaces both).
-   */
+  /** Pins the accepted keys (federation/pincheck.ts acceptedPin). */
   async #remember(domain: Domain, pin: PinEntry | undefined, c: Candidate, trust: KeyTrust, revoked: Set<string>): Promise<PinEntry> {
-    const now = this.#now;
-    const keys = keysToPin(pin, c.keys);
-    const samePgp = keys.openpgp?.fingerprint === pin?.keys.openpgp?.fingerprint;
-    const nextKeys = c.verified ? c.verified.next : samePgp ? pin?.nextKeys : undefined;
-    const nextPgp = nextKeys?.openpgp ? { next: nextKeys.openpgp.fingerprint, nextArmored: nextKeys.openpgp.armored } : !c.verified && samePgp && pin?.next ? { next: pin.next, nextArmored: pin.nextArmored } : {};
-    const nextSmime = c.verified ? nextKeys?.smime?.fingerprint : keys.smime?.fingerprint === pin?.nextSmime ? undefined : pin?.nextSmime;
-    const gone: VerifiedKeys = {};
-    if (pin?.keys.openpgp && !samePgp) gone.openpgp = pin.keys.openpgp;
-    if (pin?.keys.smime && pin.keys.smime.fingerprint !== keys.smime?.fingerprint) gone.smime = pin.keys.smime;
-    if (gone.openpgp && revoked.has(gone.openpgp.fingerprint) && gone.smime) revoked.add(gone.smime.fingerprint);
-    if (gone.openpgp && revoked.has(gone.openpgp.fingerprint)) delete gone.openpgp;
-    if (gone.smime && revoked.has(gone.smime.fingerprint)) delete gone.smime;
-    const previous: PreviousKeys[] = (pin?.previous ?? []).filter((p) => Date.parse(p.until) > now.getTime() && !fingerprints(p.keys).some((f) => revoked.has(f)) && !fingerprints(p.keys).some((f) => fingerprints(keys).includes(f)));
-    if (gone.openpgp || gone.smime) previous.push({ keys: gone, retired: now.toISOString(), until: new Date(now.getTime() + (this.#o.retainMs ?? 30 * DAY_MS)).toISOString() });
-    const entry: PinEntry = {
-      keys,
-      ...nextPgp,
-      ...(nextSmime ? { nextSmime } : {}),
-      ...(nextKeys && (nextKeys.openpgp || nextKeys.smime) ? { nextKeys } : {}),
-      at: now.toISOString(),
-      violations: pin?.violations ?? [],
-      // The trust it was taken with; a key seen again unauthenticated keeps the pin's.
-      trust: trust === 'pinned' ? pin?.trust : trust,
-      ...(previous.length ? { previous } : {}),
-      ...(revoked.size ? { revoked: [...revoked].slice(-MAX_REVOKED) } : {}),
-    };
+    const entry = acceptedPin(pin, c, trust, revoked, this.#now, this.#o.retainMs ?? 30 * DAY_MS);
     await this.#o.pins.put(domain, entry);
     return entry;
   }
-}
-
-/** Does a candidate offer this fingerprint (OpenPGP, S/MIME leaf, or S/MIME CA key pin; lower-case)? */
-function offers(k: VerifiedKeys, fingerprint: string): boolean {
-  return [...fingerprints(k), smimeCaPin(k.smime)].some((f) => f?.toLowerCase() === fingerprint);
-}
-
-/** The key the domain's own `_mailmesh` TXT pins and the one the candidate offers instead. */
-function ownPinChange(c: Candidate): Change {
-  const txt = (f: (p: Pin) => string | undefined) => (c.ownPins ?? []).map(f).filter((x): x is string => !!x);
-  const pgp = c.keys.openpgp?.fingerprint;
-  const pinnedPgp = txt((p) => p.pgp);
-  const by = "(the domain's _mailmesh TXT)";
-  if (pinnedPgp.length && !(pgp && pinnedPgp.includes(pgp))) return { key: 'openpgp', pinned: `${pinnedPgp.join(' or ')} ${by}`, offered: pgp ?? '-' };
-  return { key: 'smime', pinned: `S/MIME ${txt((p) => p.smime).join(' or ') || '-'} ${by}`, offered: `S/MIME ${c.keys.smime?.fingerprint ?? '-'}` };
 }

@@ -2,12 +2,12 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
-import { encodeHeader, encodeOpt, encodeQuestion, FLAG, HEADER_SIZE, lowerName, nameToWire, RCODE, readName, readRR } from '../directory/dns/wire.js';
+import { encodeHeader, encodeOpt, encodeQuestion, FLAG, HEADER_SIZE, lowerName, nameToWire, RCODE, readName, readRR } from '../directory/dnswire.js';
 
 /**
  * A stub DNS client for discovery and proofs: one question to the configured resolvers,
  * UDP with EDNS(0) first and TCP when the answer is truncated (RFC 7766 §5). Our own,
- * on directory/dns/wire.ts, because the dns2 3.0.0 client cannot ask for OPENPGPKEY or
+ * on directory/dnswire.ts, because the dns2 3.0.0 client cannot ask for OPENPGPKEY or
  * SMIMEA (it maps type names through a table without them and sends type 0) and decodes
  * each TXT <character-string> as UTF-8 on its own, which corrupts text split at 255 octets
  * (docs/federation.md "DNS client").

@@ -1,16 +1,16 @@
 import { createHash } from 'node:crypto';
+import { txtRecordLine } from '../directory/dane.js';
 import { parseDomain, type Domain } from '../directory/domain.js';
 import { asMailmeshError } from '../directory/errors.js';
 import { readOpenPgpKey } from '../directory/openpgp.js';
 import type { DomainRecord } from '../directory/record.js';
 import { verifySigned, type VerifiedKeys } from '../directory/signed.js';
 import { wkdHash } from '../directory/wkd.js';
-import { txtRecordLine } from './commands.js';
 import type { DirectoryRef } from './discovery.js';
 import { stubResolver } from './dns.js';
 import { fetchFromLdap } from './ldapimport.js';
 import { pinMatches, pinProves, type Pin } from './pin.js';
-import type { PinStore } from './pins.js';
+import type { PinStore, PinViolation } from './pins.js';
 import { readPins, type DomainSources } from './proof.js';
 import { getBytes, getJson } from './web.js';
 
@@ -144,37 +144,39 @@ export async function doctor(input: string, o: DoctorOptions): Promise<DoctorRow
     });
   }
 
-  const days = o.expiryDays ?? 30;
-  await row('key validity', async () => {
-    if (!expected) return { result: 'skip', detail: 'no keys found to check' };
-    const soon = now.getTime() + days * 86400_000;
-    const ends = [expected.openpgp?.expires && ['OpenPGP key', expected.openpgp.expires], expected.smime && ['S/MIME certificate', expected.smime.notAfter]].filter(
-      (x): x is [string, string] => !!x,
-    );
-    const late = ends.filter(([, at]) => Date.parse(at) <= soon);
-    if (!late.length) return { result: 'pass', detail: ends.length ? ends.map(([w, at]) => `${w} until ${at.slice(0, 10)}`).join('; ') : 'no expiry' };
-    const expired = late.some(([, at]) => Date.parse(at) <= now.getTime());
-    const what = late.map(([w, at]) => `${w} ${Date.parse(at) <= now.getTime() ? 'expired' : 'expires'} ${at}`).join('; ');
-    const onlySmime = late.every(([w]) => w.startsWith('S/MIME'));
-    const fix = expectedNext
-      ? `the next keys are announced: finish the roll, mailmesh domain roll ${domain} --finish`
-      : onlySmime
-        ? `renew the S/MIME certificate: mailmesh domain renew ${domain} (or roll every key: mailmesh domain roll ${domain})`
-        : `roll the domain key over: mailmesh domain roll ${domain}`;
-    return { result: expired ? 'fail' : 'warn', detail: what, fix };
-  });
-
-  if (o.pins) {
-    await row('pin violations', async () => {
-      const v = (await o.pins!.get(domain))?.violations ?? [];
-      if (!v.length) return { result: 'pass', detail: 'none recorded' };
-      const last = v[v.length - 1]!;
-      const detail = `${v.length} refused key change(s); last ${last.at}: ${last.source} offered ${last.offered}${last.revoked ? ' (revoked)' : ''}, pinned ${last.pinned}`;
-      if (last.revoked) return { result: 'fail', detail, fix: `a source still serves a key ${domain} revoked (never used): tell its operator; mailmesh pins show ${domain} lists them` };
-      return { result: 'fail', detail, fix: `see them with mailmesh pins show ${domain}; ask ${domain} whether it changed its key: if it did, mailmesh pins accept ${domain} takes the offered key, or mailmesh pins forget ${domain} pins afresh at the next lookup` };
-    });
-  }
+  await row('key validity', async () => keyValidity(domain, expected, expectedNext, now, o.expiryDays ?? 30));
+  const pins = o.pins;
+  if (pins) await row('pin violations', async () => pinViolations(domain, (await pins.get(domain))?.violations ?? []));
   return rows;
+}
+
+/** The `key validity` row: the expected keys' ends, a warning within `days`, a failure past them. */
+function keyValidity(domain: Domain, expected: VerifiedKeys | undefined, expectedNext: VerifiedKeys | undefined, now: Date, days: number): Omit<DoctorRow, 'check'> {
+  if (!expected) return { result: 'skip', detail: 'no keys found to check' };
+  const soon = now.getTime() + days * 86400_000;
+  const ends = [expected.openpgp?.expires && ['OpenPGP key', expected.openpgp.expires], expected.smime && ['S/MIME certificate', expected.smime.notAfter]].filter(
+    (x): x is [string, string] => !!x,
+  );
+  const late = ends.filter(([, at]) => Date.parse(at) <= soon);
+  if (!late.length) return { result: 'pass', detail: ends.length ? ends.map(([w, at]) => `${w} until ${at.slice(0, 10)}`).join('; ') : 'no expiry' };
+  const expired = late.some(([, at]) => Date.parse(at) <= now.getTime());
+  const what = late.map(([w, at]) => `${w} ${Date.parse(at) <= now.getTime() ? 'expired' : 'expires'} ${at}`).join('; ');
+  const onlySmime = late.every(([w]) => w.startsWith('S/MIME'));
+  const fix = expectedNext
+    ? `the next keys are announced: finish the roll, mailmesh domain roll ${domain} --finish`
+    : onlySmime
+      ? `renew the S/MIME certificate: mailmesh domain renew ${domain} (or roll every key: mailmesh domain roll ${domain})`
+      : `roll the domain key over: mailmesh domain roll ${domain}`;
+  return { result: expired ? 'fail' : 'warn', detail: what, fix };
+}
+
+/** The `pin violations` row: the key changes the pin refused, the last one named. */
+function pinViolations(domain: Domain, v: PinViolation[]): Omit<DoctorRow, 'check'> {
+  if (!v.length) return { result: 'pass', detail: 'none recorded' };
+  const last = v[v.length - 1]!;
+  const detail = `${v.length} refused key change(s); last ${last.at}: ${last.source} offered ${last.offered}${last.revoked ? ' (revoked)' : ''}, pinned ${last.pinned}`;
+  if (last.revoked) return { result: 'fail', detail, fix: `a source still serves a key ${domain} revoked (never used): tell its operator; mailmesh pins show ${domain} lists them` };
+  return { result: 'fail', detail, fix: `see them with mailmesh pins show ${domain}; ask ${domain} whether it changed its key: if it did, mailmesh pins accept ${domain} takes the offered key, or mailmesh pins forget ${domain} pins afresh at the next lookup` };
 }
 
 /** The signed records the directories serve, newest `issued` first (unreachable or invalid ones left out: their rows say why). */
@@ -192,12 +194,4 @@ async function newestRecords(domain: Domain, o: DoctorOptions): Promise<Served[]
     }
   }
   return out.sort((a, b) => Date.parse(b.issued) - Date.parse(a.issued));
-}
-
-/** The table `mailmesh doctor` prints. */
-export function renderDoctor(rows: DoctorRow[]): string {
-  const w = Math.max(...rows.map((r) => r.check.length));
-  return rows
-    .map((r) => `${r.result.toUpperCase().padEnd(4)}  ${r.check.padEnd(w)}  ${r.detail}${r.fix ? `\n${' '.repeat(w + 8)}fix: ${r.fix}` : ''}`)
-    .join('\n');
 }

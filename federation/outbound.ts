@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { MailmeshError } from '../directory/errors.js';
-import { TYPE } from '../directory/dns/wire.js';
+import { TYPE } from '../directory/dnswire.js';
 import { lookupRecords, type Resolver } from './dns.js';
 import type { Fetch } from './web.js';
 

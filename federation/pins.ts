@@ -5,7 +5,7 @@ import { MailmeshError } from '../directory/errors.js';
 import type { SmimeKeyInfo } from '../directory/record.js';
 import type { VerifiedKeys } from '../directory/signed.js';
 import type { KvStore } from '../directory/store/store.js';
-import type { KeyTrust } from './discovery.js';
+import type { KeyTrust } from './trust.js';
 
 /** A key change that was refused: the pinned key stays in use (docs/architecture.md "Federation"). */
 export interface PinViolation {
@@ -80,7 +80,7 @@ export function smimeCaPin(s: SmimeKeyInfo | undefined): string | undefined {
 
 /**
  * The S/MIME half of a pin check; it runs once the OpenPGP half accepted the candidate
- * (federation/discovery.ts). Accepted: no S/MIME key pinned yet (first sighting, and pins from
+ * (federation/pincheck.ts). Accepted: no S/MIME key pinned yet (first sighting, and pins from
  * before S/MIME was pinned), a candidate without S/MIME (the pin keeps its certificate), the
  * pinned leaf under the pinned CA, the leaf announced as `next` by a verified record, or any
  * S/MIME key of a verified record when an OpenPGP key is pinned (the record is signed by a key

@@ -1,7 +1,7 @@
 import type { Domain } from '../directory/domain.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import { PIN_LABEL } from '../directory/dane.js';
-import { TYPE } from '../directory/dns/wire.js';
+import { TYPE } from '../directory/dnswire.js';
 import { verifySigned, type VerifiedKeys, type VerifiedRecord } from '../directory/signed.js';
 import { lookupRecords, txtText, type Resolver } from './dns.js';
 import { parsePin, pinMatches, pinProves, type Pin } from './pin.js';

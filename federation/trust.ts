@@ -1,13 +1,20 @@
 import type { VerifiedKeys } from '../directory/signed.js';
-import type { KeyTrust } from './discovery.js';
 import type { Pin } from './pin.js';
-import type { PinEntry } from './pins.js';
 
 /**
  * Key trust (docs/federation.md "Key trust"): which discovered keys are authenticated, and by
  * what — DNSSEC-validated answers, pins taken from authenticated answers. Used by discovery and
  * by the gateway's `mode: require`.
  */
+
+/**
+ * What authenticates a discovered key against an attacker on the path (docs/federation.md):
+ * local (our own), imported (an operator put it here), signed-record (a record signed by the
+ * domain key, from a configured directory that checked the domain's proof), dnssec (every key
+ * in a DNSSEC-validated answer or named by a validated pin), pinned (a pin taken from one of
+ * those), unauthenticated (plain DNS or HTTPS lookups only; pins of such answers).
+ */
+export type KeyTrust = 'local' | 'imported' | 'signed-record' | 'dnssec' | 'pinned' | 'unauthenticated';
 
 /** The trust levels that authenticate a key (`pinned` is only given for a pin of one of the others). */
 const AUTHENTICATED: ReadonlySet<KeyTrust | undefined> = new Set<KeyTrust>(['local', 'imported', 'signed-record', 'dnssec', 'pinned']);
@@ -45,6 +52,6 @@ export function keysWithin(held: VerifiedKeys, keys: VerifiedKeys): boolean {
 }
 
 /** A pin's keys are `pinned` (authenticated) when the answer they were pinned from was authenticated. */
-export function pinTrust(pin: PinEntry): KeyTrust {
+export function pinTrust(pin: { trust?: KeyTrust }): KeyTrust {
   return isAuthenticated(pin.trust) ? 'pinned' : 'unauthenticated';
 }

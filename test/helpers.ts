@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { isMailmeshError, type ErrorCode } from '../directory/errors.js';
+import type { PolicySettings } from '../gateway/policy.js';
 
 type Asserts = Test;
 
@@ -35,6 +36,15 @@ export function tempDir(t: Asserts, prefix = 'mailmesh-test-'): string {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
+
+/** The routing policy the gateway tests start from (each changes what it tests). */
+export const DEFAULT_POLICY: PolicySettings = {
+  default: { mode: 'auto', fallback: 'tls', format: 'pgp-mime' },
+  domains: {},
+  trigger: { subjectTag: '[secure]', header: 'X-Mailmesh-Encrypt' },
+  keepSubject: false,
+  inbound: { invalidSignature: 'reject', unknownSigner: 'mark', unsigned: 'reject', authorMismatch: 'reject', authorAlignment: 'strict', keyChanged: 'reject' },
+};
 
 /** The Redis the tests use; CI fails (never skips) when it is unreachable. */
 export const TEST_REDIS_URL = process.env.MAILMESH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';

@@ -12,7 +12,7 @@ import { TsigKeyring, tsigErrorName, type TsigKeyConfig, type TsigSigner } from 
 import {
   encodeHeader, encodeOpt, encodeQuestion, encodeRR, EXTENDED_BADVERS, FLAG, HEADER_SIZE, lowerName, nameToWire,
   parseQuery, RCODE, TYPE, UDP_MIN, type Query,
-} from './wire.js';
+} from '../dnswire.js';
 import { buildZones, checkZoneOptions, type BuiltZones, type KeyRdata, type Zone, type ZoneOptions } from './zone.js';
 
 export type { ZoneOptions } from './zone.js';

@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { Metrics } from '../metrics.js';
 import { ResponseRateLimiter, type RrlOptions } from './rrl.js';
 import { TcpConnections, type TcpLimits } from './tcp.js';
-import { FLAG, HEADER_SIZE, readName } from './wire.js';
+import { FLAG, HEADER_SIZE, readName } from '../dnswire.js';
 
 /**
  * The sockets of the DNS face: UDP and TCP on one port. Every socket callback is owned here:

@@ -1,4 +1,4 @@
-import { TYPE_NAMES } from './wire.js';
+import { TYPE_NAMES } from '../dnswire.js';
 import type { Zone } from './zone.js';
 
 /**

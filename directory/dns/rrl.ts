@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { MailmeshError } from '../errors.js';
-import { addressRdata } from './wire.js';
+import { addressRdata } from '../dnswire.js';
 
 /**
  * Client addresses as prefixes: the transfer ACL (`dns.transfer.allow`), the RRL exemptions,

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { HEADER_SIZE } from './wire.js';
+import { HEADER_SIZE } from '../dnswire.js';
 
 /**
  * DNS over TCP (RFC 1035 §4.2.2, RFC 7766) against peers that do not play fair: what is queued

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { MailmeshError } from '../errors.js';
-import { CLASS_ANY, encodeRR, lowerName, nameToWire, readName, TYPE, type Query } from './wire.js';
+import { CLASS_ANY, encodeRR, lowerName, nameToWire, readName, TYPE, type Query } from '../dnswire.js';
 
 /**
  * TSIG, secret key transaction authentication (RFC 8945): a secondary signs its AXFR request

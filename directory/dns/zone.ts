@@ -2,7 +2,7 @@ import { openPgpKeyData, openPgpKeyOwner, pinText, PIN_LABEL, smimeaData, smimea
 import { domainKeyAddress, parseAddress, parseDomain, type Domain } from '../domain.js';
 import { isMailmeshError, MailmeshError } from '../errors.js';
 import type { DomainRecord } from '../record.js';
-import { addressRdata, labelsToWire, nameToWire, smimeaRdata, soaRdata, txtRdata, txtStrings, TYPE } from './wire.js';
+import { addressRdata, labelsToWire, nameToWire, smimeaRdata, soaRdata, txtPresentation, txtRdata, TYPE } from '../dnswire.js';
 
 /**
  * The zones the directory is authoritative for, as resource records with both their wire
@@ -69,22 +69,6 @@ function labelText(label: string): string {
   return [...Buffer.from(label, 'utf8')]
     .map((c) => (c <= 0x20 || c >= 0x7f ? `\\${String(c).padStart(3, '0')}` : /[."\\;()$@]/.test(String.fromCharCode(c)) ? `\\${String.fromCharCode(c)}` : String.fromCharCode(c)))
     .join('');
-}
-
-/** RFC 1035 §5.1: a <character-string> in quotes, with '"' and '\' escaped and non-printable octets as \DDD. */
-function quoted(s: Buffer): string {
-  let out = '"';
-  for (const c of s) {
-    if (c < 0x20 || c >= 0x7f) out += `\\${String(c).padStart(3, '0')}`;
-    else if (c === 0x22 || c === 0x5c) out += `\\${String.fromCharCode(c)}`;
-    else out += String.fromCharCode(c);
-  }
-  return out + '"';
-}
-
-/** RFC 1035 §5.1, §3.3.14: TXT RDATA in presentation form, the text as quoted strings of at most 255 octets each. */
-export function txtPresentation(text: string): string {
-  return txtStrings(text).map(quoted).join(' ');
 }
 
 function soaRecord(apex: Domain, o: ZoneOptions, serial: number): ZoneRecord {

@@ -3,7 +3,7 @@ import rateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor }
 import type { Directory } from '../directory.js';
 import type { KvStore } from '../store/store.js';
 import { parseDomain } from '../domain.js';
-import type { DomainRecord } from '../record.js';
+import type { DomainRecord, JoinAnswer } from '../record.js';
 import { Metrics } from '../metrics.js';
 import { asMailmeshError, MailmeshError, type ErrorCode, type ErrorKind } from '../errors.js';
 import { pemToDer } from '../smime.js';
@@ -56,15 +56,6 @@ export interface HttpConfig {
 
 /** Where rate-limit counters live when a cluster's nodes share them: a store's atomic counters. */
 export type RateCounters = Pick<KvStore, 'kvIncr'>;
-
-/** What a join did: stored the posted record, or (pending) held down a key recovery and kept the held record. */
-export interface JoinAnswer {
-  record: DomainRecord;
-  /** A key recovery started or is pending (docs/lifecycle.md "Recover"): `record` is the held record, with `pendingRecovery`. */
-  pending?: boolean;
-  /** The very record was already held (a repeated post): nothing changed. */
-  unchanged?: boolean;
-}
 
 /** Join, leave, veto and import (federation/, wired by cli/app.ts); without them these operations answer FEDERATION_DISABLED. */
 export interface FederationOps {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { createDnsServer, type DnsServer } from '../../directory/dns/dns.js';
 import { Directory } from '../../directory/directory.js';
 import { MemoryStore } from '../../directory/store/memory.js';
-import { RCODE } from '../../directory/dns/wire.js';
+import { RCODE } from '../../directory/dnswire.js';
 import { invariant, type FuzzTarget } from '../target.js';
 
 let server: DnsServer;

@@ -1,5 +1,5 @@
-// DNS wire codec (directory/dns/wire.ts): a query as it comes off UDP or TCP.
-import { encodeHeader, encodeQuestion, parseQuery, readRR } from '../../directory/dns/wire.js';
+// DNS wire codec (directory/dnswire.ts): a query as it comes off UDP or TCP.
+import { encodeHeader, encodeQuestion, parseQuery, readRR } from '../../directory/dnswire.js';
 import { invariant, mailmeshError, type FuzzTarget } from '../target.js';
 
 const target: FuzzTarget = {

@@ -5,7 +5,15 @@ import { run } from '../helpers.js';
 
 // The built CLI, as `npm start` runs it (npm test builds first).
 export const MAIN = new URL('../../dist/cli/main.js', import.meta.url).pathname;
-export const QUIET = { MAILMESH_LOG__PRETTY: 'false', MAILMESH_HTTP__PORT: '0', MAILMESH_DNS__PORT: '0', MAILMESH_LDAP__PORT: '0', MAILMESH_SMTP__PORT: '0' };
+/**
+ * Every run listens on ports the system picks (0) and reaches no fixed next hop the machine may
+ * serve (by default the internal mail server on port 10025, the resolver on port 53): those go
+ * to 127.0.0.1:1, where nothing listens (test/ports.test.ts checks both).
+ */
+export const QUIET = {
+  MAILMESH_LOG__PRETTY: 'false', MAILMESH_HTTP__PORT: '0', MAILMESH_DNS__PORT: '0', MAILMESH_LDAP__PORT: '0', MAILMESH_SMTP__PORT: '0',
+  MAILMESH_SMTP__INTERNAL_SERVER: '127.0.0.1:1', MAILMESH_FEDERATION__RESOLVERS: '127.0.0.1:1',
+};
 
 export function cli(cwd: string, args: string[], env: Record<string, string> = {}) {
   return run('node', [MAIN, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true });

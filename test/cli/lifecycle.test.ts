@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { PIN_LABEL, pinText } from '../../directory/dane.js';
-import { txtRdata, TYPE } from '../../directory/dns/wire.js';
+import { txtRdata, TYPE } from '../../directory/dnswire.js';
 import type { DomainRecord } from '../../directory/record.js';
 import { openStore } from '../../directory/store/open.js';
 import { kdig } from '../directory/dns/helpers.js';
@@ -87,7 +87,7 @@ async function federation(t: Test) {
   const resolvers = `127.0.0.1:${zone.port}`;
   const dir = await startServe(t, tempDir(t), {
     MAILMESH_DEMO__DOMAIN: '', MAILMESH_SMTP__ENABLED: 'false', MAILMESH_LDAP__ENABLED: 'false', MAILMESH_DNS__ENABLED: 'false',
-    MAILMESH_FEDERATION__RESOLVERS: resolvers, MAILMESH_FEDERATION__JOIN__ALLOW_PRIVATE_ADDRESSES: 'true', MAILMESH_FEDERATION__WELL_KNOWN_BASE: 'http://127.0.0.1:9/{domain}',
+    MAILMESH_FEDERATION__RESOLVERS: resolvers, MAILMESH_FEDERATION__JOIN__ALLOW_PRIVATE_ADDRESSES: 'true', MAILMESH_FEDERATION__WELL_KNOWN_BASE: 'http://127.0.0.1:1/{domain}',
   });
   const url = `http://${dir.addresses.http}`;
   const held = async () => JSON.parse((await run('curl', ['-sf', `${url}/v1/domains/alpha.test`])).stdout.toString()) as DomainRecord;

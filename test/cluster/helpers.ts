@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Test } from 'tap';
-import { captureSink, type CaptureSink } from '../../gateway/loopback.js';
+import { captureSink, type CaptureSink } from '../../cli/demo/loopback.js';
 import { SmtpClient } from '../../gateway/smtp/client.js';
 import { redisPrefix, tempDir } from '../helpers.js';
 

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { Directory } from '../../directory/directory.js';
 import { RedisStore } from '../../directory/store/redis.js';
 import { StorePinStore } from '../../federation/pins.js';
-import type { CaptureSink } from '../../gateway/loopback.js';
+import type { CaptureSink } from '../../cli/demo/loopback.js';
 import { SmtpClient } from '../../gateway/smtp/client.js';
 import { WebmailKeys } from '../../gateway/webmail/crypto.js';
 import { readMessage } from '../../gateway/webmail/message.js';

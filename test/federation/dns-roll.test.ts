@@ -1,7 +1,7 @@
 import t from 'tap';
 import { openPgpKeyData, openPgpKeyOwner, pinText, smimeaData, smimeaOwner } from '../../directory/dane.js';
 import { domainKeyAddress, parseDomain } from '../../directory/domain.js';
-import { TYPE } from '../../directory/dns/wire.js';
+import { TYPE } from '../../directory/dnswire.js';
 import { generateDomainKeys } from '../../directory/keys.js';
 import type { DomainRecord } from '../../directory/record.js';
 import { stubResolver } from '../../federation/dns.js';

@@ -6,7 +6,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { openPgpKeyData, openPgpKeyOwner, pinText, smimeaData, smimeaOwner } from '../../directory/dane.js';
 import { domainKeyAddress, parseDomain } from '../../directory/domain.js';
-import { smimeaRdata } from '../../directory/dns/wire.js';
+import { smimeaRdata } from '../../directory/dnswire.js';
 import type { DomainRecord } from '../../directory/record.js';
 import { Discovery } from '../../federation/discovery.js';
 import { stubResolver, type DnssecMode } from '../../federation/dns.js';

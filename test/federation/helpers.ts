@@ -3,7 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Test } from 'tap';
 import { openPgpKeyData, PIN_LABEL, pinText } from '../../directory/dane.js';
-import { encodeHeader, encodeOpt, encodeQuestion, encodeRR, FLAG, HEADER_SIZE, lowerName, nameToWire, parseQuery, RCODE, txtRdata, TYPE, UDP_MIN } from '../../directory/dns/wire.js';
+import { encodeHeader, encodeOpt, encodeQuestion, encodeRR, FLAG, HEADER_SIZE, lowerName, nameToWire, parseQuery, RCODE, txtRdata, TYPE, UDP_MIN } from '../../directory/dnswire.js';
 import type { DomainRecord, SignedRecord } from '../../directory/record.js';
 import { WELL_KNOWN_RECORD } from '../../federation/proof.js';
 
@@ -12,7 +12,7 @@ export { memoryDirectory } from '../helpers.js';
 
 /**
  * A member's own DNS, for tests: an authoritative UDP+TCP server on port 0 answering from a
- * table the test edits (the `_mailmesh` pins of alpha.test and beta.test, …), on directory/dns/wire.ts.
+ * table the test edits (the `_mailmesh` pins of alpha.test and beta.test, …), on directory/dnswire.ts.
  */
 export class TestZone {
   readonly #rrs = new Map<string, Map<number, Buffer[]>>();

@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { addressRdata } from '../../directory/dns/wire.js';
+import { addressRdata } from '../../directory/dnswire.js';
 import { CATALOGUE } from '../../directory/errors.js';
 import { stubResolver } from '../../federation/dns.js';
 import { JoinService } from '../../federation/join.js';

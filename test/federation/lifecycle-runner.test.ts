@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { PIN_LABEL, pinText } from '../../directory/dane.js';
-import { txtRdata, TYPE } from '../../directory/dns/wire.js';
+import { txtRdata, TYPE } from '../../directory/dnswire.js';
 import { Metrics } from '../../directory/metrics.js';
 import type { DomainRecord } from '../../directory/record.js';
 import { stubResolver } from '../../federation/dns.js';
@@ -20,7 +20,7 @@ const DAY = 86_400_000;
 async function setup(t: Test, o: { autoRoll: boolean }) {
   const clock = testClock(new Date('2027-01-04T00:00:00.000Z'));
   const zone = await startZone(t);
-  const sources = { resolver: stubResolver([`127.0.0.1:${zone.port}`], { timeoutMs: 2000 }), wellKnownBase: baseFor('http://127.0.0.1:9/{domain}'), clock: clock.now, timeoutMs: 2000 };
+  const sources = { resolver: stubResolver([`127.0.0.1:${zone.port}`], { timeoutMs: 2000 }), wellKnownBase: baseFor('http://127.0.0.1:1/{domain}'), clock: clock.now, timeoutMs: 2000 };
   const dir = await memoryDirectory(clock.now);
   const { base: url } = await startHttp(t, dir, undefined, { federation: new JoinService({ directory: dir, sources, allowPrivateAddresses: true }) });
   const member = await memoryDirectory(clock.now);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { encodeHeader, encodeQuestion, encodeRR, FLAG, nameToWire, TYPE, txtRdata } from '../../directory/dns/wire.js';
+import { encodeHeader, encodeQuestion, encodeRR, FLAG, nameToWire, TYPE, txtRdata } from '../../directory/dnswire.js';
 import { isMailmeshError } from '../../directory/errors.js';
 import { signPayload, verifySigned } from '../../directory/signed.js';
 import { decodeResponse, lookupRecords, stubResolver, txtText } from '../../federation/dns.js';

@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import t from 'tap';
 import type { Test } from 'tap';
-import { encodeHeader, encodeOpt, encodeRR, FLAG, HEADER_SIZE, readName, txtRdata, TYPE } from '../../directory/dns/wire.js';
+import { encodeHeader, encodeOpt, encodeRR, FLAG, HEADER_SIZE, readName, txtRdata, TYPE } from '../../directory/dnswire.js';
 import { isLoopback, lookupRecords, stubResolver, txtText } from '../../federation/dns.js';
 import { rejectsCode } from '../helpers.js';
 

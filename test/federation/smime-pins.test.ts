@@ -1,7 +1,7 @@
 import t from 'tap';
 import { openPgpKeyOwner, smimeaData, smimeaOwner } from '../../directory/dane.js';
 import { domainKeyAddress, parseDomain } from '../../directory/domain.js';
-import { TYPE } from '../../directory/dns/wire.js';
+import { TYPE } from '../../directory/dnswire.js';
 import type { DomainRecord, SmimeKeyInfo } from '../../directory/record.js';
 import { payloadKeys, recordPayload, signPayload } from '../../directory/signed.js';
 import { generateSmime, smimeKeyInfo } from '../../directory/smime.js';

@@ -10,12 +10,12 @@ import * as openpgp from 'openpgp';
 import * as pkijs from 'pkijs';
 import t, { type Test } from 'tap';
 import { loadConfig } from '../../cli/config.js';
-import { DEFAULT_POLICY, loopbackPair, type LoopbackMember, type LoopbackOptions } from '../../gateway/loopback.js';
+import { loopbackPair, type LoopbackMember, type LoopbackOptions } from '../../cli/demo/loopback.js';
 import type { InboundPolicy, PolicySettings } from '../../gateway/policy.js';
 import { openEnvelope } from '../../gateway/tunnel/cms/envelope.js';
 import { decodeBody, encodeBase64Lines, fieldValue, parseContentType, parseEntity } from '../../gateway/tunnel/mime.js';
 import { encryptTunnel, readTunnel, type OwnDomain } from '../../gateway/tunnel/tunnel.js';
-import { run, tempDir } from '../helpers.js';
+import { DEFAULT_POLICY, run, tempDir } from '../helpers.js';
 import { FORGED_IDS } from './forged.js';
 
 const inbound = (o: Partial<InboundPolicy>): PolicySettings => ({ ...DEFAULT_POLICY, inbound: { ...DEFAULT_POLICY.inbound, ...o } });

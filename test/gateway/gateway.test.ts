@@ -5,17 +5,17 @@ import * as openpgp from 'openpgp';
 import t, { type Test } from 'tap';
 import { parseDomain } from '../../directory/domain.js';
 import { generateDomainKeys } from '../../directory/keys.js';
-import { captureSink, DEFAULT_POLICY, loopbackPair, type LoopbackOptions } from '../../gateway/loopback.js';
+import { captureSink, loopbackPair, type LoopbackOptions } from '../../cli/demo/loopback.js';
 import { encryptTunnel, readTunnel } from '../../gateway/tunnel/tunnel.js';
 import type { PolicySettings } from '../../gateway/policy.js';
 import { MailPolicy } from '../../gateway/gateway.js';
-import { memoryDirectory, run, tempDir } from '../helpers.js';
+import { DEFAULT_POLICY, memoryDirectory, run, tempDir } from '../helpers.js';
 
 function policy(over: Partial<PolicySettings> = {}): PolicySettings {
   return { ...DEFAULT_POLICY, ...over };
 }
 
-/** alpha.test and beta.test on loopback (gateway/loopback.ts), stopped when the test ends. */
+/** alpha.test and beta.test on loopback (cli/demo/loopback.ts), stopped when the test ends. */
 async function pair(t: Test, opts: LoopbackOptions = {}) {
   const { members, close } = await loopbackPair(['alpha.test', 'beta.test'], opts);
   t.teardown(close);

@@ -6,8 +6,8 @@ import { stubResolver } from '../../federation/dns.js';
 import { importThirdParty } from '../../federation/importer.js';
 import { MemoryPinStore } from '../../federation/pins.js';
 import { MailPolicy } from '../../gateway/gateway.js';
-import { DEFAULT_POLICY, loopbackPair } from '../../gateway/loopback.js';
-import { memoryDirectory, run } from '../helpers.js';
+import { loopbackPair } from '../../cli/demo/loopback.js';
+import { DEFAULT_POLICY, memoryDirectory, run } from '../helpers.js';
 import { publishOpenPgpKey, startZone } from '../federation/helpers.js';
 
 /**

@@ -5,9 +5,9 @@ import { parseDomain } from '../../directory/domain.js';
 import { MemoryStore } from '../../directory/store/memory.js';
 import { RedisStore } from '../../directory/store/redis.js';
 import { MailPolicy } from '../../gateway/gateway.js';
-import { captureSink, DEFAULT_POLICY } from '../../gateway/loopback.js';
+import { captureSink } from '../../cli/demo/loopback.js';
 import { SmtpClient } from '../../gateway/smtp/client.js';
-import { freePort, run, tempDir } from '../helpers.js';
+import { DEFAULT_POLICY, freePort, run, tempDir } from '../helpers.js';
 import { pollUntil, redisServer } from '../directory/store/redis-servers.js';
 import { startGateway } from './smtp/helpers.js';
 

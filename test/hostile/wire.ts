@@ -1,5 +1,5 @@
 // Requests the hostile test sends, built byte by byte.
-import { encodeHeader, encodeOpt, encodeQuestion, nameToWire } from '../../directory/dns/wire.js';
+import { encodeHeader, encodeOpt, encodeQuestion, nameToWire } from '../../directory/dnswire.js';
 
 /** RFC 1035 §4.1: one question, RD set, an OPT record (RFC 6891) when `edns` gives a payload size. */
 export function dnsQuery(name: string, qtype: number, o: { id: number; edns?: number }): Buffer {

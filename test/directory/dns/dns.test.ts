@@ -7,7 +7,7 @@ import t from 'tap';
 import { domainKeyAddress, parseDomain } from '../../../directory/domain.js';
 import { openPgpKeyOwner, smimeaOwner } from '../../../directory/dane.js';
 import { exportZone } from '../../../directory/dns/dns.js';
-import { FLAG, RCODE, TYPE } from '../../../directory/dns/wire.js';
+import { FLAG, RCODE, TYPE } from '../../../directory/dnswire.js';
 import { pemToDer } from '../../../directory/smime.js';
 import { rejectsCode, run, tempDir } from '../../helpers.js';
 import { kdig, memoryDirectory, mutate, query, rdataOf, seeded, startDns, ZONE, zoneOptions } from './helpers.js';

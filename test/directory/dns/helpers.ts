@@ -2,7 +2,7 @@ import net from 'node:net';
 import type { Test } from 'tap';
 import { Directory } from '../../../directory/directory.js';
 import { createDnsServer, type DnsServer, type DnsServerOptions } from '../../../directory/dns/dns.js';
-import { encodeHeader, encodeOpt, encodeQuestion, nameToWire, TYPE } from '../../../directory/dns/wire.js';
+import { encodeHeader, encodeOpt, encodeQuestion, nameToWire, TYPE } from '../../../directory/dnswire.js';
 import { run } from '../../helpers.js';
 
 export { seeded } from '../../helpers.js';

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import type { DnsServer } from '../../../directory/dns/dns.js';
 import { TcpConnections } from '../../../directory/dns/tcp.js';
-import { TYPE } from '../../../directory/dns/wire.js';
+import { TYPE } from '../../../directory/dnswire.js';
 import { run } from '../../helpers.js';
 import { floodAxfr, kdig, memoryDirectory, query, startDns, ZONE } from './helpers.js';
 

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import t, { type Test } from 'tap';
-import { TYPE } from '../../../directory/dns/wire.js';
+import { TYPE } from '../../../directory/dnswire.js';
 import { run, tempDir } from '../../helpers.js';
 import { floodAxfr, kdig, query } from './helpers.js';
 

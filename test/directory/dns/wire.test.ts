@@ -2,7 +2,7 @@ import t from 'tap';
 import { isMailmeshError } from '../../../directory/errors.js';
 import {
   addressRdata, encodeHeader, encodeQuestion, lowerName, nameToWire, parseQuery, readName, txtRdata, TYPE,
-} from '../../../directory/dns/wire.js';
+} from '../../../directory/dnswire.js';
 import { throwsCode } from '../../helpers.js';
 import { mutate, query, seeded } from './helpers.js';
 

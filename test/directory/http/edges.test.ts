@@ -20,7 +20,7 @@ t.test('jsonDepth: one pass, strings do not count, stops past the maximum', asyn
 
 t.test('HTTP: every malformed body gets a 4xx with a stable code, never a 500', async (t) => {
   // The real join service: a body that reached it would be canonicalised (RFC 8785) and checked.
-  const sources = { resolver: stubResolver(['127.0.0.1:9']), wellKnownBase: (d: string) => `http://127.0.0.1:9/${d}`, clock: () => new Date(), timeoutMs: 200 };
+  const sources = { resolver: stubResolver(['127.0.0.1:1']), wellKnownBase: (d: string) => `http://127.0.0.1:1/${d}`, clock: () => new Date(), timeoutMs: 200 };
   const joins = new JoinService({ directory, sources });
   const metrics = new Metrics();
   const { base } = await startHttp(t, directory, undefined, { federation: { join: (b) => joins.join(b), leave: (d, b) => joins.leave(d, b) }, metrics });

@@ -10,12 +10,12 @@ import { Discovery } from '../../../federation/discovery.js';
 import { stubResolver } from '../../../federation/dns.js';
 import { MemoryPinStore, type PinStore } from '../../../federation/pins.js';
 import { MailPolicy } from '../../../gateway/gateway.js';
-import { captureSink, DEFAULT_POLICY, type CaptureSink } from '../../../gateway/loopback.js';
+import { captureSink, type CaptureSink } from '../../../cli/demo/loopback.js';
 import { WebmailKeys, type SealedMessage } from '../../../gateway/webmail/crypto.js';
 import { domainKeyOf } from '../../../gateway/webmail/receipt.js';
 import { Webmail, type WebmailOptions, type WebmailSettings } from '../../../gateway/webmail/webmail.js';
 import { get } from '../../directory/http/helpers.js';
-import { tempDir } from '../../helpers.js';
+import { DEFAULT_POLICY, tempDir } from '../../helpers.js';
 import { startGateway } from '../smtp/helpers.js';
 
 export interface Harness {

@@ -1,8 +1,8 @@
 import { parseDomain } from '../directory/domain.js';
 import { MailmeshError } from '../directory/errors.js';
 import type { CommandOutput } from './commands.js';
-import type { Discovery } from './discovery.js';
-import { keysText, type PinEntry, type PinStore, type PinViolation } from './pins.js';
+import type { Discovery } from '../federation/discovery.js';
+import { keysText, type PinEntry, type PinStore, type PinViolation } from '../federation/pins.js';
 
 /**
  * `mailmesh pins list|show|accept|forget` (docs/federation.md "Pins"): what the administrator

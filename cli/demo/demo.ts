@@ -1,6 +1,6 @@
-import type { TunnelFormat } from '../directory/record.js';
-import { loopbackPair } from '../gateway/loopback.js';
-import { SmtpClient } from '../gateway/smtp/client.js';
+import type { TunnelFormat } from '../../directory/record.js';
+import { loopbackPair } from './loopback.js';
+import { SmtpClient } from '../../gateway/smtp/client.js';
 
 /**
  * `mailmesh demo`: two member domains with their own directories, DNS, gateways and internal

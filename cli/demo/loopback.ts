@@ -1,18 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
-import { Directory } from '../directory/directory.js';
-import { createDnsServer } from '../directory/dns/dns.js';
-import type { TunnelFormat } from '../directory/record.js';
-import { MemoryStore } from '../directory/store/memory.js';
-import { Metrics } from '../directory/metrics.js';
-import { Discovery } from '../federation/discovery.js';
-import { stubResolver } from '../federation/dns.js';
-import { MemoryPinStore } from '../federation/pins.js';
-import { MailPolicy } from './gateway.js';
-import type { PolicySettings } from './policy.js';
-import { createRouter } from './smtp/route.js';
-import { createGateway, type GatewayLogger } from './smtp/smtp.js';
+import { Directory } from '../../directory/directory.js';
+import { createDnsServer } from '../../directory/dns/dns.js';
+import type { TunnelFormat } from '../../directory/record.js';
+import { MemoryStore } from '../../directory/store/memory.js';
+import { Metrics } from '../../directory/metrics.js';
+import { Discovery } from '../../federation/discovery.js';
+import { stubResolver } from '../../federation/dns.js';
+import { MemoryPinStore } from '../../federation/pins.js';
+import { MailPolicy } from '../../gateway/gateway.js';
+import type { PolicySettings } from '../../gateway/policy.js';
+import { createRouter } from '../../gateway/smtp/route.js';
+import { createGateway, type GatewayLogger } from '../../gateway/smtp/smtp.js';
+import { ConfigSchema } from '../config.js';
 
 /** A mail server that keeps what it receives (the internal mail server of a loopback member). */
 export interface CaptureSink {
@@ -78,14 +79,6 @@ export interface LoopbackOptions {
   logger?: GatewayLogger;
 }
 
-export const DEFAULT_POLICY: PolicySettings = {
-  default: { mode: 'auto', fallback: 'tls', format: 'pgp-mime' },
-  domains: {},
-  trigger: { subjectTag: '[secure]', header: 'X-Mailmesh-Encrypt' },
-  keepSubject: false,
-  inbound: { invalidSignature: 'reject', unknownSigner: 'mark', unsigned: 'reject', authorMismatch: 'reject', authorAlignment: 'strict', keyChanged: 'reject' },
-};
-
 /**
  * Two member domains on loopback, each with its own directory (memory store, fresh keys), its
  * own authoritative DNS, its gateway and its internal mail server. Each gateway discovers the
@@ -125,7 +118,9 @@ export async function loopbackPair(
       parts.push({ domain, directory, dnsPort, sink });
     }
     const members: LoopbackMember[] = parts.map((p) => ({ ...p, smtpPort: 0, arrived: [], metrics: new Metrics() }));
-    const standard = { ...DEFAULT_POLICY, default: { ...DEFAULT_POLICY.default, format: opts.format ?? 'pgp-mime' } };
+    // The configuration's default policy (what `serve` runs without a policy section), in the format asked for.
+    const defaults = ConfigSchema.parse({}).policy;
+    const standard: PolicySettings = { ...defaults, default: { ...defaults.default, format: opts.format ?? 'pgp-mime' } };
     for (const i of [1, 0]) {
       const self = members[i]!;
       const peer = members[1 - i]!;

@@ -1,11 +1,12 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import { MailmeshError } from '../errors.js';
+import { MailmeshError } from './errors.js';
 
 /**
- * A small DNS message encoder/decoder (RFC 1035 §4), just what an authoritative server
- * needs: decode a query (with compression pointers handled safely), encode names and
- * resource records. Names on the wire are kept as Buffers; lookups use their
- * lower-cased wire form (RFC 4343 §3: only ASCII letters fold).
+ * A small DNS message encoder/decoder (RFC 1035 §4), just what an authoritative server and a
+ * stub resolver need: decode a query (with compression pointers handled safely), encode names
+ * and resource records. Names on the wire are kept as Buffers; lookups use their
+ * lower-cased wire form (RFC 4343 §3: only ASCII letters fold). Protocol-neutral, so the core
+ * holds it: the DNS face (directory/dns/) and the federation's resolver (federation/dns.ts) share it.
  */
 
 export const TYPE = { A: 1, AAAA: 28, NS: 2, SOA: 6, TXT: 16, SMIMEA: 53, OPENPGPKEY: 61, OPT: 41, TSIG: 250, IXFR: 251, AXFR: 252, ANY: 255 } as const;
@@ -240,6 +241,22 @@ export function txtStrings(text: string): Buffer[] {
   const out: Buffer[] = [];
   for (let i = 0; i < all.length; i += 255) out.push(all.subarray(i, i + 255));
   return out.length ? out : [Buffer.alloc(0)];
+}
+
+/** RFC 1035 §5.1: a <character-string> in quotes, with '"' and '\' escaped and non-printable octets as \DDD. */
+function quoted(s: Buffer): string {
+  let out = '"';
+  for (const c of s) {
+    if (c < 0x20 || c >= 0x7f) out += `\\${String(c).padStart(3, '0')}`;
+    else if (c === 0x22 || c === 0x5c) out += `\\${String.fromCharCode(c)}`;
+    else out += String.fromCharCode(c);
+  }
+  return out + '"';
+}
+
+/** RFC 1035 §5.1, §3.3.14: TXT RDATA in presentation form, the text as quoted strings of at most 255 octets each. */
+export function txtPresentation(text: string): string {
+  return txtStrings(text).map(quoted).join(' ');
 }
 
 /** RFC 1035 §3.4.1 (A, 4 octets) and RFC 3596 §2.2 (AAAA, 16 octets) from an address in text form. */

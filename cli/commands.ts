@@ -1,11 +1,11 @@
-import { PIN_LABEL, pinText } from '../directory/dane.js';
+import { txtRecordLine } from '../directory/dane.js';
 import type { Directory } from '../directory/directory.js';
-import { txtPresentation } from '../directory/dns/zone.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import type { DomainRecord } from '../directory/record.js';
-import type { Discovered } from './discovery.js';
-import { postJoin, postLeave } from './join.js';
-import { keysText } from './pins.js';
+import type { Discovered } from '../federation/discovery.js';
+import type { DoctorRow } from '../federation/doctor.js';
+import { postJoin, postLeave } from '../federation/join.js';
+import { keysText } from '../federation/pins.js';
 
 /** What the CLI prints and its exit code; cli/main.ts only wires these. */
 export interface CommandOutput {
@@ -19,11 +19,6 @@ async function ownDomain(directory: Directory, name?: string): Promise<DomainRec
   const own = (await directory.listDomains()).filter((r) => r.provenance.source === 'local');
   if (own.length !== 1) throw new MailmeshError('BAD_REQUEST', `name the domain with --domain (local domains: ${own.map((r) => r.domain).join(', ') || 'none'})`);
   return own[0]!;
-}
-
-/** The TXT record to publish, in RFC 1035 §5 master-file form (strings of at most 255 octets, §3.3.14). */
-export function txtRecordLine(r: DomainRecord, directoryUrl: string): string {
-  return `${PIN_LABEL}.${r.domain}. 300 IN TXT ${txtPresentation(pinText(r, directoryUrl))}`;
 }
 
 /** `mailmesh join <directory-url>`: signs the record with the domain key from the local store and posts it. */
@@ -67,4 +62,12 @@ export function lookupText(d: Discovered): CommandOutput {
   for (const p of d.previous ?? []) lines.push(`previous    ${keysText(p)} (replaced, still valid)`);
   if (d.violation) lines.push(`VIOLATION   ${d.violation.source} offered ${d.violation.offered}; pinned ${d.violation.pinned} kept`);
   return { text: lines.join('\n'), exitCode: d.violation ? 2 : d.provenance.source === 'none' ? 1 : 0 };
+}
+
+/** The table `mailmesh doctor` prints. */
+export function renderDoctor(rows: DoctorRow[]): string {
+  const w = Math.max(...rows.map((r) => r.check.length));
+  return rows
+    .map((r) => `${r.result.toUpperCase().padEnd(4)}  ${r.check.padEnd(w)}  ${r.detail}${r.fix ? `\n${' '.repeat(w + 8)}fix: ${r.fix}` : ''}`)
+    .join('\n');
 }

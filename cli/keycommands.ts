@@ -1,14 +1,15 @@
+import { txtRecordLine } from '../directory/dane.js';
 import type { Directory } from '../directory/directory.js';
 import { parseDomain } from '../directory/domain.js';
 import { asMailmeshError, isMailmeshError, MailmeshError } from '../directory/errors.js';
 import type { AddDomainOptions } from '../directory/directory.js';
 import type { DomainRecord, DomainSecrets } from '../directory/record.js';
-import { txtRecordLine, type CommandOutput } from './commands.js';
-import { postJoin } from './join.js';
-import { checkNextPinned, directoryRecord, isoSecond, keyExpiries, publishRecord, type PostResult } from './lifecycle.js';
-import type { DomainSources } from './proof.js';
-import { postVeto } from './recovery.js';
-import type { Fetch } from './web.js';
+import type { CommandOutput } from './commands.js';
+import { postJoin } from '../federation/join.js';
+import { checkNextPinned, directoryRecord, isoSecond, keyExpiries, publishRecord, type PostResult } from '../federation/lifecycle.js';
+import type { DomainSources } from '../federation/proof.js';
+import { postVeto } from '../federation/recovery.js';
+import type { Fetch } from '../federation/web.js';
 
 /** What the `mailmesh domain roll|renew|revoke|recover|veto` commands work with (cli/main.ts wires it from the configuration). */
 export interface KeyCommandContext {
