@@ -25,6 +25,14 @@ export default tseslint.config(
     },
   },
   {
+    // docs/architecture.md "Rules lint enforces": small rooms in the product code (tests, benches and fuzz targets are exempt).
+    files: ['cli/**/*.ts', 'directory/**/*.ts', 'federation/**/*.ts', 'gateway/**/*.ts'],
+    rules: {
+      'max-lines': ['error', { max: 400, skipBlankLines: false, skipComments: false }],
+      'max-lines-per-function': ['error', { max: 120, skipBlankLines: false, skipComments: false }],
+    },
+  },
+  {
     // docs/architecture.md: the directory core knows no protocol library; nothing imports cli/.
     files: ['directory/*.ts'],
     rules: {
