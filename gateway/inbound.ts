@@ -1,5 +1,5 @@
 import { parseAddress, type Domain } from '../directory/domain.js';
-import { isMailmeshError, MailmeshError } from '../directory/errors.js';
+import { isMailmeshError, MailmeshError } from './errors.js';
 import type { Counter } from '../directory/metrics.js';
 import type { TunnelFormat } from '../directory/record.js';
 import type { Store } from '../directory/store/store.js';

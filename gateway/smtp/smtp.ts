@@ -3,7 +3,7 @@ import os from 'node:os';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerEnvelope, SMTPServerSession } from 'smtp-server';
 import type { Domain } from '../../directory/domain.js';
 import { parseAddress } from '../../directory/domain.js';
-import { MailmeshError, asMailmeshError, isMailmeshError } from '../../directory/errors.js';
+import { MailmeshError, asMailmeshError, isMailmeshError } from '../errors.js';
 import { DEFAULT_CLIENT_TIMEOUTS, SmtpClient, replyText, type ClientTimeouts, type Reply } from './client.js';
 import { Listener } from './listener.js';
 import { domainMatcher, ipMatcher, type Direction, type NextHop } from './route.js';

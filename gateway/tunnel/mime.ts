@@ -3,7 +3,7 @@
  * fields and Content-Type, split a multipart body, decode a transfer encoding, and write
  * CRLF-terminated entities. Input is untrusted: every failure is TUNNEL_MALFORMED.
  */
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 
 export interface HeaderField {
   /** The field name as written. */

@@ -4,7 +4,7 @@
  * addAuthenticationResults on the way in.
  */
 import type { TunnelFormat } from '../../directory/record.js';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import { parseEnvelope, namesCertificate } from './cms/envelope.js';
 import { pkijsCertificate } from './cms/asn1.js';
 import { decodeBody, fieldValue, parseContentType, parseEntity, type ContentType } from './mime.js';
