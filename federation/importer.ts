@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { bearerMatches } from '../directory/bearer.js';
+import { requireBearer } from '../directory/bearer.js';
 import type { Directory } from '../directory/directory.js';
 import { parseDomain, type Domain } from '../directory/domain.js';
 import { MailmeshError } from '../directory/errors.js';
@@ -131,8 +131,7 @@ export async function importThirdParty(directory: Directory, domainInput: string
 /** POST /v1/imports: `{domain, data, encoding?, publish?}` with `Authorization: Bearer <federation.importToken>`. */
 export function importHandler(directory: Directory, o: { token?: string; trustAnchors: string[]; publish: boolean }) {
   return async (body: unknown, authorization: string | undefined): Promise<DomainRecord> => {
-    if (!o.token) throw new MailmeshError('FEDERATION_DISABLED', 'set federation.importToken to allow imports over HTTP');
-    if (!bearerMatches(authorization, o.token)) throw new MailmeshError('FEDERATION_DISABLED', 'a valid bearer token is needed');
+    requireBearer(authorization, o.token, 'set federation.importToken to allow imports over HTTP');
     const b = body as { domain?: unknown; data?: unknown; encoding?: unknown; publish?: unknown } | null;
     if (!b || typeof b.domain !== 'string' || typeof b.data !== 'string' || (b.encoding !== undefined && b.encoding !== 'text' && b.encoding !== 'base64')) {
       throw new MailmeshError('BAD_REQUEST', 'expected {domain, data, encoding?: text|base64, publish?: boolean}');

@@ -83,15 +83,16 @@ export class JoinService {
   }
 
   /**
-   * A refusal as the caller sees it: the stable code and the catalogue's text. The domain is the
-   * caller's choice, so what the lookups found out (fetch and DNS errors of any host) goes to the
-   * log only: join is no probe of other services. The detail of DOMAIN_HELD and RECOVERY_VETOED
-   * is this directory's own state (public keys it serves), and says the way out: it is answered.
+   * A refusal, logged with its detail. The domain is the caller's choice, so what the lookups found
+   * out (fetch and DNS errors of any host) must not reach the caller: join is no probe of other
+   * services. The HTTP face answers the code and the catalogue's text only (directory/errors.ts),
+   * but for the codes whose detail is public: DOMAIN_HELD and RECOVERY_VETOED, this directory's own
+   * state (public keys it serves), which says the way out.
    */
   #refusal(op: 'join' | 'leave' | 'veto', e: unknown): MailmeshError {
     const err = asMailmeshError(e);
     this.#o.logger?.warn({ op, code: err.code, detail: err.detail, ...(isMailmeshError(e) ? {} : { err: e }) }, `${op} refused`);
-    return err.code === 'DOMAIN_HELD' || err.code === 'RECOVERY_VETOED' ? err : new MailmeshError(err.code);
+    return err;
   }
 
   /**

@@ -91,9 +91,11 @@ export async function sendJson(method: 'POST' | 'DELETE', url: string, body: unk
     throw new MailmeshError('LOOKUP_UNAVAILABLE', `${u.origin}${u.pathname}: HTTP ${res.status}, not JSON`);
   }
   if (!res.ok) {
-    const err = (json as { error?: { code?: string; message?: string } }).error;
+    const err = (json as { error?: { code?: string; message?: string; requestId?: string } }).error;
     const code = err?.code && err.code in CATALOGUE ? (err.code as keyof typeof CATALOGUE) : 'LOOKUP_UNAVAILABLE';
-    throw new MailmeshError(code, `${u.origin}: ${err?.message ?? `HTTP ${res.status}`}`);
+    // The request ID finds the detail in that directory's log (its operator's, docs/http.md "Errors").
+    const request = typeof err?.requestId === 'string' ? ` (request ${err.requestId.slice(0, 64)})` : '';
+    throw new MailmeshError(code, `${u.origin}: ${err?.message ?? `HTTP ${res.status}`}${request}`);
   }
   return json;
 }

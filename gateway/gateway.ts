@@ -1,6 +1,6 @@
 import type { Directory } from '../directory/directory.js';
 import { parseAddress, type Domain } from '../directory/domain.js';
-import { isMailmeshError, MailmeshError } from '../directory/errors.js';
+import { isMailmeshError, MailmeshError } from './errors.js';
 import { followFromStart } from '../directory/follow.js';
 import type { Metrics } from '../directory/metrics.js';
 import type { DomainRecord, DomainSecrets, TunnelFormat } from '../directory/record.js';

@@ -1,13 +1,13 @@
 import { parseAddress, type Domain } from '../directory/domain.js';
-import { isMailmeshError, MailmeshError } from '../directory/errors.js';
+import { isMailmeshError, MailmeshError } from './errors.js';
 import type { Counter } from '../directory/metrics.js';
 import type { TunnelFormat } from '../directory/record.js';
 import type { KvStore } from '../directory/store/store.js';
 import type { Discovered } from '../federation/discovery.js';
 import { authorDomain, headerFields, type HeaderSection } from './header.js';
 import { aligned, type PolicySettings } from './policy.js';
-import type { Reply } from './smtp/client.js';
-import { MessageRefused, type Envelope } from './smtp/smtp.js';
+import { deferred, MessageRefused, smtpReply } from './smtp/replies.js';
+import type { Envelope } from './smtp/smtp.js';
 import { addAuthenticationResults, removeOurResults } from './tunnel/authresults.js';
 import { classifyMessage, decryptTunnel, keyRing, readTunnel, TUNNEL_HEADER, type DecryptResult, type OwnDomain, type PeerDomain, type TunnelMessage } from './tunnel/tunnel.js';
 
@@ -30,11 +30,6 @@ export interface InboundContext {
   storeTimeoutMs?: number;
 }
 
-/** An SMTP reply of one line. */
-export const r = (code: number, text: string): Reply => ({ code, lines: [text] });
-const r550 = (text: string): Reply => r(550, `5.7.1 ${text}`);
-/** RFC 3463 §3.8 X.7.5: one reply for every tunnel message that cannot be decrypted and authenticated. */
-const UNAUTHENTICATED = r(554, '5.7.5 The tunnel message cannot be decrypted and authenticated (TUNNEL_UNAUTHENTICATED)');
 /** How often the record of which of our keys a peer encrypted to is rewritten when nothing changed. */
 const SEEN_REWRITE_MS = 3_600_000;
 /** The store kv key that records which of our keys each peer encrypted to (docs/lifecycle.md). */
@@ -111,8 +106,9 @@ export class InboundTunnels {
   #undecryptable(format: string, env: Envelope, why: MailmeshError): MessageRefused {
     this.#c.results?.inc({ direction: 'inbound', format, result: 'undecryptable' });
     this.#c.logger?.warn({ err: why.message, code: why.code, from: env.from, to: env.to }, 'tunnel message refused');
-    const text = `The tunnel message is ${why.detail ?? why.message} (${why.code})`;
-    return new MessageRefused(this.#c.policy.inbound.undecryptable === 'defer' ? r(451, `4.7.5 ${text}`) : r(554, `5.7.5 ${text}`));
+    // The reason is ours (the keys it names are public); the code is one of the table's three.
+    const reply = smtpReply(why, { reason: why.detail ?? why.message });
+    return new MessageRefused(this.#c.policy.inbound.undecryptable === 'defer' ? deferred(reply) : reply);
   }
 
   /**
@@ -165,7 +161,7 @@ export class InboundTunnels {
     if (res.signature === 'valid' && !ok) {
       if (pol.authorMismatch === 'reject') {
         const whose = author ? `the author domain ${author}` : 'a single From mailbox';
-        throw new MessageRefused(r550(`Tunnel message refused: signed by ${res.signerDomain}, not by ${whose} (AUTHOR_MISMATCH)`));
+        throw new MessageRefused(smtpReply('AUTHOR_MISMATCH', { signer: res.signerDomain ?? '', whose }));
       }
     } else {
       const rules = { invalid: pol.invalidSignature, 'unknown-signer': pol.unknownSigner, absent: pol.unsigned, 'key-changed': pol.keyChanged, valid: 'mark' } as const;
@@ -174,9 +170,9 @@ export class InboundTunnels {
           const key = res.signerFingerprint ? `key ${res.signerFingerprint}` : (res.detail ?? 'an unknown key');
           // Temporary (RFC 3463 §3.8 X.7.5): the change may not have reached the directories yet, and the
           // upstream's retry then passes; a forgery never does, and expires in the sender's queue.
-          throw new MessageRefused(r(451, `4.7.5 Tunnel message refused: signed by ${key}, which is none of the current, next or previous keys of ${author} (KEY_CHANGED)`));
+          throw new MessageRefused(smtpReply('KEY_CHANGED', { key, author: author ?? '' }));
         }
-        throw new MessageRefused(r550(`Tunnel message refused: signature ${res.signature}`));
+        throw new MessageRefused(smtpReply('SIGNATURE_INVALID', { signature: res.signature }));
       }
     }
     if (res.signature === 'valid' && res.signerDomain && res.recipientFingerprint) await this.#noteSeen(own.domain, res.signerDomain, res.format, res.recipientFingerprint);
@@ -215,7 +211,7 @@ export class InboundTunnels {
   #unauthenticated(format: string, why: string): MessageRefused {
     this.#c.results?.inc({ direction: 'inbound', format, result: 'unauthenticated' });
     this.#c.logger?.warn({ err: new MailmeshError('TUNNEL_UNAUTHENTICATED', why).message }, 'tunnel message refused');
-    return new MessageRefused(UNAUTHENTICATED);
+    return new MessageRefused(smtpReply('TUNNEL_UNAUTHENTICATED'));
   }
 
   /**

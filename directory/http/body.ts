@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { MailmeshError } from '../errors.js';
+import { errorBody, logRefusal, newRequestId } from './errors.js';
 
 /** Arrays and objects nested deeper than this are refused before parsing (docs/security/edges.md). */
 export const MAX_JSON_DEPTH = 64;
@@ -77,9 +78,12 @@ export function refuseLargeBeforeContinue(app: FastifyInstance, largest: number)
   app.server.on('checkContinue', (req, res) => {
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > largest) {
+      // Before fastify has a request: its ID is made here, as genReqId would (errors.ts).
+      const reqId = newRequestId();
       const e = new MailmeshError('BODY_TOO_LARGE', `${declared} bytes declared, at most ${largest} taken`);
-      res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
-      res.end(JSON.stringify({ error: { code: e.code, message: e.publicMessage } }));
+      logRefusal(app.log.child({ reqId }), e);
+      res.writeHead(413, { 'content-type': 'application/json', 'x-request-id': reqId, connection: 'close' });
+      res.end(errorBody(e, reqId));
       return;
     }
     res.writeContinue();

@@ -1,15 +1,16 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
 import rateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import type { Directory } from '../directory.js';
 import type { KvStore } from '../store/store.js';
 import { parseDomain } from '../domain.js';
 import type { DomainRecord, JoinAnswer } from '../record.js';
 import { Metrics } from '../metrics.js';
-import { asMailmeshError, MailmeshError, type ErrorCode, type ErrorKind } from '../errors.js';
+import { MailmeshError } from '../errors.js';
 import { pemToDer } from '../smime.js';
 import type { EdgeLimits } from '../edge.js';
 import { negotiate } from './accept.js';
 import { refuseLargeBeforeContinue, registerJsonBody } from './body.js';
+import { newRequestId, registerErrorHandling, sendError } from './errors.js';
 import { guardHttp, serverOptions, type HttpTimeouts } from './limits.js';
 import { crlHandlers } from './crl.js';
 import { keyServerHandlers } from './keyserver.js';
@@ -17,28 +18,7 @@ import { PublishedKeys } from './keys.js';
 import { loadOpenApi, operations, registerOperations, type OpenApiDocument } from './openapi.js';
 import { tlsMaterial, type TlsConfig } from './tls.js';
 
-/** The edge mapping from error kinds to HTTP status codes (RFC 9110 §15). */
-const STATUS: Record<ErrorKind, number> = {
-  invalid: 400,
-  not_found: 404,
-  conflict: 409,
-  forbidden: 403,
-  unavailable: 503,
-  internal: 500,
-};
-/** Codes with a status of their own: RFC 6585 §4 (429), RFC 9110 §15.5.14 (413), RFC 9110 §15.5.2 (401). */
-/** RFC 9110 §15.5.16 (415). */
-const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = { RATE_LIMITED: 429, BODY_TOO_LARGE: 413, UNAUTHORIZED: 401, MEDIA_TYPE_UNSUPPORTED: 415 };
-/** Framework errors by their status: what a request got wrong (RFC 9110 §15.5). */
-const CODE_BY_STATUS: Record<number, ErrorCode> = { 404: 'NOT_FOUND', 413: 'BODY_TOO_LARGE', 415: 'MEDIA_TYPE_UNSUPPORTED' };
-
-export function httpStatus(e: MailmeshError): number {
-  return STATUS_BY_CODE[e.code] ?? STATUS[e.kind];
-}
-
-export function sendError(reply: FastifyReply, e: MailmeshError): FastifyReply {
-  return reply.code(httpStatus(e)).type('application/json').send({ error: { code: e.code, message: e.publicMessage } });
-}
+export { httpStatus, logRefusal } from './errors.js';
 
 /** The `http` section of the configuration that the face reads (cli/config.ts). */
 export interface HttpConfig {
@@ -151,8 +131,10 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     bodyLimit: BODY_LIMIT,
     // Every route, HEAD included, is declared in openapi.yaml.
     exposeHeadRoutes: false,
+    // A random request ID (errors.ts), in the log as `reqId` and in every error reply.
+    genReqId: newRequestId,
     // Malformed URLs (bad %-escapes) get the same JSON error as everything else.
-    frameworkErrors: (err, _req, reply) => sendError(reply, new MailmeshError('BAD_REQUEST', err.message)),
+    frameworkErrors: (err, req, reply) => sendError(req, reply, new MailmeshError('BAD_REQUEST', err.message)),
     ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy, tls),
   }) as unknown as FastifyInstance;
   const metrics = opts.metrics ?? new Metrics();
@@ -160,18 +142,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   registerJsonBody(app);
   refuseLargeBeforeContinue(app, Math.max(BODY_LIMIT, opts.webmail?.bodyLimit ?? 0));
 
-  app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number }, req, reply) => {
-    if (err.validation) return sendError(reply, new MailmeshError('BAD_REQUEST', err.message));
-    if (!(err instanceof MailmeshError) && err.statusCode && err.statusCode < 500) {
-      return sendError(reply, new MailmeshError(CODE_BY_STATUS[err.statusCode] ?? 'BAD_REQUEST', err.message));
-    }
-    const e = asMailmeshError(err);
-    // A fault ends this request alone: logged, counted (mailmesh_faults_total{face="http"}), 500.
-    if (e.kind === 'internal') guard.fault(err, { reqId: req.id, url: req.url.split('?')[0] });
-    if (e.kind === 'internal' || e.kind === 'unavailable') req.log.error({ err }, 'request failed');
-    return sendError(reply, e);
-  });
-  app.setNotFoundHandler((req, reply) => sendError(reply, new MailmeshError('NOT_FOUND', `${req.method} ${req.url.split('?')[0]}`)));
+  registerErrorHandling(app, guard);
 
   // Everything served is public and read-only: any web page may read it (Fetch standard CORS).
   app.addHook('onRequest', async (req, reply) => {

@@ -36,9 +36,12 @@ export function serverOptions(timeouts: Partial<HttpTimeouts> = {}, trustProxy: 
   };
 }
 
-/** A JSON error written straight to a socket that has no request object (RFC 9112 §2.1 message), then close. */
-function rawError(socket: Socket, status: number, reason: string, code: 'BAD_REQUEST' | 'TOO_MANY_CONNECTIONS', detail = ''): void {
-  const body = JSON.stringify({ error: { code, message: CATALOGUE[code].message + detail } });
+/**
+ * A JSON error written straight to a socket that has no request object (RFC 9112 §2.1 message),
+ * then close: the code and the catalogue's text, no request ID (no request was read).
+ */
+function rawError(socket: Socket, status: number, reason: string, code: 'BAD_REQUEST' | 'TOO_MANY_CONNECTIONS'): void {
+  const body = JSON.stringify({ error: { code, message: CATALOGUE[code].message } });
   socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   socket.setTimeout(1000, () => socket.destroy());
 }
@@ -49,8 +52,8 @@ function rawError(socket: Socket, status: number, reason: string, code: 'BAD_REQ
  */
 function clientErrorHandler(err: Error & { code?: string }, socket: Socket): void {
   if (!socket.writable) return void socket.destroy();
-  if (err.code === 'HPE_HEADER_OVERFLOW') return rawError(socket, 431, 'Request Header Fields Too Large', 'BAD_REQUEST', ': the headers are too large');
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return rawError(socket, 408, 'Request Timeout', 'BAD_REQUEST', ': the request did not arrive in time');
+  if (err.code === 'HPE_HEADER_OVERFLOW') return rawError(socket, 431, 'Request Header Fields Too Large', 'BAD_REQUEST');
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return rawError(socket, 408, 'Request Timeout', 'BAD_REQUEST');
   rawError(socket, 400, 'Bad Request', 'BAD_REQUEST');
 }
 

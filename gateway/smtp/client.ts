@@ -1,6 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 
 /**
  * A small SMTP client for the next hop (docs/smtp.md "Next hop"). It does one thing the

@@ -1,4 +1,4 @@
-import { CATALOGUE, type ErrorCode, type ErrorKind, MailmeshError } from '../../directory/errors.js';
+import { CATALOGUE, type ErrorCode, type ErrorKind, MailmeshError } from '../errors.js';
 import { replyText, type Reply } from './client.js';
 
 /**
@@ -41,6 +41,17 @@ export const SMTP_REPLIES: { readonly [C in ErrorCode]?: ReplySpec } = {
   PEER_KEYS_PENDING: { code: 451, status: '4.7.5', text: '{domain} revoked its keys and no new key is confirmed yet, try again later' },
   ENCRYPTION_REQUIRED: { code: 550, status: '5.7.1', text: 'Encryption to {domain} is required and not possible: {why}' },
   WEBMAIL_NOT_CONFIGURED: { code: 451, status: '4.3.5', text: 'WebMail fallback is not configured' },
+  // Inbound tunnel messages (gateway/inbound.ts; docs/security/authenticity.md). RFC 3463 §3.8 X.7.5:
+  // a cryptographic failure. One reply for every way of failing to decrypt and authenticate (no oracle).
+  TUNNEL_UNAUTHENTICATED: { code: 554, status: '5.7.5', text: 'The tunnel message cannot be decrypted and authenticated (TUNNEL_UNAUTHENTICATED)' },
+  // Refused before any decryption: encrypted to keys we do not hold (the reason names them), or not encrypted.
+  TUNNEL_NO_KEY: { code: 554, status: '5.7.5', text: 'The tunnel message is {reason} (TUNNEL_NO_KEY)' },
+  TUNNEL_NOT_FOR_US: { code: 554, status: '5.7.5', text: 'The tunnel message is {reason} (TUNNEL_NOT_FOR_US)' },
+  TUNNEL_MALFORMED: { code: 554, status: '5.7.5', text: 'The tunnel message is {reason} (TUNNEL_MALFORMED)' },
+  AUTHOR_MISMATCH: { code: 550, status: '5.7.1', text: 'Tunnel message refused: signed by {signer}, not by {whose} (AUTHOR_MISMATCH)' },
+  SIGNATURE_INVALID: { code: 550, status: '5.7.1', text: 'Tunnel message refused: signature {signature}' },
+  // Temporary: the key change may not have reached the directories yet; the upstream's retry then passes.
+  KEY_CHANGED: { code: 451, status: '4.7.5', text: 'Tunnel message refused: signed by {key}, which is none of the current, next or previous keys of {author} (KEY_CHANGED)' },
   // DATA (RFC 5321 §4.1.1.4) and the message.
   MESSAGE_TOO_BIG: { code: 552, status: '5.3.4', text: 'Message too big' },
   // RFC 5321 §6.3: too many Received headers is a loop.
@@ -81,6 +92,11 @@ export function smtpReply(error: MailmeshError | ErrorCode, values: Readonly<Rec
   const spec = replySpec(error instanceof MailmeshError ? error.code : error);
   const text = spec.text.replace(/\{(\w+)\}/g, (_, k: string) => values[k] ?? '');
   return { code: spec.code, lines: [`${spec.status} ${text}`] };
+}
+
+/** The same reply as a transient failure (RFC 3463 §3: class 4): the sender keeps the message and tries again. */
+export function deferred(reply: Reply): Reply {
+  return { code: 451, lines: reply.lines.map((l, i) => (i === 0 ? l.replace(/^5\./, '4.') : l)) };
 }
 
 /**

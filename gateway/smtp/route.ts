@@ -1,7 +1,7 @@
 import { promises as dnsPromises } from 'node:dns';
 import type { Domain } from '../../directory/domain.js';
 import { parseDomain } from '../../directory/domain.js';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import type { TlsPolicy } from './client.js';
 
 /** inbound: to one of our domains (→ the internal mail server); outbound: from an internal network (→ the world). */

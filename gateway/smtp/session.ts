@@ -1,6 +1,6 @@
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { parseAddress, type Domain } from '../../directory/domain.js';
-import { MailmeshError, asMailmeshError, isMailmeshError } from '../../directory/errors.js';
+import { MailmeshError, asMailmeshError, isMailmeshError } from '../errors.js';
 import { SmtpClient, replyText, type Reply, type TlsPolicy } from './client.js';
 import type { Outcome } from './options.js';
 import { MessageRefused, TEXT_MAX, passOn, smtpReply } from './replies.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { edgeLimits, type EdgeSettings } from '../../directory/edge.js';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import type { TlsPolicy } from './client.js';
 import { createRouter, type NextHop } from './route.js';
 import type { GatewayOptions } from './smtp.js';

@@ -20,7 +20,7 @@
  * still carries, and the tunnel signature is gone once the gateway has unwrapped the message.
  */
 import type { Domain } from '../../directory/domain.js';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import { authservIdOf, fieldValueOf, type HeaderSection } from '../header.js';
 import type { DecryptResult, SignatureStatus } from './types.js';
 

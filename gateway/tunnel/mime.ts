@@ -3,7 +3,7 @@
  * fields and Content-Type, split a multipart body, decode a transfer encoding, and write
  * CRLF-terminated entities. Input is untrusted: every failure is TUNNEL_MALFORMED.
  */
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import { fieldValueOf, headerFields, type HeaderSection, type RawField } from '../header.js';
 
 /** A header field of an entity, read from the fields gateway/header.ts splits (nothing copied). */

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import { readOpenPgpKey } from '../../directory/openpgp.js';
 import { ParsedCache } from './cache.js';
 import { decodeBody, fieldValue, makeBoundary, malformed, outerHeader, parseContentType, parseEntity, splitMultipart, toCrlf, type ContentType, type Entity } from './mime.js';

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import { SMIME_AEAD } from '../../directory/record.js';
 import { validateSmimeChain } from '../../directory/smime.js';
 import { pkijsCertificate } from './cms/asn1.js';

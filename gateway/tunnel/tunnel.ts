@@ -5,7 +5,7 @@
  * addAuthenticationResults on the way in.
  */
 import type { TunnelFormat } from '../../directory/record.js';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import { namesCertificate } from './cms/envelope.js';
 import { pkijsCertificate } from './cms/asn1.js';
 import { isEncryptedTo, pgpDecrypt, pgpEncrypt, publicKeyOf } from './pgpmime.js';

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import { Sealer } from '../../directory/seal.js';
 import type { MetaStore } from '../../directory/store/store.js';
 

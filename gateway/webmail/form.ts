@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { parseAddress } from '../../directory/domain.js';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import type { SealedMessage } from './crypto.js';
 
 /** The longest recipient and Message-ID a form may carry. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import PostalMime, { addressParser, decodeWords, type Email } from 'postal-mime';
 import { encodeBase64Lines, makeBoundary } from '../tunnel/mime.js';
 

@@ -56,8 +56,10 @@ export function messagePage(t: Texts, s: SealedMessage, csrf: string, m: Readabl
 <h2>${esc(t('reply'))}</h2>${form('reply', s, csrf, `<label for="r">${esc(t('reply'))}</label><textarea id="r" name="text" rows="8" maxlength="${REPLY_MAX}" required></textarea><button type="submit">${esc(t('send'))}</button>`)}`;
 }
 
-export function notePage(title: string, note: string, ok: boolean, code?: string): string {
-  return `<h1>${esc(title)}</h1><p class="${ok ? 'ok' : 'err'}" id="note">${esc(note)}</p>${code ? `<p class="hint">code: <code id="code">${esc(code)}</code></p>` : ''}`;
+/** A note; a refusal names its code and the request ID (the detail is in the log under it). */
+export function notePage(title: string, note: string, ok: boolean, code?: string, requestId?: string): string {
+  const request = requestId ? `, request <code id="request">${esc(requestId)}</code>` : '';
+  return `<h1>${esc(title)}</h1><p class="${ok ? 'ok' : 'err'}" id="note">${esc(note)}</p>${code ? `<p class="hint">code: <code id="code">${esc(code)}</code>${request}</p>` : ''}`;
 }
 
 /** The attachment `secure-message.html`: a form that posts the sealed message; JavaScript only presses the button. */

@@ -1,5 +1,5 @@
 import sanitize, { type IOptions } from 'sanitize-html';
-import { MailmeshError } from '../../directory/errors.js';
+import { MailmeshError } from '../errors.js';
 import { esc } from './i18n.js';
 
 /**

@@ -1,9 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
-import { bearerMatches } from '../../directory/bearer.js';
+import { requireBearer } from '../../directory/bearer.js';
 import { parseAddress } from '../../directory/domain.js';
-import { asMailmeshError, MailmeshError } from '../../directory/errors.js';
-import { httpStatus } from '../../directory/http/http.js';
+import { asMailmeshError, MailmeshError } from '../errors.js';
+import { httpStatus, logRefusal } from '../../directory/http/http.js';
 import type { KvStore } from '../../directory/store/store.js';
 import { SmtpClient } from '../smtp/client.js';
 import { MessageRefused } from '../smtp/smtp.js';
@@ -193,12 +193,8 @@ export class Webmail {
 
       // An operator API (JSON errors, not pages): RFC 6750 §2.1 bearer token, RFC 9110 §9.3.5 DELETE.
       webmailResetRegistration: async (req, reply) => {
+        requireBearer(req.headers.authorization, this.#o.adminToken, 'set federation.importToken to allow WebMail resets over HTTP');
         const address = normalAddress((req.params as { address: string }).address);
-        if (!this.#o.adminToken) throw new MailmeshError('FEDERATION_DISABLED', 'set federation.importToken to allow WebMail resets over HTTP');
-        if (!bearerMatches(req.headers.authorization, this.#o.adminToken)) {
-          reply.header('www-authenticate', 'Bearer realm="mailmesh"'); // RFC 6750 §3
-          throw new MailmeshError('UNAUTHORIZED', 'a valid bearer token is needed');
-        }
         if (!(await this.resetRegistration(address))) throw new MailmeshError('NOT_FOUND', `${address} is not registered`);
         return reply.code(204).send();
       },
@@ -225,16 +221,18 @@ export class Webmail {
     return regKey(address);
   }
 
-  /** Wraps a page handler: parses the form, renders every refusal as a page with its code. */
+  /** Wraps a page handler: parses the form, renders every refusal as a page with its code and request ID. */
   #page(f: (req: FastifyRequest, reply: FastifyReply, form: Record<string, string>, sealed: SealedMessage) => Promise<FastifyReply>): RouteHandlerMethod {
     return async (req, reply) => {
       try {
         const form = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, string>;
         return await f(req, reply, form, sealedFrom(form));
       } catch (e) {
+        // The page names the code and the request ID; the detail is in the log under that ID.
         const err = asMailmeshError(e);
-        if (err.kind === 'internal') req.log.error({ err: e }, 'webmail failed');
-        return this.#send(reply, httpStatus(err), notePage(this.#t('errorTitle'), err.publicMessage, false, err.code));
+        logRefusal(req.log, err, e);
+        reply.header('x-request-id', req.id);
+        return this.#send(reply, httpStatus(err), notePage(this.#t('errorTitle'), err.publicMessage, false, err.code, req.id));
       }
     };
   }

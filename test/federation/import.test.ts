@@ -5,7 +5,7 @@ import { LdapServer } from '../../directory/ldap/ldap.js';
 import { importHandler, importThirdParty, readMaterial } from '../../federation/importer.js';
 import { importFromLdap } from '../../federation/ldapimport.js';
 import { announceForTest } from '../directory/announced.js';
-import { startHttp } from '../directory/http/helpers.js';
+import { get, isUnauthorized, startHttp } from '../directory/http/helpers.js';
 import { gpgHome, rejectsCode, run, seeded, tempDir } from '../helpers.js';
 import { memoryDirectory, testClock } from './helpers.js';
 import { isMailmeshError } from '../../directory/errors.js';
@@ -98,14 +98,25 @@ t.test('POST /v1/imports needs the token', async (t) => {
   const { base } = await startHttp(t, d, undefined, { federation: { join: async () => { throw new Error('unused'); }, leave: async () => { throw new Error('unused'); }, importKeys } });
   const url = `${base}/v1/imports`;
   const body = JSON.stringify({ domain: 'partner.test', data: readFileSync(f('chain.p7b')).toString('base64'), encoding: 'base64' });
-  const denied = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer wrong' }, body });
-  t.equal(denied.status, 403);
-  t.equal(((await denied.json()) as { error: { code: string } }).error.code, 'FEDERATION_DISABLED');
+  // A missing or wrong token answers as on every bearer-token route (WebMail reset: test/gateway/webmail/admin.test.ts).
+  isUnauthorized(t, await get(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body }), 'no token');
+  isUnauthorized(t, await get(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer wrong' }, body }), 'a wrong token');
+  isUnauthorized(t, await get(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 's3cret' }, body }), 'the token without the Bearer scheme');
+  t.equal((await d.listDomains()).length, 0, 'nothing imported');
   const ok = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer s3cret' }, body });
   t.equal(ok.status, 201);
   t.equal(((await ok.json()) as { provenance: { source: string } }).provenance.source, 'imported');
   const bad = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer s3cret' }, body: JSON.stringify({ domain: 'partner.test' }) });
   t.equal(bad.status, 400);
+
+  // Without a configured token the operation is off: 403 FEDERATION_DISABLED, whatever is sent.
+  const off = await startHttp(t, d, undefined, { federation: { join: async () => { throw new Error('unused'); }, leave: async () => { throw new Error('unused'); }, importKeys: importHandler(d, { trustAnchors: anchors, publish: false }) } });
+  for (const authorization of [undefined, 'Bearer s3cret']) {
+    const r = await get(`${off.base}/v1/imports`, { method: 'POST', headers: { 'content-type': 'application/json', ...(authorization && { authorization }) }, body });
+    t.equal(r.status, 403, `disabled, ${authorization ?? 'no token'}`);
+    t.equal((r.json() as { error: { code: string } }).error.code, 'FEDERATION_DISABLED');
+    t.equal(r.headers['www-authenticate'], undefined, 'no challenge: no token would help');
+  }
 });
 
 t.test('LDAP import from a real LDAP server (our LDAP face)', async (t) => {

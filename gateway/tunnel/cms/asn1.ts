@@ -2,7 +2,7 @@
 import { webcrypto } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { MailmeshError } from '../../../directory/errors.js';
+import { MailmeshError } from '../../errors.js';
 import { pemToDer } from '../../../directory/smime.js';
 import { ParsedCache } from '../cache.js';
 

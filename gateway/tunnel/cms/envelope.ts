@@ -9,7 +9,7 @@
 import { constants, createDecipheriv, createPrivateKey, privateDecrypt, type KeyObject } from 'node:crypto';
 import type * as asn1js from 'asn1js';
 import type * as pkijs from 'pkijs';
-import { MailmeshError } from '../../../directory/errors.js';
+import { MailmeshError } from '../../errors.js';
 import {
   algorithm,
   bad,

@@ -20,7 +20,7 @@
  * JavaScript gives no hard constant-time guarantee; this is the branch-free best effort.
  */
 import { constants, createHash, createHmac, privateDecrypt, type KeyObject } from 'node:crypto';
-import { MailmeshError } from '../../../directory/errors.js';
+import { MailmeshError } from '../../errors.js';
 
 /** 1 when a === b, else 0, for octets (no branch). */
 function eqByte(a: number, b: number): number {

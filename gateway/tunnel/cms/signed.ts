@@ -7,7 +7,7 @@
 import { createHash, createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { MailmeshError } from '../../../directory/errors.js';
+import { MailmeshError } from '../../errors.js';
 import { ParsedCache } from '../cache.js';
 import { bad, checkRsaBits, contentInfoDer, engine, isTagged, items, octets, OID, pkijsCertificate, readContentInfo, weak, WEAK_SIGNATURE_ALGORITHMS } from './asn1.js';
 

@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import type { Test } from 'tap';
 import { Directory } from '../../../directory/directory.js';
 import { createHttpServer, type HttpConfig, type HttpOptions } from '../../../directory/http/http.js';
+import { CATALOGUE } from '../../../directory/errors.js';
 
 export { memoryDirectory } from '../../helpers.js';
 
@@ -42,4 +43,17 @@ export function get(url: string, opts: { method?: string; headers?: Record<strin
     req.on('error', reject);
     req.end(opts.body);
   });
+}
+
+/**
+ * A bearer-token route's answer to a missing or wrong token, the same on every such route:
+ * 401 UNAUTHORIZED, RFC 6750 §3 `WWW-Authenticate: Bearer`, the JSON error with the catalogue's
+ * text and the request ID that the X-Request-Id header carries.
+ */
+export function isUnauthorized(t: Test, r: Got, what: string): void {
+  t.equal(r.status, 401, what);
+  t.equal(r.headers['www-authenticate'], 'Bearer realm="mailmesh"', `${what}: the bearer challenge`);
+  const id = r.headers['x-request-id'];
+  t.match(id, /^[0-9a-f-]{36}$/, `${what}: a request ID`);
+  t.same(r.json(), { error: { code: 'UNAUTHORIZED', message: CATALOGUE.UNAUTHORIZED.message, requestId: id } }, `${what}: code, catalogue text, request ID`);
 }

@@ -27,6 +27,10 @@ t.test('tampered ciphertext, another recipient, another message id, an expired m
   t.equal(tampered.status, 400);
   t.equal(tampered.code, 'WEBMAIL_INVALID');
   t.match(tampered.text, 'cannot be opened');
+  t.notMatch(tampered.text, 'authentication failed', 'the catalogue text, not the detail (that is in the log)');
+  const id = /<code id="request">([^<]+)<\/code>/.exec(tampered.text)?.[1];
+  t.match(id, /^[0-9a-f-]{36}$/, 'the page names the request ID');
+  t.equal(tampered.headers['x-request-id'], id, 'the same as X-Request-Id');
   const other = await post('open', { ...fields(s), recipient: 'mallory@outside.test' });
   t.equal(other.code, 'WEBMAIL_INVALID', 'a ciphertext for another recipient');
   t.equal((await post('open', { ...fields(s), messageId: '<x2@alpha.test>' })).code, 'WEBMAIL_INVALID');
