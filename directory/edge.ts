@@ -91,6 +91,8 @@ export class EdgeGuard {
   readonly limits: EdgeLimits;
   readonly #perAddress = new Map<string, number>();
   #open = 0;
+  /** Uncounts an admitted socket (admit), once. */
+  readonly #releases = new WeakMap<Socket, () => void>();
   readonly #faults: Counter | undefined;
   readonly #log: EdgeLogger | undefined;
   /** Addresses exempt from the per-address limit (trusted reverse proxies). */
@@ -126,14 +128,29 @@ export class EdgeGuard {
     this.#open++;
     this.#perAddress.set(address, mine + 1);
     const lifetime = this.limits.maxLifetimeMs > 0 ? setTimeout(() => socket.destroy(), this.limits.maxLifetimeMs).unref() : undefined;
-    socket.once('close', () => {
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
       clearTimeout(lifetime);
       this.#open--;
       const n = (this.#perAddress.get(address) ?? 1) - 1;
       if (n > 0) this.#perAddress.set(address, n);
       else this.#perAddress.delete(address);
-    });
+    };
+    socket.once('close', release);
+    this.#releases.set(socket, release);
     return undefined;
+  }
+
+  /**
+   * Uncounts an admitted connection now; once only, whichever comes first, this or the socket's
+   * 'close'. For a protocol library that takes the accepted socket's listeners away: smtp-server's
+   * STARTTLS calls removeAllListeners() on it before it wraps it in TLS, so its 'close' would never
+   * reach us and every STARTTLS session would stay counted (gateway/smtp/listener.ts).
+   */
+  release(socket: Socket): void {
+    this.#releases.get(socket)?.();
   }
 
   /** True when the socket holds more unsent bytes than maxPendingBytes. */

@@ -8,7 +8,7 @@ import { smtpReply } from './replies.js';
 
 /**
  * The one file that knows smtp-server's internals (docs/smtp.md "Upstream side"). A queue-less
- * relay needs four things smtp-server 3 has no public hook for, so each is an override of a
+ * relay needs five things smtp-server 3 has no public hook for, so each is an override of a
  * member of its SMTPConnection (declared in its types, but not part of its documented API):
  *
  * - `_resetSession()`: the upstream transaction ends by RSET, HELO/EHLO, STARTTLS or the end of
@@ -20,6 +20,9 @@ import { smtpReply } from './replies.js';
  *   instead of smtp-server's `421 Error: <message>`.
  * - `_socket` in `send()`: the current socket (the TLS one after STARTTLS), whose unread
  *   replies make a stalled reader (EdgeGuard.stall).
+ * - `_onClose()`: the end of the connection, TLS or not. The EdgeGuard counts an accepted socket
+ *   until its 'close', but smtp-server's STARTTLS removes every listener of that socket before
+ *   wrapping it (removeAllListeners), so the count is released here (EdgeGuard.release).
  *
  * test/gateway/smtp/listener.test.ts pins each of them, so an smtp-server release that changes
  * them fails there, not on the wire.
@@ -36,10 +39,19 @@ const ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3}(\s|$)/;
  */
 class Connection extends SMTPConnection {
   readonly #listener: Listener;
+  /** The accepted socket, as the EdgeGuard counted it (after STARTTLS `_socket` is the TLS one). */
+  readonly #accepted: net.Socket;
 
   constructor(listener: Listener, socket: net.Socket | tls.TLSSocket, options?: SMTPConnectionOptions | null) {
     super(listener, socket, options);
     this.#listener = listener;
+    this.#accepted = socket;
+  }
+
+  /** The connection ended (smtp-server calls this for the plain and the TLS socket alike): uncounted. */
+  override _onClose(): void {
+    super._onClose();
+    this.#listener.guard?.release(this.#accepted);
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {

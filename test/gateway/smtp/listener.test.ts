@@ -5,7 +5,7 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection';
 import t, { type Test } from 'tap';
 import { EdgeGuard } from '../../../directory/edge.js';
 import { selfSignedCertificate } from '../../../directory/tls.js';
-import { ReplyParser, type Reply } from '../../../gateway/smtp/client.js';
+import { ReplyParser, SmtpClient, type Reply } from '../../../gateway/smtp/client.js';
 import { Listener, type ListenerOptions } from '../../../gateway/smtp/listener.js';
 import { floodNeverReading } from '../../edges/helpers.js';
 import { Raw, show } from './helpers.js';
@@ -44,7 +44,7 @@ async function start(t: Test, over: Partial<ListenerOptions> = {}): Promise<{ po
 }
 
 t.test('the members listener.ts overrides or calls exist on SMTPConnection', async (t) => {
-  for (const name of ['_resetSession', '_setListeners', 'connectionReady', '_createParser', 'send', 'init'] as const) {
+  for (const name of ['_resetSession', '_setListeners', 'connectionReady', '_createParser', '_onClose', 'send', 'init'] as const) {
     t.equal(typeof SMTPConnection.prototype[name], 'function', name);
   }
 });
@@ -159,4 +159,33 @@ t.test('the guard refuses connections over its limits with the table reply 421 4
   const [r] = await second.read(1);
   t.equal(show(r!), `421 4.7.0 ${NAME} Too many connections from your address, try again later`);
   await second.closed;
+});
+
+t.test('a STARTTLS session leaves the guard\'s count when it ends (smtp-server takes the accepted socket\'s listeners away)', async (t) => {
+  const guard = new EdgeGuard('smtp', { maxConnectionsPerAddress: 2 });
+  // smtp-server calls onClose after the connection's own close handling: the count is settled by then.
+  let closed = 0;
+  let wake = () => {};
+  const ended = async (n: number) => {
+    while (closed < n) await new Promise<void>((resolve) => (wake = resolve));
+  };
+  const { port } = await start(t, { guard, onClose: () => (closed++, wake()) });
+  // Sequential sessions from one address, each upgraded to TLS and ended: 2 at once are never open.
+  for (let i = 1; i <= 4; i++) {
+    const c = await SmtpClient.connect({ host: '127.0.0.1', port, helo: 'tls.test', tls: 'encrypt' });
+    t.equal(c.greeting.code, 220, `session ${i}: greeted, not refused (${c.greeting.lines.join(' ')})`);
+    t.ok(c.secure, `session ${i}: STARTTLS`);
+    await c.quit();
+    await ended(i);
+    t.equal(guard.open, 0, `session ${i}: uncounted once it ended`);
+  }
+  // A session cut off right after STARTTLS, before the handshake, is uncounted too.
+  const raw = await Raw.open(t, port);
+  await raw.hello();
+  raw.write('STARTTLS\r\n');
+  const [ready] = await raw.read(1);
+  t.equal(ready?.code, 220);
+  raw.socket.destroy();
+  await ended(5);
+  t.equal(guard.open, 0, 'a handshake cut short is uncounted');
 });
