@@ -186,8 +186,8 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       const dns = await createDnsServer({
         directory, ...zoneOptions(c, running.addresses.http), logger: log.child({ face: 'dns' }), metrics, rrl: d.rrl, transfer: d.transfer,
         tcp: {
-          maxPendingBytes: d.maxPendingBytes, maxTotalPendingBytes: d.maxTotalPendingBytes, maxConnections: d.maxTcpConnections, maxConnectionsPerClient: d.maxTcpConnectionsPerClient,
-          idleTimeoutMs: d.tcpIdleTimeoutSec * 1000, drainTimeoutMs: d.tcpDrainTimeoutSec * 1000, lifetimeMs: d.tcpLifetimeSec * 1000,
+          maxPendingBytes: d.maxPendingBytes, maxTotalPendingBytes: d.maxTotalPendingBytes, maxConnections: d.maxTcpConnections, maxConnectionsPerAddress: d.maxTcpConnectionsPerClient,
+          idleTimeoutMs: d.tcpIdleTimeoutSec * 1000, drainTimeoutMs: d.tcpDrainTimeoutSec * 1000, maxLifetimeMs: d.tcpLifetimeSec * 1000,
         },
       });
       closers.push(() => dns.close());

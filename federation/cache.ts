@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Domain } from '../directory/domain.js';
-import type { KvStore } from '../directory/store/store.js';
+import type { KvDocuments } from '../directory/store/store.js';
 import type { Discovered } from './discovered.js';
 
 /** A cached discovery answer; `expires` and `staleUntil` are milliseconds on the Discovery clock, which judges them. */
@@ -53,8 +53,8 @@ interface StoredEntry extends CacheEntry {
  * An entry without `provenance.trust` (an older version's) reads as absent too.
  */
 export class StoreDiscoveryCache implements DiscoveryCache {
-  readonly #kv: Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>;
-  constructor(kv: Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>) {
+  readonly #kv: KvDocuments;
+  constructor(kv: KvDocuments) {
     this.#kv = kv;
   }
 

@@ -148,6 +148,17 @@ function splitHostPort(server: string): { host: string; port: number } {
 
 type Decoded = ReturnType<typeof decodeResponse>;
 
+/** Settles an exchange once: the first call cleans up (timer, socket) and runs its outcome, later ones do nothing. */
+function once(cleanup: () => void): (outcome: () => void) => void {
+  let settled = false;
+  return (outcome) => {
+    if (settled) return;
+    settled = true;
+    cleanup();
+    outcome();
+  };
+}
+
 /**
  * One UDP exchange on a fresh socket (random ephemeral source port, RFC 5452 §9.2), connected
  * to the server: the kernel drops datagrams from any other address or port, and we check both
@@ -157,14 +168,10 @@ function udpAsk(host: string, port: number, msg: Buffer, accept: (m: Buffer) => 
   return new Promise((resolve, reject) => {
     const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
     let peer: string | undefined;
-    let settled = false;
-    const done = (f: () => void) => {
-      if (settled) return;
-      settled = true;
+    const done = once(() => {
       clearTimeout(timer);
       sock.close();
-      f();
-    };
+    });
     const timer = setTimeout(() => done(() => reject(new MailmeshError('LOOKUP_UNAVAILABLE', `${host}:${port} did not answer`))), timeoutMs);
     sock.on('error', (e) => done(() => reject(new MailmeshError('LOOKUP_UNAVAILABLE', `${host}:${port}: ${e.message}`))));
     sock.on('message', (m, rinfo) => {
@@ -189,14 +196,10 @@ function tcpAsk(host: string, port: number, msg: Buffer, accept: (m: Buffer) => 
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host, port });
     let buf = Buffer.alloc(0);
-    let settled = false;
-    const finish = (f: () => void) => {
-      if (settled) return;
-      settled = true;
+    const finish = once(() => {
       clearTimeout(timer);
       sock.destroy();
-      f();
-    };
+    });
     const fail = (detail: string) => finish(() => reject(new MailmeshError('LOOKUP_UNAVAILABLE', `${host}:${port} over TCP: ${detail}`)));
     // A deadline for the whole exchange, not an idle timeout: a server trickling octets cannot hold us.
     const timer = setTimeout(() => fail('timed out'), timeoutMs);

@@ -100,8 +100,8 @@ export class JoinService {
    * may replace what is held (same key or a rollover), prove domain control, store it as `joined`.
    * A new key without continuity but with proof of control starts (or continues) a key recovery.
    */
-  async join(body: unknown): Promise<JoinAnswer> {
-    try {
+  join(body: unknown): Promise<JoinAnswer> {
+    return this.#refused('join', async () => {
       // The record is read, checked (a DNS proof takes a while) and written if its serial is still
       // the one read: a post that raced another (the CLI and serve posting the same change) is
       // checked again against what the other wrote, a few times, before SERIAL_CONFLICT.
@@ -112,9 +112,7 @@ export class JoinService {
           if (!isMailmeshError(e, 'SERIAL_CONFLICT') || attempt >= 3) throw e;
         }
       }
-    } catch (e) {
-      throw this.#refusal('join', e);
-    }
+    });
   }
 
   async #join(body: unknown): Promise<JoinAnswer> {
@@ -241,19 +239,31 @@ export class JoinService {
   }
 
   /** DELETE /v1/domains/{domain}: a leave statement signed by the key the directory holds. */
-  async leave(domainInput: string, body: unknown): Promise<DomainRecord> {
+  leave(domainInput: string, body: unknown): Promise<DomainRecord> {
+    return this.#refused('leave', () => this.#leave(domainInput, body));
+  }
+
+  /** An operation whose failure the caller sees as #refusal says. */
+  async #refused<T>(op: 'join' | 'leave' | 'veto', run: () => Promise<T>): Promise<T> {
     try {
-      return await this.#leave(domainInput, body);
+      return await run();
     } catch (e) {
-      throw this.#refusal('leave', e);
+      throw this.#refusal(op, e);
     }
+  }
+
+  /** The record a leave or a veto speaks about: held by this directory, published or not. */
+  async #held(domainInput: string): Promise<DomainRecord> {
+    const domain = parseDomain(domainInput);
+    const held = await this.#o.directory.findRecord(domain, { unpublished: true });
+    if (!held) throw new MailmeshError('DOMAIN_NOT_FOUND', domain);
+    return held;
   }
 
   async #leave(domainInput: string, body: unknown): Promise<DomainRecord> {
     const { directory } = this.#o;
-    const domain = parseDomain(domainInput);
-    const held = await directory.findRecord(domain, { unpublished: true });
-    if (!held) throw new MailmeshError('DOMAIN_NOT_FOUND', domain);
+    const held = await this.#held(domainInput);
+    const domain = held.domain;
     if (held.provenance.source !== 'joined' || !held.keys.openpgp) throw new MailmeshError('DOMAIN_HELD', `${domain} was not joined; an operator removes it`);
     const p = await verifyLeave(body, held.keys.openpgp.armored, directory.clock());
     if (p.domain !== domain || p.fingerprint.toUpperCase() !== held.keys.openpgp.fingerprint) {
@@ -270,19 +280,14 @@ export class JoinService {
    * (a statement signed by that key naming the new key). The recovery is dropped, and that key
    * is refused with RECOVERY_VETOED from then on.
    */
-  async veto(domainInput: string, body: unknown): Promise<DomainRecord> {
-    try {
-      return await this.#veto(domainInput, body);
-    } catch (e) {
-      throw this.#refusal('veto', e);
-    }
+  veto(domainInput: string, body: unknown): Promise<DomainRecord> {
+    return this.#refused('veto', () => this.#veto(domainInput, body));
   }
 
   async #veto(domainInput: string, body: unknown): Promise<DomainRecord> {
     const { directory } = this.#o;
-    const domain = parseDomain(domainInput);
-    const held = await directory.findRecord(domain, { unpublished: true });
-    if (!held) throw new MailmeshError('DOMAIN_NOT_FOUND', domain);
+    const held = await this.#held(domainInput);
+    const domain = held.domain;
     if (!held.keys.openpgp) throw new MailmeshError('DOMAIN_HELD', `${domain} has no OpenPGP key to sign a veto`);
     const now = directory.clock();
     const p = await verifyVeto(body, held.keys.openpgp.armored, now);

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { MailmeshError } from '../directory/errors.js';
 import type { SmimeKeyInfo } from '../directory/record.js';
 import type { VerifiedKeys } from '../directory/signed.js';
-import type { KvStore } from '../directory/store/store.js';
+import { kvGetJson, kvPutJson, type KvDocuments } from '../directory/store/store.js';
 import type { KeyTrust } from './trust.js';
 
 /** A key change that was refused: the pinned key stays in use (docs/architecture.md "Federation"). */
@@ -144,31 +144,26 @@ const PIN_INDEX = 'pin-index';
  * (`mailmesh pins accept|forget`) writes the same keys the running gateway reads.
  */
 export class StorePinStore implements PinStore {
-  readonly #kv: Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>;
-  constructor(kv: Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>) {
+  readonly #kv: KvDocuments;
+  constructor(kv: KvDocuments) {
     this.#kv = kv;
   }
-  async get(domain: string): Promise<PinEntry | undefined> {
-    const v = await this.#kv.kvGet(`pin:${domain}`);
-    return v === undefined ? undefined : (JSON.parse(v) as PinEntry);
+  get(domain: string): Promise<PinEntry | undefined> {
+    return kvGetJson<PinEntry>(this.#kv, `pin:${domain}`);
   }
   async put(domain: string, entry: PinEntry): Promise<void> {
-    await this.#kv.kvPut(`pin:${domain}`, JSON.stringify(entry));
-    const index = await this.#index();
-    if (!index.includes(domain)) await this.#kv.kvPut(PIN_INDEX, JSON.stringify([...index, domain].sort()));
+    await kvPutJson(this.#kv, `pin:${domain}`, entry);
+    const index = await this.list();
+    if (!index.includes(domain)) await kvPutJson(this.#kv, PIN_INDEX, [...index, domain].sort());
   }
   async delete(domain: string): Promise<void> {
     await this.#kv.kvDelete(`pin:${domain}`);
-    const index = await this.#index();
-    if (index.includes(domain)) await this.#kv.kvPut(PIN_INDEX, JSON.stringify(index.filter((d) => d !== domain)));
+    const index = await this.list();
+    if (index.includes(domain)) await kvPutJson(this.#kv, PIN_INDEX, index.filter((d) => d !== domain));
   }
   /** Pins written before the index existed are listed once they are written again. */
   async list(): Promise<string[]> {
-    return this.#index();
-  }
-  async #index(): Promise<string[]> {
-    const v = await this.#kv.kvGet(PIN_INDEX);
-    return v === undefined ? [] : (JSON.parse(v) as string[]);
+    return (await kvGetJson<string[]>(this.#kv, PIN_INDEX)) ?? [];
   }
 }
 

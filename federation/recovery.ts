@@ -1,7 +1,7 @@
 import type { Domain } from '../directory/domain.js';
 import type { DomainRecord, SignedRecord } from '../directory/record.js';
 import { signPayload, VETO_TYPE } from '../directory/signed.js';
-import type { KvStore } from '../directory/store/store.js';
+import { kvGetJson, kvPutJson, type KvDocuments } from '../directory/store/store.js';
 import { sendJson, type Fetch } from './web.js';
 
 /**
@@ -28,19 +28,18 @@ export interface PendingRecovery {
 
 /** The pending recoveries and the vetoed keys of each domain, in the store's kv space. */
 export class Recoveries {
-  readonly #kv: Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>;
+  readonly #kv: KvDocuments;
 
-  constructor(kv: Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>) {
+  constructor(kv: KvDocuments) {
     this.#kv = kv;
   }
 
-  async get(domain: Domain): Promise<PendingRecovery | undefined> {
-    const text = await this.#kv.kvGet(`recovery:${domain}`);
-    return text === undefined ? undefined : (JSON.parse(text) as PendingRecovery);
+  get(domain: Domain): Promise<PendingRecovery | undefined> {
+    return kvGetJson<PendingRecovery>(this.#kv, `recovery:${domain}`);
   }
 
-  async put(domain: Domain, p: PendingRecovery): Promise<void> {
-    await this.#kv.kvPut(`recovery:${domain}`, JSON.stringify(p));
+  put(domain: Domain, p: PendingRecovery): Promise<void> {
+    return kvPutJson(this.#kv, `recovery:${domain}`, p);
   }
 
   async drop(domain: Domain): Promise<void> {
@@ -49,13 +48,12 @@ export class Recoveries {
 
   /** OpenPGP fingerprints whose recovery the holder of the domain's key vetoed. */
   async vetoed(domain: Domain): Promise<string[]> {
-    const text = await this.#kv.kvGet(`recovery-vetoed:${domain}`);
-    return text === undefined ? [] : (JSON.parse(text) as string[]);
+    return (await kvGetJson<string[]>(this.#kv, `recovery-vetoed:${domain}`)) ?? [];
   }
 
   async veto(domain: Domain, fingerprint: string): Promise<void> {
     const list = await this.vetoed(domain);
-    if (!list.includes(fingerprint)) await this.#kv.kvPut(`recovery-vetoed:${domain}`, JSON.stringify([...list, fingerprint]));
+    if (!list.includes(fingerprint)) await kvPutJson(this.#kv, `recovery-vetoed:${domain}`, [...list, fingerprint]);
   }
 }
 

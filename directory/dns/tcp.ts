@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import { HEADER_SIZE } from '../dnswire.js';
+import { DEFAULT_EDGE_LIMITS, type EdgeLimits } from '../edge.js';
 
 /**
  * DNS over TCP (RFC 1035 §4.2.2, RFC 7766) against peers that do not play fair: what is queued
@@ -7,29 +8,23 @@ import { HEADER_SIZE } from '../dnswire.js';
  * and long-lived connections are closed.
  */
 
-export interface TcpLimits {
-  /** A connection with more unsent octets than this is not read until they drain. */
-  maxPendingBytes: number;
+/**
+ * The edge limits of every face (directory/edge.ts EdgeLimits: backlog per connection, drain
+ * timeout, connections in total and per address, lifetime), and two of DNS over TCP's own.
+ */
+export interface TcpLimits extends EdgeLimits {
   /** Unsent octets of all connections together; past it, a connection that has to wait for its peer is not read either. */
   maxTotalPendingBytes: number;
-  /** A connection not read because of its backlog is closed if the backlog does not drain within this. */
-  drainTimeoutMs: number;
   /** Closed after this long without a query or an answer (RFC 7766 §6.2.3). */
   idleTimeoutMs: number;
-  /** Closed this long after it was accepted, whatever it does. */
-  lifetimeMs: number;
-  maxConnections: number;
-  maxConnectionsPerClient: number;
 }
 
 export const TCP_DEFAULTS: TcpLimits = {
-  maxPendingBytes: 4 * 1024 * 1024,
+  ...DEFAULT_EDGE_LIMITS,
   maxTotalPendingBytes: 64 * 1024 * 1024,
-  drainTimeoutMs: 30_000,
   idleTimeoutMs: 10_000,
-  lifetimeMs: 300_000,
-  maxConnections: 1000,
-  maxConnectionsPerClient: 10,
+  maxLifetimeMs: 300_000,
+  maxConnectionsPerAddress: 10,
 };
 
 /** Why a connection was refused or closed by us, for the metrics. */
@@ -65,7 +60,7 @@ export class TcpConnections {
     });
     const address = socket.remoteAddress ?? '';
     const mine = this.#perClient.get(address) ?? 0;
-    const refused: TcpEvent | undefined = this.#open.size >= this.limits.maxConnections ? 'total' : mine >= this.limits.maxConnectionsPerClient ? 'per_client' : undefined;
+    const refused: TcpEvent | undefined = this.#open.size >= this.limits.maxConnections ? 'total' : mine >= this.limits.maxConnectionsPerAddress ? 'per_client' : undefined;
     if (refused) {
       this.hooks.event(refused);
       return void socket.destroy();
@@ -102,7 +97,7 @@ class Connection {
     const { limits } = face;
     socket.setNoDelay(true);
     socket.setTimeout(limits.idleTimeoutMs, () => this.#close('idle'));
-    const lifetime = setTimeout(() => this.#close('lifetime'), limits.lifetimeMs).unref();
+    const lifetime = setTimeout(() => this.#close('lifetime'), limits.maxLifetimeMs).unref();
     socket.once('close', () => {
       clearTimeout(lifetime);
       this.#closed = true;

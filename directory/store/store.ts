@@ -110,3 +110,17 @@ export function encodeDraft(draft: RecordDraft): string {
   const { serial: _drop, ...rest } = draft as RecordDraft & { serial?: number };
   return JSON.stringify(rest);
 }
+
+/** The kv calls a store of JSON documents needs (pins, recoveries, the discovery cache). */
+export type KvDocuments = Pick<KvStore, 'kvGet' | 'kvPut' | 'kvDelete'>;
+
+/** A JSON document kept under a kv key; undefined when there is none. */
+export async function kvGetJson<T>(kv: Pick<KvStore, 'kvGet'>, key: string): Promise<T | undefined> {
+  const text = await kv.kvGet(key);
+  return text === undefined ? undefined : (JSON.parse(text) as T);
+}
+
+/** Writes a JSON document under a kv key. */
+export async function kvPutJson(kv: Pick<KvStore, 'kvPut'>, key: string, value: unknown): Promise<void> {
+  await kv.kvPut(key, JSON.stringify(value));
+}

@@ -85,7 +85,7 @@ t.test('TCP: a fault while answering ends that connection alone; the listener go
 });
 
 t.test('TCP: connections per client address and in total are limited', async (t) => {
-  const { port, server } = await startDns(t, directory, { tcp: { maxConnectionsPerClient: 2 } });
+  const { port, server } = await startDns(t, directory, { tcp: { maxConnectionsPerAddress: 2 } });
   const open = async () => {
     const s = net.connect(port, '127.0.0.1');
     s.on('error', () => {});
@@ -122,12 +122,12 @@ t.test('TCP: connections per client address and in total are limited', async (t)
 });
 
 t.test('TCP: idle connections and connections past their lifetime are closed', async (t) => {
-  const { port, server } = await startDns(t, directory, { tcp: { idleTimeoutMs: 200, lifetimeMs: 600_000 } });
+  const { port, server } = await startDns(t, directory, { tcp: { idleTimeoutMs: 200, maxLifetimeMs: 600_000 } });
   const idle = net.connect(port, '127.0.0.1');
   await closed(idle);
   t.equal(sample(server, 'mailmesh_dns_tcp_limits_total{limit="idle"}'), 1, 'idle: closed');
 
-  const long = await startDns(t, directory, { tcp: { idleTimeoutMs: 60_000, lifetimeMs: 300 } });
+  const long = await startDns(t, directory, { tcp: { idleTimeoutMs: 60_000, maxLifetimeMs: 300 } });
   const busy = net.connect(long.port, '127.0.0.1');
   const done = closed(busy);
   // A client that keeps asking is closed all the same when its lifetime is over.
