@@ -10,6 +10,7 @@ import { checkNextPinned, directoryRecord, isoSecond, keyExpiries, publishRecord
 import type { DomainSources } from '../federation/proof.js';
 import { postVeto } from '../federation/recovery.js';
 import type { Fetch } from '../federation/web.js';
+import { parseSeen, seenKey } from '../gateway/gateway.js';
 
 /** What the `mailmesh domain roll|renew|revoke|recover|veto` commands work with (cli/main.ts wires it from the configuration). */
 export interface KeyCommandContext {
@@ -185,7 +186,7 @@ export async function rollStatus(c: KeyCommandContext, domain: string): Promise<
       lines.push(`directory ${url}: unreachable (${err.code}: ${err.message})`);
     }
   }
-  const seen = JSON.parse((await c.directory.store.kvGet(`lifecycle:seen:${r.domain}`)) ?? '{}') as Record<string, { openpgp?: string; smime?: string; at: string }>;
+  const seen = parseSeen(await c.directory.store.kvGet(seenKey(r.domain)));
   for (const [peer, s] of Object.entries(seen).sort(([a], [b]) => a.localeCompare(b))) {
     lines.push(`peer      ${peer}: openpgp ${whichKey(r, secrets?.retained, s.openpgp, 'openpgp')}, smime ${whichKey(r, secrets?.retained, s.smime, 'smime')}, at ${isoSecond(s.at)}`);
   }

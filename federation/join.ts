@@ -122,8 +122,10 @@ export class JoinService {
     const payload = checkRecordPayload(parseCanonical(signed.payload));
     const existing = await directory.store.getRecord(parseDomain(payload.domain));
     const live = existing && existing.status !== 'deleted' ? existing : undefined;
-    // The very record held (verified when it was stored): a repeated post changes nothing.
-    if (live?.signed && live.signed.payload === signed.payload && live.signed.signature === signed.signature) return { record: live, unchanged: true };
+    // The very record a join stored (verified then): a repeated post changes nothing. Other
+    // sources (local, imported, mirrored) go the whole way, and are refused or replaced below.
+    const same = live?.signed && live.signed.payload === signed.payload && live.signed.signature === signed.signature;
+    if (same && live.provenance.source === 'joined') return { record: live, unchanged: true };
     const heldKey = live?.keys.openpgp?.armored;
     let v: VerifiedRecord;
     try {
@@ -140,7 +142,8 @@ export class JoinService {
       throw e;
     }
     if (live && live.provenance.source !== 'joined' && live.provenance.source !== 'mirrored') {
-      throw new MailmeshError('DOMAIN_HELD', `${v.domain} is a ${live.provenance.source} domain of this directory: an operator of this directory holds it (a join cannot replace it)`);
+      // DOMAIN_HELD's detail is shown to anyone who posts: it names no source (an imported record may be unpublished).
+      throw new MailmeshError('DOMAIN_HELD', `${v.domain} is held by an operator of this directory (a join cannot replace it)`);
     }
     // A joined or mirrored record was verified when it was stored, so its payload parses.
     const heldPayload = live?.signed ? checkRecordPayload(parseCanonical(live.signed.payload)) : undefined;

@@ -14,7 +14,7 @@ import { MessageRefused, smtpReply, type Envelope, type GatewayOptions, type Rec
 import { InboundTunnels, within } from './inbound.js';
 import { classifyMessage, encryptTunnel, readTunnel, type KeyPair, type OwnDomain, type PeerDomain } from './tunnel/tunnel.js';
 
-export { seenKey, type SeenByPeer } from './inbound.js';
+export { parseSeen, seenKey, type SeenByPeer } from './inbound.js';
 
 /** What the gateway needs of discovery (federation/discovery.ts Discovery). */
 export interface KeyDiscovery {

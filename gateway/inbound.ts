@@ -2,7 +2,7 @@ import { parseAddress, type Domain } from '../directory/domain.js';
 import { isMailmeshError, MailmeshError } from './errors.js';
 import type { Counter } from '../directory/metrics.js';
 import type { TunnelFormat } from '../directory/record.js';
-import type { KvStore } from '../directory/store/store.js';
+import { kvPutJson, type KvStore } from '../directory/store/store.js';
 import type { Discovered } from '../federation/discovery.js';
 import { authorDomain, headerFields, type HeaderSection } from './header.js';
 import { aligned, type PolicySettings } from './policy.js';
@@ -229,7 +229,7 @@ export class InboundTunnels {
     const write = async () => {
       const all = parseSeen(await store.kvGet(seenKey(ours)));
       all[peer] = { ...all[peer], [kind]: fingerprint, at: now.toISOString() };
-      await store.kvPut(seenKey(ours), JSON.stringify(all));
+      await kvPutJson(store, seenKey(ours), all);
       this.#seen.set(memo, { fingerprint, at: now.getTime() });
     };
     const done = (this.#seenWrites.get(ours) ?? Promise.resolve()).then(write);
@@ -268,8 +268,8 @@ export async function within<T>(p: Promise<T>, ms: number, otherwise: T): Promis
   }
 }
 
-/** seenKey's value; anything unreadable counts as nothing recorded yet. */
-function parseSeen(text: string | undefined): SeenByPeer {
+/** What `seenKey` holds, read tolerantly: a missing or unreadable document is none (the next write replaces it). */
+export function parseSeen(text: string | undefined): SeenByPeer {
   try {
     const v: unknown = text ? JSON.parse(text) : undefined;
     if (v && typeof v === 'object' && !Array.isArray(v)) return v as SeenByPeer;

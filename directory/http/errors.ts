@@ -12,8 +12,7 @@ const STATUS: Record<ErrorKind, number> = {
   unavailable: 503,
   internal: 500,
 };
-/** Codes with a status of their own: RFC 6585 §4 (429), RFC 9110 §15.5.14 (413), RFC 9110 §15.5.2 (401). */
-/** RFC 9110 §15.5.16 (415). */
+/** Codes with a status of their own: RFC 6585 §4 (429), RFC 9110 §15.5.14 (413), §15.5.2 (401), §15.5.16 (415). */
 const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = { RATE_LIMITED: 429, BODY_TOO_LARGE: 413, UNAUTHORIZED: 401, MEDIA_TYPE_UNSUPPORTED: 415 };
 /** Framework errors by their status: what a request got wrong (RFC 9110 §15.5). */
 const CODE_BY_STATUS: Record<number, ErrorCode> = { 404: 'NOT_FOUND', 413: 'BODY_TOO_LARGE', 415: 'MEDIA_TYPE_UNSUPPORTED' };

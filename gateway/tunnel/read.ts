@@ -3,8 +3,11 @@
  * messages"): its header section split once (gateway/header.ts), its MIME entity, Content-Type
  * and body offset, and what it is before any key is looked at. Classification, decryption,
  * encryption and the header readers take this parsed message, never the bytes again; the
- * encryption layer (the armored OpenPGP message, the CMS DER) and who it is encrypted to are
- * read at most once, when first asked for. Nothing is copied: every part is a view of `bytes`.
+ * encryption layer's bytes (the armored OpenPGP message, the CMS DER) and who it is encrypted to
+ * are extracted at most once, when first asked for. Decryption reads OpenPGP packets from that
+ * armor again for each attempt (openpgp.js's decrypt may change the packets it is given), so a PGP
+ * message is parsed into packets once for its recipients and once per decryption. Nothing is
+ * copied: every part is a view of `bytes`.
  */
 import type * as openpgp from 'openpgp';
 import type { TunnelFormat } from '../../directory/record.js';
