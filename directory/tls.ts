@@ -43,3 +43,33 @@ export async function selfSignedCertificate(names: string[], now = new Date(), v
   return { cert: cert.toString('pem'), key: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') };
 }
 
+
+/**
+ * The TLS material a listener serves, replaceable while it runs: SIGHUP re-reads the configured
+ * files, ACME (RFC 8555) renews, and every subscribed listener swaps its secure context for new
+ * handshakes without dropping the connections it has (node:tls `setSecureContext`).
+ */
+export class TlsHolder {
+  #pair: TlsKeyPair;
+  readonly #listeners = new Set<(pair: TlsKeyPair) => void>();
+
+  constructor(pair: TlsKeyPair) {
+    this.#pair = pair;
+  }
+
+  current(): TlsKeyPair {
+    return this.#pair;
+  }
+
+  /** Replaces the material; every subscriber gets it at once. */
+  set(pair: TlsKeyPair): void {
+    this.#pair = pair;
+    for (const f of this.#listeners) f(pair);
+  }
+
+  /** Calls `f` with each new pair; returns the unsubscribe function. */
+  onChange(f: (pair: TlsKeyPair) => void): () => void {
+    this.#listeners.add(f);
+    return () => this.#listeners.delete(f);
+  }
+}
