@@ -23,7 +23,7 @@ export interface CaptureSink {
   close(): Promise<void>;
 }
 
-export async function captureSink(): Promise<CaptureSink> {
+export async function captureSink(host = '127.0.0.1'): Promise<CaptureSink> {
   const waiters: { n: number; resolve(): void }[] = [];
   const sink: CaptureSink = {
     port: 0,
@@ -50,7 +50,7 @@ export async function captureSink(): Promise<CaptureSink> {
   });
   // smtp-server re-emits a client's connection errors (ECONNRESET when it dies mid-session); unheard, they would crash the process.
   server.on('error', () => undefined);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
   sink.port = (server.server.address() as AddressInfo).port;
   return sink;
 }

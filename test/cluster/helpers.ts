@@ -21,8 +21,8 @@ export interface Node {
 export const clusterPrefix = (t: Test, url: string): string => redisPrefix(t, url);
 
 /** A capture sink (the internal mail server of every node), closed at the end. */
-export async function sink(t: Test): Promise<CaptureSink> {
-  const s = await captureSink();
+export async function sink(t: Test, host?: string): Promise<CaptureSink> {
+  const s = await captureSink(host);
   t.teardown(() => s.close());
   return s;
 }
@@ -32,8 +32,14 @@ export async function sink(t: Test): Promise<CaptureSink> {
  * mail relayed to `internalPort`; resolves with its SMTP address once it logs that it is
  * serving (no sleeps). Killed when the test ends.
  */
-export async function startNode(t: Test, env: { url: string; prefix: string; masterKey: string; demoDomain: string; internalPort: number }): Promise<Node> {
-  const child = spawn('node', [MAIN, 'serve'], {
+export async function startNode(
+  t: Test,
+  env: { url: string; prefix: string; masterKey: string; demoDomain: string; internalPort: number },
+  opts: { wrap?: string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<Node> {
+  // `wrap` runs it through another command (`ip netns exec <ns>`); `opts.env` overrides the settings below.
+  const [cmd, ...args] = [...(opts.wrap ?? []), 'node', MAIN, 'serve'];
+  const child = spawn(cmd!, args, {
     cwd: tempDir(t, 'mailmesh-node-'),
     env: {
       ...process.env,
@@ -49,6 +55,7 @@ export async function startNode(t: Test, env: { url: string; prefix: string; mas
       MAILMESH_STORE__REDIS_PREFIX: env.prefix,
       MAILMESH_MASTER_KEY: env.masterKey,
       MAILMESH_DEMO__DOMAIN: env.demoDomain,
+      ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -110,7 +117,7 @@ export async function transaction(c: SmtpClient, to: string, id: string): Promis
 }
 
 /** Opens an SMTP session to a node (plain, bounded timeouts); a failure to connect is `lost`. */
-export async function session(node: Node): Promise<SmtpClient | { lost: string }> {
+export async function session(node: Pick<Node, 'smtp'>): Promise<SmtpClient | { lost: string }> {
   try {
     return await SmtpClient.connect({ ...node.smtp, helo: 'client.test', tls: 'none', timeouts: { connect: 5000, command: 15_000, dataEnd: 15_000 } });
   } catch (e) {
