@@ -181,11 +181,14 @@ t.test('VRRP: the holder of the shared address is SIGKILLed, SMTP and DNS go on 
     t.equal(nodes[0]!.child.signalCode, 'SIGKILL', 'node 1 mailmesh was SIGKILLed');
     t.equal(vrrp[0]!.child.signalCode, 'SIGKILL', 'node 1 keepalived was SIGKILLed');
     t.match(vrrp[1]!.log(), /Entering MASTER STATE/, 'node 2 keepalived became master');
+    // A dead machine takes its addresses with it; killed processes do not: the kernel keeps it.
+    t.same(await holders(lan), [0, 1], 'the killed keepalived left the address on node 1 (gratuitous ARP sent the client to node 2)');
   });
 
   await t.test('2: node 1 returns as backup; node 2 loses mailmesh, its health check moves the address back', async (t) => {
     nodes[0] = await mailmesh(0);
-    vrrp[0] = await keepalived(t, lan, dir, 0); // it removes the address its killed predecessor left
+    vrrp[0] = await keepalived(t, lan, dir, 0);
+    t.same(await holders(lan), [1], 'keepalived on node 1 removed the address its killed predecessor left');
     // Node 1 has the higher priority: without nopreempt it takes the address once its Master_Down_Interval
     // (3 adverts + skew, 3.4 s, RFC 5798 §6.1) passes; watch for twice that.
     await new Promise((r) => setTimeout(r, 7000));
@@ -193,6 +196,7 @@ t.test('VRRP: the holder of the shared address is SIGKILLed, SMTP and DNS go on 
     await failover(t, lan, load, zone, 0, () => nodes[1]!.kill());
     t.match(vrrp[1]!.log(), /Entering FAULT STATE/, 'node 2 keepalived went to FAULT on check-mailmesh');
     t.same(await holders(lan), [0], 'node 1 alone holds the address');
+    t.match(vrrp[0]!.log(), /Backup received priority 0 advertisement/, 'node 2 handed over with a priority-0 advert');
   });
 
   await load.stop();
