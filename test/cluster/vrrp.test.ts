@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -145,6 +146,24 @@ function noneLost(t: Test, load: Traffic, inbox: CaptureSink): void {
   t.comment(`${issued.length} messages, ${got.length} received (${got.length - inSink.size} duplicates), ${retried.length} retries: ${[...new Set(retried)].join('; ')}`);
 }
 
+/** The source address of the answer from a UDP echo bound to 0.0.0.0 on node 1 (the holder), asked on the shared address. */
+async function wildcardUdpSource(t: Test, lan: Lan): Promise<string> {
+  const echo = "const s = require('dgram').createSocket('udp4'); s.on('message', (m, r) => s.send(m, r.port, r.address)); s.bind(5353, '0.0.0.0', () => console.log('bound'));";
+  const server = await daemon(t, lan.nodes[0]!, 'node', ['-e', echo], /bound/);
+  const client = createSocket('udp4');
+  try {
+    const answer = new Promise<string>((resolve, reject) => {
+      client.once('message', (_m, r) => resolve(r.address));
+      setTimeout(() => reject(new Error('no answer from the UDP echo on node 1 within 10 s')), 10_000).unref();
+    });
+    client.send('ping', 5353, lan.vip);
+    return await answer;
+  } finally {
+    client.close();
+    await server.kill();
+  }
+}
+
 t.test('VRRP: the holder of the shared address is SIGKILLed, SMTP and DNS go on on the other node, no mail is lost', { skip: netnsSkip() }, async (t) => {
   const lan = await makeLan(t, 2);
   const dir = tempDir(t, 'mailmesh-vrrp-');
@@ -173,6 +192,8 @@ t.test('VRRP: the holder of the shared address is SIGKILLed, SMTP and DNS go on 
   t.same(await holders(lan), [0], 'node 1 holds the shared address, node 2 is backup');
   const zone = await dns(lan);
   t.match(zone, /\S/, `DNS answers ${QNAME} on the shared address`);
+
+  t.equal(await wildcardUdpSource(t, lan), lan.nodeAddr(0), 'a wildcard UDP socket answers from the node address, not the shared one: dns.host must be the shared address');
 
   const load = traffic(lan);
   await t.test('1: SIGKILL of mailmesh and keepalived on the holder', async (t) => {
