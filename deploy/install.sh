@@ -5,6 +5,7 @@
 #   <bindir>/mailmesh                symlink to it
 #   <sysconfdir>/mailmesh.yaml       created only if missing (dataDir /var/lib/mailmesh)
 #   <unitdir>/mailmesh.service       deploy/systemd/mailmesh.service with the prefix filled in
+#   <sysusersdir>/mailmesh.conf      the system user `mailmesh` (created by systemd-sysusers)
 # An upgrade installs beside the old tree and swaps it in; the old one stays as <prefix>.previous.
 # Every path takes DESTDIR in front (staged installs, packaging, tests); no root needed then.
 set -euo pipefail
@@ -13,18 +14,20 @@ PREFIX=${PREFIX:-/opt/mailmesh}
 BINDIR=${BINDIR:-/usr/local/bin}
 SYSCONFDIR=${SYSCONFDIR:-/etc/mailmesh}
 UNITDIR=${UNITDIR:-/etc/systemd/system}
+SYSUSERSDIR=${SYSUSERSDIR:-/etc/sysusers.d}
 DESTDIR=${DESTDIR:-}
 UNIT=yes
 
 usage() {
   cat <<EOF
-usage: deploy/install.sh [--prefix DIR] [--bindir DIR] [--sysconfdir DIR] [--unitdir DIR] [--destdir DIR] [--no-unit]
+usage: deploy/install.sh [--prefix DIR] [--bindir DIR] [--sysconfdir DIR] [--unitdir DIR] [--sysusersdir DIR] [--destdir DIR] [--no-unit]
   --prefix      where mailmesh goes (default /opt/mailmesh; env PREFIX)
   --bindir      where the mailmesh command is linked (default /usr/local/bin; env BINDIR)
   --sysconfdir  configuration folder (default /etc/mailmesh; env SYSCONFDIR)
   --unitdir     systemd unit folder (default /etc/systemd/system; env UNITDIR)
+  --sysusersdir sysusers.d folder for the user mailmesh (default /etc/sysusers.d; env SYSUSERSDIR)
   --destdir     staging root put in front of every path (default none; env DESTDIR)
-  --no-unit     do not install the systemd unit
+  --no-unit     do not install the systemd unit nor its user
 EOF
 }
 die() { echo "install.sh: $*" >&2; exit "${2:-1}"; }
@@ -36,13 +39,14 @@ while [ $# -gt 0 ]; do
     --bindir) BINDIR=$(value "$@"); shift 2 ;;
     --sysconfdir) SYSCONFDIR=$(value "$@"); shift 2 ;;
     --unitdir) UNITDIR=$(value "$@"); shift 2 ;;
+    --sysusersdir) SYSUSERSDIR=$(value "$@"); shift 2 ;;
     --destdir) DESTDIR=$(value "$@"); shift 2 ;;
     --no-unit) UNIT=no; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" 64 ;;
   esac
 done
-for p in "$PREFIX" "$BINDIR" "$SYSCONFDIR" "$UNITDIR"; do
+for p in "$PREFIX" "$BINDIR" "$SYSCONFDIR" "$UNITDIR" "$SYSUSERSDIR"; do
   case "$p" in /*) ;; *) die "paths must be absolute: $p" 64 ;; esac
 done
 
@@ -99,10 +103,15 @@ else
 fi
 
 if [ "$UNIT" = yes ]; then
-  mkdir -p "$DESTDIR$UNITDIR"
+  mkdir -p "$DESTDIR$UNITDIR" "$DESTDIR$SYSUSERSDIR"
   sed -e "s#/opt/mailmesh#$PREFIX#g" -e "s#/etc/mailmesh#$SYSCONFDIR#g" "$src/deploy/systemd/mailmesh.service" > "$DESTDIR$UNITDIR/mailmesh.service"
   chmod 0644 "$DESTDIR$UNITDIR/mailmesh.service"
-  if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+  install -m 0644 "$src/deploy/systemd/mailmesh.sysusers" "$DESTDIR$SYSUSERSDIR/mailmesh.conf"
+  # On a running systemd (not a staged install): the user now, and the new unit.
+  if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
+    systemd-sysusers "$SYSUSERSDIR/mailmesh.conf"
+    systemctl daemon-reload
+  fi
   echo "install.sh: unit $UNITDIR/mailmesh.service (systemctl enable --now mailmesh)"
 fi
 echo "install.sh: installed $("$root/bin/mailmesh" --version 2>/dev/null || echo mailmesh) in $PREFIX"

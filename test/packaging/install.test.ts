@@ -17,7 +17,7 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string; scripts: Record<string, string> };
 const dir = tempDir(t, 'mailmesh-install-');
 const paths = {
-  PREFIX: join(dir, 'opt/mailmesh'), BINDIR: join(dir, 'bin'), SYSCONFDIR: join(dir, 'etc/mailmesh'), UNITDIR: join(dir, 'systemd'),
+  PREFIX: join(dir, 'opt/mailmesh'), BINDIR: join(dir, 'bin'), SYSCONFDIR: join(dir, 'etc/mailmesh'), UNITDIR: join(dir, 'systemd'), SYSUSERSDIR: join(dir, 'sysusers.d'),
 };
 const install = () => run('bash', [join(ROOT, 'deploy/install.sh')], { env: paths, allowFail: true });
 const mailmesh = (args: string[], env: Record<string, string> = {}) => run(join(paths.BINDIR, 'mailmesh'), args, { env: { ...QUIET, ...env }, allowFail: true });
@@ -127,6 +127,16 @@ t.test('the unit passes systemd-analyze verify and scores well in security', asy
   const broken = join(dir, 'broken.service');
   writeFileSync(broken, readFileSync(unit, 'utf8').replace('NoNewPrivileges=yes', 'NoNewPrivileges=perhaps'));
   t.match(await verify(broken), /Failed to parse boolean value.*perhaps/, 'a broken unit is reported');
+});
+
+t.test('the unit\'s user comes from the installed sysusers.d file', async (t) => {
+  const unit = readFileSync(join(paths.UNITDIR, 'mailmesh.service'), 'utf8');
+  t.match(unit, /^User=mailmesh$/m);
+  const root = tempDir(t);
+  mkdirSync(join(root, 'etc'));
+  const r = await run('systemd-sysusers', [`--root=${root}`, '-'], { input: readFileSync(join(paths.SYSUSERSDIR, 'mailmesh.conf')), allowFail: true });
+  t.equal(r.code, 0, r.stderr);
+  t.match(readFileSync(join(root, 'etc/passwd'), 'utf8'), /^mailmesh:x:\d+:\d+:[^:]*:\/var\/lib\/mailmesh:\/usr\/sbin\/nologin$/m, 'a system user with the state as home and no shell');
 });
 
 t.test('an upgrade keeps the configuration and the previous tree', async (t) => {
