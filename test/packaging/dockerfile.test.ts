@@ -40,6 +40,12 @@ t.test('multi-stage: built with the dev dependencies, run from dist/ and the pru
   t.notOk(runtime.some((i) => i.op === 'RUN' && /npm (ci|install)|tsc/.test(i.args)), 'nothing is installed or built at run time');
 });
 
+t.test('the build stage gets every source folder and file the build reads', async (t) => {
+  const build = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as { extends: string; include: string[] };
+  const copied = stages[0]!.filter((i) => i.op === 'COPY').flatMap((i) => i.args.split(/\s+/).slice(0, -1)).map((p) => p.replace(/^\.\//, ''));
+  for (const need of [...build.include, 'tsconfig.build.json', build.extends.replace(/^\.\//, ''), 'package.json', 'package-lock.json', 'openapi.yaml']) t.ok(copied.includes(need), `${need} is copied`);
+});
+
 t.test('non-root, health check by node, state volume, read-only friendly', async (t) => {
   const user = runtime.filter((i) => i.op === 'USER').at(-1)?.args;
   t.ok(user && !/^(root|0)(:|$)/.test(user), `runs as ${user}`);
