@@ -53,8 +53,8 @@ done
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NODE=$(command -v node) || die "node not found (Node.js 20.19 or later is needed)" 69
 command -v npm >/dev/null || die "npm not found" 69
-"$NODE" -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>=22||(a===20&&b>=19)||a===21?0:1)' \
-  || die "Node.js $("$NODE" --version) is too old: 20.19 or later is needed" 69
+"$NODE" -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>=22||(a===20&&b>=19)?0:1)' \
+  || die "Node.js $("$NODE" --version) does not fit: 20.19 or later (20.x), or 22 and later" 69
 
 root="$DESTDIR$PREFIX"
 stage="$root.new"
