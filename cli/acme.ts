@@ -60,8 +60,9 @@ export class AcmeChallenges {
   async add(authz: acme.Authorization, challenge: { type: string; token: string }, keyAuthorization: string): Promise<void> {
     if (challenge.type === 'http-01') this.#http.set(challenge.token, keyAuthorization);
     else {
-      // RFC 8737 §3: a self-signed certificate for the name with the critical acmeIdentifier extension.
-      const [key, cert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
+      // RFC 8737 §3: a self-signed certificate for the name with the critical acmeIdentifier extension. ECDSA
+      // like the face's own: with an RSA key here, the handshake kept the face's ECDSA certificate (Node 20).
+      const [key, cert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization, await acme.crypto.createPrivateEcdsaKey());
       this.#alpn.set(authz.identifier.value.toLowerCase(), createSecureContext({ key, cert }));
     }
   }
