@@ -193,7 +193,9 @@ export class AcmeCertificates {
   /** Orders a certificate for acme.domains now and keeps it in the store (RFC 8555 §7.4). */
   async order(): Promise<AcmeCertificate> {
     const c = this.#o.config;
-    const client = new acme.Client({ directoryUrl: c.directoryUrl, accountKey: await this.#accountKey() });
+    const account = await this.#account();
+    // With the account's URL the client skips registration (RFC 8555 §7.3.1 "onlyReturnExisting" answers an update that pebble refuses).
+    const client = new acme.Client({ directoryUrl: c.directoryUrl, accountKey: account.key, accountUrl: account.url });
     const [key, csr] = await acme.crypto.createCsr({ commonName: c.domains[0], altNames: c.domains }, await acme.crypto.createPrivateEcdsaKey());
     let cert: string;
     try {
@@ -210,21 +212,26 @@ export class AcmeCertificates {
     } catch (e) {
       throw new MailmeshError('ACME_ORDER_FAILED', `${c.directoryUrl} ${c.domains.join(',')}: ${(e as Error).message}`);
     }
+    if (!account.url) await this.#saveAccount(account.key, client.getAccountUrl());
     const info = acme.crypto.readCertificateInfo(cert);
     const doc: StoredDocument = { cert, key: this.#sealer.seal(key, CERT_CONTEXT).toString('base64'), domains: c.domains, notAfter: info.notAfter.toISOString() };
     await this.#o.store.kvPut(CERT_KV, JSON.stringify(doc));
     return { pair: { cert, key: key.toString('utf8') }, domains: c.domains, notAfter: info.notAfter };
   }
 
-  /** The account key (RFC 8555 §7.3) in the store, sealed; made on first use, one per directory URL. */
-  async #accountKey(): Promise<Buffer> {
-    const url = this.#o.config.directoryUrl;
+  /** The account (RFC 8555 §7.3) in the store, its key sealed: made on first use, one per directory URL; its URL once registered. */
+  async #account(): Promise<{ key: Buffer; url?: string }> {
     const text = await this.#o.store.kvGet(ACCOUNT_KV);
-    const held = text ? (JSON.parse(text) as { directoryUrl: string; key: string }) : undefined;
-    if (held?.directoryUrl === url) return this.#sealer.open(Buffer.from(held.key, 'base64'), ACCOUNT_CONTEXT);
+    const held = text ? (JSON.parse(text) as { directoryUrl: string; key: string; url?: string }) : undefined;
+    if (held?.directoryUrl === this.#o.config.directoryUrl) return { key: this.#sealer.open(Buffer.from(held.key, 'base64'), ACCOUNT_CONTEXT), url: held.url };
     const key = await acme.crypto.createPrivateEcdsaKey();
-    await this.#o.store.kvPut(ACCOUNT_KV, JSON.stringify({ directoryUrl: url, key: this.#sealer.seal(key, ACCOUNT_CONTEXT).toString('base64') }));
-    return key;
+    await this.#saveAccount(key);
+    return { key };
+  }
+
+  async #saveAccount(key: Buffer, url?: string): Promise<void> {
+    const doc = { directoryUrl: this.#o.config.directoryUrl, key: this.#sealer.seal(key, ACCOUNT_CONTEXT).toString('base64'), url };
+    await this.#o.store.kvPut(ACCOUNT_KV, JSON.stringify(doc));
   }
 
   /** Every node: reads the store every checkIntervalSec and serves a renewed certificate. Returns the stop function. */
