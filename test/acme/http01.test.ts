@@ -25,6 +25,10 @@ t.test('http-01: the HTTP face answers the challenge, STARTTLS then serves the c
   const cert = leaf(stored.pair.cert);
   t.ok(cert.subjectAltName?.includes(`DNS:${NAME}`), 'issued for the name');
   t.equal(running.tls!.smtp!.current().cert, stored.pair.cert, 'STARTTLS holds the certificate');
+  for (const k of ['acme:certificate', 'acme:account']) {
+    const raw = (await running.directory.store.kvGet(k))!;
+    t.ok(raw && !raw.includes('PRIVATE KEY'), `${k}: the store holds the private key sealed`);
+  }
 
   const smtp = await openssl(dir, running.addresses.smtp!, root, true);
   t.equal(smtp.code, 0, `STARTTLS verifies against pebble's root: ${smtp.output.slice(-300)}`);
