@@ -1,4 +1,5 @@
 import { isIP, type AddressInfo } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Directory } from '../directory/directory.js';
@@ -31,6 +32,9 @@ import { Mirror } from '../federation/mirror.js';
 import { FilePinStore, StorePinStore, type PinStore } from '../federation/pins.js';
 import type { DomainSources } from '../federation/proof.js';
 import { baseFor } from '../federation/web.js';
+import { selfSignedCertificate, TlsHolder, type TlsKeyPair } from '../directory/tls.js';
+import { tlsMaterial } from '../directory/http/tls.js';
+import { AcmeCertificates, AcmeChallenges } from './acme.js';
 import type { Config } from './config.js';
 
 /** The composition root: the only place that wires stores, the directory and its faces. */
@@ -102,6 +106,10 @@ export interface Running {
   http?: FastifyInstance;
   /** host:port of each listener that is up. */
   addresses: Record<string, string>;
+  /** What the HTTPS face and STARTTLS serve, replaceable while they run (with ACME on). */
+  tls?: { http?: TlsHolder; smtp?: TlsHolder };
+  /** The ACME certificates (docs/acme.md), when acme.enabled. */
+  acme?: AcmeCertificates;
   close(): Promise<void>;
 }
 
@@ -119,6 +127,44 @@ async function webmailFor(c: Config, directory: Directory): Promise<Webmail> {
     ...w, replyServer: { host: host!, port: Number(port) }, keepSubject: c.policy.keepSubject, adminToken: c.federation.importToken,
     receiptKey: domainKeyOf(directory), store: directory.store, keys: await WebmailKeys.open(directory.store, masterKey), name: c.smtp.name ?? hostname(), clock: directory.clock,
   });
+}
+
+/**
+ * ACME (docs/acme.md): the challenges the faces answer and the certificates, handed to `holders`;
+ * undefined when acme.enabled is false. The names default to the host of http.publicUrl.
+ */
+function acmeFor(c: Config, directory: Directory, log: Logger) {
+  if (!c.acme.enabled) return undefined;
+  const https = Boolean(c.http.tls.cert || c.http.tls.selfSigned);
+  if (!c.http.enabled || (c.acme.challenge === 'tls-alpn-01' && !https)) {
+    throw new MailmeshError('CONFIG_INVALID', `acme.challenge ${c.acme.challenge} is answered by the ${c.acme.challenge === 'http-01' ? 'HTTP face (http.enabled)' : 'HTTPS face (http.enabled with http.tls.selfSigned or http.tls.cert)'}`);
+  }
+  const publicUrl = (c.http as { publicUrl?: string }).publicUrl;
+  const domains = c.acme.domains.length ? c.acme.domains : publicUrl ? [new URL(publicUrl).hostname] : [];
+  const challenges = new AcmeChallenges();
+  const holders: TlsHolder[] = [];
+  const certs = new AcmeCertificates({
+    config: { ...c.acme, domains }, store: directory.store, challenges, logger: log.child({ face: 'acme' }), clock: directory.clock,
+    masterKey: loadMasterKey({ value: c.masterKey.value, file: c.masterKey.file, create: false }), onCertificate: (pair) => holders.forEach((h) => h.set(pair)),
+  });
+  return {
+    challenges,
+    certs,
+    /** A listener's holder: `apply` puts each new certificate into it. */
+    hold(pair: TlsKeyPair, apply: (p: TlsKeyPair) => void): TlsHolder {
+      const h = new TlsHolder(pair);
+      h.onChange(apply);
+      holders.push(h);
+      return h;
+    },
+    /** Once the listeners are up: every node serves the store's certificate and follows its renewals; the lease holder orders. */
+    async start(leased: (name: string, start: () => () => void) => void): Promise<() => Promise<void>> {
+      await certs.refresh();
+      const unfollow = certs.follow();
+      leased('acme', () => certs.startOrdering());
+      return async () => unfollow();
+    },
+  };
 }
 
 /** `mailmesh serve`: the store, the demo domain on first start, and every enabled face. */
@@ -139,6 +185,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
   };
   const metrics = new Metrics();
   try {
+    const acme = acmeFor(c, directory, log);
     if (c.demo.domain && !(await directory.findRecord(c.demo.domain))) {
       const r = await directory.addDomain(c.demo.domain);
       log.info({ domain: r.domain, openpgp: r.keys.openpgp?.fingerprint, smime: r.keys.smime?.fingerprint }, 'demo domain created');
@@ -174,8 +221,14 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         // On Redis the nodes of a cluster count a client's requests together.
         rateCounters: directory.store.kind === 'redis' ? directory.store : undefined,
         webmail: webmail && { handlers: webmail.handlers(), register: (app) => webmail.register(app, c.smtp.maxMessageBytes), bodyLimit: formLimit(c.smtp.maxMessageBytes) },
+        acme: acme && { httpAnswer: (token) => acme.challenges.httpAnswer(token), tlsHooks: c.acme.challenge === 'tls-alpn-01' ? acme.challenges.tlsHooks() : undefined },
       });
       await http.listen({ host: c.http.host, port: c.http.port });
+      if (acme && http.server instanceof TlsServer) {
+        const server = http.server, pair = (await tlsMaterial(c.http.tls, c.http.host))!;
+        server.setSecureContext(pair);
+        running.tls = { ...running.tls, http: acme.hold(pair, (p) => server.setSecureContext(p)) };
+      }
       closers.push(() => http.close());
       running.http = http;
       running.addresses.http = hostPort(http.server.address());
@@ -217,15 +270,19 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       });
       closers.push(async () => mail.close());
       const latency = metrics.histogram('mailmesh_next_hop_seconds', 'Next-hop latency from the end of DATA to its final reply', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
-      const smtp = await createGateway({ ...base, ...mail.gatewayHooks(), observeNextHopLatency: (ms) => latency.observe(ms / 1000), logger: smtpLog, metrics });
+      const tls = acme ? (base.tls ?? (await selfSignedCertificate([base.name ?? hostname()]))) : base.tls;
+      const smtp = await createGateway({ ...base, tls, ...mail.gatewayHooks(), observeNextHopLatency: (ms) => latency.observe(ms / 1000), logger: smtpLog, metrics });
       collectGatewayStats(metrics, smtp.stats);
       closers.push(() => smtp.close());
       running.addresses.smtp = hostPort(await smtp.listen());
+      if (acme && tls) running.tls = { ...running.tls, smtp: acme.hold(tls, (p) => smtp.server.updateSecureContext(p)) };
     }
     // Key lifecycle (docs/lifecycle.md): renewals, autoRoll, retention, posting to directories; started
     // once the HTTP face listens, so that new leaves name its CRL URL.
     const lifecycle = new KeyLifecycle({ directory, keys: c.keys, directories: f.directories, sources: federationSources(c, directory.clock), logger: log.child({ face: 'lifecycle' }), metrics });
     leased('lifecycle', () => lifecycle.start(c.keys.checkIntervalSec * 1000));
+    if (acme) closers.push(await acme.start(leased));
+    running.acme = acme?.certs;
     log.info({ addresses: running.addresses, store: directory.store.kind }, 'mailmesh is serving');
     return running;
   } catch (e) {

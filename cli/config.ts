@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { MailmeshError } from '../directory/errors.js';
 import { dnsSection, httpSection, ldapSection, smtpSection } from './config/faces.js';
+import { acmeSection } from './config/acme.js';
 import { federationSection } from './config/federation.js';
 import { policySection } from './config/policy.js';
 
@@ -56,6 +57,7 @@ export const ConfigSchema = z.strictObject({
   smtp: smtpSection,
   federation: federationSection,
   policy: policySection,
+  acme: acmeSection,
   demo: z
     .strictObject({
       /** The domain `serve` creates on first start; empty to create none. */

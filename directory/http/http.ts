@@ -1,4 +1,5 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
+import type { TlsOptions } from 'node:tls';
 import rateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import type { Directory } from '../directory.js';
 import type { KvStore } from '../store/store.js';
@@ -17,6 +18,7 @@ import { keyServerHandlers } from './keyserver.js';
 import { PublishedKeys } from './keys.js';
 import { loadOpenApi, operations, registerOperations, type OpenApiDocument } from './openapi.js';
 import { tlsMaterial, type TlsConfig } from './tls.js';
+import { acmeHandlers, type AcmeResponder } from './acme.js';
 
 export { httpStatus, logRefusal } from './errors.js';
 
@@ -61,6 +63,8 @@ export interface HttpOptions {
    * requests count once whichever node they reach); without it, each process counts alone.
    */
   rateCounters?: RateCounters;
+  /** ACME (cli/acme.ts): http-01 answers, and on HTTPS the tls-alpn-01 hooks (RFC 8737). */
+  acme?: AcmeResponder & { tlsHooks?: Pick<TlsOptions, 'SNICallback' | 'ALPNCallback'> };
 }
 
 /** Handlers of the operations tagged `webmail` in openapi.yaml, and a hook to add their body parser (called in their own context only). */
@@ -135,7 +139,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     genReqId: newRequestId,
     // Malformed URLs (bad %-escapes) get the same JSON error as everything else.
     frameworkErrors: (err, req, reply) => sendError(req, reply, new MailmeshError('BAD_REQUEST', err.message)),
-    ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy, tls),
+    ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy, tls && { ...tls, ...opts.acme?.tlsHooks }),
   }) as unknown as FastifyInstance;
   const metrics = opts.metrics ?? new Metrics();
   const guard = guardHttp(app, { ...opts.config, tls: tls !== undefined, metrics, logger: opts.logger });
@@ -169,6 +173,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     ...crlHandlers(directory),
     ...keyServerHandlers(directory, keys),
     ...federationHandlers(opts),
+    ...acmeHandlers(opts.acme),
   });
   return app;
 }

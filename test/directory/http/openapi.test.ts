@@ -20,7 +20,8 @@ const directory = await memoryDirectory();
 const demo = await directory.addDomain('demo.mailmesh.test');
 // In a roll, with a CRL: the record carries next, rollover and crls, and /crl (and /crl/{caKeyId}) has something to serve.
 await announceForTest(directory, 'demo.mailmesh.test');
-const { base } = await startHttp(t, directory);
+// The ACME http-01 route answers its example token as a pending challenge would (test/acme/ orders for real).
+const { base } = await startHttp(t, directory, undefined, { acme: { httpAnswer: (token) => (token.startsWith('evaGxf') ? `${token}.thumbprint` : undefined) } });
 
 // Examples that cannot be fixed in the file: the demo key is generated at test time.
 const LIVE: Record<string, string> = {
