@@ -33,35 +33,29 @@ function relayed(t: Test, data: Buffer, body: string) {
   t.ok(text.includes(body), 'the body arrived unchanged');
 }
 
-t.test('opportunistic: STARTTLS to a next hop that offers it', async (t) => {
-  const hop = await startSink(t, { tls: await selfSignedCertificate(['hop.test']) });
-  const alpha = await alphaWith(t, 'opportunistic', hop);
-  const sent = await swaks(alpha.smtpPort, 'x@other.test', 'over TLS when offered');
+/** One message to other.test (no key anywhere) under `fallback`, relayed to `hop`: what the hop got. */
+async function sendPlain(t: Test, fallback: Fallback, hop: Sink, body: string) {
+  const alpha = await alphaWith(t, fallback, hop);
+  const sent = await swaks(alpha.smtpPort, 'x@other.test', body);
   t.equal(sent.code, 0, sent.stdout.toString());
   await hop.received(1);
-  t.equal(hop.messages[0]!.secure, true, 'the next hop saw a TLS session');
   t.same(hop.messages[0]!.to, ['x@other.test']);
-  relayed(t, hop.messages[0]!.data, 'over TLS when offered');
+  relayed(t, hop.messages[0]!.data, body);
+  return hop.messages[0]!;
+}
+
+t.test('opportunistic: STARTTLS to a next hop that offers it', async (t) => {
+  const hop = await startSink(t, { tls: await selfSignedCertificate(['hop.test']) });
+  t.equal((await sendPlain(t, 'opportunistic', hop, 'over TLS when offered')).secure, true, 'the next hop saw a TLS session');
 });
 
 t.test('opportunistic: in the clear to a next hop that offers no STARTTLS', async (t) => {
-  const hop = await startSink(t);
-  const alpha = await alphaWith(t, 'opportunistic', hop);
-  const sent = await swaks(alpha.smtpPort, 'x@other.test', 'in the clear when not');
-  t.equal(sent.code, 0, sent.stdout.toString());
-  await hop.received(1);
-  t.equal(hop.messages[0]!.secure, false, 'a plain session');
-  relayed(t, hop.messages[0]!.data, 'in the clear when not');
+  t.equal((await sendPlain(t, 'opportunistic', await startSink(t), 'in the clear when not')).secure, false, 'a plain session');
 });
 
 t.test('tls: STARTTLS to a next hop that offers it, 451 4.4.1 and nothing sent to one that does not', async (t) => {
   const tlsHop = await startSink(t, { tls: await selfSignedCertificate(['hop.test']) });
-  const alpha = await alphaWith(t, 'tls', tlsHop);
-  const sent = await swaks(alpha.smtpPort, 'x@other.test', 'TLS required');
-  t.equal(sent.code, 0, sent.stdout.toString());
-  await tlsHop.received(1);
-  t.equal(tlsHop.messages[0]!.secure, true);
-  relayed(t, tlsHop.messages[0]!.data, 'TLS required');
+  t.equal((await sendPlain(t, 'tls', tlsHop, 'TLS required')).secure, true);
 
   const plainHop = await startSink(t);
   const strict = await alphaWith(t, 'tls', plainHop);
