@@ -7,6 +7,7 @@
  */
 import { join } from 'node:path';
 import t from 'tap';
+import { publicUrlWarning } from '../../cli/app.js';
 import { loadConfig } from '../../cli/config.js';
 import { readMessage } from '../../gateway/webmail/message.js';
 import { startSink } from '../gateway/smtp/helpers.js';
@@ -79,4 +80,16 @@ t.test('no warning when nothing hands the URL out (no directories, mirrors, auth
   const cwd = tempDir(t);
   const { lines } = await startServe(t, cwd, { MAILMESH_MASTER_KEY: Buffer.alloc(32, 9).toString('base64'), MAILMESH_DATA_DIR: join(cwd, 'd') });
   t.notOk(lines.find((l) => l.face === 'http' && l.level === 40));
+});
+
+t.test('publicUrlWarning: a wildcard or loopback face whose URL is handed out, and no public URL', async (t) => {
+  const warn = (env: Record<string, string>) => publicUrlWarning(loadConfig({ env, cwd: '/' }));
+  const dirs = { MAILMESH_FEDERATION__DIRECTORIES: JSON.stringify([{ url: 'https://dir.example.org' }]) };
+  for (const host of ['0.0.0.0', '::', '127.0.0.1', '127.9.9.9', '::1', 'localhost']) t.match(warn({ ...dirs, MAILMESH_HTTP__HOST: host }), `http.host ${host} is not an address`, host);
+  t.ok(warn({ MAILMESH_FEDERATION__MIRROR: 'https://dir.example.org' }), 'mirrors');
+  t.ok(warn({ MAILMESH_DNS__AUTHORITATIVE_FOR: 'example.org' }), 'member domains in the DNS face');
+  t.equal(warn({ ...dirs, MAILMESH_HTTP__HOST: '192.0.2.10' }), undefined, 'an address others can reach');
+  t.equal(warn({ ...dirs, MAILMESH_HTTP__HOST: '0.0.0.0', MAILMESH_HTTP__PUBLIC_URL: 'https://keys.example.org' }), undefined, 'a public URL');
+  t.equal(warn({ ...dirs, MAILMESH_HTTP__ENABLED: 'false' }), undefined, 'no HTTP face');
+  t.equal(warn({ MAILMESH_DNS__AUTHORITATIVE_FOR: 'example.org', MAILMESH_DNS__ENABLED: 'false' }), undefined, 'nothing handed out');
 });
