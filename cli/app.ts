@@ -22,7 +22,8 @@ import { Metrics } from '../directory/metrics.js';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { MailmeshError } from '../directory/errors.js';
-import { stubResolver } from '../federation/dns.js';
+import { isLoopback, stubResolver } from '../federation/dns.js';
+import { resolversFor } from '../federation/resolvconf.js';
 import { StoreDiscoveryCache } from '../federation/cache.js';
 import { Discovery } from '../federation/discovery.js';
 import { importHandler, loadAnchors } from '../federation/importer.js';
@@ -55,7 +56,8 @@ export async function openDirectory(c: Config, opts: { createKey: boolean; direc
 /** Where federation reads a domain's own statements: resolvers and web base from `federation` (docs/federation.md). */
 export function federationSources(c: Config, clock: () => Date = () => new Date()): DomainSources {
   const f = c.federation;
-  return { resolver: stubResolver(f.resolvers, { timeoutMs: f.dnsTimeoutMs, dnssec: f.dnssec }), wellKnownBase: baseFor(f.wellKnownBase), clock, timeoutMs: f.dnsTimeoutMs };
+  const { servers } = resolversFor(f.resolvers, f.resolvConf);
+  return { resolver: stubResolver(servers, { timeoutMs: f.dnsTimeoutMs, dnssec: f.dnssec }), wellKnownBase: baseFor(f.wellKnownBase), clock, timeoutMs: f.dnsTimeoutMs };
 }
 
 /** Pins: in `federation.pinsFile` when set, else in the store (shared by every node of a cluster). */
@@ -86,10 +88,26 @@ export function discoveryFor(c: Config, directory: Directory, logger?: Logger): 
   });
 }
 
-/** The zone settings of the DNS face and of `zone export`; the pin's dir= URL is the HTTP face's. */
+/** Addresses that name no one place the world can reach: a wildcard or loopback. */
+const WILDCARD = ['0.0.0.0', '::', '0:0:0:0:0:0:0:0'];
+const unreachable = (host: string) => WILDCARD.includes(host) || host === 'localhost' || (isIP(host) !== 0 && isLoopback(host));
+
+/**
+ * Why the published directory URL will not do, when it will not: the HTTP face listens on a
+ * wildcard or loopback address, `http.publicUrl` is unset, and something hands the URL out
+ * (federation directories or mirrors, member domains in the DNS face, WebMail links).
+ */
+export function publicUrlWarning(c: Config): string | undefined {
+  if (!c.http.enabled || c.http.publicUrl || !unreachable(c.http.host)) return undefined;
+  const f = c.federation;
+  const uses = f.directories.length > 0 || f.mirror.length > 0 || (c.dns.enabled && c.dns.authoritativeFor.length > 0) || c.webmail.enabled;
+  return uses ? `http.publicUrl is unset and http.host ${c.http.host} is not an address others can reach: TXT dir=, CRL URLs and WebMail links name it` : undefined;
+}
+
+/** The zone settings of the DNS face and of `zone export`; the pin's dir= URL is http.publicUrl, else the HTTP face's address. */
 export function zoneOptions(c: Config, httpAddress?: string): ZoneOptions {
   const scheme = c.http.tls.cert || c.http.tls.selfSigned ? 'https' : 'http';
-  const wildcard = ['0.0.0.0', '::', '0:0:0:0:0:0:0:0'].includes(c.dns.host);
+  const wildcard = WILDCARD.includes(c.dns.host);
   return {
     zone: c.dns.zone,
     ttl: c.dns.ttl,
@@ -97,7 +115,7 @@ export function zoneOptions(c: Config, httpAddress?: string): ZoneOptions {
     nameservers: c.dns.nameservers,
     authoritativeFor: c.dns.authoritativeFor,
     nameserverAddresses: c.dns.nameserverAddresses.length || wildcard || isIP(c.dns.host) === 0 ? c.dns.nameserverAddresses : [c.dns.host],
-    directoryUrl: `${scheme}://${httpAddress ?? hostPort({ address: c.http.host, port: c.http.port, family: isIP(c.http.host) === 6 ? 'IPv6' : 'IPv4' })}`,
+    directoryUrl: c.http.publicUrl ?? `${scheme}://${httpAddress ?? hostPort({ address: c.http.host, port: c.http.port, family: isIP(c.http.host) === 6 ? 'IPv6' : 'IPv4' })}`,
   };
 }
 
@@ -119,12 +137,12 @@ function hostPort(a: AddressInfo | string | null): string {
 }
 
 /** Enhanced WebMail (docs/webmail.md): its keys live in the store, sealed under the master key. */
-async function webmailFor(c: Config, directory: Directory): Promise<Webmail> {
+async function webmailFor(c: Config, directory: Directory, directoryUrl: () => string): Promise<Webmail> {
   const w = c.webmail;
   const masterKey = loadMasterKey({ value: c.masterKey.value, file: c.masterKey.file, create: false });
   const [host, port] = (w.replyServer ?? `${c.smtp.host}:${c.smtp.port}`).split(/:(?=\d+$)/);
   return new Webmail({
-    ...w, replyServer: { host: host!, port: Number(port) }, keepSubject: c.policy.keepSubject, adminToken: c.federation.importToken,
+    ...w, baseUrl: w.baseUrl ?? directoryUrl, replyServer: { host: host!, port: Number(port) }, keepSubject: c.policy.keepSubject, adminToken: c.federation.importToken,
     receiptKey: domainKeyOf(directory), store: directory.store, keys: await WebmailKeys.open(directory.store, masterKey), name: c.smtp.name ?? hostname(), clock: directory.clock,
   });
 }
@@ -139,7 +157,7 @@ function acmeFor(c: Config, directory: Directory, log: Logger) {
   if (!c.http.enabled || (c.acme.challenge === 'tls-alpn-01' && !https)) {
     throw new MailmeshError('CONFIG_INVALID', `acme.challenge ${c.acme.challenge} is answered by the ${c.acme.challenge === 'http-01' ? 'HTTP face (http.enabled)' : 'HTTPS face (http.enabled with http.tls.selfSigned or http.tls.cert)'}`);
   }
-  const publicUrl = (c.http as { publicUrl?: string }).publicUrl;
+  const publicUrl = c.http.publicUrl;
   const domains = c.acme.domains.length ? c.acme.domains : publicUrl ? [new URL(publicUrl).hostname] : [];
   const challenges = new AcmeChallenges();
   const holders: TlsHolder[] = [];
@@ -213,7 +231,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     // The expiry gauge of our keys, on every node (docs/lifecycle.md).
     const unwatch = await watchKeyExpiry(directory, metrics);
     closers.push(async () => unwatch());
-    const webmail = c.webmail.enabled ? await webmailFor(c, directory) : undefined;
+    const webmail = c.webmail.enabled ? await webmailFor(c, directory, () => directoryUrl) : undefined;
     if (c.http.enabled) {
       const http = await createHttpServer({
         directory, logger: log.child({ face: 'http' }), federation, metrics,
@@ -283,10 +301,19 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     leased('lifecycle', () => lifecycle.start(c.keys.checkIntervalSec * 1000));
     if (acme) closers.push(await acme.start(leased));
     running.acme = acme?.certs;
+    logNetworkSettings(c, log);
     log.info({ addresses: running.addresses, store: directory.store.kind }, 'mailmesh is serving');
     return running;
   } catch (e) {
     await running.close();
     throw e;
   }
+}
+
+/** At serve start: where federation lookups go (docs/federation.md "Resolvers"), and a directory URL nobody can reach. */
+function logNetworkSettings(c: Config, log: Logger): void {
+  const system = resolversFor(c.federation.resolvers, c.federation.resolvConf).system;
+  if (system) (system.fallback ? log.warn.bind(log) : log.info.bind(log))({ face: 'federation', resolvers: system.servers }, `system resolvers: ${system.detail}`);
+  const warning = publicUrlWarning(c);
+  if (warning) log.warn({ face: 'http' }, warning);
 }

@@ -68,8 +68,8 @@ export const ConfigSchema = z.strictObject({
   webmail: z
     .strictObject({
       enabled: z.boolean().default(false),
-      /** Public base URL of the HTTP face; the pages are under <baseUrl>/webmail/. */
-      baseUrl: z.string().url().default('http://127.0.0.1:8080'),
+      /** Public base URL of the HTTP face; the pages are under <baseUrl>/webmail/. Default: http.publicUrl, else the HTTP face's address. */
+      baseUrl: z.string().url().optional(),
       language: z.enum(['en', 'de']).default('en'),
       expiryDays: z.number().int().min(1).max(3650).default(30),
       sessionSec: z.number().int().min(60).max(86400).default(900),

@@ -15,7 +15,7 @@ import { isoSecond, keyExpiries } from '../federation/lifecycle.js';
 import { resetRegistration } from '../gateway/webmail/webmail.js';
 import { discoveryFor, pinStoreFor, federationSources, openDirectory, serve, zoneOptions } from './app.js';
 import { loadConfig, maskedConfig, type Config } from './config.js';
-import { exportCluster, joinCluster, readPassphrase } from './cluster.js';
+import { exportCluster, joinCluster, joinReport, readPassphrase } from './cluster.js';
 import { joinCommand, leaveCommand, lookupText, renderDoctor } from './commands.js';
 import { demo } from './demo/demo.js';
 import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from './keycommands.js';
@@ -343,7 +343,7 @@ program
 const cluster = program.command('cluster').description('gateway clusters on one Redis store (docs/cluster.md)');
 cluster
   .command('export')
-  .description('write a passphrase-encrypted bundle of what a new node needs (store URL and prefix, master key, WebMail keys)')
+  .description('write a passphrase-encrypted bundle of what a new node needs (store URL and prefix, master key, WebMail keys, face hosts/ports and http.publicUrl)')
   .requiredOption('--out <file>', 'the bundle file (written with mode 0600)')
   .option('--passphrase-file <file>', 'the passphrase (first line); default $MAILMESH_CLUSTER_PASSPHRASE')
   .action(async (o: { out: string; passphraseFile?: string }) => {
@@ -359,7 +359,7 @@ cluster
   .action(async (file: string, o: { configOut: string; passphraseFile?: string; offline?: boolean }) => {
     const w = await joinCluster(readFileSync(file, 'utf8'), readPassphrase(o.passphraseFile, process.env), o.configOut, { offline: o.offline });
     if (w.restored) console.log(`the store answers and the master key opens it${w.restored.length ? `; WebMail key versions put back: ${w.restored.join(', ')}` : ''}`);
-    console.log(`wrote ${w.config} and ${w.keyFile}`);
+    console.log(joinReport(w));
   });
 
 program

@@ -43,7 +43,8 @@ export interface MailPolicyOptions {
 /** What one outbound recipient domain gets. */
 type Plan =
   | { kind: 'encrypt'; format: TunnelFormat; sender: Domain; domain: Domain; peer: Discovered }
-  | { kind: 'plain'; reason: string }
+  /** `tls`: the next hop's STARTTLS policy (RFC 3207): `encrypt` for fallback tls, `may` for opportunistic. */
+  | { kind: 'plain'; reason: string; tls: 'encrypt' | 'may' }
   | { kind: 'webmail' }
   | { kind: 'refuse'; reply: Reply };
 /** What a transaction's recipients were accepted for (Envelope.plan, GatewayOptions<OutboundPlan>). */
@@ -152,7 +153,7 @@ export class MailPolicy {
       // A configuration fault, not the message's: the upstream keeps it and retries.
       return this.#o.webmail ? { kind: 'webmail' } : { kind: 'refuse', reply: smtpReply('WEBMAIL_NOT_CONFIGURED') };
     }
-    return { kind: 'plain', reason: why };
+    return { kind: 'plain', reason: why, tls: pol.fallback === 'opportunistic' ? 'may' : 'encrypt' };
   }
 
   /** Whether the store answers a ping within storeTimeoutMs. */
@@ -171,7 +172,8 @@ export class MailPolicy {
     if (plan.kind === 'encrypt') return { tag: `encrypt:${plan.format}:${domain}`, plan };
     // One WebMail message is sealed for one address: one recipient per transaction.
     if (plan.kind === 'webmail') return { tag: `webmail:${to.toLowerCase()}`, plan };
-    return { tag: 'tls', tls: 'encrypt', plan };
+    // The tag keeps recipients of either fallback in transactions of their own (smtp.nextHopTls still raises `may`).
+    return { tag: plan.tls === 'may' ? 'opportunistic' : 'tls', tls: plan.tls, plan };
   };
 
   /** GatewayOptions.process: the tunnel crypto for one message. */

@@ -4,11 +4,14 @@ import { fieldValueOf, headerFields } from './header.js';
 /**
  * Routing policy per destination domain (docs/architecture.md "The queue-less gateway"):
  * `auto` encrypts when a key is found, `require` refuses mail it cannot encrypt; without a key
- * the fallback decides: `tls` sends it unencrypted over a TLS-required next hop, `reject` refuses it,
- * `webmail` sends the recipient an Enhanced WebMail message (gateway/webmail/).
+ * the fallback decides: `tls` sends it unencrypted over a TLS-required next hop (STARTTLS,
+ * RFC 3207, or a 451 when the hop does not offer it), `opportunistic` sends it unencrypted with
+ * STARTTLS when the next hop offers it and in the clear when not (RFC 7435 opportunistic
+ * security), `reject` refuses it, `webmail` sends the recipient an Enhanced WebMail message
+ * (gateway/webmail/).
  */
 export type PolicyMode = 'auto' | 'require';
-export type Fallback = 'tls' | 'reject' | 'webmail';
+export type Fallback = 'tls' | 'opportunistic' | 'reject' | 'webmail';
 
 export interface DomainPolicy {
   mode: PolicyMode;

@@ -26,9 +26,30 @@ const edgeTimeKeys = (d: { maxConnections: number; maxConnectionsPerAddress: num
   maxLifetimeSec: z.number().int().min(0).default(3600),
 });
 
+/**
+ * `http.publicUrl`: the absolute http(s) URL under which the world reaches the HTTP face (a
+ * reverse proxy, a DNS name); no query, fragment or credentials; a trailing slash is trimmed.
+ */
+const publicUrl = z.string().transform((v, ctx) => {
+  let u: URL | undefined;
+  try {
+    u = new URL(v);
+  } catch {
+    u = undefined;
+  }
+  const why = !u ? 'an absolute URL' : !['http:', 'https:'].includes(u.protocol) ? 'an http: or https: URL' : u.username || u.password ? 'a URL without credentials' : v.includes('?') || v.includes('#') ? 'a URL without query or fragment' : undefined;
+  if (why) {
+    ctx.addIssue({ code: 'custom', message: `expected ${why}, like https://keys.example.org` });
+    return z.NEVER;
+  }
+  return u!.href.replace(/\/+$/, '');
+});
+
 /** The directory's HTTP face (docs/http.md). */
 export const httpSection = hostPort(8080)
   .extend({
+    /** The URL published for this face (TXT dir=, S/MIME CRL URLs, WebMail links); unset: http(s)://<host>:<port>. */
+    publicUrl: publicUrl.optional(),
     tls: z
       .strictObject({
         /** PEM certificate chain and key files; with neither, `selfSigned` decides. */

@@ -3,8 +3,10 @@ import { z } from 'zod';
 /** The `federation` section (cli/config.ts assembles the schema): join, discovery, third-party keys, peering (docs/federation.md "Configuration"). */
 export const federationSection = z
   .strictObject({
-    /** DNS resolvers (IP address, ip:port or [v6]:port) for _mailmesh proofs and discovery. */
-    resolvers: z.array(z.string()).default(['127.0.0.1:53']),
+    /** DNS resolvers (IP address, ip:port or [v6]:port) for _mailmesh proofs and discovery; empty or `system`: the nameservers of resolvConf. */
+    resolvers: z.array(z.string()).default([]),
+    /** The resolv.conf(5) file whose `nameserver` lines are the system's resolvers (federation/resolvconf.ts). */
+    resolvConf: z.string().min(1).default('/etc/resolv.conf'),
     dnsTimeoutMs: z.number().int().min(100).max(30000).default(3000),
     /** off | trust-ad-from-loopback: a resolver on 127.0.0.0/8 or ::1 that sets AD has validated the answer with DNSSEC. */
     dnssec: z.enum(['off', 'trust-ad-from-loopback']).default('off'),

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 
 const MODES = ['auto', 'require'] as const;
-const FALLBACKS = ['tls', 'reject', 'webmail'] as const;
+/** What mail without a usable key gets (gateway/policy.ts Fallback). */
+const FALLBACKS = ['tls', 'opportunistic', 'reject', 'webmail'] as const;
 const FORMATS = ['pgp-mime', 'smime'] as const;
 const domainPolicy = z.strictObject({
   mode: z.enum(MODES).default('auto'),

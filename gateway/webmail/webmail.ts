@@ -21,8 +21,8 @@ export { normalAddress, sealedFrom } from './form.js';
 export { resetRegistration } from './registrations.js';
 
 export interface WebmailSettings {
-  /** Public base URL of the HTTP server (the pages are under <baseUrl>/webmail/). */
-  baseUrl: string;
+  /** Public base URL of the HTTP server (the pages are under <baseUrl>/webmail/); a function is asked each time (the face's port is known once it listens). */
+  baseUrl: string | (() => string);
   language: Language;
   expiryDays: number;
   sessionSec: number;
@@ -74,6 +74,12 @@ export class Webmail {
   readonly #t: Texts;
   readonly #clock: () => Date;
 
+  /** The pages' base URL, without a trailing slash. */
+  #baseUrl(): string {
+    const b = this.#o.baseUrl;
+    return (typeof b === 'function' ? b() : b).replace(/\/+$/, '');
+  }
+
   constructor(o: WebmailOptions) {
     this.#o = o;
     this.#t = texts(o.language);
@@ -105,7 +111,7 @@ export class Webmail {
       `Message-ID: <${randomBytes(12).toString('hex')}@${this.#o.name}>`,
       'X-Mailmesh-Webmail: 1',
     ];
-    const file = attachmentFile(t, this.#o.language, `${this.#o.baseUrl.replace(/\/$/, '')}/webmail/open`, sealed);
+    const file = attachmentFile(t, this.#o.language, `${this.#baseUrl()}/webmail/open`, sealed);
     return writeMessage(header, [
       [
         { type: 'text/plain; charset=utf-8', body: lines.join('\r\n\r\n') + '\r\n' },
@@ -257,7 +263,7 @@ export class Webmail {
   async #newSession(reply: FastifyReply, s: Session): Promise<void> {
     const id = randomBytes(24).toString('base64url');
     await this.#o.store.kvPut(`webmail:session:${id}`, JSON.stringify(s), { ttlSec: this.#o.sessionSec });
-    const secure = this.#o.baseUrl.startsWith('https:') ? '; Secure' : '';
+    const secure = this.#baseUrl().startsWith('https:') ? '; Secure' : '';
     reply.header('set-cookie', `${COOKIE}=${id}; Path=/webmail/; HttpOnly; SameSite=Strict; Max-Age=${this.#o.sessionSec}${secure}`);
     reply.header('x-webmail-session', 'new');
   }

@@ -19,9 +19,10 @@ export function cli(cwd: string, args: string[], env: Record<string, string> = {
   return run('node', [MAIN, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true });
 }
 
-/** Starts `mailmesh serve`, resolves once it logs that it is serving (no sleeps). */
-export async function startServe(t: Test, cwd: string, env: Record<string, string> = {}) {
-  const child = spawn('node', [MAIN, 'serve'], { cwd, env: { ...process.env, ...QUIET, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `mailmesh serve`, resolves once it logs that it is serving (no sleeps); `configPorts`: the ports of its configuration file, not 0. */
+export async function startServe(t: Test, cwd: string, env: Record<string, string> = {}, o: { configPorts?: boolean } = {}) {
+  const quiet = Object.fromEntries(Object.entries(QUIET).filter(([k]) => !(o.configPorts && k.endsWith('__PORT'))));
+  const child = spawn('node', [MAIN, 'serve'], { cwd, env: { ...process.env, ...quiet, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => void child.kill('SIGKILL'));
   const lines: Record<string, unknown>[] = [];
   let stderr = '';

@@ -34,7 +34,7 @@ export interface Harness {
 }
 
 /** A node's Webmail options, but its reply server (its own SMTP listener); without baseUrl, its own HTTP server's. */
-export type NodeWebmailOptions = Omit<WebmailOptions, 'baseUrl' | 'replyServer'> & { baseUrl?: string };
+export type NodeWebmailOptions = Omit<WebmailOptions, 'baseUrl' | 'replyServer'> & { baseUrl?: WebmailOptions['baseUrl'] };
 
 export interface WebmailNode {
   webmail: Webmail;
