@@ -32,6 +32,7 @@ import { FilePinStore, StorePinStore, type PinStore } from '../federation/pins.j
 import type { DomainSources } from '../federation/proof.js';
 import { baseFor } from '../federation/web.js';
 import type { Config } from './config.js';
+import { migrateAtStart } from './upgrade.js';
 
 /** The composition root: the only place that wires stores, the directory and its faces. */
 export async function openDirectory(c: Config, opts: { createKey: boolean; directoryUrl?: () => string }): Promise<Directory> {
@@ -128,6 +129,7 @@ const LEASE_TTL_SEC = 30;
 export async function serve(c: Config, log: Logger): Promise<Running> {
   // The HTTP face's URL once it listens (port 0 picks one); until then the configured one.
   let directoryUrl = zoneOptions(c).directoryUrl;
+  await migrateAtStart(c, log); // refuses a store newer than this code; migrates an older one (docs/backup.md)
   const directory = await openDirectory(c, { createKey: true, directoryUrl: () => directoryUrl });
   const closers: (() => Promise<void>)[] = [() => directory.store.close()];
   const running: Running = {

@@ -19,6 +19,7 @@ import { exportCluster, joinCluster, readPassphrase } from './cluster.js';
 import { joinCommand, leaveCommand, lookupText, renderDoctor } from './commands.js';
 import { demo } from './demo/demo.js';
 import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from './keycommands.js';
+import { registerStoreCommands } from './backup.js';
 import { createLogger } from './log.js';
 import { pinsAccept, pinsForget, pinsList, pinsShow } from './pinsadmin.js';
 
@@ -361,6 +362,9 @@ cluster
     if (w.restored) console.log(`the store answers and the master key opens it${w.restored.length ? `; WebMail key versions put back: ${w.restored.join(', ')}` : ''}`);
     console.log(`wrote ${w.config} and ${w.keyFile}`);
   });
+
+// Upgrades, backups and restores (docs/backup.md).
+registerStoreCommands(program, config);
 
 program
   .command('config')

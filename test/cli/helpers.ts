@@ -15,13 +15,14 @@ export const QUIET = {
   MAILMESH_SMTP__INTERNAL_SERVER: '127.0.0.1:1', MAILMESH_FEDERATION__RESOLVERS: '127.0.0.1:1',
 };
 
-export function cli(cwd: string, args: string[], env: Record<string, string> = {}) {
-  return run('node', [MAIN, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true });
+/** Runs the CLI (`main`: another build's, e.g. an older release's for upgrade fixtures). */
+export function cli(cwd: string, args: string[], env: Record<string, string> = {}, main = MAIN) {
+  return run('node', [main, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true });
 }
 
 /** Starts `mailmesh serve`, resolves once it logs that it is serving (no sleeps). */
-export async function startServe(t: Test, cwd: string, env: Record<string, string> = {}) {
-  const child = spawn('node', [MAIN, 'serve'], { cwd, env: { ...process.env, ...QUIET, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startServe(t: Test, cwd: string, env: Record<string, string> = {}, main = MAIN) {
+  const child = spawn('node', [main, 'serve'], { cwd, env: { ...process.env, ...QUIET, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => void child.kill('SIGKILL'));
   const lines: Record<string, unknown>[] = [];
   let stderr = '';
