@@ -25,7 +25,7 @@ export interface Backup {
   entries: StoreEntry[];
 }
 
-const BACKUP: BundleKind = { field: 'mailmeshBackup', version: 1, invalid: 'BACKUP_INVALID', decrypt: 'BACKUP_DECRYPT' };
+export const BACKUP: BundleKind = { field: 'mailmeshBackup', version: 1, invalid: 'BACKUP_INVALID', decrypt: 'BACKUP_DECRYPT' };
 
 async function withStore<T>(c: Config, f: (s: Store) => Promise<T>): Promise<T> {
   const store = await openStore(c.store.url, { redisPrefix: c.store.redisPrefix });

@@ -20,6 +20,7 @@ import { joinCommand, leaveCommand, lookupText, renderDoctor } from './commands.
 import { demo } from './demo/demo.js';
 import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from './keycommands.js';
 import { registerStoreCommands } from './backup.js';
+import { STORE_EXITS } from './upgrade.js';
 import { createLogger } from './log.js';
 import { pinsAccept, pinsForget, pinsList, pinsShow } from './pinsadmin.js';
 
@@ -378,5 +379,5 @@ program
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = asMailmeshError(err);
   process.stderr.write(`mailmesh: ${e.code}: ${e.message}\n`);
-  process.exit(1);
+  process.exit(STORE_EXITS[e.code] ?? 1);
 });

@@ -53,12 +53,13 @@ export async function storeSchema(store: Pick<Store, 'kvGet'>): Promise<number> 
 }
 
 /** What `upgrade --check` shows; STORE_SCHEMA_NEWER when the store was written by newer code. */
-export async function upgradePlan(store: Pick<Store, 'kvGet'>): Promise<UpgradePlan> {
+export async function upgradePlan(store: Pick<Store, 'kvGet'>, migrations: readonly Migration[] = MIGRATIONS): Promise<UpgradePlan> {
   const n = await storeSchema(store);
-  if (n > CODE_SCHEMA) {
-    throw new MailmeshError('STORE_SCHEMA_NEWER', `the store has schema ${schemaName(n)}, this code knows up to ${schemaName(CODE_SCHEMA)}: run a release that knows it`);
+  const code = migrations[migrations.length - 1]?.number ?? 0;
+  if (n > code) {
+    throw new MailmeshError('STORE_SCHEMA_NEWER', `the store has schema ${schemaName(n)}, this code knows up to ${schemaName(code)}: run a release that knows it`);
   }
-  return { store: n, code: CODE_SCHEMA, pending: MIGRATIONS.filter((m) => m.number > n) };
+  return { store: n, code, pending: migrations.filter((m) => m.number > n) };
 }
 
 export interface MigrateOptions {
@@ -68,6 +69,8 @@ export interface MigrateOptions {
   onStep?: (m: Migration) => void;
   /** How long to wait for another node's migration lease (default: twice its life). */
   waitMs?: number;
+  /** The list to run (default MIGRATIONS; tests give their own). */
+  migrations?: readonly Migration[];
 }
 
 /** How long the migration lease lives: a node that dies migrating holds the others back this long at most. */
@@ -81,7 +84,7 @@ const LEASE = 'migrate';
  * not finish. Returns the migrations this process ran.
  */
 export async function migrate(store: Store, o: MigrateOptions): Promise<Migration[]> {
-  if (!(await upgradePlan(store)).pending.length) return [];
+  if (!(await upgradePlan(store, o.migrations)).pending.length) return [];
   const deadline = Date.now() + (o.waitMs ?? 2 * MIGRATION_LEASE_SEC * 1000);
   while (!(await store.acquireLease(LEASE, o.owner, MIGRATION_LEASE_SEC))) {
     if (Date.now() > deadline) throw new MailmeshError('STORE_MIGRATION_BUSY', `the lease "${LEASE}" is held by another node`);
@@ -89,7 +92,7 @@ export async function migrate(store: Store, o: MigrateOptions): Promise<Migratio
   }
   const ran: Migration[] = [];
   try {
-    for (const m of (await upgradePlan(store)).pending) {
+    for (const m of (await upgradePlan(store, o.migrations)).pending) {
       o.onStep?.(m);
       await m.up(store);
       await store.kvPut(SCHEMA_KEY, String(m.number));

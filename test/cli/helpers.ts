@@ -16,8 +16,8 @@ export const QUIET = {
 };
 
 /** Runs the CLI (`main`: another build's, e.g. an older release's for upgrade fixtures). */
-export function cli(cwd: string, args: string[], env: Record<string, string> = {}, main = MAIN) {
-  return run('node', [main, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true });
+export function cli(cwd: string, args: string[], env: Record<string, string> = {}, main = MAIN, input?: string) {
+  return run('node', [main, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true, input });
 }
 
 /** Starts `mailmesh serve`, resolves once it logs that it is serving (no sleeps). */

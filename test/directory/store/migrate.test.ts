@@ -1,5 +1,5 @@
 import t from 'tap';
-import { CODE_SCHEMA, MIGRATIONS, migrate, SCHEMA_KEY, storeSchema, upgradePlan } from '../../../directory/store/migrate.js';
+import { CODE_SCHEMA, MIGRATIONS, migrate, type Migration, SCHEMA_KEY, storeSchema, upgradePlan } from '../../../directory/store/migrate.js';
 import { MemoryStore } from '../../../directory/store/memory.js';
 import { rejectsCode } from '../../helpers.js';
 
@@ -44,4 +44,29 @@ t.test('a store newer than the code, or a marker that is not a version, is refus
   t.equal(await s.kvGet(SCHEMA_KEY), String(CODE_SCHEMA + 1));
   await s.kvPut(SCHEMA_KEY, 'two');
   await rejectsCode(t, upgradePlan(s), 'STORE_SCHEMA_INVALID');
+});
+
+t.test('a run that stops part way resumes at the migration it did not finish', async (t) => {
+  const s = new MemoryStore();
+  const ran: number[] = [];
+  let failOnce = true;
+  const step = (number: number, up: () => void): Migration => ({ number, release: 'test', description: `step ${number}`, up: async () => up() });
+  const list = [
+    step(1, () => ran.push(1)),
+    step(2, () => {
+      if (failOnce) {
+        failOnce = false;
+        throw new Error('the node died');
+      }
+      ran.push(2);
+    }),
+    step(3, () => ran.push(3)),
+  ];
+  await t.rejects(migrate(s, { owner: 'a', migrations: list }), /the node died/);
+  t.equal(await storeSchema(s), 1, 'stamped up to the last finished migration');
+  t.equal(await s.acquireLease('migrate', 'b', 60), true, 'the lease was given up after the failure');
+  await s.releaseLease('migrate', 'b');
+  t.same((await migrate(s, { owner: 'b', migrations: list })).map((m) => m.number), [2, 3]);
+  t.same(ran, [1, 2, 3], 'each migration ran to its end once');
+  t.equal(await storeSchema(s), 3);
 });
