@@ -8,6 +8,7 @@ import { createDnsServer, type ZoneOptions } from '../directory/dns/dns.js';
 import { LdapServer } from '../directory/ldap/ldap.js';
 import { runWhileLeader } from '../directory/lease.js';
 import { loadMasterKey } from '../directory/seal.js';
+import { upgradePlan } from '../directory/store/migrate.js';
 import { openStore } from '../directory/store/open.js';
 import { gatewayOptions } from '../gateway/smtp/settings.js';
 import { createGateway } from '../gateway/smtp/smtp.js';
@@ -42,6 +43,7 @@ export async function openDirectory(c: Config, opts: { createKey: boolean; direc
   // New S/MIME leaves name the HTTP face's CRL of their domain CA (RFC 5280 §4.2.1.13; docs/lifecycle.md "Revoke").
   const base = opts.directoryUrl ?? (() => zoneOptions(c).directoryUrl);
   try {
+    await upgradePlan(store); // a store newer than this code is refused (STORE_SCHEMA_NEWER) before anything is written
     return await Directory.open(store, masterKey, { keys: c.keys, crlUrl: (d) => `${base()}/v1/domains/${d}/crl` });
   } catch (e) {
     await store.close();

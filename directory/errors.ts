@@ -60,7 +60,7 @@ const DIRECTORY_CODES = {
   STORE_NOT_EMPTY: { kind: 'conflict', message: 'the store is not empty (restore --force replaces what it holds)' },
   BACKUP_INVALID: { kind: 'invalid', message: 'not a mailmesh backup bundle' },
   BACKUP_DECRYPT: { kind: 'forbidden', message: 'the backup bundle does not decrypt: wrong passphrase, or it was altered' },
-  BACKUP_KEY_MISMATCH: { kind: 'conflict', message: 'this node has another master key than the backup\'s' },
+  BACKUP_KEY_MISMATCH: { kind: 'forbidden', message: 'this node has another master key than the backup\'s' },
   BAD_REQUEST: { kind: 'invalid', message: 'the request is malformed' },
   BODY_TOO_LARGE: { kind: 'invalid', message: 'the request body is too large' },
   BODY_ENCODING: { kind: 'invalid', message: 'the request body is not valid UTF-8' },

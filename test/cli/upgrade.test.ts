@@ -76,6 +76,9 @@ t.test('a store newer than the code: upgrade --check exits 78, serve refuses to 
   const serve = await cli(dir, ['serve']);
   t.equal(serve.code, 78);
   t.match(serve.stderr, /STORE_SCHEMA_NEWER/);
+  const add = await cli(dir, ['domain', 'add', 'new.test']);
+  t.equal(add.code, 78, 'the other commands refuse it too');
+  t.match(add.stderr, /STORE_SCHEMA_NEWER/);
   const again = new SqliteStore(join(dir, 'store.db'));
   t.teardown(() => again.close());
   t.equal(await again.kvGet(SCHEMA_KEY), String(CODE_SCHEMA + 1));
