@@ -9,6 +9,7 @@ import { createDnsServer, type ZoneOptions } from '../directory/dns/dns.js';
 import { LdapServer } from '../directory/ldap/ldap.js';
 import { runWhileLeader } from '../directory/lease.js';
 import { loadMasterKey } from '../directory/seal.js';
+import { upgradePlan } from '../directory/store/migrate.js';
 import { openStore } from '../directory/store/open.js';
 import { gatewayOptions } from '../gateway/smtp/settings.js';
 import { createGateway } from '../gateway/smtp/smtp.js';
@@ -37,6 +38,7 @@ import { selfSignedCertificate, TlsHolder, type TlsKeyPair } from '../directory/
 import { tlsMaterial } from '../directory/http/tls.js';
 import { AcmeCertificates, AcmeChallenges } from './acme.js';
 import type { Config } from './config.js';
+import { migrateAtStart } from './upgrade.js';
 
 /** The composition root: the only place that wires stores, the directory and its faces. */
 export async function openDirectory(c: Config, opts: { createKey: boolean; directoryUrl?: () => string }): Promise<Directory> {
@@ -46,6 +48,7 @@ export async function openDirectory(c: Config, opts: { createKey: boolean; direc
   // New S/MIME leaves name the HTTP face's CRL of their domain CA (RFC 5280 §4.2.1.13; docs/lifecycle.md "Revoke").
   const base = opts.directoryUrl ?? (() => zoneOptions(c).directoryUrl);
   try {
+    await upgradePlan(store); // a store newer than this code is refused (STORE_SCHEMA_NEWER) before anything is written
     return await Directory.open(store, masterKey, { keys: c.keys, crlUrl: (d) => `${base()}/v1/domains/${d}/crl` });
   } catch (e) {
     await store.close();
@@ -192,6 +195,7 @@ const LEASE_TTL_SEC = 30;
 export async function serve(c: Config, log: Logger): Promise<Running> {
   // The HTTP face's URL once it listens (port 0 picks one); until then the configured one.
   let directoryUrl = zoneOptions(c).directoryUrl;
+  await migrateAtStart(c, log); // refuses a store newer than this code; migrates an older one (docs/backup.md)
   const directory = await openDirectory(c, { createKey: true, directoryUrl: () => directoryUrl });
   const closers: (() => Promise<void>)[] = [() => directory.store.close()];
   const running: Running = {

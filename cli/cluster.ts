@@ -1,4 +1,3 @@
-import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -8,6 +7,7 @@ import { decodeMasterKey, loadMasterKey } from '../directory/seal.js';
 import { openStore } from '../directory/store/open.js';
 import { WebmailKeys } from '../gateway/webmail/crypto.js';
 import { openDirectory } from './app.js';
+import { isB64, openJson, sealJson, type BundleKind } from './bundle.js';
 import { ConfigSchema, type Config } from './config.js';
 
 /**
@@ -54,73 +54,19 @@ function checkFaces(faces: unknown): FaceSettings {
   return out;
 }
 
-const VERSION = 1;
 /** Only a Redis store can be shared by a cluster's nodes. */
 const REDIS_URL = /^(rediss?|redis-sentinel|redis-cluster):/;
-// scrypt cost: 2^15 × 8 × 128 B = 32 MiB of memory, a fraction of a second per try.
-const KDF = { N: 2 ** 15, r: 8, p: 1 };
+const CLUSTER_BUNDLE: BundleKind = { field: 'mailmeshCluster', version: 1, invalid: 'CLUSTER_BUNDLE_INVALID', decrypt: 'CLUSTER_BUNDLE_DECRYPT' };
 
-interface Bundle {
-  mailmeshCluster: number;
-  kdf: { name: 'scrypt'; N: number; r: number; p: number; salt: string };
-  cipher: 'aes-256-gcm';
-  iv: string;
-  tag: string;
-  data: string;
+/** Encrypts the credentials with a key derived from the passphrase (cli/bundle.ts: scrypt, AES-256-GCM); versioned JSON. */
+export function sealBundle(creds: ClusterCredentials, passphrase: string, rand?: (n: number) => Buffer): string {
+  return sealJson(CLUSTER_BUNDLE, creds, passphrase, rand);
 }
-
-function key(passphrase: string, salt: Buffer, kdf: { N: number; r: number; p: number }): Buffer {
-  return scryptSync(passphrase.normalize('NFC'), salt, 32, { ...kdf, maxmem: 256 * kdf.N * kdf.r });
-}
-
-/** The header fields, authenticated with the ciphertext (GCM additional data): altering any of them fails decryption. */
-function aad(b: Pick<Bundle, 'mailmeshCluster' | 'kdf' | 'cipher' | 'iv'>): Buffer {
-  return Buffer.from(JSON.stringify([b.mailmeshCluster, b.kdf.name, b.kdf.N, b.kdf.r, b.kdf.p, b.kdf.salt, b.cipher, b.iv]));
-}
-
-/** Encrypts the credentials with a key derived from the passphrase (scrypt, AES-256-GCM); versioned JSON. */
-export function sealBundle(creds: ClusterCredentials, passphrase: string, rand: (n: number) => Buffer = randomBytes): string {
-  if (!passphrase) throw new MailmeshError('CONFIG_INVALID', 'an empty passphrase');
-  const salt = rand(16);
-  const iv = rand(12);
-  const head = { mailmeshCluster: VERSION, kdf: { name: 'scrypt' as const, ...KDF, salt: salt.toString('base64') }, cipher: 'aes-256-gcm' as const, iv: iv.toString('base64') };
-  const c = createCipheriv('aes-256-gcm', key(passphrase, salt, KDF), iv);
-  c.setAAD(aad(head));
-  const data = Buffer.concat([c.update(JSON.stringify(creds), 'utf8'), c.final()]);
-  const bundle: Bundle = { ...head, tag: c.getAuthTag().toString('base64'), data: data.toString('base64') };
-  return JSON.stringify(bundle, null, 2) + '\n';
-}
-
-const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const isB64 = (v: unknown, len?: number): v is string => typeof v === 'string' && B64.test(v) && (len === undefined || Buffer.from(v, 'base64').length === len);
 
 /** Decrypts a bundle; CLUSTER_BUNDLE_INVALID for anything that is not one, CLUSTER_BUNDLE_DECRYPT for a wrong passphrase or an altered bundle. */
 export function openBundle(text: string, passphrase: string): ClusterCredentials {
-  let b: Bundle;
-  try {
-    b = JSON.parse(text) as Bundle;
-  } catch {
-    throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'not JSON');
-  }
-  if (!b || typeof b !== 'object') throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'not a JSON object');
-  if (b.mailmeshCluster !== VERSION) throw new MailmeshError('CLUSTER_BUNDLE_INVALID', `unknown version ${JSON.stringify(b.mailmeshCluster)}`);
-  const k = b.kdf;
-  // The cost parameters are bounded so that a crafted bundle cannot make us spend gigabytes.
-  if (!k || k.name !== 'scrypt' || k.N !== KDF.N || k.r !== KDF.r || k.p !== KDF.p || !isB64(k.salt, 16)) {
-    throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'unsupported key derivation');
-  }
-  if (b.cipher !== 'aes-256-gcm' || !isB64(b.iv, 12) || !isB64(b.tag, 16) || !isB64(b.data)) throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'unsupported cipher or bad fields');
-  let plain: string;
-  try {
-    const d = createDecipheriv('aes-256-gcm', key(passphrase, Buffer.from(k.salt, 'base64'), KDF), Buffer.from(b.iv, 'base64'));
-    d.setAAD(aad(b));
-    d.setAuthTag(Buffer.from(b.tag, 'base64'));
-    plain = Buffer.concat([d.update(Buffer.from(b.data, 'base64')), d.final()]).toString('utf8');
-  } catch {
-    throw new MailmeshError('CLUSTER_BUNDLE_DECRYPT');
-  }
-  const creds = JSON.parse(plain) as ClusterCredentials;
-  if (typeof creds.store?.url !== 'string' || typeof creds.store.redisPrefix !== 'string' || typeof creds.masterKey !== 'string') {
+  const creds = openJson(CLUSTER_BUNDLE, text, passphrase) as ClusterCredentials;
+  if (typeof creds?.store?.url !== 'string' || typeof creds.store.redisPrefix !== 'string' || typeof creds.masterKey !== 'string') {
     throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'missing fields');
   }
   if (!REDIS_URL.test(creds.store.url)) throw new MailmeshError('CLUSTER_BUNDLE_INVALID', 'the store is not Redis');
@@ -133,10 +79,13 @@ export function openBundle(text: string, passphrase: string): ClusterCredentials
   return creds;
 }
 
-/** The passphrase: from a file (first line) or MAILMESH_CLUSTER_PASSPHRASE — never from the command line. */
-export function readPassphrase(file: string | undefined, env: NodeJS.ProcessEnv): string {
-  const p = file ? readFileSync(file, 'utf8').split(/\r?\n/)[0]! : env.MAILMESH_CLUSTER_PASSPHRASE;
-  if (!p) throw new MailmeshError('CONFIG_INVALID', 'no passphrase: use --passphrase-file <file> or MAILMESH_CLUSTER_PASSPHRASE');
+/**
+ * The passphrase: from a file (first line; `-` is standard input) or the environment variable
+ * `name` (MAILMESH_CLUSTER_PASSPHRASE; MAILMESH_BACKUP_PASSPHRASE for backups) — never from the command line.
+ */
+export function readPassphrase(file: string | undefined, env: NodeJS.ProcessEnv, name = 'MAILMESH_CLUSTER_PASSPHRASE'): string {
+  const p = file ? readFileSync(file === '-' ? 0 : file, 'utf8').split(/\r?\n/)[0]! : env[name];
+  if (!p) throw new MailmeshError('CONFIG_INVALID', `no passphrase: use --passphrase-file <file> (- for standard input) or ${name}`);
   return p;
 }
 

@@ -173,8 +173,8 @@ export function loadConfig(opts: { file?: string; env: NodeJS.ProcessEnv; cwd: s
   const byEnv = new Map(configKeys().map((k) => [k.env, k]));
   for (const [name, path] of Object.entries(ALIASES)) byEnv.set(name, { path, env: name, kind: 'string' });
   for (const [name, value] of Object.entries(opts.env)) {
-    // MAILMESH_CLUSTER_PASSPHRASE is read by `mailmesh cluster` (cli/cluster.ts), not a setting.
-    if (!name.startsWith('MAILMESH_') || name === 'MAILMESH_CONFIG' || name === 'MAILMESH_CLUSTER_PASSPHRASE' || value === undefined) continue;
+    // MAILMESH_CLUSTER_PASSPHRASE and MAILMESH_BACKUP_PASSPHRASE are read by `mailmesh cluster` and `backup`/`restore` (cli/cluster.ts), not settings.
+    if (!name.startsWith('MAILMESH_') || ['MAILMESH_CONFIG', 'MAILMESH_CLUSTER_PASSPHRASE', 'MAILMESH_BACKUP_PASSPHRASE'].includes(name) || value === undefined) continue;
     const key = byEnv.get(name);
     if (!key) throw new MailmeshError('CONFIG_INVALID', `${name}: no such setting (see README "Configuration")`);
     setPath(raw, key.path.split('.'), envValue(value, key.kind));

@@ -19,6 +19,8 @@ import { exportCluster, joinCluster, joinReport, readPassphrase } from './cluste
 import { joinCommand, leaveCommand, lookupText, renderDoctor } from './commands.js';
 import { demo } from './demo/demo.js';
 import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from './keycommands.js';
+import { registerStoreCommands } from './backup.js';
+import { STORE_EXITS } from './upgrade.js';
 import { createLogger } from './log.js';
 import { pinsAccept, pinsForget, pinsList, pinsShow } from './pinsadmin.js';
 
@@ -362,6 +364,9 @@ cluster
     console.log(joinReport(w));
   });
 
+// Upgrades, backups and restores (docs/backup.md).
+registerStoreCommands(program, config);
+
 program
   .command('config')
   .description('configuration')
@@ -374,5 +379,5 @@ program
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = asMailmeshError(err);
   process.stderr.write(`mailmesh: ${e.code}: ${e.message}\n`);
-  process.exit(1);
+  process.exit(STORE_EXITS[e.code] ?? 1);
 });

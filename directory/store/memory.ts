@@ -1,6 +1,6 @@
 import type { Domain } from '../domain.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
-import { assertSerial, decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store } from './store.js';
+import { assertSerial, decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store, type StoreEntry } from './store.js';
 
 /** For tests and throw-away runs: everything in this process, gone when it ends. */
 export class MemoryStore implements Store {
@@ -94,6 +94,34 @@ export class MemoryStore implements Store {
 
   async releaseLease(name: string, owner: string): Promise<void> {
     if (this.#leases.get(name)?.owner === owner) this.#leases.delete(name);
+  }
+
+  async *entries(): AsyncIterable<StoreEntry> {
+    for (const [domain, r] of this.#records) {
+      const secrets = this.#secrets.get(domain);
+      yield { kind: 'record', record: decodeRecord(r.json, r.serial), ...(secrets && { secrets: secrets.toString('base64') }) };
+    }
+    for (const [name, value] of this.#meta) yield { kind: 'meta', name, value };
+    for (const [key, e] of this.#kv) {
+      if (e.expires > this.#now()) yield { kind: 'kv', key, value: e.value, ...(e.expires !== Infinity && { expiresAt: e.expires }) };
+    }
+  }
+
+  async restoreEntry(e: StoreEntry): Promise<void> {
+    if (e.kind === 'meta') this.#meta.set(e.name, e.value);
+    else if (e.kind === 'kv') this.#kv.set(e.key, { value: e.value, expires: e.expiresAt ?? Infinity });
+    else {
+      const r = e.record;
+      this.#records.set(r.domain, { json: encodeDraft(r), serial: r.serial, status: r.status });
+      if (e.secrets) this.#secrets.set(r.domain, Buffer.from(e.secrets, 'base64'));
+      else this.#secrets.delete(r.domain);
+      this.#serial = Math.max(this.#serial, r.serial);
+    }
+  }
+
+  async clear(): Promise<void> {
+    for (const m of [this.#records, this.#secrets, this.#meta, this.#kv, this.#leases]) m.clear();
+    this.#serial = 0;
   }
 
   async ping(): Promise<void> {}

@@ -2,7 +2,7 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import type { Domain } from '../domain.js';
 import { MailmeshError } from '../errors.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
-import { decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store } from './store.js';
+import { decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store, type StoreEntry } from './store.js';
 
 /**
  * One atomic write: compare-and-set on the record's serial, take the next store-wide
@@ -21,7 +21,20 @@ redis.call('PUBLISH', ARGV[8], n .. ' ' .. ARGV[7])
 return n
 `;
 
+/**
+ * A record written back as a backup holds it (restoreEntry): its own serial, the index, the
+ * store-wide serial raised to it, the secrets set or removed. KEYS as PUT's.
+ */
+const RESTORE = `
+redis.call('HSET', KEYS[1], 'json', ARGV[1], 'serial', ARGV[2], 'status', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) else redis.call('DEL', KEYS[4]) end
+return 1
+`;
+
 type PutCommand = {
+  mmRestore(k1: string, k2: string, k3: string, k4: string, ...args: (string | Buffer)[]): Promise<number>;
   mmPut(k1: string, k2: string, k3: string, k4: string, ...args: (string | Buffer)[]): Promise<number>;
   mmLease(key: string, owner: string, ttlMs: string): Promise<number>;
   mmRelease(key: string, owner: string): Promise<number>;
@@ -165,6 +178,7 @@ export class RedisStore implements Store {
     this.#r.defineCommand('mmLease', { numberOfKeys: 1, lua: LEASE });
     this.#r.defineCommand('mmRelease', { numberOfKeys: 1, lua: RELEASE });
     this.#r.defineCommand('mmIncr', { numberOfKeys: 1, lua: INCR });
+    this.#r.defineCommand('mmRestore', { numberOfKeys: 4, lua: RESTORE });
   }
 
   /** Connects and pings; gives up with STORE_UNAVAILABLE after three connect timeouts (ioredis keeps retrying unreachable Sentinels). */
@@ -319,12 +333,57 @@ export class RedisStore implements Store {
     this.#r.disconnect();
   }
 
+  /** Every key under `prefix + part` (a glob tail), from every master of a Cluster. */
+  async #keys(part: string): Promise<{ node: Redis; keys: string[] }[]> {
+    const pattern = this.#p.replace(/[*?[\]\\]/g, '\\$&') + part;
+    const nodes = this.#r instanceof Cluster ? this.#r.nodes('master') : [this.#r as Redis];
+    return Promise.all(nodes.map(async (node) => ({ node, keys: (await this.#run(() => node.keys(pattern))).sort() })));
+  }
+
+  async *entries(): AsyncIterable<StoreEntry> {
+    for (const { keys } of await this.#keys('rec:*')) {
+      for (const k of keys) {
+        const domain = k.slice(this.#k('rec', '').length) as Domain;
+        const record = await this.getRecord(domain);
+        const secrets = await this.getSecrets(domain);
+        if (record) yield { kind: 'record', record, ...(secrets && { secrets: secrets.toString('base64') }) };
+      }
+    }
+    for (const { keys } of await this.#keys('meta:*')) {
+      for (const k of keys) {
+        const value = await this.#run(() => this.#r.get(k));
+        if (value !== null) yield { kind: 'meta', name: k.slice(this.#k('meta', '').length), value };
+      }
+    }
+    for (const { keys } of await this.#keys('kv:*')) {
+      for (const k of keys) {
+        const [value, at] = await this.#run(() => Promise.all([this.#r.get(k), this.#r.pexpiretime(k)]));
+        if (value !== null) yield { kind: 'kv', key: k.slice(this.#k('kv', '').length), value, ...(at > 0 && { expiresAt: at }) };
+      }
+    }
+  }
+
+  async restoreEntry(e: StoreEntry): Promise<void> {
+    if (e.kind === 'meta') await this.#run(() => this.#r.set(this.#k('meta', e.name), e.value));
+    else if (e.kind === 'kv') {
+      const k = this.#k('kv', e.key);
+      await this.#run(() => (e.expiresAt === undefined ? this.#r.set(k, e.value) : this.#r.set(k, e.value, 'PXAT', e.expiresAt)));
+    } else {
+      const r = e.record;
+      await this.#run(() =>
+        this.#r.mmRestore(this.#k('rec', r.domain), this.#k('serial'), this.#k('bySerial'), this.#k('sec', r.domain),
+          encodeDraft(r), String(r.serial), r.status, r.domain, e.secrets ? Buffer.from(e.secrets, 'base64') : ''),
+      );
+    }
+  }
+
+  async clear(): Promise<void> {
+    await this.destroy();
+  }
+
   /** For tests and `mailmesh` maintenance: removes every key under this store's prefix (on a Cluster, from every master). */
   async destroy(): Promise<void> {
-    const pattern = this.#p.replace(/[*?[\]\\]/g, '\\$&') + '*';
-    const nodes = this.#r instanceof Cluster ? this.#r.nodes('master') : [this.#r];
-    for (const node of nodes) {
-      const keys = await this.#run(() => node.keys(pattern));
+    for (const { node, keys } of await this.#keys('*')) {
       // One hash tag, one slot: a multi-key DEL is allowed on a Cluster node too.
       if (keys.length) await this.#run(() => node.del(...keys));
     }

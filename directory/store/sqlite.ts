@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import type { Domain } from '../domain.js';
 import { MailmeshError } from '../errors.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
-import { assertSerial, decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store } from './store.js';
+import { assertSerial, decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store, type StoreEntry } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS records (
@@ -176,6 +176,40 @@ export class SqliteStore implements Store {
 
   async releaseLease(name: string, owner: string): Promise<void> {
     this.#sql('DELETE FROM leases WHERE name = ? AND owner = ?').run(name, owner);
+  }
+
+  async *entries(): AsyncIterable<StoreEntry> {
+    const records = this.#sql<[], { json: string; serial: number; blob: Buffer | null }>(
+      'SELECT json, serial, blob FROM records LEFT JOIN secrets USING (domain) ORDER BY serial',
+    ).all();
+    for (const r of records) yield { kind: 'record', record: decodeRecord(r.json, r.serial), ...(r.blob && { secrets: r.blob.toString('base64') }) };
+    // The store-wide serial is a meta row here; restoreEntry of the records sets it again.
+    for (const m of this.#sql<[], { name: string; value: string }>("SELECT name, value FROM meta WHERE name <> 'serial' ORDER BY name").all()) {
+      yield { kind: 'meta', ...m };
+    }
+    const kv = this.#sql<[number], { key: string; value: string; expires: number | null }>('SELECT key, value, expires FROM kv WHERE expires IS NULL OR expires > ? ORDER BY key').all(this.#now());
+    for (const e of kv) yield { kind: 'kv', key: e.key, value: e.value, ...(e.expires !== null && { expiresAt: e.expires }) };
+  }
+
+  async restoreEntry(e: StoreEntry): Promise<void> {
+    if (e.kind === 'meta') this.#sql('INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)').run(e.name, e.value);
+    else if (e.kind === 'kv') this.#sql('INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)').run(e.key, e.value, e.expiresAt ?? null);
+    else this.#restoreRecord(e.record, e.secrets);
+  }
+
+  #restoreRecord = (r: DomainRecord, secrets: string | undefined) =>
+    this.#db.transaction(() => {
+      this.#sql('INSERT OR REPLACE INTO records (domain, serial, status, json) VALUES (?, ?, ?, ?)').run(r.domain, r.serial, r.status, encodeDraft(r));
+      if (secrets) this.#sql('INSERT OR REPLACE INTO secrets (domain, blob) VALUES (?, ?)').run(r.domain, Buffer.from(secrets, 'base64'));
+      else this.#sql('DELETE FROM secrets WHERE domain = ?').run(r.domain);
+      this.#sql(
+        `INSERT INTO meta (name, value) VALUES ('serial', @serial)
+         ON CONFLICT(name) DO UPDATE SET value = MAX(CAST(value AS INTEGER), @serial)`,
+      ).run({ serial: r.serial });
+    })();
+
+  async clear(): Promise<void> {
+    this.#db.exec('BEGIN; DELETE FROM records; DELETE FROM secrets; DELETE FROM meta; DELETE FROM kv; DELETE FROM leases; COMMIT;');
   }
 
   async ping(): Promise<void> {

@@ -86,10 +86,40 @@ export interface KvStore extends StoreConnection {
 }
 
 /**
+ * One piece of a store's state, as `entries()` yields it and `restoreEntry()` writes it back
+ * (backups, docs/backup.md): a record with its serial and its sealed secrets (base64), a meta
+ * value, a live kv entry with its expiry (milliseconds since the epoch; none for a lasting one).
+ */
+export type StoreEntry =
+  | { kind: 'record'; record: DomainRecord; secrets?: string }
+  | { kind: 'meta'; name: string; value: string }
+  | { kind: 'kv'; key: string; value: string; expiresAt?: number };
+
+/**
+ * The whole state of a store, generically: whatever kinds of records, meta values and kv
+ * documents later code adds, a backup carries them without knowing them. Every implementation
+ * passes test/directory/store/dump-contract.ts.
+ */
+export interface StoreDump {
+  /** Every record (tombstones too), meta value and live kv entry; not leases (they belong to running processes). */
+  entries(): AsyncIterable<StoreEntry>;
+  /** Writes an entry back as it was: a record keeps its serial (the store-wide serial rises to it); meta and kv values are replaced. */
+  restoreEntry(e: StoreEntry): Promise<void>;
+  /** Removes everything: records, secrets, meta values, kv entries and leases. */
+  clear(): Promise<void>;
+}
+
+/**
  * What openStore returns and each implementation (memory, sqlite, redis) is: both sides in one
  * backend. The composition root hands each user the side it needs.
  */
-export interface Store extends RecordStore, KvStore {}
+export interface Store extends RecordStore, KvStore, StoreDump {}
+
+/** Whether a store holds anything at all (a record, a meta value or a kv entry). */
+export async function storeIsEmpty(store: StoreDump): Promise<boolean> {
+  for await (const _ of store.entries()) return false;
+  return true;
+}
 
 /** The compare-and-set rule of PutOptions.ifSerial, in one place for every implementation. */
 export function assertSerial(domain: Domain, current: { serial: number; status: string } | undefined, ifSerial: number | null | undefined): void {

@@ -15,14 +15,15 @@ export const QUIET = {
   MAILMESH_SMTP__INTERNAL_SERVER: '127.0.0.1:1', MAILMESH_FEDERATION__RESOLVERS: '127.0.0.1:1',
 };
 
-export function cli(cwd: string, args: string[], env: Record<string, string> = {}) {
-  return run('node', [MAIN, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true });
+/** Runs the CLI (`main`: another build's, e.g. an older release's for upgrade fixtures). */
+export function cli(cwd: string, args: string[], env: Record<string, string> = {}, main = MAIN, input?: string) {
+  return run('node', [main, ...args], { cwd, env: { ...QUIET, ...env }, allowFail: true, input });
 }
 
-/** Starts `mailmesh serve`, resolves once it logs that it is serving (no sleeps); `configPorts`: the ports of its configuration file, not 0. */
-export async function startServe(t: Test, cwd: string, env: Record<string, string> = {}, o: { configPorts?: boolean } = {}) {
+/** Starts `mailmesh serve`, resolves once it logs that it is serving (no sleeps); `configPorts`: the ports of its configuration file, not 0; `main`: another build's CLI. */
+export async function startServe(t: Test, cwd: string, env: Record<string, string> = {}, o: { configPorts?: boolean; main?: string } = {}) {
   const quiet = Object.fromEntries(Object.entries(QUIET).filter(([k]) => !(o.configPorts && k.endsWith('__PORT'))));
-  const child = spawn('node', [MAIN, 'serve'], { cwd, env: { ...process.env, ...quiet, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('node', [o.main ?? MAIN, 'serve'], { cwd, env: { ...process.env, ...quiet, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => void child.kill('SIGKILL'));
   const lines: Record<string, unknown>[] = [];
   let stderr = '';

@@ -1,9 +1,11 @@
 import t from 'tap';
 import { MemoryStore } from '../../../directory/store/memory.js';
+import { dumpContract } from './dump-contract.js';
 import { kvStoreContract } from './kv-contract.js';
 import { draft, recordStoreContract } from './record-contract.js';
 
 recordStoreContract(t, async () => new MemoryStore());
+dumpContract(t, async () => new MemoryStore());
 kvStoreContract(t, async () => new MemoryStore(), async () => {
   let now = 1_000_000;
   return { store: new MemoryStore({ clock: () => now }), advance: (ms) => (now += ms) };

@@ -3,6 +3,7 @@ import t, { type Test } from 'tap';
 import type { Domain } from '../../../directory/domain.js';
 import { RedisStore } from '../../../directory/store/redis.js';
 import { run, throwsCode } from '../../helpers.js';
+import { dumpContract } from './dump-contract.js';
 import { kvStoreContract } from './kv-contract.js';
 import { draft, recordStoreContract, subscribeContract } from './record-contract.js';
 import { startCluster, startSentinel } from './redis-servers.js';
@@ -31,6 +32,7 @@ function propagates(t: Test, url: string) {
 t.test('on a Redis Cluster of three masters', async (t) => {
   const { url, nodes } = await startCluster(t);
   recordStoreContract(t, maker(t, url));
+  dumpContract(t, maker(t, url));
   kvStoreContract(t, maker(t, url));
   propagates(t, url);
 
@@ -57,6 +59,7 @@ t.test('on a Redis Cluster of three masters', async (t) => {
 t.test('on a master watched by a Sentinel', async (t) => {
   const { url } = await startSentinel(t);
   recordStoreContract(t, maker(t, url));
+  dumpContract(t, maker(t, url));
   kvStoreContract(t, maker(t, url));
   propagates(t, url);
 });

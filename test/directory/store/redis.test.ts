@@ -1,6 +1,7 @@
 import t from 'tap';
 import { RedisStore } from '../../../directory/store/redis.js';
 import { redisPrefix, rejectsCode, TEST_REDIS_URL } from '../../helpers.js';
+import { dumpContract } from './dump-contract.js';
 import { kvStoreContract } from './kv-contract.js';
 import { recordStoreContract, subscribeContract } from './record-contract.js';
 
@@ -12,6 +13,7 @@ const fresh = async () => {
   return s;
 };
 recordStoreContract(t, fresh);
+dumpContract(t, fresh);
 kvStoreContract(t, fresh);
 
 subscribeContract(t, async () => {

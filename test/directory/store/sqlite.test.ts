@@ -4,6 +4,7 @@ import t from 'tap';
 import type { Domain } from '../../../directory/domain.js';
 import { SqliteStore } from '../../../directory/store/sqlite.js';
 import { tempDir, throwsCode } from '../../helpers.js';
+import { dumpContract } from './dump-contract.js';
 import { kvStoreContract } from './kv-contract.js';
 import { draft, recordStoreContract, subscribeContract } from './record-contract.js';
 
@@ -13,6 +14,7 @@ const fresh = async () => {
   return s;
 };
 recordStoreContract(t, fresh);
+dumpContract(t, fresh);
 kvStoreContract(t, fresh, async () => {
   let now = 1_000_000;
   const store = new SqliteStore(join(tempDir(t), 'clocked.db'), { clock: () => now });
