@@ -86,6 +86,8 @@ export const ConfigSchema = z.strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
       /** Human-readable logs: auto = when stdout is a terminal. */
       pretty: z.enum(['auto', 'true', 'false']).default('auto'),
+      /** Line format when not pretty: pino JSON, or JSON after an sd-daemon(3) `<N>` priority prefix for journald; auto = journal when started by systemd with stdout on the journal (JOURNAL_STREAM). */
+      format: z.enum(['auto', 'json', 'journal']).default('auto'),
     })
     .prefault({}),
 });
