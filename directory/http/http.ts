@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
 import rateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import type { Directory } from '../directory.js';
 import type { KvStore } from '../store/store.js';
@@ -137,7 +137,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     // A random request ID (errors.ts), in the log as `reqId` and in every error reply.
     genReqId: newRequestId,
     // One line per request, at debug, from observe.ts; not fastify's two at info.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Malformed URLs (bad %-escapes) get the same JSON error as everything else.
     frameworkErrors: (err, req, reply) => sendError(req, reply, new MailmeshError('BAD_REQUEST', err.message)),
     ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy, tls),

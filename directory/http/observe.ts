@@ -17,7 +17,7 @@ const PING_TIMEOUT_MS = 2000;
  * `mailmesh_http_requests_total{method,route,status}`: the route as openapi.yaml names it
  * (`/v1/domains/:domain`; `unmatched` for a 404 without a route, so scanners make no new
  * series) and the status class (`2xx` … `5xx`). Fastify's own two lines per request are off
- * (`disableRequestLogging` in http.ts).
+ * (`logController` in http.ts).
  */
 export function observeRequests(app: FastifyInstance, metrics: Metrics): void {
   const requests = metrics.counter('mailmesh_http_requests_total', 'HTTP requests answered, by method, route pattern and status class', ['method', 'route', 'status']);

@@ -84,3 +84,16 @@ t.test('log.format auto: journal only when JOURNAL_STREAM names this very stdout
   t.ok(stdoutIsJournal({ JOURNAL_STREAM: `${st.dev}:${st.ino}` }), 'device and inode of fd 1');
   t.throws(() => loadConfig({ env: { MAILMESH_LOG__FORMAT: 'syslog' }, cwd: tempDir(t) }), { code: 'CONFIG_INVALID' }, 'an unknown format is a config error');
 });
+
+t.test('a refused request that asked for a change is logged at info; journal wins over pretty', async (t) => {
+  const { base, lines } = await face(t, 'info');
+  const r = await get(`${base}/v1/domains`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"not":"signed"}' });
+  t.ok(r.status >= 400 && r.status < 500, `refused: ${r.status}`);
+  const info = parsed(lines).filter((l) => l.msg === 'request refused');
+  t.same(info.map((l) => l.level), [30], 'one info line with the detail');
+  t.notOk(parsed(lines).some((l) => l.msg === 'request'), 'and no request line at info');
+  const c = loadConfig({ env: { MAILMESH_LOG__FORMAT: 'journal', MAILMESH_LOG__PRETTY: 'true' }, cwd: tempDir(t) });
+  const out: string[] = [];
+  createLogger(c, { env: {}, destination: new Writable({ write: (chunk: Buffer, _e, cb) => (out.push(chunk.toString()), cb()) }) }).warn('w');
+  t.match(out.join(''), /^<4>\{"level":40,/);
+});

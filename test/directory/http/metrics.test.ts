@@ -1,73 +1,15 @@
-import { pino } from 'pino';
-import t, { type Test } from 'tap';
-import { serve, type Running } from '../../../cli/app.js';
+import { spawn } from 'node:child_process';
+import { setTimeout as delay } from 'node:timers/promises';
+import t from 'tap';
 import { loadConfig } from '../../../cli/config.js';
-import { run, tempDir } from '../../helpers.js';
+import { freePort, run, tempDir } from '../../helpers.js';
 import { get, isUnauthorized } from './helpers.js';
+import { hostPort, parseExposition, scrape, start, total } from './scrape.js';
 
 // `mailmesh serve` in this process with every face on port 0 and a memory store; real clients
 // (curl, kdig, ldapsearch, swaks) ask each face, and /metrics is scraped over HTTP and parsed.
 
 const TOKEN = 'scrape-token-0123456789';
-
-async function start(t: Test, env: Record<string, string> = {}): Promise<Running> {
-  const faces = Object.fromEntries(['HTTP', 'DNS', 'LDAP', 'SMTP'].map((f) => [`MAILMESH_${f}__PORT`, '0']));
-  const c = loadConfig({ env: { MAILMESH_STORE__URL: 'memory:', ...faces, ...env }, cwd: tempDir(t) });
-  const running = await serve(c, pino({ level: 'silent' }));
-  t.teardown(() => running.close());
-  return running;
-}
-
-const hostPort = (a: string) => {
-  const [host, port] = a.split(/:(?=\d+$)/);
-  return { host: host!, port: port! };
-};
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/**
- * The text exposition format 0.0.4, read strictly: every line is a HELP, a TYPE or a sample of
- * the family announced before it; label values quoted with \\, \" and \n escapes only.
- */
-function parseExposition(text: string): { samples: Sample[]; types: Map<string, string> } {
-  const types = new Map<string, string>();
-  const samples: Sample[] = [];
-  const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
-  const sampleRe = new RegExp(`^(${NAME})(?:\\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\\\n]|\\\\[\\\\"n])*",?)*)\\})? (-?(?:[0-9.e+-]+|Inf|NaN))(?: -?\\d+)?$`);
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
-    const meta = new RegExp(`^# (HELP|TYPE) (${NAME}) (.*)$`).exec(line);
-    if (meta) {
-      if (meta[1] === 'TYPE') {
-        if (!/^(counter|gauge|histogram|summary|untyped)$/.test(meta[3]!)) throw new Error(`bad TYPE line: ${line}`);
-        types.set(meta[2]!, meta[3]!);
-      }
-      continue;
-    }
-    const m = sampleRe.exec(line);
-    if (!m) throw new Error(`not a sample line: ${JSON.stringify(line)}`);
-    const family = [...types.keys()].find((f) => m[1] === f || /_(bucket|sum|count|total|created)$/.test(m[1]!) && m[1]!.startsWith(f));
-    if (!family) throw new Error(`sample before its TYPE: ${line}`);
-    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1]!, l[2]!]));
-    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return { samples, types };
-}
-
-async function scrape(base: string, headers: Record<string, string> = {}): Promise<Sample[]> {
-  const r = await get(`${base}/metrics`, { headers });
-  if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
-  return parseExposition(r.text).samples;
-}
-
-/** Sum of the samples of `name` whose labels include `labels`. */
-function total(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
-  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
-}
 
 t.test('one scrape parses, in our reading and promtool\'s, and has the runtime, build and store families', async (t) => {
   const running = await start(t);
@@ -116,6 +58,7 @@ t.test('the per-face counters move after real DNS, LDAP, HTTP and SMTP requests'
   t.equal(moved('mailmesh_dns_queries_total', { transport: 'tcp', qtype: 'TXT', rcode: 'NXDOMAIN' }), 1);
   t.equal(moved('mailmesh_ldap_operations_total', { operation: 'search', result: 'success' }), 1, 'LDAP: by operation and result');
   t.equal(moved('mailmesh_ldap_operations_total', { operation: 'search', result: 'noSuchObject' }), 1);
+  t.equal(moved('mailmesh_ldap_operations_total', { operation: 'bind' }), 0, 'the anonymous binds (ldapjs answers them itself) are not counted');
   t.equal(moved('mailmesh_smtp_replies_total', { stage: 'mail', class: '2xx' }), 1, 'SMTP: MAIL accepted');
   t.equal(moved('mailmesh_smtp_replies_total', { stage: 'rcpt' }), 1, 'SMTP: the RCPT answer counted, whatever its class');
   t.equal(moved('mailmesh_smtp_connections_total', {}), 1);
@@ -135,4 +78,19 @@ t.test('http.metricsToken: /metrics needs the bearer token; other routes do not'
 
 t.test('a short metrics token is a configuration error', async (t) => {
   t.throws(() => loadConfig({ env: { MAILMESH_HTTP__METRICS_TOKEN: 'short' }, cwd: tempDir(t) }), { code: 'CONFIG_INVALID' });
+});
+
+t.test('mailmesh_store_up goes to 0 when the Redis store stops answering, and /metrics still answers', async (t) => {
+  // A Redis of this test's own, on a free port, so that it can be stopped.
+  const port = await freePort();
+  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  t.teardown(() => void redis.kill('SIGKILL'));
+  for (let i = 0; i < 100 && (await run('redis-cli', ['-p', String(port), 'ping'], { allowFail: true })).code !== 0; i++) await delay(50);
+  const running = await start(t, { MAILMESH_STORE__URL: `redis://127.0.0.1:${port}/0`, MAILMESH_HTTP__PORT: '0', MAILMESH_DNS__ENABLED: 'false', MAILMESH_LDAP__ENABLED: 'false', MAILMESH_SMTP__ENABLED: 'false' });
+  const base = `http://${running.addresses.http}`;
+  t.equal(total(await scrape(base), 'mailmesh_store_up', { store: 'redis' }), 1, 'up while Redis answers');
+  const exited = new Promise((r) => redis.once('exit', r));
+  redis.kill('SIGKILL');
+  await exited;
+  t.equal(total(await scrape(base), 'mailmesh_store_up', { store: 'redis' }), 0, 'down once it is gone');
 });
