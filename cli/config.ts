@@ -200,6 +200,7 @@ export function maskedConfig(c: Config): Record<string, unknown> {
   const copy = structuredClone(c) as Record<string, unknown> & Config;
   if (copy.masterKey.value) copy.masterKey.value = '********';
   if (copy.federation.importToken) copy.federation.importToken = '********';
+  if (copy.http.metricsToken) copy.http.metricsToken = '********';
   for (const k of copy.dns.transfer.tsig) k.secret = '********';
   copy.store.url = copy.store.url.replace(/\/\/([^@/]*)@/, '//********@');
   return copy;

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
 import t from 'tap';
-import { loadConfig } from '../../../cli/config.js';
+import { loadConfig, maskedConfig } from '../../../cli/config.js';
 import { freePort, run, tempDir } from '../../helpers.js';
 import { get, isUnauthorized } from './helpers.js';
 import { hostPort, parseExposition, scrape, start, total } from './scrape.js';
@@ -76,8 +76,11 @@ t.test('http.metricsToken: /metrics needs the bearer token; other routes do not'
   t.equal(total(samples, 'mailmesh_http_requests_total', { route: '/metrics', status: '4xx' }), 2, 'the refused scrapes are counted as 4xx');
 });
 
-t.test('a short metrics token is a configuration error', async (t) => {
+t.test('a short metrics token is a configuration error; config print masks the token', async (t) => {
   t.throws(() => loadConfig({ env: { MAILMESH_HTTP__METRICS_TOKEN: 'short' }, cwd: tempDir(t) }), { code: 'CONFIG_INVALID' });
+  const c = loadConfig({ env: { MAILMESH_HTTP__METRICS_TOKEN: TOKEN }, cwd: tempDir(t) });
+  t.equal(c.http.metricsToken, TOKEN);
+  t.notMatch(JSON.stringify(maskedConfig(c)), TOKEN);
 });
 
 t.test('mailmesh_store_up goes to 0 when the Redis store stops answering, and /metrics still answers', async (t) => {
