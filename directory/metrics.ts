@@ -48,6 +48,8 @@ export class Metrics {
   readonly #counters = new Map<string, Counter>();
 
   constructor(o: MetricsOptions = {}) {
+    // Every registry has the faults family, so a reader that asks for it first (a test) finds its labels.
+    this.faults();
     if (!o.runtime) return;
     collectDefaultMetrics({ register: this.registry });
     const info = new Gauge({ name: 'mailmesh_build_info', help: 'Always 1; the labels name the mailmesh version and the Node.js runtime', labelNames: ['version', 'node'], registers: [this.registry] });
@@ -77,6 +79,8 @@ export class Metrics {
 
   /** A family whose samples are read when scraped (numbers another module keeps); `read` may be async. */
   collect(name: string, help: string, type: 'counter' | 'gauge', read: () => Sample[] | Promise<Sample[]>, labelNames: readonly string[] = []): void {
+    // A second reader of the same name (a face started again on one registry) replaces the first.
+    this.registry.removeSingleMetric(name);
     const options = { name, help, labelNames: [...labelNames], registers: [this.registry] };
     if (type === 'gauge') new Gauge({ ...options, async collect() { refill(this, await read(), (l, v) => this.set(l, v)); } });
     else new PromCounter({ ...options, async collect() { refill(this, await read(), (l, v) => this.inc(l, v)); } });

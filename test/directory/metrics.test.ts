@@ -38,3 +38,15 @@ t.test('runtime: the process and Node.js families and mailmesh_build_info', asyn
   t.match(text, /^nodejs_version_info\{/m);
   t.equal(m.contentType, 'text/plain; version=0.0.4; charset=utf-8');
 });
+
+t.test('a collected family asked for again is replaced, not an error; faults exist from the start', async (t) => {
+  const m = new Metrics();
+  m.collect('x_serial', 'serial', 'gauge', () => [{ value: 1 }]);
+  m.collect('x_serial', 'serial', 'gauge', () => [{ value: 2 }]);
+  const text = await m.render();
+  t.match(text, /^x_serial 2$/m);
+  t.equal(text.match(/# TYPE x_serial gauge/g)?.length, 1);
+  t.match(text, /# TYPE mailmesh_faults_total counter/);
+  m.counter('mailmesh_faults_total', 'read by name').inc({ face: 'mirror' });
+  t.equal(m.faults().get({ face: 'mirror' }), 1);
+});
