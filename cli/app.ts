@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { Directory } from '../directory/directory.js';
 import { edgeLimits } from '../directory/edge.js';
 import { createHttpServer } from '../directory/http/http.js';
+import { packageVersion } from '../directory/http/openapi.js';
 import { createDnsServer, type ZoneOptions } from '../directory/dns/dns.js';
 import { LdapServer } from '../directory/ldap/ldap.js';
 import { runWhileLeader } from '../directory/lease.js';
@@ -205,7 +206,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
       for (const f of closers.reverse()) await f().catch((err) => log.error({ err }, 'shutdown step failed'));
     },
   };
-  const metrics = new Metrics();
+  const metrics = new Metrics({ runtime: { version: packageVersion() } });
   try {
     const acme = acmeFor(c, directory, log);
     if (c.demo.domain && !(await directory.findRecord(c.demo.domain))) {

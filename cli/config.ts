@@ -88,6 +88,8 @@ export const ConfigSchema = z.strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
       /** Human-readable logs: auto = when stdout is a terminal. */
       pretty: z.enum(['auto', 'true', 'false']).default('auto'),
+      /** Line format when not pretty: pino JSON, or JSON after an sd-daemon(3) `<N>` priority prefix for journald; auto = journal when started by systemd with stdout on the journal (JOURNAL_STREAM). */
+      format: z.enum(['auto', 'json', 'journal']).default('auto'),
     })
     .prefault({}),
 });
@@ -200,6 +202,7 @@ export function maskedConfig(c: Config): Record<string, unknown> {
   const copy = structuredClone(c) as Record<string, unknown> & Config;
   if (copy.masterKey.value) copy.masterKey.value = '********';
   if (copy.federation.importToken) copy.federation.importToken = '********';
+  if (copy.http.metricsToken) copy.http.metricsToken = '********';
   for (const k of copy.dns.transfer.tsig) k.secret = '********';
   copy.store.url = copy.store.url.replace(/\/\/([^@/]*)@/, '//********@');
   return copy;

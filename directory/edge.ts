@@ -104,7 +104,7 @@ export class EdgeGuard {
     opts: { metrics?: Metrics; logger?: EdgeLogger; exempt?: (address: string) => boolean } = {},
   ) {
     this.limits = { ...DEFAULT_EDGE_LIMITS, ...limits };
-    this.#faults = opts.metrics?.counter('mailmesh_faults_total', 'Faults contained by a face');
+    this.#faults = opts.metrics?.faults();
     this.#log = opts.logger;
     this.#exempt = opts.exempt ?? (() => false);
   }

@@ -55,7 +55,7 @@ export async function watchKeyExpiry(directory: Directory, metrics: Metrics): Pr
   for (const r of await directory.listDomains()) update(r);
   metrics.collect('mailmesh_key_not_after_timestamp_seconds', 'When each key of a local domain expires (Unix time; kind openpgp, smime, smime-ca)', 'gauge', () =>
     [...expiries].flatMap(([domain, e]) => KEY_KINDS.filter((k) => e[k]).map((kind) => ({ labels: { domain, kind }, value: Math.floor(e[kind]!.getTime() / 1000) }))),
-  );
+  ['domain', 'kind']);
   return () => void directory.off('change', update);
 }
 
@@ -184,7 +184,7 @@ export class KeyLifecycle {
       } catch (e) {
         const err = asMailmeshError(e);
         events.push({ domain: r.domain, action: 'failed', detail: `${err.code}: ${err.message}` });
-        this.#o.metrics?.counter('mailmesh_faults_total', 'Faults by face').inc({ face: 'lifecycle' });
+        this.#o.metrics?.faults().inc({ face: 'lifecycle' });
       }
     }
     for (const e of events) {

@@ -15,7 +15,7 @@ export interface TickFaults {
 export function every(intervalMs: number, face: string, work: () => Promise<unknown>, o: TickFaults & { immediate?: boolean; what: string }): () => void {
   let running = false;
   const fault = (err: unknown) => {
-    o.metrics?.counter('mailmesh_faults_total', 'Faults by face').inc({ face });
+    o.metrics?.faults().inc({ face });
     try {
       o.logger?.warn({ err, face }, `${o.what} failed`);
     } catch {

@@ -65,14 +65,16 @@ export class MailPolicy {
   #stop: () => void = () => {};
   readonly #results;
   readonly #discoveries;
+  readonly #pinViolations;
   #follower?: { settled(): Promise<void> };
   readonly #inbound: InboundTunnels;
 
   private constructor(o: MailPolicyOptions) {
     this.#o = o;
     this.#extra = domainMatcher(o.extraDomains ?? []);
-    this.#results = o.metrics?.counter('mailmesh_tunnel_results_total', 'Tunnel crypto results by direction, format and result');
-    this.#discoveries = o.metrics?.counter('mailmesh_discovery_lookups_total', 'Key discovery lookups by cache state and source');
+    this.#results = o.metrics?.counter('mailmesh_tunnel_results_total', 'Tunnel crypto results by direction, format and result', ['direction', 'format', 'result']);
+    this.#discoveries = o.metrics?.counter('mailmesh_discovery_lookups_total', 'Key discovery lookups by cache state and source', ['cache', 'source']);
+    this.#pinViolations = o.metrics?.counter('mailmesh_pin_violations_total', 'Key changes a pin refused (federation/pincheck.ts), by peer domain and key', ['domain', 'key']);
     this.#inbound = new InboundTunnels({
       ...o,
       store: o.directory.store,
@@ -113,6 +115,8 @@ export class MailPolicy {
   async #discover(domain: Domain): Promise<Discovered> {
     const d = await this.#o.discovery.discover(domain);
     this.#discoveries?.inc({ cache: d.cache, source: d.provenance.source });
+    // Counted when found (a fresh lookup), not again for each cached answer that still carries it.
+    if (d.violation && d.cache === 'miss') this.#pinViolations?.inc({ domain, key: d.violation.key ?? 'openpgp' });
     return d;
   }
 

@@ -71,6 +71,8 @@ export const httpSection = hostPort(8080)
     ...edgeKeys({ maxConnections: 1000, maxConnectionsPerAddress: 50, idleTimeoutSec: 5 }),
     headersTimeoutSec: z.number().int().min(1).default(10),
     requestTimeoutSec: z.number().int().min(1).default(30),
+    /** When set, GET /metrics needs `Authorization: Bearer <metricsToken>` (docs/observability.md). */
+    metricsToken: z.string().min(16).optional(),
   })
   .prefault({});
 

@@ -11,7 +11,7 @@ import type { TcpLimits } from './tcp.js';
 import { TsigKeyring, tsigErrorName, type TsigKeyConfig, type TsigSigner } from './tsig.js';
 import {
   encodeHeader, encodeOpt, encodeQuestion, encodeRR, EXTENDED_BADVERS, FLAG, HEADER_SIZE, lowerName, nameToWire,
-  parseQuery, RCODE, TYPE, UDP_MIN, type Query,
+  parseQuery, RCODE, TYPE, TYPE_NAMES, UDP_MIN, type Query,
 } from '../dnswire.js';
 import { buildZones, checkZoneOptions, type BuiltZones, type KeyRdata, type Zone, type ZoneOptions } from './zone.js';
 
@@ -137,6 +137,10 @@ export async function exportZone(d: Directory, opts: ZoneOptions, apex?: string)
   return renderMasterFile(zone, `serial ${serial}`) + notes;
 }
 
+/** Label values of mailmesh_dns_queries_total: the types this face knows; any other is `other` (bounded label set). */
+const QTYPE_LABELS: Record<number, string> = { ...TYPE_NAMES, [TYPE.IXFR]: 'IXFR', [TYPE.AXFR]: 'AXFR', [TYPE.ANY]: 'ANY' };
+const RCODE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(RCODE).map(([name, code]) => [code, name]));
+
 export class DnsServer {
   readonly #opts: DnsServerOptions & Required<Pick<DnsServerOptions, 'maxUdpPayload' | 'axfrMessageSize' | 'clock'>>;
   #table: Table;
@@ -148,6 +152,7 @@ export class DnsServer {
   readonly metrics: Metrics;
   readonly #faults: Counter;
   readonly #transfers: Counter;
+  readonly #queries: Counter;
   #faultLog = { at: 0, suppressed: 0 };
 
   private constructor(opts: DnsServerOptions) {
@@ -162,8 +167,9 @@ export class DnsServer {
     this.#keyring = new TsigKeyring(opts.transfer?.tsig ?? [], () => Math.floor(clock().getTime() / 1000));
     this.#transferAllowed = addressList(opts.transfer?.allow ?? ['127.0.0.0/8', '::1/128'], 'dns.transfer.allow');
     this.metrics = opts.metrics ?? new Metrics();
-    this.#faults = this.metrics.counter('mailmesh_faults_total', 'Faults contained by a face');
-    this.#transfers = this.metrics.counter('mailmesh_dns_transfers_total', 'Zone transfer requests (AXFR/IXFR) by result');
+    this.#faults = this.metrics.faults();
+    this.#transfers = this.metrics.counter('mailmesh_dns_transfers_total', 'Zone transfer requests (AXFR/IXFR) by result', ['result']);
+    this.#queries = this.metrics.counter('mailmesh_dns_queries_total', 'Queries answered, by transport, question type and response code', ['transport', 'qtype', 'rcode']);
     this.#table = compile([], 0);
   }
 
@@ -213,8 +219,19 @@ export class DnsServer {
     return [...this.respond(msg, { transport, address })];
   }
 
-  /** The answers to one message, made one by one as they are sent (an AXFR may be many). */
+  /** The answers to one message, made one by one as they are sent (an AXFR may be many); each answered query counted once. */
   *respond(msg: Buffer, client: Client): Generator<Buffer> {
+    const asked: { qtype?: number } = {};
+    let counted = false;
+    for (const out of this.#respond(msg, client, asked)) {
+      // RFC 1035 §4.1.1: RCODE is the low 4 bits of the header's fourth octet.
+      if (!counted) this.#queries.inc({ transport: client.transport, qtype: QTYPE_LABELS[asked.qtype ?? -1] ?? 'other', rcode: RCODE_NAMES[out[3]! & 0x0f] ?? 'other' });
+      counted = true;
+      yield out;
+    }
+  }
+
+  *#respond(msg: Buffer, client: Client, asked: { qtype?: number }): Generator<Buffer> {
     // RFC 1035 §4.1.1: no answer without a header to take the ID from, and never to a response (QR set).
     if (msg.length < HEADER_SIZE || msg[2]! & 0x80) return;
     const id = msg.readUInt16BE(0);
@@ -227,6 +244,7 @@ export class DnsServer {
     let signer: TsigSigner | undefined;
     try {
       q = parseQuery(msg);
+      asked.qtype = q.qtype;
       // RFC 8945 §5.2: a signed request is verified, and its answer signed, whatever it asks.
       if (q.tsig) signer = this.#keyring.verify(msg, q);
     } catch (e) {

@@ -65,8 +65,8 @@ function udpSocket(host: string, hooks: ListenHooks, rrl: ResponseRateLimiter, l
  */
 export async function listenDns(host: string, port: number, hooks: ListenHooks): Promise<Listening> {
   const rrl = new ResponseRateLimiter(hooks.rrl, hooks.now);
-  const rrlCounter = hooks.metrics.counter('mailmesh_dns_rrl_total', 'UDP responses held back by response-rate limiting, by action (drop, slip)');
-  const tcpCounter = hooks.metrics.counter('mailmesh_dns_tcp_limits_total', 'TCP connections refused or closed by a limit, by limit');
+  const rrlCounter = hooks.metrics.counter('mailmesh_dns_rrl_total', 'UDP responses held back by response-rate limiting, by action (drop, slip)', ['action']);
+  const tcpCounter = hooks.metrics.counter('mailmesh_dns_tcp_limits_total', 'TCP connections refused or closed by a limit, by limit', ['limit']);
   const connections = new TcpConnections(hooks.tcp, {
     respond: (msg, address) => hooks.respond(msg, { transport: 'tcp', address }),
     fault: hooks.fault,

@@ -36,10 +36,13 @@ export function errorBody(e: MailmeshError, requestId: string): string {
 
 /**
  * Logs a refusal's detail under the request's ID (`reqId`, bound to `req.log`): a fault or an
- * unavailable dependency as an error, what the client got wrong as info.
+ * unavailable dependency as an error; what the client got wrong as info when it asked for a change
+ * (a refused join, import, WebMail form), at debug for a read (GET, HEAD: a scanner's 404s are no
+ * info lines; docs/observability.md "Logs").
  */
-export function logRefusal(log: FastifyBaseLogger, e: MailmeshError, err: unknown = e): void {
+export function logRefusal(log: FastifyBaseLogger, e: MailmeshError, err: unknown = e, method = 'POST'): void {
   if (e.kind === 'internal' || e.kind === 'unavailable') log.error({ code: e.code, detail: e.detail, err }, 'request failed');
+  else if (method === 'GET' || method === 'HEAD') log.debug({ code: e.code, detail: e.detail }, 'request refused');
   else log.info({ code: e.code, detail: e.detail }, 'request refused');
 }
 
@@ -48,7 +51,7 @@ export function logRefusal(log: FastifyBaseLogger, e: MailmeshError, err: unknow
  * the detail stays in the log (logRefusal), under the same ID. A 401 carries the bearer challenge.
  */
 export function sendError(req: FastifyRequest, reply: FastifyReply, e: MailmeshError, err: unknown = e): FastifyReply {
-  logRefusal(req.log, e, err);
+  logRefusal(req.log, e, err, req.method);
   const status = httpStatus(e);
   if (status === 401) reply.header('www-authenticate', BEARER_CHALLENGE);
   return reply.code(status).header('x-request-id', req.id).type('application/json').send(errorBody(e, req.id));

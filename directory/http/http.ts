@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
 import type { TlsOptions } from 'node:tls';
 import rateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import type { Directory } from '../directory.js';
@@ -17,6 +17,7 @@ import { crlHandlers } from './crl.js';
 import { keyServerHandlers } from './keyserver.js';
 import { PublishedKeys } from './keys.js';
 import { loadOpenApi, operations, registerOperations, type OpenApiDocument } from './openapi.js';
+import { observeRequests, PROBES, statusHandlers } from './observe.js';
 import { tlsMaterial, type TlsConfig } from './tls.js';
 import { acmeHandlers, type AcmeResponder } from './acme.js';
 
@@ -34,6 +35,8 @@ export interface HttpConfig {
   /** Connections, unsent bytes, lifetime (directory/edge.ts). */
   limits?: Partial<EdgeLimits>;
   timeouts?: Partial<HttpTimeouts>;
+  /** With it, GET /metrics needs `Authorization: Bearer <metricsToken>` (docs/observability.md). */
+  metricsToken?: string;
 }
 
 /** Where rate-limit counters live when a cluster's nodes share them: a store's atomic counters. */
@@ -137,6 +140,8 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     exposeHeadRoutes: false,
     // A random request ID (errors.ts), in the log as `reqId` and in every error reply.
     genReqId: newRequestId,
+    // One line per request, at debug, from observe.ts; not fastify's two at info.
+    logController: new LogController({ disableRequestLogging: true }),
     // Malformed URLs (bad %-escapes) get the same JSON error as everything else.
     frameworkErrors: (err, req, reply) => sendError(req, reply, new MailmeshError('BAD_REQUEST', err.message)),
     ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy, tls && { ...tls, ...opts.acme?.tlsHooks }),
@@ -147,6 +152,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   refuseLargeBeforeContinue(app, Math.max(BODY_LIMIT, opts.webmail?.bodyLimit ?? 0));
 
   registerErrorHandling(app, guard);
+  observeRequests(app, metrics);
 
   // Everything served is public and read-only: any web page may read it (Fetch standard CORS).
   app.addHook('onRequest', async (req, reply) => {
@@ -159,7 +165,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
       max: limit.max,
       timeWindow: limit.windowSec * 1000,
       ...(opts.rateCounters && { store: sharedRateStore(opts.rateCounters, limit.windowSec * 1000), skipOnError: true }),
-      allowList: (req) => req.url === '/healthz' || req.url === '/metrics',
+      allowList: (req) => PROBES.has(req.url),
       errorResponseBuilder: (_req, ctx) => new MailmeshError('RATE_LIMITED', `retry after ${ctx.after}`),
     });
   }
@@ -168,7 +174,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   const keys = new PublishedKeys(directory);
   app.addHook('onClose', async () => keys.close());
   registerOperations(app, byTag(loadOpenApi(), 'webmail', false), {
-    ...(await statusHandlers(directory, metrics)),
+    ...(await statusHandlers(directory, metrics, opts.config?.metricsToken)),
     ...recordHandlers(directory, keys),
     ...crlHandlers(directory),
     ...keyServerHandlers(directory, keys),
@@ -179,27 +185,6 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
 }
 
 const domainParam = (req: FastifyRequest) => (req.params as { domain: string }).domain;
-
-/** /metrics and /healthz: the directory's serial (a gauge, read at each scrape) and whether its store answers. */
-async function statusHandlers(directory: Directory, metrics: Metrics): Promise<Record<string, RouteHandlerMethod>> {
-  let lastSerial = await directory.serial().catch(() => 0);
-  metrics.collect('mailmesh_directory_serial', 'The store serial (grows with every change)', 'gauge', () => [{ value: lastSerial }]);
-  return {
-    async getMetrics(_req, reply) {
-      lastSerial = await directory.serial().catch(() => lastSerial);
-      return reply.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render());
-    },
-
-    async getHealth(_req, reply) {
-      try {
-        await directory.ping();
-        return { status: 'ok', store: directory.storeKind, serial: await directory.serial() };
-      } catch {
-        return reply.code(503).send({ status: 'unavailable', store: directory.storeKind });
-      }
-    },
-  };
-}
 
 /** Sync and a domain's record, OpenPGP key and S/MIME certificate. */
 function recordHandlers(directory: Directory, keys: PublishedKeys): Record<string, RouteHandlerMethod> {

@@ -40,13 +40,20 @@ export interface OpenApiDocument {
 
 const METHODS = ['get', 'head', 'post', 'put', 'delete', 'patch'] as const;
 
-/** openapi.yaml at the project root, found from this file in the source tree or in dist/. */
-export function openApiPath(): string {
+/** A file at the project root (openapi.yaml, package.json), found from this file in the source tree or in dist/. */
+export function projectFile(name: string): string {
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    const candidate = join(dir, 'openapi.yaml');
+    const candidate = join(dir, name);
     if (existsSync(candidate)) return candidate;
-    if (dirname(dir) === dir) throw new Error('openapi.yaml not found above ' + import.meta.url);
+    if (dirname(dir) === dir) throw new Error(`${name} not found above ${import.meta.url}`);
   }
+}
+
+export const openApiPath = (): string => projectFile('openapi.yaml');
+
+/** The version in package.json (the HTTP face's `mailmesh_build_info`). */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(projectFile('package.json'), 'utf8')) as { version: string }).version;
 }
 
 let cached: OpenApiDocument | undefined;

@@ -52,6 +52,9 @@ export const RESULT = {
   unwillingToPerform: 53,
   other: 80,
 } as const;
+const RESULT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(RESULT).map(([name, code]) => [code, name]));
+/** Label values of mailmesh_ldap_operations_total for the requests answered without ldapjs. */
+const REFUSED_NAMES = new Map([[0x66, 'modify'], [0x68, 'add'], [0x4a, 'delete'], [0x6c, 'modifyDN'], [0x6e, 'compare']]);
 
 // RFC 4511 §4.5.1.2 scopes.
 const SCOPE = { base: 0, one: 1, sub: 2 } as const;
@@ -113,6 +116,7 @@ function selectAttributes(entry: LdapEntry, requested: string[]): LdapEntry['att
 export class LdapServer {
   readonly #opts: Required<Omit<LdapServerOptions, 'logger' | 'metrics' | 'limits'>> & Pick<LdapServerOptions, 'logger'>;
   readonly #guard: EdgeGuard;
+  readonly #count: (operation: string, status: number) => void;
   readonly #srv: LdapjsServer;
   readonly #sockets = new Set<Socket>();
   readonly #base: string;
@@ -147,10 +151,12 @@ export class LdapServer {
     const srv = ldap.createServer({ connectionRouter: (socket: Socket) => this.#connection(socket) } as never) as unknown as LdapjsServer;
     this.#srv = srv;
     this.#guard = new EdgeGuard('ldap', opts.limits, { metrics: opts.metrics, logger: opts.logger });
+    const ops = opts.metrics?.counter('mailmesh_ldap_operations_total', 'Operations answered, by operation and RFC 4511 result code', ['operation', 'result']);
+    this.#count = (operation, status) => ops?.inc({ operation, result: RESULT_NAMES[status] ?? 'other' });
     srv.on('error', (err) => this.#opts.logger?.debug({ err }, 'ldap: protocol error'));
     srv.on('clientError', (err) => this.#opts.logger?.debug({ err }, 'ldap: client error'));
-    srv.search('', (req, res, next) => this.#contained(res, next, () => this.#search(req, res, next)));
-    srv.bind('', (req, res, next) => this.#contained(res, next, () => this.#bind(req, res, next)));
+    srv.search('', (req, res, next) => this.#contained('search', res, next, () => this.#search(req, res, next)));
+    srv.bind('', (req, res, next) => this.#contained('bind', res, next, () => this.#bind(req, res, next)));
   }
 
   /** Builds the first snapshot and follows the directory's 'change' events from before it on. */
@@ -258,8 +264,10 @@ export class LdapServer {
     if (!env) return this.#disconnect(socket, 'malformed LDAPMessage');
     const refused = REFUSED_OPS.get(env.op);
     if (refused) {
+      this.#count(REFUSED_NAMES.get(env.op)!, RESULT.unwillingToPerform);
       socket.write(encodeResult(env.messageId, refused, RESULT.unwillingToPerform, 'this directory is read-only'));
     } else if (env.op === EXTENDED_REQUEST) {
+      this.#count('extended', RESULT.protocolError);
       socket.write(encodeResult(env.messageId, EXTENDED_RESPONSE, RESULT.protocolError, 'extended operations are not supported'));
     } else if (!LDAPJS_OPS.has(env.op)) {
       return this.#disconnect(socket, `protocolOp 0x${env.op.toString(16)} is not a request`);
@@ -280,7 +288,9 @@ export class LdapServer {
   }
 
   /** A handler that throws is a fault of its request alone: logged, counted, answered `other` (RFC 4511 §4.1.9). */
-  #contained(res: Res, next: Next, handler: () => void): void {
+  #contained(operation: string, res: Res, next: Next, handler: () => void): void {
+    const end = res.end.bind(res);
+    res.end = (status = RESULT.success) => (this.#count(operation, status), end(status));
     try {
       handler();
     } catch (err) {

@@ -73,6 +73,9 @@ export async function createGateway<Plan = unknown>(opts: GatewayOptions<Plan>):
   const sessions = new WeakMap<SMTPServerSession, Session<Plan>>();
   /** What smtp-server sends for a failed hook: our reply, or 451 4.3.0 for anything else thrown. */
   const upstream = (e: Error) => (e instanceof SmtpReplyError ? e : passOn(smtpReply('INTERNAL')));
+  // mailmesh_smtp_replies_total{stage,class}: our answer to MAIL, RCPT and DATA (2xx when the hook succeeds).
+  const replies = opts.metrics?.counter('mailmesh_smtp_replies_total', 'Replies to the upstream by stage (mail, rcpt, data) and class (2xx, 4xx, 5xx)', ['stage', 'class']);
+  const answered = (stage: string, e?: SmtpReplyError) => (replies?.inc({ stage, class: `${e ? Math.floor(e.responseCode / 100) : 2}xx` }), e);
 
   const server = new Listener({
     name,
@@ -105,20 +108,20 @@ export async function createGateway<Plan = unknown>(opts: GatewayOptions<Plan>):
     },
     onMailFrom(address, session, cb) {
       sessions.get(session)!.mail(address);
-      cb();
+      cb(answered('mail'));
     },
     onRcptTo(address, session, cb) {
       sessions.get(session)!.rcpt(address).then(
-        () => cb(),
-        (e: Error) => cb(upstream(e)),
+        () => cb(answered('rcpt')),
+        (e: Error) => cb(answered('rcpt', upstream(e))),
       );
     },
     onData(stream, session, cb) {
       sessions.get(session)!.data(stream).then(
-        (text) => cb(null, text),
+        (text) => (answered('data'), cb(null, text)),
         (e: Error) => {
           if (!(e instanceof SmtpReplyError)) guard.fault(e, { session: session.id, where: 'data' });
-          cb(upstream(e));
+          cb(answered('data', upstream(e)));
         },
       );
     },

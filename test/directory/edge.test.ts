@@ -88,7 +88,7 @@ t.test('faults are counted per face and logged; a peer that hung up is logged at
   guard.fault(Object.assign(new Error('reset'), { code: 'ECONNRESET' }));
   t.equal(metrics.counter('mailmesh_faults_total', '').get({ face: 'ldap' }), 2);
   t.same(logged, ['warn', 'debug']);
-  t.match(metrics.render(), /mailmesh_faults_total\{face="ldap"\} 2/);
+  t.match(await metrics.render(), /mailmesh_faults_total\{face="ldap"\} 2/);
 });
 
 t.test('addresses and settings', async (t) => {

@@ -70,7 +70,7 @@ t.test('730 days unattended with keys.autoRoll: announce, wait for the TXT, fini
   t.not(now.keys.openpgp!.fingerprint, first.keys.openpgp!.fingerprint);
   t.equal((await held()).openpgp!.fingerprint, now.keys.openpgp!.fingerprint, 'the directory serves the current key');
   t.equal(by('posted').length, by('announced').length + by('finished').length, 'each new record posted once (acknowledged records are not posted again)');
-  t.match(metrics.render(), `mailmesh_key_not_after_timestamp_seconds{domain="alpha.test",kind="openpgp"} ${Math.floor(Date.parse(now.keys.openpgp!.expires!) / 1000)}`);
+  t.match(await metrics.render(), `mailmesh_key_not_after_timestamp_seconds{domain="alpha.test",kind="openpgp"} ${Math.floor(Date.parse(now.keys.openpgp!.expires!) / 1000)}`);
 });
 
 t.test('without autoRoll: the S/MIME leaf is renewed once, renewBeforeDays before it expires, and the directory takes it with the TXT unchanged', async (t) => {

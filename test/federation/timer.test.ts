@@ -41,7 +41,7 @@ t.test('a mirror whose peer fails: every tick counted as face="mirror", nothing 
   const stop = new Mirror(`http://127.0.0.1:${(peer.address() as { port: number }).port}`, { directory: d, logger: brokenLog }).start(20, metrics);
   t.teardown(stop);
   t.ok((await faults(metrics, 'mirror', 3)) >= 3, 'the failures are counted, and the timer goes on after them');
-  t.match(metrics.render(), /mailmesh_faults_total\{face="mirror"\} \d+/);
+  t.match(await metrics.render(), /mailmesh_faults_total\{face="mirror"\} \d+/);
   t.same(escaped, [], 'no error escaped the timer');
 });
 

@@ -178,7 +178,7 @@ t.test('EFAIL: a captured S/MIME CBC tunnel message rewritten without the key is
   }
   t.same(replies, Array(5).fill('554 5.7.5 The tunnel message cannot be decrypted and authenticated (TUNNEL_UNAUTHENTICATED)'), 'one reply for all: no oracle');
   t.equal(beta.sink.messages.length, 1, 'nothing but the genuine message was delivered');
-  t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="smime",result="unauthenticated"\} 5/);
+  t.match(await beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="smime",result="unauthenticated"\} 5/);
 });
 
 t.test('a 1 MB adversarial From on a tunnel message from the null sender costs about 100× 10 KB (the old regex was cubic)', async (t) => {

@@ -55,9 +55,9 @@ t.test('alpha → beta: PGP/MIME between the gateways, the original arrives unch
   t.match(added, /Authentication-Results: mx\.beta\.test;[\s\S]*mailmesh=pass[\s\S]*header\.d=alpha\.test/);
   const alphaFpr = (await alpha.directory.getRecord('alpha.test')).keys.openpgp!.fingerprint;
   t.match(added, alphaFpr, 'names the signer key');
-  t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="signature-valid"\} 1/);
-  t.match(alpha.metrics.render(), /mailmesh_tunnel_results_total\{direction="outbound",format="pgp-mime",result="encrypted"\} 1/);
-  const lookups = [...alpha.metrics.render().matchAll(/^mailmesh_discovery_lookups_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  t.match(await beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="signature-valid"\} 1/);
+  t.match(await alpha.metrics.render(), /mailmesh_tunnel_results_total\{direction="outbound",format="pgp-mime",result="encrypted"\} 1/);
+  const lookups = [...(await alpha.metrics.render()).matchAll(/^mailmesh_discovery_lookups_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
   t.equal(lookups, 1, 'one key discovery for the message: the plan made at RCPT time is used at DATA time');
 });
 

@@ -160,8 +160,8 @@ t.test('a tunnel message encrypted to a key we do not hold is refused with 554 5
   t.equal(smime.code, 554, text(smime));
   t.match(text(smime), /^554 5\.7\.5 .*encrypted to certificate serial [0-9a-f]+ issued by CN=[^,]*beta\.test.*, which this gateway does not hold \(TUNNEL_NOT_FOR_US\)/);
   t.equal(beta.sink.messages.length, 0, 'nothing was delivered');
-  t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="undecryptable"\} 1/);
-  t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="smime",result="undecryptable"\} 1/);
+  t.match(await beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="undecryptable"\} 1/);
+  t.match(await beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="smime",result="undecryptable"\} 1/);
   const logged = beta.logs.filter((l) => l.msg === 'tunnel message refused');
   t.equal(logged.length, 2, 'both refusals are logged');
   t.match(String(logged[0]!.err), /TUNNEL_NOT_FOR_US|not encrypted to this domain key/);
@@ -180,7 +180,7 @@ t.test('personally encrypted mail without the tunnel header, not to our keys, st
     t.equal(r.code, 250, `${format}: ${text(r)}`);
   }
   await beta.sink.received(2);
-  t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="none",result="passed"\} 2/);
+  t.match(await beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="none",result="passed"\} 2/);
   for (const [i, m] of beta.sink.messages.entries()) t.ok(m.data.subarray(m.data.length - personals[i]!.length).equals(personals[i]!), 'delivered as it came');
 });
 
@@ -232,8 +232,8 @@ t.test('mail to a retained key whose private key was erased is refused naming it
   const r = await beta.send('a@alpha.test', 'b@beta.test', garbled);
   t.equal(text(r), '554 5.7.5 The tunnel message cannot be decrypted and authenticated (TUNNEL_UNAUTHENTICATED)');
   t.equal(beta.sink.messages.length, 0);
-  for (const format of FORMATS) t.match(beta.metrics.render(), `mailmesh_tunnel_results_total{direction="inbound",format="${format}",result="undecryptable"} 1`);
-  t.match(beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="unauthenticated"\} 1/);
+  for (const format of FORMATS) t.match(await beta.metrics.render(), `mailmesh_tunnel_results_total{direction="inbound",format="${format}",result="undecryptable"} 1`);
+  t.match(await beta.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="unauthenticated"\} 1/);
 
   // A tunnel marker on something that is not encrypted: refused too, never passed as plain mail.
   const unencrypted = await beta.send('a@alpha.test', 'b@beta.test', Buffer.from(`From: a@alpha.test\r\nTo: b@beta.test\r\n${TUNNEL_HEADER}: pgp-mime\r\nContent-Type: text/plain\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n`));
@@ -270,8 +270,8 @@ t.test('peers: a signature by the peer\'s next or previous key is valid; by a ke
     t.match(ourResults(marking.sink.messages.at(-1)!.data), /mailmesh=fail \(decrypted [^)]*signature key-changed; author alpha\.test\)/i);
   }
   t.equal(strict.sink.messages.length, 4, 'the strict gateway delivered only the validly signed ones');
-  t.match(strict.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="signature-key-changed"\} 1/);
-  t.match(marking.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="smime",result="signature-key-changed"\} 1/);
+  t.match(await strict.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="pgp-mime",result="signature-key-changed"\} 1/);
+  t.match(await marking.metrics.render(), /mailmesh_tunnel_results_total\{direction="inbound",format="smime",result="signature-key-changed"\} 1/);
 });
 
 t.test('a key change the cached answer does not know (alpha revoked): the cache is forgotten and the fresh answer decides; still key-changed, 451', async (t) => {

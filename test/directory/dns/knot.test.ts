@@ -81,5 +81,5 @@ t.test('Knot transfers with TSIG (RFC 8945) where its address is not allowed; un
   const ours = await kdig(primary, [`example.org.${ZONE}`, 'TYPE61', '+tcp']);
   const theirs = await kdig(port, [`example.org.${ZONE}`, 'TYPE61', '+tcp']);
   t.same(theirs.answers.map(rdataOf), ours.answers.map(rdataOf), 'the same key');
-  t.match(server.metrics.render(), /mailmesh_dns_transfers_total\{result="tsig"\} [1-9]/, 'the transfer was let through by its TSIG, not by address');
+  t.match(await server.metrics.render(), /mailmesh_dns_transfers_total\{result="tsig"\} [1-9]/, 'the transfer was let through by its TSIG, not by address');
 });

@@ -25,7 +25,7 @@ t.test('a transfer from an address not in dns.transfer.allow, unsigned, is REFUS
   t.match(r.err, /replied with error 'REFUSED'/);
   t.same(r.answers, [], 'nothing of the zone');
   t.match((await kdig(port, ['IXFR=0', ZONE, '+notcp'])).err, /REFUSED/, 'IXFR too');
-  t.match(server.metrics.render(), /mailmesh_dns_transfers_total\{result="refused"\} 2/, 'counted');
+  t.match(await server.metrics.render(), /mailmesh_dns_transfers_total\{result="refused"\} 2/, 'counted');
   t.equal((await kdig(port, [ZONE, 'SOA'])).status, 'NOERROR', 'ordinary queries are answered');
   const loopback = await startDns(t, directory);
   t.equal(messages((await kdig(loopback.port, ['AXFR', ZONE])).out), 1, 'the default allows loopback');
@@ -38,7 +38,7 @@ t.test('TSIG: a signed AXFR is answered, every message signed; kdig verifies the
   t.ok(messages(r.out) > 1, `a transfer of ${messages(r.out)} messages`);
   t.equal(tsigLines(r.out).length, messages(r.out), 'each message carries a TSIG record (RFC 8945 §5.3.1)');
   t.ok(tsigLines(r.out).every((l) => /\bNOERROR\b/.test(l)));
-  t.match(server.metrics.render(), /mailmesh_dns_transfers_total\{result="tsig"\} 1/);
+  t.match(await server.metrics.render(), /mailmesh_dns_transfers_total\{result="tsig"\} 1/);
   // kdig -k: the key from a file; HMAC-SHA512.
   const sha512 = randomBytes(64).toString('base64');
   const other = await startDns(t, directory, { transfer: { allow: [], tsig: [...tsig, { name: 'second.key', algorithm: 'hmac-sha512', secret: sha512 }] } });

@@ -21,7 +21,7 @@ async function serve(directory: Directory, more: Partial<HttpOptions> = {}) {
       done();
     },
   });
-  const app = await createHttpServer({ directory, logger: pino({ level: 'info' }, sink), ...more });
+  const app = await createHttpServer({ directory, logger: pino({ level: 'debug' }, sink), ...more });
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => app.close());
   return { base: `http://127.0.0.1:${(app.server.address() as { port: number }).port}`, lines };
@@ -88,10 +88,12 @@ t.test("a client's mistake: 4xx with the catalogue text; the parser's message in
   t.equal(line?.level, 30, 'as info');
   t.ok(typeof line?.detail === 'string' && line.detail.length > 0, 'the detail is in the log');
 
-  // Not found and a malformed URL take the same way.
+  // Not found and a malformed URL take the same way; a refused read is logged at debug (docs/observability.md "Logs").
   const missing = await get(`${base}/v1/domains/nowhere.test`);
   t.equal(missing.status, 404);
-  t.match(logged(lines, refusal(t, missing, 'DOMAIN_NOT_FOUND'), 'request refused')?.detail, 'nowhere.test');
+  const notFound = logged(lines, refusal(t, missing, 'DOMAIN_NOT_FOUND'), 'request refused');
+  t.match(notFound?.detail, 'nowhere.test');
+  t.equal(notFound?.level, 20, 'a refused GET: at debug');
   const route = await get(`${base}/no/such/route`);
   t.equal(route.status, 404);
   t.match(logged(lines, refusal(t, route, 'NOT_FOUND'), 'request refused')?.detail, '/no/such/route');
