@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 import { Directory } from '../directory/directory.js';
 import { edgeLimits } from '../directory/edge.js';
 import { createHttpServer } from '../directory/http/http.js';
+import { tlsMaterial } from '../directory/http/tls.js';
+import { TlsHolder } from '../directory/tls.js';
 import { createDnsServer, type ZoneOptions } from '../directory/dns/dns.js';
 import { LdapServer } from '../directory/ldap/ldap.js';
 import { runWhileLeader } from '../directory/lease.js';
@@ -32,6 +34,7 @@ import { FilePinStore, StorePinStore, type PinStore } from '../federation/pins.j
 import type { DomainSources } from '../federation/proof.js';
 import { baseFor } from '../federation/web.js';
 import type { Config } from './config.js';
+import { closeAll, listening, reload, type Reloadable } from './supervise.js';
 
 /** The composition root: the only place that wires stores, the directory and its faces. */
 export async function openDirectory(c: Config, opts: { createKey: boolean; directoryUrl?: () => string }): Promise<Directory> {
@@ -102,6 +105,11 @@ export interface Running {
   http?: FastifyInstance;
   /** host:port of each listener that is up. */
   addresses: Record<string, string>;
+  /** The TLS material of HTTPS and STARTTLS: `set` (SIGHUP, ACME) takes effect for new handshakes. */
+  tls: { http?: TlsHolder; smtp?: TlsHolder };
+  /** SIGHUP: TLS files and the policy of `c` (cli/supervise.ts reload); throws, changing nothing, when invalid. */
+  reload(c: Config): Promise<void>;
+  /** Stops every face (SMTP drains first); rejects when a step failed. */
   close(): Promise<void>;
 }
 
@@ -130,12 +138,13 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
   let directoryUrl = zoneOptions(c).directoryUrl;
   const directory = await openDirectory(c, { createKey: true, directoryUrl: () => directoryUrl });
   const closers: (() => Promise<void>)[] = [() => directory.store.close()];
+  const reloadable: Reloadable = {};
   const running: Running = {
     directory,
     addresses: {},
-    async close() {
-      for (const f of closers.reverse()) await f().catch((err) => log.error({ err }, 'shutdown step failed'));
-    },
+    tls: reloadable,
+    reload: (next) => reload(reloadable, next, log),
+    close: () => closeAll(closers.reverse(), log),
   };
   const metrics = new Metrics();
   try {
@@ -168,14 +177,17 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     closers.push(async () => unwatch());
     const webmail = c.webmail.enabled ? await webmailFor(c, directory) : undefined;
     if (c.http.enabled) {
+      const pair = await tlsMaterial(c.http.tls, c.http.host);
+      reloadable.http = pair && new TlsHolder(pair);
       const http = await createHttpServer({
+        tls: reloadable.http,
         directory, logger: log.child({ face: 'http' }), federation, metrics,
         config: { ...c.http, limits: edgeLimits(c.http), timeouts: { headersMs: c.http.headersTimeoutSec * 1000, requestMs: c.http.requestTimeoutSec * 1000, idleMs: c.http.idleTimeoutSec * 1000 } },
         // On Redis the nodes of a cluster count a client's requests together.
         rateCounters: directory.store.kind === 'redis' ? directory.store : undefined,
         webmail: webmail && { handlers: webmail.handlers(), register: (app) => webmail.register(app, c.smtp.maxMessageBytes), bodyLimit: formLimit(c.smtp.maxMessageBytes) },
       });
-      await http.listen({ host: c.http.host, port: c.http.port });
+      await listening('http', c.http.host, c.http.port, () => http.listen({ host: c.http.host, port: c.http.port }));
       closers.push(() => http.close());
       running.http = http;
       running.addresses.http = hostPort(http.server.address());
@@ -191,7 +203,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         },
       });
       closers.push(() => dns.close());
-      const a = await dns.listen(c.dns.host, c.dns.port);
+      const a = await listening('dns', c.dns.host, c.dns.port, () => dns.listen(c.dns.host, c.dns.port));
       running.addresses.dns = hostPort({ address: a.host, port: a.port, family: isIP(a.host) === 6 ? 'IPv6' : 'IPv4' });
     }
     if (c.ldap.enabled) {
@@ -200,7 +212,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         metrics, limits: edgeLimits(c.ldap), idleTimeoutMs: c.ldap.idleTimeoutSec * 1000,
       });
       closers.push(() => ldap.close());
-      running.addresses.ldap = hostPort(await ldap.listen(c.ldap.port, c.ldap.host));
+      running.addresses.ldap = hostPort(await listening('ldap', c.ldap.host, c.ldap.port, () => ldap.listen(c.ldap.port, c.ldap.host)));
     }
     if (c.smtp.enabled) {
       const smtpLog = log.child({ face: 'smtp' });
@@ -216,11 +228,13 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         webmail,
       });
       closers.push(async () => mail.close());
+      reloadable.policy = mail;
       const latency = metrics.histogram('mailmesh_next_hop_seconds', 'Next-hop latency from the end of DATA to its final reply', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
       const smtp = await createGateway({ ...base, ...mail.gatewayHooks(), observeNextHopLatency: (ms) => latency.observe(ms / 1000), logger: smtpLog, metrics });
       collectGatewayStats(metrics, smtp.stats);
       closers.push(() => smtp.close());
-      running.addresses.smtp = hostPort(await smtp.listen());
+      reloadable.smtp = smtp.tls;
+      running.addresses.smtp = hostPort(await listening('smtp', c.smtp.host, c.smtp.port, () => smtp.listen()));
     }
     // Key lifecycle (docs/lifecycle.md): renewals, autoRoll, retention, posting to directories; started
     // once the HTTP face listens, so that new leaves name its CRL URL.
@@ -229,7 +243,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     log.info({ addresses: running.addresses, store: directory.store.kind }, 'mailmesh is serving');
     return running;
   } catch (e) {
-    await running.close();
+    await running.close().catch(() => {}); // logged step by step; the cause is `e`
     throw e;
   }
 }

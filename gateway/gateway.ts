@@ -57,7 +57,7 @@ export type OutboundPlan = Exclude<Plan, { kind: 'refuse' }>;
  * verify against the sender domain's key, add Authentication-Results. Nothing is stored.
  */
 export class MailPolicy {
-  readonly #o: MailPolicyOptions;
+  #o: MailPolicyOptions;
   /** Our domains that have domain keys here (provenance local), kept current from the directory. */
   #own = new Map<Domain, DomainRecord>();
   readonly #extra: (d: Domain) => boolean;
@@ -72,8 +72,13 @@ export class MailPolicy {
     this.#extra = domainMatcher(o.extraDomains ?? []);
     this.#results = o.metrics?.counter('mailmesh_tunnel_results_total', 'Tunnel crypto results by direction, format and result');
     this.#discoveries = o.metrics?.counter('mailmesh_discovery_lookups_total', 'Key discovery lookups by cache state and source');
+    const current = () => this.#o.policy;
     this.#inbound = new InboundTunnels({
       ...o,
+      // The policy in effect now (setPolicy), not the one at construction.
+      get policy() {
+        return current();
+      },
       store: o.directory.store,
       isOwn: (d) => this.#own.has(d),
       ownDomain: (d) => this.#ownDomain(d),
@@ -104,6 +109,11 @@ export class MailPolicy {
 
   close(): void {
     this.#stop();
+  }
+
+  /** SIGHUP (docs/operations.md "Signals"): the next recipient and message follow this policy. */
+  setPolicy(policy: PolicySettings): void {
+    this.#o = { ...this.#o, policy };
   }
 
   /** Recipients here are inbound (GatewayOptions.ourDomains). */

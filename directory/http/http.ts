@@ -17,6 +17,8 @@ import { keyServerHandlers } from './keyserver.js';
 import { PublishedKeys } from './keys.js';
 import { loadOpenApi, operations, registerOperations, type OpenApiDocument } from './openapi.js';
 import { tlsMaterial, type TlsConfig } from './tls.js';
+import type { TlsHolder } from '../tls.js';
+import type { Server as TlsServer } from 'node:tls';
 
 export { httpStatus, logRefusal } from './errors.js';
 
@@ -61,6 +63,8 @@ export interface HttpOptions {
    * requests count once whichever node they reach); without it, each process counts alone.
    */
   rateCounters?: RateCounters;
+  /** HTTPS material replaceable at run time (SIGHUP, ACME): new handshakes take the new pair. Wins over `config.tls`. */
+  tls?: TlsHolder;
 }
 
 /** Handlers of the operations tagged `webmail` in openapi.yaml, and a hook to add their body parser (called in their own context only). */
@@ -125,7 +129,7 @@ const SMIME_TYPES = ['application/pkix-cert', 'application/pem-certificate-chain
 /** The directory's HTTP face: routes from openapi.yaml, JSON errors with stable codes. HTTPS when configured. */
 export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstance> {
   const { directory } = opts;
-  const tls = await tlsMaterial(opts.config?.tls, opts.config?.host ?? '127.0.0.1');
+  const tls = opts.tls?.current() ?? (await tlsMaterial(opts.config?.tls, opts.config?.host ?? '127.0.0.1'));
   const app = Fastify({
     loggerInstance: opts.logger,
     bodyLimit: BODY_LIMIT,
@@ -138,6 +142,8 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy, tls),
   }) as unknown as FastifyInstance;
   const metrics = opts.metrics ?? new Metrics();
+  const off = opts.tls?.onChange((p) => (app.server as unknown as TlsServer).setSecureContext(p));
+  if (off) app.addHook('onClose', async () => void off());
   const guard = guardHttp(app, { ...opts.config, tls: tls !== undefined, metrics, logger: opts.logger });
   registerJsonBody(app);
   refuseLargeBeforeContinue(app, Math.max(BODY_LIMIT, opts.webmail?.bodyLimit ?? 0));

@@ -23,6 +23,9 @@ import { smtpReply } from './replies.js';
  * - `_onClose()`: the end of the connection, TLS or not. The EdgeGuard counts an accepted socket
  *   until its 'close', but smtp-server's STARTTLS removes every listener of that socket before
  *   wrapping it (removeAllListeners), so the count is released here (EdgeGuard.release).
+ * - `close()` drains (docs/operations.md "Signals"): smtp-server's close() stops accepting and
+ *   gives every session `closeTimeout` before its 421; we end idle sessions at once (421, RFC
+ *   5321 §3.8) and a session in a transaction at its next reset, after the reply to its DATA.
  *
  * test/gateway/smtp/listener.test.ts pins each of them, so an smtp-server release that changes
  * them fails there, not on the wire.
@@ -84,6 +87,16 @@ class Connection extends SMTPConnection {
   override _resetSession(): void {
     super._resetSession();
     this.#listener.onReset?.(this.session);
+    // Draining: the transaction is over; its reply (sent right after the reset) goes first.
+    if (this.#listener.draining) setImmediate(() => this.shutDown());
+  }
+
+  /** 421 and close, unless a transaction is in progress (MAIL FROM given) and `now` is not set. */
+  shutDown(now = false): void {
+    if (this._closing || this._closed || (!now && this.session?.envelope?.mailFrom)) return;
+    // smtp-server's own shutdown reply (its close() after closeTimeout).
+    this.send(421, `${this.name} Server shutting down`, false);
+    this.close();
   }
 
   /**
@@ -122,6 +135,8 @@ export class Listener extends SMTPServer {
   private readonly earlyTalkerCheck: boolean;
   readonly guard: EdgeGuard | undefined;
   readonly onReset: ((session: SMTPServerSession) => void) | undefined;
+  /** close() was called: no new connections, each session ends after its transaction. */
+  draining = false;
 
   constructor(options: ListenerOptions) {
     const { earlyTalkerCheck, guard, onReset, ...rest } = options;
@@ -148,5 +163,16 @@ export class Listener extends SMTPServer {
     connection.on('connect', (info: unknown) => this.emit('connect', info));
     if (this.earlyTalkerCheck) connection.init();
     else connection.initNow();
+  }
+
+  /**
+   * Drains: stops accepting, closes idle sessions with 421 now and the others after their
+   * transaction; those still open after `options.closeTimeout` get smtp-server's 421. `callback`
+   * runs once every connection is closed.
+   */
+  override close(callback?: (() => void) | null): void {
+    this.draining = true;
+    super.close(callback);
+    for (const c of [...this.connections]) if (c instanceof Connection) c.shutDown();
   }
 }
