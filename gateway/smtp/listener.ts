@@ -23,9 +23,10 @@ import { smtpReply } from './replies.js';
  * - `_onClose()`: the end of the connection, TLS or not. The EdgeGuard counts an accepted socket
  *   until its 'close', but smtp-server's STARTTLS removes every listener of that socket before
  *   wrapping it (removeAllListeners), so the count is released here (EdgeGuard.release).
- * - `close()` drains (docs/operations.md "Signals"): smtp-server's close() stops accepting and
- *   gives every session `closeTimeout` before its 421; we end idle sessions at once (421, RFC
- *   5321 §3.8) and a session in a transaction at its next reset, after the reply to its DATA.
+ * - `close()` drains (docs/operations.md "Signals"): smtp-server's close() stops accepting,
+ *   answers every further command 421 and gives every session `closeTimeout` before it cuts it
+ *   off; we end at once (421, RFC 5321 §3.8) every session that is not in DATA (`_dataStream`),
+ *   and one in DATA at its reset, right after the reply to its message.
  *
  * test/gateway/smtp/listener.test.ts pins each of them, so an smtp-server release that changes
  * them fails there, not on the wire.
@@ -91,9 +92,9 @@ class Connection extends SMTPConnection {
     if (this.#listener.draining) setImmediate(() => this.shutDown());
   }
 
-  /** 421 and close, unless a transaction is in progress (MAIL FROM given) and `now` is not set. */
+  /** 421 and close, unless the session is in DATA (its message gets its reply first) and `now` is not set. */
   shutDown(now = false): void {
-    if (this._closing || this._closed || (!now && this.session?.envelope?.mailFrom)) return;
+    if (this._closing || this._closed || (!now && this._dataStream)) return;
     // smtp-server's own shutdown reply (its close() after closeTimeout).
     this.send(421, `${this.name} Server shutting down`, false);
     this.close();
@@ -166,9 +167,9 @@ export class Listener extends SMTPServer {
   }
 
   /**
-   * Drains: stops accepting, closes idle sessions with 421 now and the others after their
-   * transaction; those still open after `options.closeTimeout` get smtp-server's 421. `callback`
-   * runs once every connection is closed.
+   * Drains: stops accepting, closes every session with 421 now but those in DATA, which close
+   * after the reply to their message; those still open after `options.closeTimeout` get
+   * smtp-server's 421. `callback` runs once every connection is closed.
    */
   override close(callback?: (() => void) | null): void {
     this.draining = true;

@@ -49,7 +49,7 @@ export interface Timeouts extends ClientTimeouts {
   process: number;
   /** An upstream client that sends nothing for this long is disconnected (421). */
   idle: number;
-  /** close() drains: sessions in a transaction get this long to finish it before 421 (smtp.drainSec). */
+  /** close() drains: a message in DATA gets this long to finish before 421 (smtp.drainSec). */
   shutdown: number;
 }
 

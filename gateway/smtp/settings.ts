@@ -26,7 +26,7 @@ export interface SmtpSettings extends EdgeSettings {
   processTimeoutSec: number;
   idleTimeoutSec: number;
   maxCommandLineBytes: number;
-  /** SIGTERM: how long sessions in a transaction get to finish it. */
+  /** SIGTERM: how long a message in DATA gets to finish. */
   drainSec?: number;
 }
 

@@ -150,7 +150,7 @@ export async function createGateway<Plan = unknown>(opts: GatewayOptions<Plan>):
         });
       });
     },
-    /** Drains (listener.ts close): sessions finish their transaction within timeouts.shutdown. */
+    /** Drains (listener.ts close): a message in DATA finishes within timeouts.shutdown. */
     close() {
       unsubscribe();
       return new Promise((resolve) => server.close(() => resolve()));
