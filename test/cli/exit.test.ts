@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { EXIT, exitCodeFor } from '../../cli/exit.js';
 import { MailmeshError } from '../../directory/errors.js';
+import { closeAll } from '../../cli/supervise.js';
+import type { Logger } from 'pino';
 import { tempDir } from '../helpers.js';
 import { cli } from './helpers.js';
 
@@ -129,4 +131,18 @@ t.test('the table: codes no command above reaches on this machine', async (t) =>
   t.equal(exitCodeFor(errno('EISDIR')), EXIT.NOINPUT);
   t.equal(exitCodeFor(new MailmeshError('INTERNAL', 'wrapped', { cause: errno('ENOENT') })), EXIT.NOINPUT, 'a wrapped system error exits as what it wraps');
   t.equal(exitCodeFor(new Error('no code')), EXIT.SOFTWARE);
+});
+
+t.test('shutdown: every step runs despite a failure before it, and a failure rejects (serve then exits 70)', async (t) => {
+  const ran: string[] = [];
+  const errors: unknown[] = [];
+  const log = { error: (o: { err: unknown }) => errors.push(o.err) } as unknown as Logger;
+  const step = (name: string, fail = false) => async () => {
+    ran.push(name);
+    if (fail) throw new Error(`${name} broke`);
+  };
+  await t.rejects(closeAll([step('smtp'), step('dns', true), step('store')], log), { code: 'INTERNAL', message: /1 shutdown step\(s\) failed/ });
+  t.same(ran, ['smtp', 'dns', 'store']);
+  t.match(String(errors[0]), 'dns broke', 'the failure is logged');
+  await t.resolves(closeAll([step('smtp'), step('store')], log), 'a clean stop resolves (exit 0)');
 });
