@@ -1,5 +1,4 @@
 import { isIP, type AddressInfo } from 'node:net';
-import { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Directory } from '../directory/directory.js';
@@ -35,11 +34,12 @@ import { Mirror } from '../federation/mirror.js';
 import { FilePinStore, StorePinStore, type PinStore } from '../federation/pins.js';
 import type { DomainSources } from '../federation/proof.js';
 import { baseFor } from '../federation/web.js';
-import { selfSignedCertificate, TlsHolder, type TlsKeyPair } from '../directory/tls.js';
+import { TlsHolder, type TlsKeyPair } from '../directory/tls.js';
 import { tlsMaterial } from '../directory/http/tls.js';
 import { AcmeCertificates, AcmeChallenges } from './acme.js';
 import type { Config } from './config.js';
 import { migrateAtStart } from './upgrade.js';
+import { closeAll, listening, reload, type Reloadable } from './supervise.js';
 
 /** The composition root: the only place that wires stores, the directory and its faces. */
 export async function openDirectory(c: Config, opts: { createKey: boolean; directoryUrl?: () => string }): Promise<Directory> {
@@ -128,10 +128,13 @@ export interface Running {
   http?: FastifyInstance;
   /** host:port of each listener that is up. */
   addresses: Record<string, string>;
-  /** What the HTTPS face and STARTTLS serve, replaceable while they run (with ACME on). */
-  tls?: { http?: TlsHolder; smtp?: TlsHolder };
+  /** The TLS material of HTTPS and STARTTLS: `set` (SIGHUP, ACME) takes effect for new handshakes. */
+  tls: { http?: TlsHolder; smtp?: TlsHolder };
+  /** SIGHUP: TLS files and the policy of `c` (cli/supervise.ts reload); throws, changing nothing, when invalid. */
+  reload(c: Config): Promise<void>;
   /** The ACME certificates (docs/acme.md), when acme.enabled. */
   acme?: AcmeCertificates;
+  /** Stops every face (SMTP drains first); rejects when a step failed. */
   close(): Promise<void>;
 }
 
@@ -155,7 +158,7 @@ async function webmailFor(c: Config, directory: Directory, directoryUrl: () => s
  * ACME (docs/acme.md): the challenges the faces answer and the certificates, handed to `holders`;
  * undefined when acme.enabled is false. The names default to the host of http.publicUrl.
  */
-function acmeFor(c: Config, directory: Directory, log: Logger) {
+function acmeFor(c: Config, directory: Directory, log: Logger, onCertificate: (pair: TlsKeyPair) => void) {
   if (!c.acme.enabled) return undefined;
   const https = Boolean(c.http.tls.cert || c.http.tls.selfSigned);
   if (!c.http.enabled || (c.acme.challenge === 'tls-alpn-01' && !https)) {
@@ -164,21 +167,13 @@ function acmeFor(c: Config, directory: Directory, log: Logger) {
   const publicUrl = c.http.publicUrl;
   const domains = c.acme.domains.length ? c.acme.domains : publicUrl ? [new URL(publicUrl).hostname] : [];
   const challenges = new AcmeChallenges();
-  const holders: TlsHolder[] = [];
   const certs = new AcmeCertificates({
     config: { ...c.acme, domains }, store: directory.store, challenges, logger: log.child({ face: 'acme' }), clock: directory.clock,
-    masterKey: loadMasterKey({ value: c.masterKey.value, file: c.masterKey.file, create: false }), onCertificate: (pair) => holders.forEach((h) => h.set(pair)),
+    masterKey: loadMasterKey({ value: c.masterKey.value, file: c.masterKey.file, create: false }), onCertificate,
   });
   return {
     challenges,
     certs,
-    /** A listener's holder: `apply` puts each new certificate into it. */
-    hold(pair: TlsKeyPair, apply: (p: TlsKeyPair) => void): TlsHolder {
-      const h = new TlsHolder(pair);
-      h.onChange(apply);
-      holders.push(h);
-      return h;
-    },
     /** Once the listeners are up: every node serves the store's certificate and follows its renewals; the lease holder orders. */
     async start(leased: (name: string, start: () => () => void) => void): Promise<() => Promise<void>> {
       await certs.refresh();
@@ -186,6 +181,20 @@ function acmeFor(c: Config, directory: Directory, log: Logger) {
       leased('acme', () => certs.startOrdering());
       return async () => unfollow();
     },
+  };
+}
+
+/** What the HTTP face's federation routes call: joins (when accepted) and third-party imports. */
+function federationHandlers(c: Config, directory: Directory, joins: JoinService | undefined) {
+  const f = c.federation;
+  const disabled = async (): Promise<never> => {
+    throw new MailmeshError('FEDERATION_DISABLED', 'federation.acceptJoins is false');
+  };
+  return {
+    join: joins ? (b: unknown) => joins.join(b) : disabled,
+    leave: joins ? (d: string, b: unknown) => joins.leave(d, b) : disabled,
+    veto: joins ? (d: string, b: unknown) => joins.veto(d, b) : disabled,
+    importKeys: importHandler(directory, { token: f.importToken, trustAnchors: loadAnchors(f.trustAnchors), publish: f.publishImported }),
   };
 }
 
@@ -199,16 +208,18 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
   await migrateAtStart(c, log); // refuses a store newer than this code; migrates an older one (docs/backup.md)
   const directory = await openDirectory(c, { createKey: true, directoryUrl: () => directoryUrl });
   const closers: (() => Promise<void>)[] = [() => directory.store.close()];
+  const reloadable: Reloadable = {};
   const running: Running = {
     directory,
     addresses: {},
-    async close() {
-      for (const f of closers.reverse()) await f().catch((err) => log.error({ err }, 'shutdown step failed'));
-    },
+    tls: reloadable,
+    reload: (next) => reload(reloadable, next, log),
+    close: () => closeAll(closers.reverse(), log),
   };
   const metrics = new Metrics({ runtime: { version: packageVersion() } });
   try {
-    const acme = acmeFor(c, directory, log);
+    // ACME certificates go into the holders of HTTPS and STARTTLS, as SIGHUP's files do.
+    const acme = acmeFor(c, directory, log, (pair) => [reloadable.http, reloadable.smtp].forEach((h) => h?.set(pair)));
     if (c.demo.domain && !(await directory.findRecord(c.demo.domain))) {
       const r = await directory.addDomain(c.demo.domain);
       log.info({ domain: r.domain, openpgp: r.keys.openpgp?.fingerprint, smime: r.keys.smime?.fingerprint }, 'demo domain created');
@@ -216,15 +227,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     const f = c.federation;
     const fedLog = log.child({ face: 'federation' });
     const joins = f.acceptJoins ? new JoinService({ directory, sources: federationSources(c, directory.clock), logger: fedLog, allowPrivateAddresses: f.join.allowPrivateAddresses, recoveryHoldMs: f.recoveryHoldSec * 1000 }) : undefined;
-    const disabled = async (): Promise<never> => {
-      throw new MailmeshError('FEDERATION_DISABLED', 'federation.acceptJoins is false');
-    };
-    const federation = {
-      join: joins ? (b: unknown) => joins.join(b) : disabled,
-      leave: joins ? (d: string, b: unknown) => joins.leave(d, b) : disabled,
-      veto: joins ? (d: string, b: unknown) => joins.veto(d, b) : disabled,
-      importKeys: importHandler(directory, { token: f.importToken, trustAnchors: loadAnchors(f.trustAnchors), publish: f.publishImported }),
-    };
+    const federation = federationHandlers(c, directory, joins);
     // Periodic work runs on the node that holds its store lease (directory/lease.ts, docs/cluster.md).
     const owner = `${hostname()}:${process.pid}:${randomUUID()}`;
     const leased = (name: string, start: () => () => void) => {
@@ -238,7 +241,10 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     closers.push(async () => unwatch());
     const webmail = c.webmail.enabled ? await webmailFor(c, directory, () => directoryUrl) : undefined;
     if (c.http.enabled) {
+      const pair = await tlsMaterial(c.http.tls, c.http.host);
+      reloadable.http = pair && new TlsHolder(pair);
       const http = await createHttpServer({
+        tls: reloadable.http,
         directory, logger: log.child({ face: 'http' }), federation, metrics,
         config: { ...c.http, limits: edgeLimits(c.http), timeouts: { headersMs: c.http.headersTimeoutSec * 1000, requestMs: c.http.requestTimeoutSec * 1000, idleMs: c.http.idleTimeoutSec * 1000 } },
         // On Redis the nodes of a cluster count a client's requests together.
@@ -246,12 +252,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         webmail: webmail && { handlers: webmail.handlers(), register: (app) => webmail.register(app, c.smtp.maxMessageBytes), bodyLimit: formLimit(c.smtp.maxMessageBytes) },
         acme: acme && { httpAnswer: (token) => acme.challenges.httpAnswer(token), tlsHooks: c.acme.challenge === 'tls-alpn-01' ? acme.challenges.tlsHooks() : undefined },
       });
-      await http.listen({ host: c.http.host, port: c.http.port });
-      if (acme && http.server instanceof TlsServer) {
-        const server = http.server, pair = (await tlsMaterial(c.http.tls, c.http.host))!;
-        server.setSecureContext(pair);
-        running.tls = { ...running.tls, http: acme.hold(pair, (p) => server.setSecureContext(p)) };
-      }
+      await listening('http', c.http.host, c.http.port, () => http.listen({ host: c.http.host, port: c.http.port }));
       closers.push(() => http.close());
       running.http = http;
       running.addresses.http = hostPort(http.server.address());
@@ -267,7 +268,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         },
       });
       closers.push(() => dns.close());
-      const a = await dns.listen(c.dns.host, c.dns.port);
+      const a = await listening('dns', c.dns.host, c.dns.port, () => dns.listen(c.dns.host, c.dns.port));
       running.addresses.dns = hostPort({ address: a.host, port: a.port, family: isIP(a.host) === 6 ? 'IPv6' : 'IPv4' });
     }
     if (c.ldap.enabled) {
@@ -276,7 +277,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         metrics, limits: edgeLimits(c.ldap), idleTimeoutMs: c.ldap.idleTimeoutSec * 1000,
       });
       closers.push(() => ldap.close());
-      running.addresses.ldap = hostPort(await ldap.listen(c.ldap.port, c.ldap.host));
+      running.addresses.ldap = hostPort(await listening('ldap', c.ldap.host, c.ldap.port, () => ldap.listen(c.ldap.port, c.ldap.host)));
     }
     if (c.smtp.enabled) {
       const smtpLog = log.child({ face: 'smtp' });
@@ -292,13 +293,13 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
         webmail,
       });
       closers.push(async () => mail.close());
+      reloadable.policy = mail;
       const latency = metrics.histogram('mailmesh_next_hop_seconds', 'Next-hop latency from the end of DATA to its final reply', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
-      const tls = acme ? (base.tls ?? (await selfSignedCertificate([base.name ?? hostname()]))) : base.tls;
-      const smtp = await createGateway({ ...base, tls, ...mail.gatewayHooks(), observeNextHopLatency: (ms) => latency.observe(ms / 1000), logger: smtpLog, metrics });
+      const smtp = await createGateway({ ...base, ...mail.gatewayHooks(), observeNextHopLatency: (ms) => latency.observe(ms / 1000), logger: smtpLog, metrics });
       collectGatewayStats(metrics, smtp.stats);
       closers.push(() => smtp.close());
-      running.addresses.smtp = hostPort(await smtp.listen());
-      if (acme && tls) running.tls = { ...running.tls, smtp: acme.hold(tls, (p) => smtp.server.updateSecureContext(p)) };
+      reloadable.smtp = smtp.tls;
+      running.addresses.smtp = hostPort(await listening('smtp', c.smtp.host, c.smtp.port, () => smtp.listen()));
     }
     // Key lifecycle (docs/lifecycle.md): renewals, autoRoll, retention, posting to directories; started
     // once the HTTP face listens, so that new leaves name its CRL URL.
@@ -310,7 +311,7 @@ export async function serve(c: Config, log: Logger): Promise<Running> {
     log.info({ addresses: running.addresses, store: directory.store.kind }, 'mailmesh is serving');
     return running;
   } catch (e) {
-    await running.close();
+    await running.close().catch(() => {}); // logged step by step; the cause is `e`
     throw e;
   }
 }

@@ -1,3 +1,4 @@
+import { EXIT } from './exit.js';
 import { txtRecordLine } from '../directory/dane.js';
 import type { Directory } from '../directory/directory.js';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
@@ -27,10 +28,10 @@ export async function joinCommand(directory: Directory, url: string, name?: stri
   if (!r.signed) r = await directory.resign(r.domain);
   try {
     const joined = await postJoin(url, r.signed!);
-    return { text: `joined ${url}: ${joined.domain} (${joined.provenance.verified})`, exitCode: 0 };
+    return { text: `joined ${url}: ${joined.domain} (${joined.provenance.verified})`, exitCode: EXIT.OK };
   } catch (e) {
     if (isMailmeshError(e) && (e.code === 'PROOF_MISSING' || e.code === 'PIN_MISMATCH' || e.code === 'ADDRESS_FORBIDDEN')) {
-      return { text: `${e.code}: ${e.message}\nPublish this record in the DNS of ${r.domain}, then run the join again:\n\n${txtRecordLine(r, url)}\n`, exitCode: 1 };
+      return { text: `${e.code}: ${e.message}\nPublish this record in the DNS of ${r.domain}, then run the join again:\n\n${txtRecordLine(r, url)}\n`, exitCode: EXIT.FAILURE };
     }
     throw e;
   }
@@ -42,7 +43,7 @@ export async function leaveCommand(directory: Directory, url: string, name?: str
   const secrets = await directory.getSecrets(r.domain);
   if (!secrets.openpgp || !r.keys.openpgp) throw new MailmeshError('TUNNEL_NO_KEY', `${r.domain} has no OpenPGP key here`);
   const gone = await postLeave(url, r.domain, r.keys.openpgp.fingerprint, secrets.openpgp.armored, directory.clock());
-  return { text: `left ${url}: ${gone.domain} (serial ${gone.serial})`, exitCode: 0 };
+  return { text: `left ${url}: ${gone.domain} (serial ${gone.serial})`, exitCode: EXIT.OK };
 }
 
 /** `mailmesh lookup`: the keys found and where they came from. */
@@ -61,7 +62,7 @@ export function lookupText(d: Discovered): CommandOutput {
   if (d.next) lines.push(`next        ${keysText(d.next)} (announced)`);
   for (const p of d.previous ?? []) lines.push(`previous    ${keysText(p)} (replaced, still valid)`);
   if (d.violation) lines.push(`VIOLATION   ${d.violation.source} offered ${d.violation.offered}; pinned ${d.violation.pinned} kept`);
-  return { text: lines.join('\n'), exitCode: d.violation ? 2 : d.provenance.source === 'none' ? 1 : 0 };
+  return { text: lines.join('\n'), exitCode: d.violation ? EXIT.VIOLATION : d.provenance.source === 'none' ? EXIT.FAILURE : EXIT.OK };
 }
 
 /** The table `mailmesh doctor` prints. */

@@ -1,3 +1,6 @@
+import { CommanderError } from 'commander';
+import { asMailmeshError, MailmeshError, type ErrorCode, type ErrorKind } from '../directory/errors.js';
+
 /**
  * Exit codes in the sysexits(3) style (BSD sysexits.h), so a supervisor (systemd, Docker, a
  * shell script) can tell a bad command line or configuration from an unavailable port or
@@ -29,3 +32,88 @@ export const EXIT = {
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/**
+ * The exit code of an error by its stable code (directory/errors.ts, gateway/errors.ts); codes not
+ * named here take their kind's (KIND_EXIT). One table for every command (docs/operations.md).
+ */
+const CODE_EXIT: Partial<Record<ErrorCode, ExitCode>> = {
+  CONFIG_INVALID: EXIT.CONFIG,
+  MASTER_KEY_INVALID: EXIT.CONFIG,
+  FEDERATION_DISABLED: EXIT.CONFIG,
+  MASTER_KEY_MISMATCH: EXIT.NOPERM,
+  SEALED_DATA_CORRUPT: EXIT.DATAERR,
+  LISTEN_FAILED: EXIT.UNAVAILABLE,
+  STORE_UNAVAILABLE: EXIT.UNAVAILABLE,
+  LOOKUP_UNAVAILABLE: EXIT.UNAVAILABLE,
+  SERIAL_CONFLICT: EXIT.TEMPFAIL,
+  // A key roll waits for its overlap, or for the TXT that names the next keys: run it again later.
+  ROLL_TOO_EARLY: EXIT.TEMPFAIL,
+  ROLL_PROOF_MISSING: EXIT.TEMPFAIL,
+  RECOVERY_PENDING: EXIT.TEMPFAIL,
+  RATE_LIMITED: EXIT.TEMPFAIL,
+  TOO_MANY_CONNECTIONS: EXIT.TEMPFAIL,
+  // The store's upgrade and backup errors (docs/backup.md), whichever command meets them (serve too).
+  STORE_SCHEMA_NEWER: EXIT.CONFIG,
+  STORE_SCHEMA_INVALID: EXIT.DATAERR,
+  STORE_MIGRATION_BUSY: EXIT.TEMPFAIL,
+  STORE_NOT_EMPTY: EXIT.USAGE,
+  BACKUP_INVALID: EXIT.DATAERR,
+  BACKUP_DECRYPT: EXIT.NOPERM,
+  BACKUP_KEY_MISMATCH: EXIT.NOPERM,
+};
+
+const KIND_EXIT: Record<ErrorKind, ExitCode> = {
+  invalid: EXIT.DATAERR,
+  not_found: EXIT.FAILURE,
+  conflict: EXIT.DATAERR,
+  forbidden: EXIT.NOPERM,
+  unavailable: EXIT.UNAVAILABLE,
+  internal: EXIT.SOFTWARE,
+};
+
+/** Node's system error codes (errno names) of a failure that is not a MailmeshError. */
+const ERRNO_EXIT: Record<string, ExitCode> = {
+  ENOENT: EXIT.NOINPUT,
+  EISDIR: EXIT.NOINPUT,
+  ENOTDIR: EXIT.NOINPUT,
+  EACCES: EXIT.NOPERM,
+  EPERM: EXIT.NOPERM,
+  EADDRINUSE: EXIT.UNAVAILABLE,
+  EADDRNOTAVAIL: EXIT.UNAVAILABLE,
+  ECONNREFUSED: EXIT.UNAVAILABLE,
+  ENOTFOUND: EXIT.UNAVAILABLE,
+  ETIMEDOUT: EXIT.UNAVAILABLE,
+};
+
+/**
+ * The exit code for what a command threw: commander's usage errors 64 (its --help and --version 0),
+ * a MailmeshError by its code or kind, a system error by its errno name, anything else 70.
+ */
+export function exitCodeFor(err: unknown): ExitCode {
+  if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  if (err instanceof MailmeshError) {
+    // A wrapped failure (INTERNAL around a system error) exits as what it wraps.
+    if (err.code === 'INTERNAL' && err.cause !== undefined) return exitCodeFor(err.cause);
+    return CODE_EXIT[err.code] ?? KIND_EXIT[err.kind];
+  }
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  return (typeof errno === 'string' && ERRNO_EXIT[errno]) || EXIT.SOFTWARE;
+}
+
+/** A usage error found after commander parsed the line (a missing file or --ldap, say): exits 64. */
+export function usageError(message: string): CommanderError {
+  return new CommanderError(EXIT.USAGE, 'mailmesh.usage', message);
+}
+
+/**
+ * What the CLI prints for a failure: `CODE: message` for ours, the message of a system error
+ * (it names its errno), nothing for commander's own usage errors (it printed them, with help).
+ */
+export function failureText(err: unknown): string | undefined {
+  if (err instanceof CommanderError) return err.code === 'mailmesh.usage' ? err.message : undefined;
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (!(err instanceof MailmeshError) && typeof errno === 'string' && err instanceof Error) return err.message;
+  const e = asMailmeshError(err);
+  return `${e.code}: ${e.message}`;
+}

@@ -1,3 +1,4 @@
+import { EXIT } from './exit.js';
 import { txtRecordLine } from '../directory/dane.js';
 import type { Directory } from '../directory/directory.js';
 import { parseDomain } from '../directory/domain.js';
@@ -43,7 +44,7 @@ function txtFor(c: KeyCommandContext, r: DomainRecord, keys: DomainRecord['keys'
 /** After a local change: the record, and what each directory made of it (a failure undoes nothing; serve retries). */
 async function changed(c: KeyCommandContext, what: string, r: DomainRecord, extra: string[] = []): Promise<CommandOutput> {
   const posted = await publishRecord(c.directory, r, c.directories.map((d) => d.url), c.fetch);
-  return { text: [`${what} ${r.domain} (serial ${r.serial})`, ...keyLines('', r.keys), ...keyLines('next ', r.next), ...extra, ...postLines(posted)].join('\n'), exitCode: 0 };
+  return { text: [`${what} ${r.domain} (serial ${r.serial})`, ...keyLines('', r.keys), ...keyLines('next ', r.next), ...extra, ...postLines(posted)].join('\n'), exitCode: EXIT.OK };
 }
 
 /** `mailmesh domain roll <domain>`: announce the next keys. */
@@ -122,7 +123,7 @@ export async function recoverCommand(c: KeyCommandContext, domainInput: string, 
       lines.push(`directory ${url}: failed (${err.code}: ${err.message})`);
     }
   }
-  return { text: lines.join('\n'), exitCode: 0 };
+  return { text: lines.join('\n'), exitCode: EXIT.OK };
 }
 
 /** `mailmesh domain veto <domain>`: refuse, with the current key's signature, every recovery a directory holds down for our domain. */
@@ -145,7 +146,7 @@ export async function vetoCommand(c: KeyCommandContext, domain: string): Promise
       lines.push(`directory ${url}: failed (${err.code}: ${err.message})`);
     }
   }
-  return { text: lines.join('\n'), exitCode: lines.some((l) => l.includes(': failed (')) ? 1 : 0 };
+  return { text: lines.join('\n'), exitCode: lines.some((l) => l.includes(': failed (')) ? EXIT.FAILURE : EXIT.OK };
 }
 
 /** The key of ours a peer used, by name. */
@@ -190,5 +191,5 @@ export async function rollStatus(c: KeyCommandContext, domain: string): Promise<
   for (const [peer, s] of Object.entries(seen).sort(([a], [b]) => a.localeCompare(b))) {
     lines.push(`peer      ${peer}: openpgp ${whichKey(r, secrets?.retained, s.openpgp, 'openpgp')}, smime ${whichKey(r, secrets?.retained, s.smime, 'smime')}, at ${isoSecond(s.at)}`);
   }
-  return { text: lines.join('\n'), exitCode: 0 };
+  return { text: lines.join('\n'), exitCode: EXIT.OK };
 }

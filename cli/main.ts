@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
-import { asMailmeshError } from '../directory/errors.js';
+import { MailmeshError } from '../directory/errors.js';
 import { pemToDer } from '../directory/smime.js';
 import type { Directory } from '../directory/directory.js';
 import type { DomainRecord } from '../directory/record.js';
@@ -20,14 +20,18 @@ import { joinCommand, leaveCommand, lookupText, renderDoctor } from './commands.
 import { demo } from './demo/demo.js';
 import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from './keycommands.js';
 import { registerStoreCommands } from './backup.js';
-import { STORE_EXITS } from './upgrade.js';
+import { EXIT, exitCodeFor, failureText, usageError } from './exit.js';
+import { packageVersion } from './version.js';
 import { createLogger } from './log.js';
 import { pinsAccept, pinsForget, pinsList, pinsShow } from './pinsadmin.js';
 
+// exitOverride: commander's usage errors reach the one exit-code table (cli/exit.ts) instead of exiting 1.
 const program = new Command('mailmesh')
   .description('E-Mail VPN: federated directory of domain keys and queue-less encrypting SMTP gateway')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .option('-c, --config <file>', 'configuration file (default ./mailmesh.yaml, or $MAILMESH_CONFIG)')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .exitOverride();
 
 function config(): Config {
   return loadConfig({ file: program.opts<{ config?: string }>().config, env: process.env, cwd: process.cwd() });
@@ -67,17 +71,24 @@ program
     const log = createLogger(c);
     const running = await serve(c, log);
     let stopping = false;
+    // SIGTERM/SIGINT: SMTP drains (smtp.drainSec), then the rest stops; 0 when clean, 70 when a step failed.
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
       running.close().then(
-        () => process.exit(0),
-        () => process.exit(1),
+        () => process.exit(EXIT.OK),
+        () => process.exit(EXIT.SOFTWARE),
       );
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    // SIGHUP: TLS files and the policy again from the configuration; an invalid one is refused and the old stays.
+    process.on('SIGHUP', () => {
+      Promise.resolve()
+        .then(() => running.reload(config()))
+        .catch((err: unknown) => log.error({ err }, 'reload refused; the running configuration stays'));
+    });
   });
 
 program
@@ -156,7 +167,7 @@ domain
         : o.what === 'smime' ? chain.map((c) => c.trim() + '\n').join('')
         : o.what === 'smime-der' ? chain[0] && pemToDer(chain[0])
         : JSON.stringify(r, null, 2) + '\n';
-      if (!out) throw new Error(`${r.domain} has no ${o.what} key`);
+      if (!out) throw new MailmeshError('NOT_FOUND', `${r.domain} has no ${o.what} key`);
       if (o.out) writeFileSync(o.out, out);
       else process.stdout.write(out);
     });
@@ -179,7 +190,7 @@ const withKeys = (f: (k: KeyCommandContext) => Promise<{ text: string; exitCode:
     done(await f({ directory: d, directories: c.federation.directories, sources: federationSources(c, d.clock) }));
   });
 const days = (v: string) => {
-  if (!/^\d+$/.test(v)) throw new Error(`--overlap ${v}: a number of days`);
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError('a number of days');
   return Number(v);
 };
 domain
@@ -285,7 +296,7 @@ program
     const c = config();
     const opts = { trustAnchors: loadAnchors(c.federation.trustAnchors), publish: o.publish ?? c.federation.publishImported };
     await withDirectory(async (d) => {
-      if (!file && !o.ldap) throw new Error('give a file or --ldap <url>');
+      if (!file && !o.ldap) throw usageError('give a file or --ldap <url>');
       const r = o.ldap ? await importFromLdap(d, o.ldap, o.domain, opts) : await importThirdParty(d, o.domain, readFileSync(file!), { ...opts, origin: file! });
       console.log(`${summary(r)}
 source   ${r.provenance.source}: ${r.provenance.verified}${r.publish === false ? ' (not published)' : ''}`);
@@ -305,7 +316,7 @@ program
         pins: pinStoreFor(c, d),
         ldap: o.ldap,
       });
-      done({ text: renderDoctor(rows), exitCode: rows.some((r) => r.result === 'fail') ? 1 : 0 });
+      done({ text: renderDoctor(rows), exitCode: rows.some((r) => r.result === 'fail') ? EXIT.FAILURE : EXIT.OK });
     });
   });
 
@@ -339,7 +350,7 @@ program
   .action(async (address: string) =>
     withDirectory(async (d) => {
       const existed = await resetRegistration(d.store, address);
-      done({ text: existed ? `${address}: registration removed` : `${address}: not registered`, exitCode: existed ? 0 : 1 });
+      done({ text: existed ? `${address}: registration removed` : `${address}: not registered`, exitCode: existed ? EXIT.OK : EXIT.FAILURE });
     }));
 
 const cluster = program.command('cluster').description('gateway clusters on one Redis store (docs/cluster.md)');
@@ -376,8 +387,9 @@ program
     process.stdout.write(stringify(maskedConfig(config())));
   });
 
+// Every failure exits by one table (cli/exit.ts exitCodeFor; docs/operations.md "Exit codes").
 program.parseAsync(process.argv).catch((err: unknown) => {
-  const e = asMailmeshError(err);
-  process.stderr.write(`mailmesh: ${e.code}: ${e.message}\n`);
-  process.exit(STORE_EXITS[e.code] ?? 1);
+  const text = failureText(err);
+  if (text) process.stderr.write(`mailmesh: ${text}\n`);
+  process.exit(exitCodeFor(err));
 });

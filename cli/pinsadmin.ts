@@ -1,3 +1,4 @@
+import { EXIT } from './exit.js';
 import { parseDomain } from '../directory/domain.js';
 import { MailmeshError } from '../directory/errors.js';
 import type { CommandOutput } from './commands.js';
@@ -34,15 +35,15 @@ export async function pinsList(pins: PinStore, json = false): Promise<CommandOut
     const p = await pins.get(d);
     if (p) rows.push([d, p]);
   }
-  if (json) return { text: JSON.stringify(Object.fromEntries(rows), null, 2), exitCode: 0 };
+  if (json) return { text: JSON.stringify(Object.fromEntries(rows), null, 2), exitCode: EXIT.OK };
   const lines = rows.map(([d, p]) => [d, keysText(p.keys), `trust=${p.trust ?? 'unauthenticated'}`, `next=${nextText(p)}`, `violations=${p.violations.length}`].join('\t'));
-  return { text: lines.join('\n') || 'no pins', exitCode: 0 };
+  return { text: lines.join('\n') || 'no pins', exitCode: EXIT.OK };
 }
 
 /** `pins show <domain>`: everything the pin holds, the violations included. */
 export async function pinsShow(pins: PinStore, input: string, json = false): Promise<CommandOutput> {
   const { domain, pin } = await pinOf(pins, input);
-  if (json) return { text: JSON.stringify(pin, null, 2), exitCode: 0 };
+  if (json) return { text: JSON.stringify(pin, null, 2), exitCode: EXIT.OK };
   const lines = [
     `domain      ${domain}`,
     `openpgp     ${pin.keys.openpgp?.fingerprint ?? '-'}${pin.keys.openpgp?.expires ? ` (expires ${pin.keys.openpgp.expires})` : ''}`,
@@ -55,7 +56,7 @@ export async function pinsShow(pins: PinStore, input: string, json = false): Pro
     `violations  ${pin.violations.length}`,
     ...pin.violations.map((v) => `  ${violationText(v)}`),
   ];
-  return { text: lines.join('\n'), exitCode: 0 };
+  return { text: lines.join('\n'), exitCode: EXIT.OK };
 }
 
 /**
@@ -74,7 +75,7 @@ export async function pinsAccept(a: PinsAdmin, input: string): Promise<CommandOu
   const found = await a.discovery.discover(domain, { accept: fingerprint });
   const now = await a.pins.get(domain);
   if (now) await a.pins.put(domain, { ...now, violations: [] });
-  return { text: `${domain}: accepted ${last.offered} from ${found.provenance.source}${found.provenance.origin ? ` (${found.provenance.origin})` : ''}; pinned ${keysText(found.keys)}`, exitCode: 0 };
+  return { text: `${domain}: accepted ${last.offered} from ${found.provenance.source}${found.provenance.origin ? ` (${found.provenance.origin})` : ''}; pinned ${keysText(found.keys)}`, exitCode: EXIT.OK };
 }
 
 /** `pins forget <domain>`: deletes the pin and the cached answer; the next lookup pins what it finds (trust on first use). */
@@ -82,5 +83,5 @@ export async function pinsForget(a: PinsAdmin, input: string): Promise<CommandOu
   const { domain } = await pinOf(a.pins, input);
   await a.pins.delete(domain);
   await a.discovery.forget(domain);
-  return { text: `${domain}: pin and cached answer deleted`, exitCode: 0 };
+  return { text: `${domain}: pin and cached answer deleted`, exitCode: EXIT.OK };
 }

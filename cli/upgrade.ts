@@ -1,41 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { asMailmeshError, type ErrorCode } from '../directory/errors.js';
 import { migrate, schemaName, upgradePlan, type Migration } from '../directory/store/migrate.js';
 import { openStore } from '../directory/store/open.js';
 import type { Config } from './config.js';
-import { EXIT, type ExitCode } from './exit.js';
+import { EXIT, exitCodeFor, failureText } from './exit.js';
 
-/** The exit codes of the store's upgrade and backup errors (docs/backup.md), whichever command meets them (serve too). */
-export const STORE_EXITS: Partial<Record<ErrorCode, ExitCode>> = {
-  STORE_SCHEMA_NEWER: EXIT.CONFIG,
-  STORE_SCHEMA_INVALID: EXIT.DATAERR,
-  STORE_MIGRATION_BUSY: EXIT.TEMPFAIL,
-  STORE_NOT_EMPTY: EXIT.USAGE,
-  BACKUP_INVALID: EXIT.DATAERR,
-  BACKUP_DECRYPT: EXIT.NOPERM,
-  BACKUP_KEY_MISMATCH: EXIT.NOPERM,
-};
-
-/** Those of upgrade, backup and restore: the store's, and the common ones these commands meet (until cli/main.ts maps every code). */
-const COMMAND_EXITS: Partial<Record<ErrorCode, ExitCode>> = {
-  ...STORE_EXITS,
-  STORE_UNAVAILABLE: EXIT.UNAVAILABLE,
-  MASTER_KEY_MISMATCH: EXIT.NOPERM,
-  MASTER_KEY_INVALID: EXIT.CONFIG,
-  CONFIG_INVALID: EXIT.CONFIG,
-};
-
-/** Runs a store command: its text on stdout, an error as `mailmesh: CODE: message` on stderr with its exit code (COMMAND_EXITS). */
+/** Runs a store command: its text on stdout, an error as `mailmesh: CODE: message` on stderr with its exit code (cli/exit.ts). */
 export async function storeCommand(f: () => Promise<{ text: string; exitCode: number }>): Promise<void> {
   try {
     const r = await f();
     console.log(r.text);
     process.exitCode = r.exitCode;
   } catch (err) {
-    const e = asMailmeshError(err);
-    process.stderr.write(`mailmesh: ${e.code}: ${e.message}\n`);
-    process.exitCode = COMMAND_EXITS[e.code] ?? EXIT.SOFTWARE;
+    const text = failureText(err);
+    if (text) process.stderr.write(`mailmesh: ${text}\n`);
+    process.exitCode = exitCodeFor(err);
   }
 }
 

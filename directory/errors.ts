@@ -89,6 +89,7 @@ const DIRECTORY_CODES = {
   LOOKUP_UNAVAILABLE: { kind: 'unavailable', message: 'no discovery source could be reached' },
   FEDERATION_DISABLED: { kind: 'forbidden', message: 'this operation is not enabled on this directory' },
   UNAUTHORIZED: { kind: 'forbidden', message: 'a valid bearer token is needed' },
+  LISTEN_FAILED: { kind: 'unavailable', message: 'a face cannot listen on its address' },
   INTERNAL: { kind: 'internal', message: 'internal error' },
 } as const satisfies Record<string, ErrorEntry>;
 

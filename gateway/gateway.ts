@@ -58,7 +58,7 @@ export type OutboundPlan = Exclude<Plan, { kind: 'refuse' }>;
  * verify against the sender domain's key, add Authentication-Results. Nothing is stored.
  */
 export class MailPolicy {
-  readonly #o: MailPolicyOptions;
+  #o: MailPolicyOptions;
   /** Our domains that have domain keys here (provenance local), kept current from the directory. */
   #own = new Map<Domain, DomainRecord>();
   readonly #extra: (d: Domain) => boolean;
@@ -75,8 +75,13 @@ export class MailPolicy {
     this.#results = o.metrics?.counter('mailmesh_tunnel_results_total', 'Tunnel crypto results by direction, format and result', ['direction', 'format', 'result']);
     this.#discoveries = o.metrics?.counter('mailmesh_discovery_lookups_total', 'Key discovery lookups by cache state and source', ['cache', 'source']);
     this.#pinViolations = o.metrics?.counter('mailmesh_pin_violations_total', 'Key changes a pin refused (federation/pincheck.ts), by peer domain and key', ['domain', 'key']);
+    const current = () => this.#o.policy;
     this.#inbound = new InboundTunnels({
       ...o,
+      // The policy in effect now (setPolicy), not the one at construction.
+      get policy() {
+        return current();
+      },
       store: o.directory.store,
       isOwn: (d) => this.#own.has(d),
       ownDomain: (d) => this.#ownDomain(d),
@@ -107,6 +112,11 @@ export class MailPolicy {
 
   close(): void {
     this.#stop();
+  }
+
+  /** SIGHUP (docs/operations.md "Signals"): the next recipient and message follow this policy. */
+  setPolicy(policy: PolicySettings): void {
+    this.#o = { ...this.#o, policy };
   }
 
   /** Recipients here are inbound (GatewayOptions.ourDomains). */

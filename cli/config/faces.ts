@@ -165,5 +165,7 @@ export const smtpSection = hostPort(2525)
     nextHopTimeoutSec: z.number().int().min(1).max(300).default(60),
     dataTimeoutSec: z.number().int().min(1).max(480).default(120),
     processTimeoutSec: z.number().int().min(1).max(300).default(60),
+    /** SIGTERM: a message in DATA gets this long to finish, other sessions get 421 at once (docs/operations.md). */
+    drainSec: z.number().int().min(1).max(3600).default(30),
   })
   .prefault({});

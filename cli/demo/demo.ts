@@ -1,3 +1,4 @@
+import { EXIT } from '../exit.js';
 import type { TunnelFormat } from '../../directory/record.js';
 import { loopbackPair } from './loopback.js';
 import { SmtpClient } from '../../gateway/smtp/client.js';
@@ -36,7 +37,7 @@ export async function demo(opts: { format: TunnelFormat; out: (s: string) => voi
     await client.quit();
     const last = steps[steps.length - 1]!;
     say(`\nalice@alpha.test → bob@beta.test through alpha's gateway: ${last.code} ${last.lines.join(' ')}\n`);
-    if (last.code !== 250) return 1;
+    if (last.code !== 250) return EXIT.FAILURE;
     await beta.sink.received(1);
     const travelled = beta.arrived[0]!.toString('utf8');
     say(`\n=== What travelled between the gateways (${opts.format}) ===\n`);
@@ -46,7 +47,7 @@ export async function demo(opts: { format: TunnelFormat; out: (s: string) => voi
     const intact = delivered.subarray(delivered.length - message.length).equals(message);
     const verified = /mailmesh=pass/.test(delivered.toString('latin1'));
     say(`The original message arrived ${intact ? 'byte for byte unchanged' : 'CHANGED'}; the signature ${verified ? 'verified' : 'did NOT verify'}.\n`);
-    return intact && verified ? 0 : 1;
+    return intact && verified ? EXIT.OK : EXIT.FAILURE;
   } finally {
     await close();
   }

@@ -20,6 +20,8 @@ import { loadOpenApi, operations, registerOperations, type OpenApiDocument } fro
 import { observeRequests, PROBES, statusHandlers } from './observe.js';
 import { tlsMaterial, type TlsConfig } from './tls.js';
 import { acmeHandlers, type AcmeResponder } from './acme.js';
+import type { TlsHolder } from '../tls.js';
+import type { Server as TlsServer } from 'node:tls';
 
 export { httpStatus, logRefusal } from './errors.js';
 
@@ -68,6 +70,8 @@ export interface HttpOptions {
   rateCounters?: RateCounters;
   /** ACME (cli/acme.ts): http-01 answers, and on HTTPS the tls-alpn-01 hooks (RFC 8737). */
   acme?: AcmeResponder & { tlsHooks?: Pick<TlsOptions, 'SNICallback' | 'ALPNCallback'> };
+  /** HTTPS material replaceable at run time (SIGHUP, ACME): new handshakes take the new pair. Wins over `config.tls`. */
+  tls?: TlsHolder;
 }
 
 /** Handlers of the operations tagged `webmail` in openapi.yaml, and a hook to add their body parser (called in their own context only). */
@@ -132,7 +136,7 @@ const SMIME_TYPES = ['application/pkix-cert', 'application/pem-certificate-chain
 /** The directory's HTTP face: routes from openapi.yaml, JSON errors with stable codes. HTTPS when configured. */
 export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstance> {
   const { directory } = opts;
-  const tls = await tlsMaterial(opts.config?.tls, opts.config?.host ?? '127.0.0.1');
+  const tls = opts.tls?.current() ?? (await tlsMaterial(opts.config?.tls, opts.config?.host ?? '127.0.0.1'));
   const app = Fastify({
     loggerInstance: opts.logger,
     bodyLimit: BODY_LIMIT,
@@ -147,6 +151,8 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy, tls && { ...tls, ...opts.acme?.tlsHooks }),
   }) as unknown as FastifyInstance;
   const metrics = opts.metrics ?? new Metrics();
+  const off = opts.tls?.onChange((p) => (app.server as unknown as TlsServer).setSecureContext(p));
+  if (off) app.addHook('onClose', async () => void off());
   const guard = guardHttp(app, { ...opts.config, tls: tls !== undefined, metrics, logger: opts.logger });
   registerJsonBody(app);
   refuseLargeBeforeContinue(app, Math.max(BODY_LIMIT, opts.webmail?.bodyLimit ?? 0));

@@ -23,6 +23,10 @@ import { smtpReply } from './replies.js';
  * - `_onClose()`: the end of the connection, TLS or not. The EdgeGuard counts an accepted socket
  *   until its 'close', but smtp-server's STARTTLS removes every listener of that socket before
  *   wrapping it (removeAllListeners), so the count is released here (EdgeGuard.release).
+ * - `close()` drains (docs/operations.md "Signals"): smtp-server's close() stops accepting,
+ *   answers every further command 421 and gives every session `closeTimeout` before it cuts it
+ *   off; we end at once (421, RFC 5321 §3.8) every session that is not in DATA (`_dataStream`),
+ *   and one in DATA at its reset, right after the reply to its message.
  *
  * test/gateway/smtp/listener.test.ts pins each of them, so an smtp-server release that changes
  * them fails there, not on the wire.
@@ -84,6 +88,16 @@ class Connection extends SMTPConnection {
   override _resetSession(): void {
     super._resetSession();
     this.#listener.onReset?.(this.session);
+    // Draining: the transaction is over; its reply (sent right after the reset) goes first.
+    if (this.#listener.draining) setImmediate(() => this.shutDown());
+  }
+
+  /** 421 and close, unless the session is in DATA (its message gets its reply first) and `now` is not set. */
+  shutDown(now = false): void {
+    if (this._closing || this._closed || (!now && this._dataStream)) return;
+    // smtp-server's own shutdown reply (its close() after closeTimeout).
+    this.send(421, `${this.name} Server shutting down`, false);
+    this.close();
   }
 
   /**
@@ -122,6 +136,8 @@ export class Listener extends SMTPServer {
   private readonly earlyTalkerCheck: boolean;
   readonly guard: EdgeGuard | undefined;
   readonly onReset: ((session: SMTPServerSession) => void) | undefined;
+  /** close() was called: no new connections, each session ends after its transaction. */
+  draining = false;
 
   constructor(options: ListenerOptions) {
     const { earlyTalkerCheck, guard, onReset, ...rest } = options;
@@ -148,5 +164,16 @@ export class Listener extends SMTPServer {
     connection.on('connect', (info: unknown) => this.emit('connect', info));
     if (this.earlyTalkerCheck) connection.init();
     else connection.initNow();
+  }
+
+  /**
+   * Drains: stops accepting, closes every session with 421 now but those in DATA, which close
+   * after the reply to their message; those still open after `options.closeTimeout` get
+   * smtp-server's 421. `callback` runs once every connection is closed.
+   */
+  override close(callback?: (() => void) | null): void {
+    this.draining = true;
+    super.close(callback);
+    for (const c of [...this.connections]) if (c instanceof Connection) c.shutDown();
   }
 }

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { Domain } from '../../directory/domain.js';
 import type { EdgeLimits } from '../../directory/edge.js';
 import type { Metrics } from '../../directory/metrics.js';
-import type { TlsKeyPair } from '../../directory/tls.js';
+import type { TlsHolder, TlsKeyPair } from '../../directory/tls.js';
 import { DEFAULT_CLIENT_TIMEOUTS, type ClientTimeouts, type Reply, type TlsPolicy } from './client.js';
 import type { Listener } from './listener.js';
 import type { Direction, NextHop } from './route.js';
@@ -49,7 +49,7 @@ export interface Timeouts extends ClientTimeouts {
   process: number;
   /** An upstream client that sends nothing for this long is disconnected (421). */
   idle: number;
-  /** close() waits this long for open sessions before it cuts them off with 421. */
+  /** close() drains: a message in DATA gets this long to finish before 421 (smtp.drainSec). */
   shutdown: number;
 }
 
@@ -100,8 +100,8 @@ export interface GatewayOptions<Plan = unknown> {
   recipientPolicy?(domain: Domain, direction: Direction, from: string, to: string): Promise<RecipientDecision<Plan>> | RecipientDecision<Plan>;
   /** The transformation (tunnel crypto). May throw: the upstream gets 451 and keeps the message. */
   process(message: Buffer, envelope: Envelope<Plan>, signal: AbortSignal): Promise<Buffer | Uint8Array>;
-  /** Certificate for STARTTLS; a self-signed one for `name` is made when absent. */
-  tls?: TlsKeyPair;
+  /** Certificate for STARTTLS, or a holder to replace it at run time; a self-signed one for `name` is made when absent. */
+  tls?: TlsKeyPair | TlsHolder;
   limits?: Partial<Limits>;
   timeouts?: Partial<Timeouts>;
   logger?: GatewayLogger;
@@ -124,6 +124,8 @@ export interface GatewayOptions<Plan = unknown> {
 export interface Gateway {
   server: Listener;
   stats: GatewayStats;
+  /** STARTTLS's certificate: `set` takes effect for the next handshake. */
+  tls: TlsHolder;
   listen(): Promise<AddressInfo>;
   close(): Promise<void>;
 }

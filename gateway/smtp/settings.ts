@@ -26,6 +26,8 @@ export interface SmtpSettings extends EdgeSettings {
   processTimeoutSec: number;
   idleTimeoutSec: number;
   maxCommandLineBytes: number;
+  /** SIGTERM: how long a message in DATA gets to finish. */
+  drainSec?: number;
 }
 
 /** "host:port" or "[v6]:port" as a next hop. */
@@ -60,7 +62,7 @@ export function gatewayOptions(s: SmtpSettings): Omit<GatewayOptions, 'process' 
     tls: s.tlsCert && s.tlsKey ? { cert: file(s.tlsCert), key: file(s.tlsKey) } : undefined,
     limits: { size: s.maxMessageBytes, connections: s.maxConnections, recipients: s.maxRecipients },
     timeouts: {
-      command: s.nextHopTimeoutSec * 1000, connect: s.nextHopTimeoutSec * 1000, dataEnd: s.dataTimeoutSec * 1000, process: s.processTimeoutSec * 1000, idle: s.idleTimeoutSec * 1000,
+      command: s.nextHopTimeoutSec * 1000, connect: s.nextHopTimeoutSec * 1000, dataEnd: s.dataTimeoutSec * 1000, process: s.processTimeoutSec * 1000, idle: s.idleTimeoutSec * 1000, shutdown: (s.drainSec ?? 30) * 1000,
     },
     edge: edgeLimits(s),
     maxCommandLineBytes: s.maxCommandLineBytes,

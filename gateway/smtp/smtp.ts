@@ -3,7 +3,7 @@ import os from 'node:os';
 import type { SMTPServerSession } from 'smtp-server';
 import type { Domain } from '../../directory/domain.js';
 import { EdgeGuard } from '../../directory/edge.js';
-import { selfSignedCertificate } from '../../directory/tls.js';
+import { selfSignedCertificate, TlsHolder } from '../../directory/tls.js';
 import { Listener } from './listener.js';
 import { DEFAULT_LIMITS, DEFAULT_TIMEOUTS, newStats, type Gateway, type GatewayLogger, type GatewayOptions } from './options.js';
 import { SmtpReplyError, passOn, smtpReply } from './replies.js';
@@ -69,7 +69,9 @@ function resolve<Plan>(opts: GatewayOptions<Plan>): Core<Plan> {
 export async function createGateway<Plan = unknown>(opts: GatewayOptions<Plan>): Promise<Gateway> {
   const core = resolve(opts);
   const { limits, timeouts, name, guard } = core;
-  const tlsPair = opts.tls ?? (await selfSignedCertificate([name], new Date(core.now())));
+  // STARTTLS's certificate, replaceable while the gateway runs (SIGHUP, ACME): new handshakes take the new one.
+  const tls = opts.tls instanceof TlsHolder ? opts.tls : new TlsHolder(opts.tls ?? (await selfSignedCertificate([name], new Date(core.now()))));
+  const tlsPair = tls.current();
   const sessions = new WeakMap<SMTPServerSession, Session<Plan>>();
   /** What smtp-server sends for a failed hook: our reply, or 451 4.3.0 for anything else thrown. */
   const upstream = (e: Error) => (e instanceof SmtpReplyError ? e : passOn(smtpReply('INTERNAL')));
@@ -136,10 +138,12 @@ export async function createGateway<Plan = unknown>(opts: GatewayOptions<Plan>):
   server.on('error', (err: Error) => {
     if (!('remoteAddress' in err)) guard.fault(err, { where: 'listener' });
   });
+  const unsubscribe = tls.onChange((p) => server.updateSecureContext({ key: p.key, cert: p.cert }));
 
   return {
     server,
     stats: core.stats,
+    tls,
     listen() {
       return new Promise((resolve, reject) => {
         server.server.once('error', reject);
@@ -149,7 +153,9 @@ export async function createGateway<Plan = unknown>(opts: GatewayOptions<Plan>):
         });
       });
     },
+    /** Drains (listener.ts close): a message in DATA finishes within timeouts.shutdown. */
     close() {
+      unsubscribe();
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { EXIT } from '../../cli/exit.js';
 import t from 'tap';
 import { gpgHome, run, tempDir } from '../helpers.js';
 import { cli, MAIN, startServe } from './helpers.js';
@@ -63,7 +64,7 @@ t.test('domain add/list/show/export/remove; restart keeps keys; a wrong master k
   t.equal(add.code, 0, add.stderr);
   const fpr = /openpgp\s+([0-9A-F]{40})/.exec(add.stdout.toString())![1]!;
   const smime = /smime\s+([0-9a-f]{64})/.exec(add.stdout.toString())![1]!;
-  t.equal((await cli(cwd, ['domain', 'add', 'example.org'])).code, 1, 'adding twice fails');
+  t.equal((await cli(cwd, ['domain', 'add', 'example.org'])).code, EXIT.DATAERR, 'adding twice fails');
 
   const shown = JSON.parse((await cli(cwd, ['domain', 'show', 'example.org', '--json'])).stdout.toString());
   t.same([shown.keys.openpgp.fingerprint, shown.keys.smime.fingerprint, shown.formats], [fpr, smime, ['pgp-mime']], 'restart: same fingerprints');
@@ -75,14 +76,14 @@ t.test('domain add/list/show/export/remove; restart keeps keys; a wrong master k
   t.match((await cli(cwd, ['domain', 'export', 'example.org'])).stdout.toString(), /^-----BEGIN PGP PUBLIC KEY BLOCK-----/);
 
   const wrong = await cli(cwd, ['domain', 'add', 'second.example'], { MAILMESH_MASTER_KEY: randomBytes(32).toString('base64') });
-  t.equal(wrong.code, 1);
+  t.equal(wrong.code, EXIT.NOPERM);
   t.match(wrong.stderr, /MASTER_KEY_MISMATCH: the master key does not open this store/);
   const list = (await cli(cwd, ['domain', 'list'])).stdout.toString();
   t.notMatch(list, 'second.example', 'nothing was written with the wrong key');
   t.match(list, /^example\.org\tactive\t1\t/m, 'serial unchanged');
 
   const bad = await cli(cwd, ['domain', 'add', 'not_a_domain']);
-  t.equal(bad.code, 1);
+  t.equal(bad.code, EXIT.DATAERR);
   t.match(bad.stderr, /DOMAIN_INVALID/);
   t.match((await cli(cwd, ['domain', 'show', 'nobody.example'])).stderr, /DOMAIN_NOT_FOUND/);
 
@@ -100,7 +101,7 @@ t.test('init and config print', async (t) => {
   t.match(printed.stdout.toString(), /masterKey:\n(\s+file: .*\n)?\s+value: "\*{8}"/);
   t.match(printed.stdout.toString(), `source: ${join(cwd, 'mailmesh.yaml')}`);
   const broken = await cli(cwd, ['config', 'print'], { MAILMESH_HTTP__PORT: '-1' });
-  t.equal(broken.code, 1);
+  t.equal(broken.code, EXIT.CONFIG);
   t.match(broken.stderr, /CONFIG_INVALID: .*http\.port/);
 });
 

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { EXIT } from '../../cli/exit.js';
 import t, { type Test } from 'tap';
 import { parse } from 'yaml';
 import { joinCluster, openBundle, sealBundle } from '../../cli/cluster.js';
@@ -78,7 +79,7 @@ t.test('export on node 1, join on node 2: node 2 sees node 1\'s domain and opens
   t.equal(add.code, 0, add.stderr);
 
   const noPass = await cli(one, ['cluster', 'export', '--out', 'b.json'], env);
-  t.equal(noPass.code, 1);
+  t.equal(noPass.code, EXIT.CONFIG);
   t.match(noPass.stderr, 'CONFIG_INVALID');
   const exp = await cli(one, ['cluster', 'export', '--out', 'b.json'], { ...env, MAILMESH_CLUSTER_PASSPHRASE: 'tr0ub4dor' });
   t.equal(exp.code, 0, exp.stderr);
@@ -88,7 +89,7 @@ t.test('export on node 1, join on node 2: node 2 sees node 1\'s domain and opens
   // A wrong passphrase: a clear code, nothing written.
   writeFileSync(join(two, 'wrong'), 'tr0ub4dor!\n');
   const wrong = await cli(two, ['cluster', 'join', bundle, '--passphrase-file', 'wrong']);
-  t.equal(wrong.code, 1);
+  t.equal(wrong.code, EXIT.DATAERR);
   t.match(wrong.stderr, /CLUSTER_BUNDLE_DECRYPT/);
   t.same(readdirSync(two), ['wrong'], 'nothing written');
   // An altered bundle: refused.
@@ -97,7 +98,7 @@ t.test('export on node 1, join on node 2: node 2 sees node 1\'s domain and opens
   data[0] ^= 1;
   writeFileSync(join(two, 'tampered.json'), JSON.stringify({ ...b, data: data.toString('base64') }));
   const tampered = await cli(two, ['cluster', 'join', 'tampered.json'], { MAILMESH_CLUSTER_PASSPHRASE: 'tr0ub4dor' });
-  t.equal(tampered.code, 1);
+  t.equal(tampered.code, EXIT.DATAERR);
   t.match(tampered.stderr, /CLUSTER_BUNDLE_DECRYPT/);
   t.notOk(existsSync(join(two, 'mailmesh.yaml')));
 
@@ -173,7 +174,7 @@ t.test('join checks the store unless --offline', async (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, 'b.json'), unreachable);
   const down = await cli(dir, ['cluster', 'join', 'b.json'], { MAILMESH_CLUSTER_PASSPHRASE: 'pass' });
-  t.equal(down.code, 1);
+  t.equal(down.code, EXIT.UNAVAILABLE);
   t.match(down.stderr, 'STORE_UNAVAILABLE');
   t.notOk(existsSync(join(dir, 'mailmesh.yaml')), 'nothing written');
   const offline = await cli(dir, ['cluster', 'join', 'b.json', '--offline'], { MAILMESH_CLUSTER_PASSPHRASE: 'pass' });

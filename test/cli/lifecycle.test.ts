@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { EXIT } from '../../cli/exit.js';
 import t, { type Test } from 'tap';
 import { PIN_LABEL, pinText } from '../../directory/dane.js';
 import { txtRdata, TYPE } from '../../directory/dnswire.js';
@@ -134,10 +135,10 @@ t.test('roll, status, finish, renew, revoke from the CLI: posted to the director
 
   // Finish: not before the overlap, not before the TXT names the next keys.
   const early = await run1(['domain', 'roll', 'alpha.test', '--finish']);
-  t.equal(early.code, 1);
+  t.equal(early.code, EXIT.TEMPFAIL);
   t.match(early.stderr, 'ROLL_TOO_EARLY');
   const unproved = await run1(['domain', 'roll', 'alpha.test', '--finish', '--now']);
-  t.equal(unproved.code, 1);
+  t.equal(unproved.code, EXIT.TEMPFAIL);
   t.match(unproved.stderr, 'ROLL_PROOF_MISSING');
   t.equal((await show(cwd, 'alpha.test', env)).keys.openpgp!.fingerprint, first.keys.openpgp!.fingerprint, 'nothing switched');
   pin(first.keys, announced.next!);
