@@ -21,7 +21,7 @@ import { demo } from './demo/demo.js';
 import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from './keycommands.js';
 import { registerStoreCommands } from './backup.js';
 import { EXIT, exitCodeFor, failureText, usageError } from './exit.js';
-import { packageVersion } from './version.js';
+import { packageVersion } from '../directory/http/openapi.js';
 import { createLogger } from './log.js';
 import { pinsAccept, pinsForget, pinsList, pinsShow } from './pinsadmin.js';
 

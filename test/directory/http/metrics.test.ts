@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
 import t from 'tap';
 import { loadConfig, maskedConfig } from '../../../cli/config.js';
+import { packageVersion } from '../../../directory/http/openapi.js';
 import { freePort, run, tempDir } from '../../helpers.js';
 import { get, isUnauthorized } from './helpers.js';
 import { hostPort, parseExposition, scrape, start, total } from './scrape.js';
@@ -22,7 +23,7 @@ t.test('one scrape parses, in our reading and promtool\'s, and has the runtime, 
   const check = await run('promtool', ['check', 'metrics'], { input: r.text, allowFail: true });
   t.not(check.code, 1, `promtool parses it: ${check.stderr}`);
   const info = samples.find((s) => s.name === 'mailmesh_build_info');
-  t.same(info, { name: 'mailmesh_build_info', labels: { version: '0.1.0', node: process.version }, value: 1 }, 'mailmesh_build_info{version,node} 1');
+  t.same(info, { name: 'mailmesh_build_info', labels: { version: packageVersion(), node: process.version }, value: 1 }, 'mailmesh_build_info{version,node} 1');
   for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'process_start_time_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
     t.ok(samples.some((s) => s.name === name), `${name} (standard name)`);
   }
