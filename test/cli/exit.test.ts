@@ -121,6 +121,17 @@ t.test('70: an unexpected failure', async (t) => {
   t.match(r.stderr, /INTERNAL: internal error: stdout broke/);
 });
 
+t.test('75: try again later (a roll finished before its overlap); 2 (a pin violation) is walked by test/federation/pins-cli.test.ts', async (t) => {
+  const cwd = await initialised(t);
+  t.equal((await cli(cwd, ['domain', 'add', 'later.test'])).code, EXIT.OK, 'domain add');
+  t.equal((await cli(cwd, ['domain', 'roll', 'later.test'])).code, EXIT.OK, 'roll announced');
+  const r = await cli(cwd, ['domain', 'roll', 'later.test', '--finish']);
+  t.equal(r.code, EXIT.TEMPFAIL, 'roll --finish before the overlap');
+  t.match(r.stderr, /ROLL_TOO_EARLY/);
+  // Nothing changed: the roll is still announced and can be finished later.
+  t.match((await cli(cwd, ['domain', 'roll', 'later.test', '--status'])).stdout.toString(), /next/);
+});
+
 t.test('the table: codes no command above reaches on this machine', async (t) => {
   const errno = (code: string) => Object.assign(new Error(code), { code });
   t.equal(exitCodeFor(new MailmeshError('SERIAL_CONFLICT')), EXIT.TEMPFAIL);

@@ -43,7 +43,7 @@ t.test('pins in the store: lookup refuses the change, pins list|show, doctor nam
   t.equal((await mm('lookup', domain)).code, 0, 'pinned on first use');
   await swap();
   const refused = await mm('lookup', domain);
-  t.equal(refused.code, 2, refused.out + refused.err);
+  t.equal(refused.code, 2, refused.out + refused.err); // EXIT.VIOLATION (cli/exit.ts)
   t.match(refused.out, `VIOLATION   directory-https ${dir.url} offered ${pgp(k3.keys)}; pinned ${pgp(k1.keys)} kept`);
   const list = await mm('pins', 'list');
   t.match(list.out, new RegExp(`^cli-store\\.test\\tpgp=${pgp(k1.keys)} .*\\tviolations=1$`, 'm'), list.out + list.err);
