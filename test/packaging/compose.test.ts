@@ -12,9 +12,11 @@ import { parseRedisUrl } from '../../directory/store/redis.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const DIR = join(ROOT, 'deploy/compose');
+// The default SMTP drain of the configuration schema, which a stop must outlast.
+const drainSec = loadConfig({ env: {}, cwd: DIR }).smtp.drainSec;
 const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
-interface Service { image?: string; build?: { context: string; dockerfile: string }; read_only?: boolean; user?: string; cap_drop?: string[];
+interface Service { image?: string; build?: { context: string; dockerfile: string }; read_only?: boolean; stop_grace_period?: string; user?: string; cap_drop?: string[];
   environment?: Record<string, string>; volumes?: string[]; ports?: string[]; command?: string[]; depends_on?: string[] }
 const load = (file: string) => parse(readFileSync(join(DIR, file), 'utf8'), { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
 
@@ -36,6 +38,8 @@ function checkNodes(t: Test, file: string, vars: Record<string, string>) {
     t.ok(s.build && existsSync(join(resolve(DIR, s.build.context), s.build.dockerfile)) && resolve(DIR, s.build.context) === resolve(ROOT), `${name}: built from the repository's Dockerfile`);
     t.equal(s.read_only, true, `${name}: read-only root filesystem`);
     t.equal(s.user, 'node', `${name}: the image's unprivileged user`);
+    const grace = /^(\d+)s$/.exec(s.stop_grace_period ?? '');
+    t.ok(grace && Number(grace[1]) > drainSec, `${name}: stop_grace_period (${s.stop_grace_period}) outlasts the SMTP drain (smtp.drainSec ${drainSec} s)`);
     t.same(s.cap_drop, ['ALL'], `${name}: no capabilities`);
     const state = (s.volumes ?? []).find((v) => v.endsWith(':/var/lib/mailmesh'));
     t.ok(state && doc.volumes[state.split(':')[0]!] !== undefined, `${name}: a named volume at /var/lib/mailmesh`);

@@ -1,4 +1,4 @@
-// The contradictions #16 named, kept fixed: the pins default and `webmail.registered` as the
+// The contradictions the appliance work named, kept fixed: the pins default and `webmail.registered` as the
 // schema has them in README and the part's page, no reference to a DESIGN.md, the LICENSE text.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -38,4 +38,21 @@ t.test('LICENSE is the Apache License 2.0 that package.json names', async (t) =>
   t.match(text, /^\s+Apache License\n\s+Version 2\.0, January 2004\n/);
   for (let section = 1; section <= 9; section++) t.match(text, new RegExp(`^\\s+${section}\\. \\w`, 'm'), `section ${section}`);
   t.match(text, 'END OF TERMS AND CONDITIONS');
+});
+
+t.test('docs/gateway.md documents every fallback the policy schema accepts', async (t) => {
+  const page = doc('docs/gateway.md');
+  const schema = doc('cli/config/policy.ts');
+  const fallbacks = /const FALLBACKS = \[([^\]]*)\]/.exec(schema)?.[1]?.match(/'([a-z]+)'/g)?.map((s) => s.slice(1, -1)) ?? [];
+  t.ok(fallbacks.length >= 4, `the schema's fallbacks: ${fallbacks.join(', ')}`);
+  for (const f of fallbacks) t.match(page, new RegExp(`\`${f}\``), `docs/gateway.md names the ${f} fallback`);
+});
+
+t.test('every image tag in the docs is the package version', async (t) => {
+  const version = (JSON.parse(doc('package.json')) as { version: string }).version;
+  for (const f of ['README.md', 'docs/install.md']) {
+    const tags = [...doc(f).matchAll(/mailmesh:(\d+\.\d+\.\d+)/g)].map((m) => m[1]);
+    t.ok(tags.length > 0, `${f} names an image`);
+    for (const tag of tags) t.equal(tag, version, `${f}: mailmesh:${tag}`);
+  }
 });
