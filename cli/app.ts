@@ -164,6 +164,8 @@ function acmeFor(c: Config, directory: Directory, log: Logger, onCertificate: (p
   if (!c.http.enabled || (c.acme.challenge === 'tls-alpn-01' && !https)) {
     throw new MailmeshError('CONFIG_INVALID', `acme.challenge ${c.acme.challenge} is answered by the ${c.acme.challenge === 'http-01' ? 'HTTP face (http.enabled)' : 'HTTPS face (http.enabled with http.tls.selfSigned or http.tls.cert)'}`);
   }
+  // RFC 8555 §8.3: the CA asks http-01 over plain HTTP (port 80); an HTTPS face cannot answer it.
+  if (c.acme.challenge === 'http-01' && https) throw new MailmeshError('CONFIG_INVALID', 'acme.challenge http-01 is asked over plain HTTP, and the HTTP face speaks TLS (http.tls): use tls-alpn-01');
   const publicUrl = c.http.publicUrl;
   const domains = c.acme.domains.length ? c.acme.domains : publicUrl ? [new URL(publicUrl).hostname] : [];
   const challenges = new AcmeChallenges();

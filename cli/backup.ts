@@ -37,7 +37,11 @@ async function withStore<T>(c: Config, f: (s: Store) => Promise<T>): Promise<T> 
 }
 
 /** `mailmesh backup`: the bundle text, after checking that the master key opens the store. */
+/** A backup carries the master key: its passphrase is all that stands between a copy of the bundle and every private key. */
+export const MIN_BACKUP_PASSPHRASE = 12;
+
 export async function backupStore(c: Config, passphrase: string, now = new Date()): Promise<{ bundle: string; entries: number }> {
+  if ([...passphrase].length < MIN_BACKUP_PASSPHRASE) throw new MailmeshError('BACKUP_WEAK_PASSPHRASE', `use at least ${MIN_BACKUP_PASSPHRASE} characters`);
   const masterKey = loadMasterKey({ value: c.masterKey.value, file: c.masterKey.file, create: false });
   return withStore(c, async (store) => {
     await Directory.checkMasterKey(store, masterKey);
@@ -53,7 +57,7 @@ const str = (v: unknown): v is string => typeof v === 'string';
 
 function validEntry(e: StoreEntry): boolean {
   if (e?.kind === 'meta') return str(e.name) && str(e.value);
-  if (e?.kind === 'kv') return str(e.key) && str(e.value) && (e.expiresAt === undefined || Number.isSafeInteger(e.expiresAt));
+  if (e?.kind === 'kv') return str(e.key) && str(e.value) && (e.expiresAt === undefined || (Number.isSafeInteger(e.expiresAt) && e.expiresAt > 0));
   if (e?.kind === 'record') {
     const r = e.record;
     return str(r?.domain) && str(r.status) && Number.isSafeInteger(r.serial) && r.serial > 0 && (e.secrets === undefined || isB64(e.secrets));
@@ -82,14 +86,22 @@ export async function restoreStore(c: Config, text: string, passphrase: string, 
   const own = c.masterKey.value || existsSync(c.masterKey.file) ? loadMasterKey({ value: c.masterKey.value, file: c.masterKey.file, create: false }) : undefined;
   if (own && !own.equals(masterKey)) throw new MailmeshError('BACKUP_KEY_MISMATCH', `move ${c.masterKey.value ? 'MAILMESH_MASTER_KEY' : c.masterKey.file} away: restore writes the backup's key`);
   await withStore(c, async (store) => {
-    if (!(await storeIsEmpty(store))) {
-      if (!opts.force) throw new MailmeshError('STORE_NOT_EMPTY', `the ${store.kind} store of store.url holds data`);
+    if (!(await storeIsEmpty(store)) && !opts.force) throw new MailmeshError('STORE_NOT_EMPTY', `the ${store.kind} store of store.url holds data`);
+    // The key first: a store restored without it could not be opened.
+    if (!own) mkdirSync(dirname(c.masterKey.file), { recursive: true, mode: 0o700 });
+    if (!own) writeFileSync(c.masterKey.file, b.masterKey + '\n', { mode: 0o600, flag: 'wx' });
+    let done = 0;
+    try {
       await store.clear();
+      for (const e of b.entries) {
+        await store.restoreEntry(e);
+        done++;
+      }
+    } catch (err) {
+      // The bundle is intact: running restore again with --force finishes the job.
+      throw new MailmeshError('RESTORE_INCOMPLETE', `${done} of ${b.entries.length} entries written (${(err as Error).message}): run restore again with --force`, { cause: err });
     }
-    for (const e of b.entries) await store.restoreEntry(e);
   });
-  if (!own) mkdirSync(dirname(c.masterKey.file), { recursive: true, mode: 0o700 });
-  if (!own) writeFileSync(c.masterKey.file, b.masterKey + '\n', { mode: 0o600, flag: 'wx' });
   const text2 = `restored ${b.entries.length} entries (schema ${schemaName(b.source.schema)}, from a ${b.source.kind} store, ${b.created})${own ? '' : `; wrote the master key to ${c.masterKey.file}`}`;
   return { text: text2, exitCode: EXIT.OK };
 }

@@ -61,6 +61,7 @@ const CODE_EXIT: Partial<Record<ErrorCode, ExitCode>> = {
   BACKUP_INVALID: EXIT.DATAERR,
   BACKUP_DECRYPT: EXIT.NOPERM,
   BACKUP_KEY_MISMATCH: EXIT.NOPERM,
+  BACKUP_WEAK_PASSPHRASE: EXIT.USAGE,
 };
 
 const KIND_EXIT: Record<ErrorKind, ExitCode> = {

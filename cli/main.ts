@@ -13,7 +13,7 @@ import { importThirdParty, loadAnchors } from '../federation/importer.js';
 import { importFromLdap } from '../federation/ldapimport.js';
 import { isoSecond, keyExpiries } from '../federation/lifecycle.js';
 import { resetRegistration } from '../gateway/webmail/webmail.js';
-import { discoveryFor, pinStoreFor, federationSources, openDirectory, serve, zoneOptions } from './app.js';
+import { discoveryFor, pinStoreFor, federationSources, openDirectory, zoneOptions } from './app.js';
 import { loadConfig, maskedConfig, type Config } from './config.js';
 import { exportCluster, joinCluster, joinReport, readPassphrase } from './cluster.js';
 import { joinCommand, leaveCommand, lookupText, renderDoctor } from './commands.js';
@@ -22,7 +22,7 @@ import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, 
 import { registerStoreCommands } from './backup.js';
 import { EXIT, exitCodeFor, failureText, usageError } from './exit.js';
 import { packageVersion } from '../directory/http/openapi.js';
-import { createLogger } from './log.js';
+import { serveSupervised } from './serve.js';
 import { pinsAccept, pinsForget, pinsList, pinsShow } from './pinsadmin.js';
 
 // exitOverride: commander's usage errors reach the one exit-code table (cli/exit.ts) instead of exiting 1.
@@ -66,30 +66,7 @@ function summary(r: DomainRecord): string {
 program
   .command('serve')
   .description('run the directory (HTTP, DNS, LDAP) and the SMTP gateway on the embedded store (demo domain on first start) until Ctrl-C')
-  .action(async () => {
-    const c = config();
-    const log = createLogger(c);
-    const running = await serve(c, log);
-    let stopping = false;
-    // SIGTERM/SIGINT: SMTP drains (smtp.drainSec), then the rest stops; 0 when clean, 70 when a step failed.
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'shutting down');
-      running.close().then(
-        () => process.exit(EXIT.OK),
-        () => process.exit(EXIT.SOFTWARE),
-      );
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    // SIGHUP: TLS files and the policy again from the configuration; an invalid one is refused and the old stays.
-    process.on('SIGHUP', () => {
-      Promise.resolve()
-        .then(() => running.reload(config()))
-        .catch((err: unknown) => log.error({ err }, 'reload refused; the running configuration stays'));
-    });
-  });
+  .action(() => serveSupervised(config));
 
 program
   .command('demo')

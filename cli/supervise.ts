@@ -62,13 +62,15 @@ function checked(what: string, pair: TlsKeyPair | undefined): TlsKeyPair | undef
  * and changes nothing. Other settings need a restart.
  */
 export async function reload(r: Reloadable, c: Config, log: Logger): Promise<void> {
-  const http = r.http && c.http.tls.cert ? checked('http.tls', await tlsMaterial(c.http.tls, c.http.host)) : undefined;
+  // With ACME on, the certificates are ACME's (cli/acme.ts): the files would replace them until the next renewal.
+  const files = !c.acme.enabled;
+  const http = files && r.http && c.http.tls.cert ? checked('http.tls', await tlsMaterial(c.http.tls, c.http.host)) : undefined;
   // gatewayOptions reads the files into a pair (never a holder).
-  const smtp = checked('smtp.tlsCert', r.smtp && c.smtp.tlsCert ? (gatewayOptions(c.smtp).tls as TlsKeyPair) : undefined);
+  const smtp = checked('smtp.tlsCert', files && r.smtp && c.smtp.tlsCert ? (gatewayOptions(c.smtp).tls as TlsKeyPair) : undefined);
   if (http) r.http!.set(http);
   if (smtp) r.smtp!.set(smtp);
   r.policy?.setPolicy(c.policy);
-  log.info({ httpTls: Boolean(http), smtpTls: Boolean(smtp), policy: Boolean(r.policy), source: c.source }, 'configuration reloaded');
+  log.info({ httpTls: Boolean(http), smtpTls: Boolean(smtp), acme: c.acme.enabled, policy: Boolean(r.policy), source: c.source }, 'configuration reloaded');
 }
 
 /** Runs every shutdown step in order, each despite the failure of those before; rejects when one failed (exit 70). */

@@ -30,7 +30,7 @@ usage: deploy/install.sh [--prefix DIR] [--bindir DIR] [--sysconfdir DIR] [--uni
   --no-unit     do not install the systemd unit nor its user
 EOF
 }
-die() { echo "install.sh: $*" >&2; exit "${2:-1}"; }
+die() { echo "install.sh: $1" >&2; exit "${2:-1}"; }
 value() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value" 64; printf '%s' "$2"; }
 
 while [ $# -gt 0 ]; do
@@ -49,12 +49,26 @@ done
 for p in "$PREFIX" "$BINDIR" "$SYSCONFDIR" "$UNITDIR" "$SYSUSERSDIR"; do
   case "$p" in /*) ;; *) die "paths must be absolute: $p" 64 ;; esac
 done
+# The paths go into a shell wrapper and a sed replacement: plain characters only.
+for p in "$PREFIX" "$BINDIR" "$SYSCONFDIR" "$UNITDIR" "$SYSUSERSDIR" "$DESTDIR"; do
+  [[ "$p" =~ ^[A-Za-z0-9/._-]*$ ]] || die "unsupported character in path: $p (use letters, digits, / . _ -)" 64
+done
+# The prefix is a tree this script owns and replaces on upgrade: never an existing folder of
+# something else (/usr/local, /opt), which would be moved aside and later deleted.
+MARKER=.mailmesh-install
+if [ -e "$DESTDIR$PREFIX" ] && [ ! -e "$DESTDIR$PREFIX/$MARKER" ]; then
+  die "$PREFIX exists and was not installed by this script: choose a folder of its own (default /opt/mailmesh)" 64
+fi
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NODE=$(command -v node) || die "node not found (Node.js 20.19 or later is needed)" 69
 command -v npm >/dev/null || die "npm not found" 69
 "$NODE" -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>=22||(a===20&&b>=19)?0:1)' \
   || die "Node.js $("$NODE" --version) does not fit: 20.19 or later (20.x), or 22 and later" 69
+[[ "$NODE" =~ ^[A-Za-z0-9/._-]+$ ]] || die "unsupported character in the path of node: $NODE" 64
+case "$NODE" in
+  /home/*|/root/*) echo "install.sh: warning: $NODE is under /home or /root; the unit (ProtectHome=yes) cannot run it: install Node.js system-wide" >&2 ;;
+esac
 
 root="$DESTDIR$PREFIX"
 stage="$root.new"
@@ -85,14 +99,17 @@ cat > "$stage/bin/mailmesh" <<EOF
 exec "$NODE" "$PREFIX/dist/cli/main.js" "\$@"
 EOF
 chmod 0755 "$stage/bin/mailmesh"
+echo "installed by deploy/install.sh; this tree is replaced on upgrade" > "$stage/$MARKER"
 
 # Swap in the new tree; the old one stays beside it for a rollback.
 if [ -e "$root" ]; then rm -rf "$root.previous"; mv "$root" "$root.previous"; fi
 mv "$stage" "$root"
 trap - EXIT
 
-mkdir -p "$DESTDIR$BINDIR"
-ln -sfn "$PREFIX/bin/mailmesh" "$DESTDIR$BINDIR/mailmesh"
+if [ "$BINDIR" != "$PREFIX/bin" ]; then
+  mkdir -p "$DESTDIR$BINDIR"
+  ln -sfn "$PREFIX/bin/mailmesh" "$DESTDIR$BINDIR/mailmesh"
+fi
 
 mkdir -p "$DESTDIR$SYSCONFDIR"
 if [ ! -e "$DESTDIR$SYSCONFDIR/mailmesh.yaml" ]; then

@@ -61,6 +61,8 @@ const DIRECTORY_CODES = {
   BACKUP_INVALID: { kind: 'invalid', message: 'not a mailmesh backup bundle' },
   BACKUP_DECRYPT: { kind: 'forbidden', message: 'the backup bundle does not decrypt: wrong passphrase, or it was altered' },
   BACKUP_KEY_MISMATCH: { kind: 'forbidden', message: 'this node has another master key than the backup\'s' },
+  BACKUP_WEAK_PASSPHRASE: { kind: 'invalid', message: 'the backup passphrase is too short: the bundle carries the master key' },
+  RESTORE_INCOMPLETE: { kind: 'unavailable', message: 'the restore stopped part way: the store holds part of the backup' },
   BAD_REQUEST: { kind: 'invalid', message: 'the request is malformed' },
   BODY_TOO_LARGE: { kind: 'invalid', message: 'the request body is too large' },
   BODY_ENCODING: { kind: 'invalid', message: 'the request body is not valid UTF-8' },

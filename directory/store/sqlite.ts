@@ -179,15 +179,16 @@ export class SqliteStore implements Store {
   }
 
   async *entries(): AsyncIterable<StoreEntry> {
-    const records = this.#sql<[], { json: string; serial: number; blob: Buffer | null }>(
-      'SELECT json, serial, blob FROM records LEFT JOIN secrets USING (domain) ORDER BY serial',
-    ).all();
+    // One read transaction: a consistent snapshot while serve writes (SQLite isolation).
+    const read = this.#db.transaction(() => ({
+      records: this.#sql<[], { json: string; serial: number; blob: Buffer | null }>('SELECT json, serial, blob FROM records LEFT JOIN secrets USING (domain) ORDER BY serial').all(),
+      // The store-wide serial is a meta row here; restoreEntry of the records sets it again.
+      meta: this.#sql<[], { name: string; value: string }>("SELECT name, value FROM meta WHERE name <> 'serial' ORDER BY name").all(),
+      kv: this.#sql<[number], { key: string; value: string; expires: number | null }>('SELECT key, value, expires FROM kv WHERE expires IS NULL OR expires > ? ORDER BY key').all(this.#now()),
+    }));
+    const { records, meta, kv } = read();
     for (const r of records) yield { kind: 'record', record: decodeRecord(r.json, r.serial), ...(r.blob && { secrets: r.blob.toString('base64') }) };
-    // The store-wide serial is a meta row here; restoreEntry of the records sets it again.
-    for (const m of this.#sql<[], { name: string; value: string }>("SELECT name, value FROM meta WHERE name <> 'serial' ORDER BY name").all()) {
-      yield { kind: 'meta', ...m };
-    }
-    const kv = this.#sql<[number], { key: string; value: string; expires: number | null }>('SELECT key, value, expires FROM kv WHERE expires IS NULL OR expires > ? ORDER BY key').all(this.#now());
+    for (const m of meta) yield { kind: 'meta', ...m };
     for (const e of kv) yield { kind: 'kv', key: e.key, value: e.value, ...(e.expires !== null && { expiresAt: e.expires }) };
   }
 

@@ -53,5 +53,6 @@ t.test('a configuration ACME cannot work with is refused at start', async (t) =>
   const { rejectsCode } = await import('../helpers.js');
   await rejectsCode(t, startNode(t, { cwd: dir, httpPort: 0, env: { MAILMESH_ACME__CHALLENGE: 'tls-alpn-01' } }), 'CONFIG_INVALID', 'tls-alpn-01 without HTTPS');
   await rejectsCode(t, startNode(t, { cwd: dir, httpPort: 0, env: { MAILMESH_ACME__DOMAINS: '' } }), 'CONFIG_INVALID', 'no names');
+  await rejectsCode(t, startNode(t, { cwd: dir, httpPort: 0, env: { MAILMESH_HTTP__TLS__SELF_SIGNED: 'true' } }), 'CONFIG_INVALID', 'http-01 with an HTTPS face (the CA asks over plain HTTP)');
   await rejectsCode(t, startNode(t, { cwd: dir, httpPort: 0, env: { MAILMESH_ACME__CA_FILE: `${dir}/missing.pem` } }), 'CONFIG_INVALID', 'a missing caFile');
 });

@@ -95,6 +95,10 @@ t.test('restore onto a node with another master key is refused and changes nothi
   t.equal(otherKey.code, 77, 'a backup the key could not restore is refused');
   t.match(otherKey.stderr, /MASTER_KEY_MISMATCH/);
   t.notOk(existsSync(join(src, 'c')));
+  const weak = await cli(src, ['backup', '--out', join(src, 'w')], { MAILMESH_BACKUP_PASSPHRASE: 'short' });
+  t.equal(weak.code, 64, 'a passphrase too short for a bundle that carries the master key');
+  t.match(weak.stderr, /BACKUP_WEAK_PASSPHRASE/);
+  t.notOk(existsSync(join(src, 'w')));
   const none = await cli(dst.dir, ['restore', bundle]);
   t.equal(none.code, 78, 'no passphrase given');
   t.match(none.stderr, /MAILMESH_BACKUP_PASSPHRASE/);

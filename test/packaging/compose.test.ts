@@ -47,6 +47,8 @@ function checkNodes(t: Test, file: string, vars: Record<string, string>) {
     t.equal(c.dataDir, '/var/lib/mailmesh', `${name}: dataDir is the volume`);
     for (const [face, port] of [['http', c.http.port], ['dns', c.dns.port], ['ldap', c.ldap.port], ['smtp', c.smtp.port]] as const) {
       t.ok((s.ports ?? []).some((p) => p.split('/')[0]!.endsWith(`:${port}`)), `${name}: the ${face} port ${port} is published`);
+      // Proxied connections come from the bridge gateway, inside smtp.internalNetworks: SMTP on loopback only (no open relay).
+      if (face === 'smtp') t.ok((s.ports ?? []).filter((p) => p.split('/')[0]!.endsWith(`:${port}`)).every((p) => p.startsWith('127.0.0.1:')), `${name}: SMTP is published on loopback only`);
     }
     return c;
   });
