@@ -69,7 +69,7 @@ t.test('CLI reset: `mailmesh webmail reset <address>` on the same store', async 
   t.equal(second.code, 1);
   t.match(second.stdout.toString(), 'not registered');
   const bad = await cli('no address');
-  t.equal(bad.code, 1);
+  t.equal(bad.code, 65, 'bad data: sysexits EX_DATAERR (cli/exit.ts)');
   t.match(bad.stderr, 'ADDRESS_INVALID');
   t.ok((await openAndEnter(h, 'dave@outside.test', '<c2@alpha.test>')).registering, 'after the reset: the registration page');
 });
