@@ -91,6 +91,8 @@ const DIRECTORY_CODES = {
   UNAUTHORIZED: { kind: 'forbidden', message: 'a valid bearer token is needed' },
   LISTEN_FAILED: { kind: 'unavailable', message: 'a face cannot listen on its address' },
   INTERNAL: { kind: 'internal', message: 'internal error' },
+  TLOG_INVALID: { kind: 'invalid', message: 'the transparency log data (note, checkpoint, tile or proof request) is malformed' },
+  TLOG_PROOF_FAILED: { kind: 'forbidden', message: 'the transparency log proof does not verify' },
 } as const satisfies Record<string, ErrorEntry>;
 
 type DirectoryCodes = typeof DIRECTORY_CODES;
