@@ -14,7 +14,7 @@ Exit 0 when everything verified; 1 with "verify.py: FAIL <REASON>: detail" on st
 """
 import argparse
 import base64
-import hashlib
+import gzip
 import json
 import os
 import sys
@@ -24,6 +24,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ed25519 import ed25519_verify  # noqa: E402  (RFC 8032 §5.1.7, the sibling file)
+from merkle import leaf_hash, mth, node_hash, sha256, verify_consistency, verify_inclusion  # noqa: E402  (RFC 9162 §2.1)
 
 TILE_WIDTH = 256  # tlog-tiles: a full tile holds 256 hashes (tile height 8)
 
@@ -32,87 +33,6 @@ class Failure(Exception):
     def __init__(self, reason, detail):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
-
-
-# --- RFC 9162 §2.1 -----------------------------------------------------------------------------
-
-def sha256(b):
-    return hashlib.sha256(b).digest()
-
-
-def leaf_hash(entry):  # §2.1.1: MTH({d0}) = SHA-256(0x00 || d0)
-    return sha256(b"\x00" + entry)
-
-
-def node_hash(left, right):  # §2.1.1: SHA-256(0x01 || MTH(D[0:k]) || MTH(D[k:n]))
-    return sha256(b"\x01" + left + right)
-
-
-def mth(hashes):
-    """§2.1.1 MTH over already-hashed leaves: k is the largest power of two smaller than n."""
-    n = len(hashes)
-    if n == 0:
-        return sha256(b"")
-    if n == 1:
-        return hashes[0]
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return node_hash(mth(hashes[:k]), mth(hashes[k:]))
-
-
-def verify_inclusion(index, size, leaf, proof, root):
-    """§2.1.3.2: verifying an inclusion proof."""
-    if index >= size:
-        return False
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while fn & 1 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
-
-
-def verify_consistency(size1, size2, root1, root2, proof):
-    """§2.1.4.2: verifying a consistency proof."""
-    if size1 > size2:
-        return False
-    if size1 == size2:
-        return not proof and root1 == root2
-    if size1 == 0:
-        return not proof  # the empty tree is a prefix of every tree
-    if not proof:
-        return False
-    if size1 & (size1 - 1) == 0:  # step 1: size1 a power of two: prepend first_hash
-        proof = [root1] + list(proof)
-    fn, sn = size1 - 1, size2 - 1
-    while fn & 1:  # step 3
-        fn >>= 1
-        sn >>= 1
-    fr = sr = proof[0]
-    for c in proof[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr, sr = node_hash(c, fr), node_hash(c, sr)
-            if not fn & 1:
-                while fn & 1 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return fr == root1 and sr == root2 and sn == 0
 
 
 # --- C2SP signed-note and tlog-checkpoint ------------------------------------------------------
@@ -218,29 +138,47 @@ class Log:
         self.url = url.rstrip("/")
         self.prefix = prefix.strip("/")
         self.tiles = {}
+        self.size = 0  # the current checkpoint's size, once verified
 
-    def get(self, path):
+    def get(self, path, missing=False):
+        """GET; with `missing`, None for a 404. tlog-tiles: bundles MAY come gzipped unasked."""
         full = f"{self.url}/{path}"
+        req = urllib.request.Request(full, headers={"Accept-Encoding": "gzip, identity"})
         try:
-            with urllib.request.urlopen(full, timeout=30) as r:
-                return r.read()
+            with urllib.request.urlopen(req, timeout=30) as r:
+                body = r.read()
+                return gzip.decompress(body) if r.headers.get("Content-Encoding") == "gzip" else body
         except urllib.error.HTTPError as e:
+            if missing and e.code == 404:
+                return None
             raise Failure("HTTP", f"GET {full}: {e.code}")
         except OSError as e:
             raise Failure("HTTP", f"GET {full}: {e}")
 
-    def log_get(self, path):
-        return self.get(f"{self.prefix}/{path}" if self.prefix else path)
+    def log_get(self, path, missing=False):
+        return self.get(f"{self.prefix}/{path}" if self.prefix else path, missing)
+
+    def tile_data(self, path_of, width, widest):
+        """A tile or bundle of `width`; tlog-tiles lets a log delete a partial tile of an older size
+        once a wider one exists: then the full one (or the current partial one) and its prefix."""
+        for w in dict.fromkeys([width, TILE_WIDTH, widest]):
+            if w < width:
+                continue
+            data = self.log_get(path_of(w), missing=w != widest)
+            if data is not None:
+                return data, w
+        raise Failure("HTTP", f"{path_of(width)}: not served")
 
     def tile(self, level, n, size):
         """The tile (level, n) of the tree of `size`: full, or partial with the width `size` gives."""
         width = min(TILE_WIDTH, (size >> (8 * level)) - n * TILE_WIDTH)
         key = (level, n, width)
         if key not in self.tiles:
-            data = self.log_get(tile_path(level, n, width))
-            if len(data) != 32 * width:
-                raise Failure("TILE", f"{tile_path(level, n, width)} has {len(data)} bytes, not {32 * width}")
-            self.tiles[key] = [data[i:i + 32] for i in range(0, len(data), 32)]
+            widest = min(TILE_WIDTH, (self.size >> (8 * level)) - n * TILE_WIDTH)
+            data, w = self.tile_data(lambda w: tile_path(level, n, w), width, widest)
+            if len(data) != 32 * w:
+                raise Failure("TILE", f"{tile_path(level, n, w)} has {len(data)} bytes, not {32 * w}")
+            self.tiles[key] = [data[i:i + 32] for i in range(0, 32 * width, 32)]
         return self.tiles[key]
 
     def hash_at(self, level, index, size):
@@ -269,7 +207,7 @@ class Log:
 
     def bundle(self, n, size):
         width = min(TILE_WIDTH, size - n * TILE_WIDTH)
-        data = self.log_get(entries_path(n, width))
+        data, w = self.tile_data(lambda w: entries_path(n, w), width, min(TILE_WIDTH, self.size - n * TILE_WIDTH))
         entries, off = [], 0
         while off < len(data):  # tlog-tiles: each entry as a big-endian uint16 length and its bytes
             if off + 2 > len(data):
@@ -279,9 +217,9 @@ class Log:
                 raise Failure("BUNDLE", f"{entries_path(n, width)}: truncated entry")
             entries.append(data[off + 2: off + 2 + ln])
             off += 2 + ln
-        if len(entries) != width:
-            raise Failure("BUNDLE", f"{entries_path(n, width)} holds {len(entries)} entries, not {width}")
-        return entries
+        if len(entries) != w:
+            raise Failure("BUNDLE", f"{entries_path(n, w)} holds {len(entries)} entries, not {w}")
+        return entries[:width]
 
 
 # --- the checks --------------------------------------------------------------------------------
@@ -372,6 +310,7 @@ def main(argv):
         log = Log(o.url, o.prefix)
         note = log.log_get("checkpoint").decode()
         size, root = read_checkpoint(note, o.vkey)
+        log.size = size
         check_tree(log, size, root)
         print(f"checkpoint {size} {root.hex()} verified; tree rebuilt from {len(log.tiles)} tiles")
         for d in o.domain:
@@ -379,7 +318,10 @@ def main(argv):
             print(f"{d}: leaf {index} included in the tree of {at}")
         if o.since:
             with open(o.since, encoding="utf-8") as f:
-                old = check_since(log, f.read(), o.vkey, size, root)
+                saved = f.read()
+            if saved.startswith("{"):  # `mailmesh log checkpoint --save` keeps the note in JSON
+                saved = json.loads(saved)["checkpoint"]
+            old = check_since(log, saved, o.vkey, size, root)
             print(f"consistent: the tree of {old} is a prefix of the tree of {size}")
         if o.save:
             with open(o.save, "w", encoding="utf-8") as f:

@@ -4,8 +4,9 @@ import base64
 import sys
 
 from ed25519 import _ed25519_verify_pure
-from verify import (Failure, entries_path, leaf_hash, mth, node_hash,
-                    open_note, parse_vkey, sha256, tile_path, verify_consistency, verify_inclusion)
+from merkle import leaf_hash, mth, sha256, verify_consistency, verify_inclusion
+from verify import Failure, entries_path, open_note, parse_vkey, tile_path
+
 
 def _path(m, d):  # RFC 9162 §2.1.3.1 PATH(m, D[n]) over leaf hashes
     if len(d) <= 1:
