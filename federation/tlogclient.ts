@@ -96,6 +96,8 @@ export function entryDomain(entry: Buffer): string | undefined {
 export class TlogClient {
   readonly base: string;
   private readonly tiles = new Map<string, Buffer>();
+  /** The largest verified checkpoint size: partial tiles of that size exist (tlog-tiles). */
+  private latest = 0;
 
   constructor(directoryUrl: string, private readonly opts: TlogClientOptions = {}) {
     this.base = directoryUrl.replace(/\/+$/, '');
@@ -105,6 +107,25 @@ export class TlogClient {
     const b = await getBytes(`${this.base}/${path}`, this.opts);
     if (!b) throw new MailmeshError('LOOKUP_UNAVAILABLE', `${this.base}/${path}: not found`);
     return b;
+  }
+
+  /**
+   * A tile or entry bundle of `width` below `log/`. tlog-tiles: a log MAY delete the partial tile
+   * of an older size once a wider one exists; the client then takes the full tile's (or the
+   * current partial tile's, `widest`) prefix. Returns the bytes and the width fetched.
+   */
+  private async prefixOf(pathOf: (w: number) => string, width: number, widest: number): Promise<[Buffer, number]> {
+    for (const w of new Set([width, TILE_WIDTH, widest])) {
+      if (w < width) continue;
+      const b = await getBytes(`${this.base}/log/${pathOf(w)}`, this.opts);
+      if (b) return [b, w];
+    }
+    throw new MailmeshError('LOOKUP_UNAVAILABLE', `${this.base}/log/${pathOf(width)}: not found`);
+  }
+
+  /** The width the tree of `size` has of tile `index` at tile `level` (tlog-tiles: ⌊size / 256^level⌋ hashes at that level). */
+  private static width(level: number, index: number, size: number): number {
+    return Math.min(TILE_WIDTH, Math.floor(size / 2 ** (8 * level)) - index * TILE_WIDTH);
   }
 
   private async json(path: string): Promise<Record<string, unknown>> {
@@ -124,17 +145,21 @@ export class TlogClient {
 
   /** `GET /log/checkpoint` (tlog-tiles), verified with `vkey`. */
   async checkpoint(vkey: string): Promise<VerifiedCheckpoint> {
-    return verifyCheckpoint((await this.bytes('log/checkpoint')).toString('utf8'), vkey);
+    const c = verifyCheckpoint((await this.bytes('log/checkpoint')).toString('utf8'), vkey);
+    this.latest = Math.max(this.latest, c.checkpoint.size);
+    return c;
   }
 
   /** The tile (level, index) of the tree of `size`, full or partial (tlog-tiles: width = what the tree of `size` has of it). */
   private async tile(level: number, index: number, size: number): Promise<Buffer> {
-    const width = Math.min(TILE_WIDTH, Math.floor(size / 2 ** (8 * level)) - index * TILE_WIDTH);
+    const width = TlogClient.width(level, index, size);
     const path = tilePath({ level, index, width });
     let t = this.tiles.get(path);
     if (!t) {
-      t = await this.bytes(`log/${path}`);
-      if (t.length !== 32 * width) throw invalid(`${path}: ${t.length} bytes, not ${32 * width}`);
+      const widest = TlogClient.width(level, index, Math.max(size, this.latest));
+      const [b, w] = await this.prefixOf((w) => tilePath({ level, index, width: w }), width, widest);
+      if (b.length !== 32 * w) throw invalid(`${tilePath({ level, index, width: w })}: ${b.length} bytes, not ${32 * w}`);
+      t = b.subarray(0, 32 * width);
       this.tiles.set(path, t);
     }
     return t;
@@ -170,10 +195,15 @@ export class TlogClient {
   /** Entry `index` of the tree of `size`, from its entry bundle (tlog-tiles), checked against the level-0 tile. */
   async entry(index: number, size: number): Promise<Buffer> {
     const n = Math.floor(index / TILE_WIDTH);
-    const width = Math.min(TILE_WIDTH, size - n * TILE_WIDTH);
-    const entries = decodeEntryBundle(await this.bytes(`log/${entryBundlePath(n, width)}`));
+    const width = TlogClient.width(0, n, size);
+    const [b, w] = await this.prefixOf((w) => entryBundlePath(n, w), width, TlogClient.width(0, n, Math.max(size, this.latest)));
+    const entries = decodeEntryBundle(b);
     const entry = entries[index % TILE_WIDTH];
-    if (entries.length !== width || !entry) throw invalid(`${entryBundlePath(n, width)}: ${entries.length} entries, not ${width}`);
+    if (entries.length !== w || !entry) throw invalid(`${entryBundlePath(n, w)}: ${entries.length} entries, not ${w}`);
+    // tlog-tiles: each entry hashes to its place in the level-0 tile.
+    const tile = await this.tile(0, n, size);
+    const at = (index % TILE_WIDTH) * 32;
+    if (!leafHash(entry).equals(tile.subarray(at, at + 32))) throw proofFailed(`entry ${index}: its leaf hash is not the level-0 tile's`);
     return entry;
   }
 
