@@ -215,10 +215,11 @@ export class TlogClient {
       if (!o.rootHash.equals(n.rootHash)) throw proofFailed(`two checkpoints of size ${o.size} with different roots: a split view`);
       return [];
     }
+    // The empty tree is a prefix of every tree (RFC 9162 §2.1.4 leaves size 0 out).
+    if (o.size === 0) return [];
     const v = await this.json(`v1/log/consistency?old=${o.size}&new=${n.size}`);
     const proof = base64List(v.proof, 'the consistency proof');
-    // The empty tree is a prefix of every tree (RFC 9162 §2.1.4 leaves size 0 out).
-    if (o.size > 0 && !verifyConsistency(o.size, n.size, o.rootHash, n.rootHash, proof)) {
+    if (!verifyConsistency(o.size, n.size, o.rootHash, n.rootHash, proof)) {
       throw proofFailed(`the tree of ${o.size} is not a prefix of the tree of ${n.size}`);
     }
     return proof;

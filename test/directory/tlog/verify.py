@@ -285,13 +285,15 @@ def check_since(log, old_note, vkey, size, root):
     old_size, old_root = read_checkpoint(old_note, vkey)
     if old_size > size:
         raise Failure("CONSISTENCY", f"the saved checkpoint ({old_size}) is larger than the current ({size}): a rollback")
+    if old_size == 0:
+        return 0  # the empty tree is a prefix of every tree
     q = urllib.parse.urlencode({"old": old_size, "new": size})
     body = json.loads(log.get(f"v1/log/consistency?{q}"))
     proof = [base64.b64decode(p, validate=True) for p in body["proof"]]
     if not verify_consistency(old_size, size, old_root, root, proof):
         raise Failure("CONSISTENCY", f"the tree of {old_size} is not a prefix of the tree of {size}")
     # independently of the server's proof: the old root from the current tiles
-    if old_size and log.root(old_size) != old_root:
+    if log.root(old_size) != old_root:
         raise Failure("CONSISTENCY", f"the tiles of the first {old_size} leaves do not hash to the saved root")
     return old_size
 
