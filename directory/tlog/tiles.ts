@@ -3,6 +3,7 @@
  * entry bundles. Pure. docs/transparency.md.
  */
 import { MailmeshError } from '../errors.js';
+import { nodeHash, type HashReader } from './merkle.js';
 
 /** Hashes (or entries) per full tile. */
 export const TILE_WIDTH = 256;
@@ -117,4 +118,43 @@ export function decodeEntryBundle(bundle: Uint8Array, width?: number): Buffer[] 
   }
   if (width !== undefined && entries.length !== width) throw invalid(`the entry bundle holds ${entries.length} entries, not ${width}`);
   return entries;
+}
+
+/** The stored hashes a tile holds (tlog-tiles §"Merkle Tree": tile level L holds Merkle level 8·L), in order. */
+export function tileHashes(t: TileId): { level: number; index: number }[] {
+  checkTile(t.level, t.index, t.width);
+  return Array.from({ length: t.width }, (_, i) => ({ level: 8 * t.level, index: t.index * TILE_WIDTH + i }));
+}
+
+/**
+ * A `HashReader` (merkle.ts) for the tree of `size` served as tiles: each stored hash is in the tile
+ * at level ⌊level/8⌋ (of the width that tree size gives it, tlog-tiles §"Partial Tiles"), as one
+ * hash or as the complete subtree over 2^(level mod 8) of its hashes. `readTiles` gets each tile
+ * once per call and gives its bytes (32 per hash); a tile of another length is TLOG_INVALID.
+ */
+export function tileHashReader(size: number, readTiles: (tiles: TileId[]) => Promise<Buffer[]>): HashReader {
+  if (!Number.isSafeInteger(size) || size < 0) throw invalid(`tree size ${String(size)} is not a non-negative integer`);
+  return async (wanted) => {
+    const places = wanted.map(({ level, index }) => {
+      const L = Math.floor(level / 8);
+      const span = 2 ** (level % 8);
+      const first = index * span; // the first of its hashes at Merkle level 8·L
+      const tile = Math.floor(first / TILE_WIDTH);
+      const hashes = Math.floor(size / TILE_WIDTH ** L);
+      const width = tile < Math.floor(hashes / TILE_WIDTH) ? TILE_WIDTH : hashes % TILE_WIDTH;
+      const start = first % TILE_WIDTH;
+      if (width < start + span) throw invalid(`the hash ${level}/${index} is not complete in a tree of ${size}`);
+      return { id: { level: L, index: tile, width }, start, span };
+    });
+    const ids = [...new Map(places.map((p) => [tilePath(p.id), p.id])).values()];
+    const got = ids.length ? await readTiles(ids) : [];
+    const tiles = new Map(ids.map((id, n) => [tilePath(id), got[n]]));
+    return places.map(({ id, start, span }) => {
+      const data = tiles.get(tilePath(id));
+      if (data?.length !== id.width * 32) throw invalid(`the tile ${tilePath(id)} has ${data?.length ?? 'no'} bytes, not ${id.width * 32}`);
+      let level = Array.from({ length: span }, (_, i) => data.subarray((start + i) * 32, (start + i + 1) * 32));
+      while (level.length > 1) level = Array.from({ length: level.length / 2 }, (_, i) => nodeHash(level[2 * i]!, level[2 * i + 1]!));
+      return Buffer.from(level[0]!);
+    });
+  };
 }

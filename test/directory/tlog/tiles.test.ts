@@ -1,6 +1,18 @@
 import t from 'tap';
-import { decodeEntryBundle, encodeEntryBundle, entryBundlePath, parseTilePath, TILE_WIDTH, tilePath, tilesAt } from '../../../directory/tlog/tiles.js';
-import { throwsCode } from '../../helpers.js';
+import { appendHashes, consistencyProof, inclusionProof, leafHash, treeHash, type HashReader } from '../../../directory/tlog/merkle.js';
+import {
+  decodeEntryBundle,
+  encodeEntryBundle,
+  entryBundlePath,
+  parseTilePath,
+  TILE_WIDTH,
+  tileHashes,
+  tileHashReader,
+  tilePath,
+  tilesAt,
+  type TileId,
+} from '../../../directory/tlog/tiles.js';
+import { rejectsCode, seeded, throwsCode } from '../../helpers.js';
 
 // C2SP tlog-tiles §"Merkle Tree", §"Partial Tiles" and §"Log entries" (its examples: index 1234067,
 // a tree of 70,000 and one of 256).
@@ -100,4 +112,41 @@ t.test('entry bundles: round trip; truncation and oversize refused', async (t) =
   throwsCode(t, () => decodeEntryBundle(Buffer.concat([encodeEntryBundle(full), Buffer.from([0, 0])])), 'TLOG_INVALID', '257 entries');
   throwsCode(t, () => encodeEntryBundle([...full, Buffer.alloc(1)]), 'TLOG_INVALID', 'encode 257 entries');
   throwsCode(t, () => encodeEntryBundle([Buffer.alloc(0x10000)]), 'TLOG_INVALID', 'an entry of 65536 bytes');
+});
+
+t.test('tileHashReader: a tree served as tiles gives the roots and proofs the stored hashes give', async (t) => {
+  const N = 70_000;
+  const stored = new Map<string, Buffer>();
+  const direct: HashReader = async (wanted) => wanted.map(({ level, index }) => stored.get(`${level}/${index}`)!);
+  for (let i = 0; i < N; i++) for (const s of await appendHashes(i, leafHash(Buffer.from(`e${i}`)), direct)) stored.set(`${s.level}/${s.index}`, s.hash);
+  t.same(tileHashes({ level: 1, index: 2, width: 3 }), [{ level: 8, index: 512 }, { level: 8, index: 513 }, { level: 8, index: 514 }]);
+  /** Serves the tiles of a tree of `size`, failing the test for a tile that tree does not have. */
+  const served = (size: number, asked: TileId[][]) => async (ids: TileId[]): Promise<Buffer[]> => {
+    asked.push(ids);
+    return ids.map((id) => {
+      if (!tilesAt(id.level, size).some((x) => x.index === id.index && x.width === id.width)) throw new Error(`${tilePath(id)} is not a tile of ${size}`);
+      return Buffer.concat(tileHashes(id).map(({ level, index }) => stored.get(`${level}/${index}`)!));
+    });
+  };
+  const random = seeded(15);
+  for (const size of [1, 2, 255, 256, 257, 511, 4097, 65535, 65536, 65537, 69999, N]) {
+    const asked: TileId[][] = [];
+    const tiles = tileHashReader(size, served(size, asked));
+    const ok = (await treeHash(size, tiles)).equals(await treeHash(size, direct));
+    const picks = [0, size - 1, Math.floor(random() * size), Math.floor(random() * size)];
+    let proofs = true;
+    for (const i of picks) {
+      const a = await inclusionProof(i, size, tiles);
+      const b = await inclusionProof(i, size, direct);
+      const c = await consistencyProof(i + 1, size, tiles);
+      const d = await consistencyProof(i + 1, size, direct);
+      proofs &&= a.length === b.length && a.every((h, n) => h.equals(b[n]!)) && c.length === d.length && c.every((h, n) => h.equals(d[n]!));
+    }
+    t.ok(ok && proofs, `size ${size}: the root and the proofs of leaves ${picks.join(', ')}`);
+    t.ok(asked.every((ids) => new Set(ids.map(tilePath)).size === ids.length), `size ${size}: each tile asked once per read`);
+  }
+  const short = tileHashReader(300, async (ids) => ids.map(() => Buffer.alloc(31)));
+  await rejectsCode(t, treeHash(300, short), 'TLOG_INVALID', 'a tile of the wrong length');
+  await rejectsCode(t, tileHashReader(300, served(300, []))([{ level: 8, index: 1 }]), 'TLOG_INVALID', 'a hash the tree does not have yet');
+  throwsCode(t, () => tileHashReader(-1, served(0, [])), 'TLOG_INVALID', 'a negative size');
 });
