@@ -100,7 +100,7 @@ export async function appendHashes(index: number, leaf: Buffer, read: HashReader
   const siblings: Node[] = [];
   for (let level = 0, i = index; i % 2 === 1; level++, i = (i - 1) / 2) siblings.push({ level, index: i - 1 });
   const got = siblings.length ? await read(siblings) : [];
-  if (got.length !== siblings.length) throw new MailmeshError('TLOG_INVALID', `the hash reader gave ${got.length} hashes for ${siblings.length} asked`);
+  if (got.length !== siblings.length || got.some((h) => h?.length !== HASH_SIZE)) throw new MailmeshError('TLOG_INVALID', `the hash reader gave ${got.length} hashes for ${siblings.length} asked`);
   const out: StoredHash[] = [{ level: 0, index, hash: leaf }];
   let hash = leaf;
   siblings.forEach((s, n) => {

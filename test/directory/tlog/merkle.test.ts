@@ -101,6 +101,12 @@ t.test('RFC 9162 and transparency-dev/merkle vectors: hashes, roots of sizes 0..
   flipped[0]![0]! ^= 8;
   t.notOk(verifyInclusion(0, 8, leafHash(LEAVES[0]!), flipped, ROOTS[8]!), 'modified proof[0] bit @3');
   t.notOk(verifyConsistency(1, 2, Buffer.from("don't care 1"), Buffer.from("don't care 2"), []), 'sizes differ and the proof is empty');
+  // Proofs of one shape serve several sizes (the roots bind them); where the shapes differ, the size counts:
+  const p12 = await consistencyProof(1, 2, reader(2));
+  t.ok(verifyConsistency(1, 2, ROOTS[1]!, ROOTS[2]!, p12));
+  t.notOk(verifyConsistency(1, 4, ROOTS[1]!, ROOTS[2]!, p12), "the root of 2 claimed for a tree of 4 (RFC 9162 step 7's sn = 0)");
+  const p02 = await inclusionProof(0, 2, reader(2));
+  t.notOk(verifyInclusion(0, 4, leafHash(LEAVES[0]!), p02, ROOTS[2]!), 'the root of 2 claimed for a tree of 4 (inclusion)');
 });
 
 t.test('bad arguments: TLOG_INVALID, and verification says false', async (t) => {
