@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { isMailmeshError, MailmeshError } from '../directory/errors.js';
 import { TlogClient, verifyCheckpoint, type VerifiedCheckpoint } from '../federation/tlogclient.js';
-import { EXIT } from './exit.js';
+import { EXIT, usageError } from './exit.js';
 
 /**
  * `mailmesh log checkpoint|verify|proof`: a directory's transparency log checked from outside
@@ -40,7 +40,7 @@ function save(file: string, directory: string, c: VerifiedCheckpoint): void {
 
 /** The vkey to use: --vkey, else the pinned one of a saved file, else the directory's own (trust on first use, said so). */
 async function vkeyFor(client: TlogClient, o: { vkey?: string }, pinned: string | undefined, notes: string[]): Promise<string> {
-  if (o.vkey && pinned && o.vkey !== pinned) throw new MailmeshError('TLOG_INVALID', `--vkey ${o.vkey} is not the key the saved checkpoint pinned (${pinned})`);
+  if (o.vkey && pinned && o.vkey !== pinned) throw usageError(`--vkey ${o.vkey} is not the key the saved checkpoint pinned (${pinned})`);
   const vkey = o.vkey ?? pinned;
   if (vkey) return vkey;
   const info = await client.info();
@@ -66,7 +66,7 @@ const describe = (c: VerifiedCheckpoint) =>
   `${c.note.trimEnd()}\n\nverified: origin ${c.checkpoint.origin}, size ${c.checkpoint.size}, root ${c.checkpoint.rootHash.toString('hex')}, key ${c.vkey}`;
 
 /** `log checkpoint`: the current checkpoint, its signature and the tiles' root; with --save, consistency from the file's first, then saved. */
-export function logCheckpoint(o: { directory: string; vkey?: string; save?: string }): Promise<Outcome> {
+export async function logCheckpoint(o: { directory: string; vkey?: string; save?: string }): Promise<Outcome> {
   const client = new TlogClient(o.directory);
   const before = o.save && existsSync(o.save) ? readSaved(o.save) : undefined;
   return check(async (notes) => {
@@ -82,7 +82,7 @@ export function logCheckpoint(o: { directory: string; vkey?: string; save?: stri
 }
 
 /** `log verify --since <file>`: the current checkpoint is a consistent extension of the saved one (same pinned key). */
-export function logVerify(o: { directory: string; since: string; vkey?: string; save?: boolean }): Promise<Outcome> {
+export async function logVerify(o: { directory: string; since: string; vkey?: string; save?: boolean }): Promise<Outcome> {
   const client = new TlogClient(o.directory);
   const { saved, verified: older } = readSaved(o.since);
   return check(async (notes) => {
@@ -96,7 +96,7 @@ export function logVerify(o: { directory: string; since: string; vkey?: string; 
 }
 
 /** `log proof <domain>`: the domain record's inclusion proof against its checkpoint, and that checkpoint consistent with the current one. */
-export function logProof(domain: string, o: { directory: string; vkey?: string; since?: string }): Promise<Outcome> {
+export async function logProof(domain: string, o: { directory: string; vkey?: string; since?: string }): Promise<Outcome> {
   const client = new TlogClient(o.directory);
   const pinned = o.since ? readSaved(o.since) : undefined;
   return check(async (notes) => {

@@ -39,7 +39,7 @@ class Failure(Exception):
 
 def parse_vkey(vkey):
     """signed-note: <name>+<hex key ID>+<base64(type byte || public key)>; Ed25519 is type 0x01."""
-    parts = vkey.split("+")
+    parts = vkey.split("+", 2)  # the name has no "+"; base64 may
     if len(parts) != 3:
         raise Failure("VKEY", "a vkey is <name>+<key ID>+<key>")
     name, hexid, b64 = parts
