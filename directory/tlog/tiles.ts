@@ -2,12 +2,15 @@
  * C2SP tlog-tiles (https://c2sp.org/tlog-tiles): tile and entry-bundle paths, tile contents, and
  * entry bundles. Pure. docs/transparency.md.
  */
-const todo = (): never => {
-  throw new Error('not written yet');
-};
+import { MailmeshError } from '../errors.js';
 
 /** Hashes (or entries) per full tile. */
 export const TILE_WIDTH = 256;
+
+/** tlog-tiles §"Merkle Tree": `<L>` is 0..63. */
+const MAX_LEVEL = 63;
+/** An entry's length is a uint16 (tlog-tiles §"Log entries"). */
+const MAX_ENTRY = 0xffff;
 
 /** A tile's coordinates: level L, index N, width W (1..256; 256 = full, else a partial `.p/<W>` tile). */
 export interface TileId {
@@ -16,37 +19,102 @@ export interface TileId {
   width: number;
 }
 
-/** `tile/<L>/<N>[.p/<W>]` with N in the spec's x-prefixed 3-digit groups (e.g. x001/x234/067). */
+const invalid = (detail: string): MailmeshError => new MailmeshError('TLOG_INVALID', detail);
+
+function checkTile(level: number, index: number, width: number): void {
+  if (!Number.isInteger(level) || level < 0 || level > MAX_LEVEL) throw invalid(`tile level ${String(level)} is not 0..${MAX_LEVEL}`);
+  if (!Number.isSafeInteger(index) || index < 0) throw invalid(`tile index ${String(index)} is not a non-negative integer`);
+  if (!Number.isInteger(width) || width < 1 || width > TILE_WIDTH) throw invalid(`tile width ${String(width)} is not 1..${TILE_WIDTH}`);
+}
+
+/** tlog-tiles §"Merkle Tree": `<N>` as zero-padded 3-digit elements, all but the last with an `x`, and `.p/<W>` for a partial tile. */
+function indexPath(index: number, width: number): string {
+  const groups: string[] = [];
+  let n = index;
+  do {
+    groups.unshift(String(n % 1000).padStart(3, '0'));
+    n = Math.floor(n / 1000);
+  } while (n > 0);
+  const path = groups.map((g, i) => (i < groups.length - 1 ? `x${g}` : g)).join('/');
+  return width === TILE_WIDTH ? path : `${path}.p/${width}`;
+}
+
+/** `tile/<L>/<N>[.p/<W>]` with N in the spec's x-prefixed 3-digit groups (e.g. x001/x234/067); tlog-tiles §"Merkle Tree". */
 export function tilePath(t: TileId): string {
-  void t;
-  return todo();
+  checkTile(t.level, t.index, t.width);
+  return `tile/${t.level}/${indexPath(t.index, t.width)}`;
 }
 
-/** `tile/entries/<N>[.p/<W>]`. */
+/** `tile/entries/<N>[.p/<W>]`; tlog-tiles §"Log entries". */
 export function entryBundlePath(index: number, width: number): string {
-  void [index, width];
-  return todo();
+  checkTile(0, index, width);
+  return `tile/entries/${indexPath(index, width)}`;
 }
 
-/** Parses a path below the log's prefix (`tile/…` or `tile/entries/…`); undefined when it is not one. */
+/**
+ * Parses a path below the log's prefix (`tile/…` or `tile/entries/…`); undefined when it is not
+ * one, or not in the spec's one canonical spelling (no leading zeros, no `.p/256`, no `x000/`).
+ * An entry bundle has level 0 (it goes with the level-0 tile of the same index).
+ */
 export function parseTilePath(path: string): (TileId & { entries: boolean }) | undefined {
-  void path;
-  return todo();
+  const m = /^tile\/(entries|0|[1-9][0-9]?)\/((?:x[0-9]{3}\/)*[0-9]{3})(?:\.p\/([1-9][0-9]{0,2}))?$/.exec(path);
+  if (!m) return undefined;
+  const entries = m[1] === 'entries';
+  const level = entries ? 0 : Number(m[1]);
+  const index = Number(m[2]!.replaceAll(/[x/]/g, ''));
+  const width = m[3] === undefined ? TILE_WIDTH : Number(m[3]);
+  if (level > MAX_LEVEL || (m[3] !== undefined && width >= TILE_WIDTH) || !Number.isSafeInteger(index)) return undefined;
+  const id = { level, index, width };
+  // Canonical only: the same tile has one path (no x000/ groups in front).
+  if ((entries ? entryBundlePath(index, width) : tilePath(id)) !== path) return undefined;
+  return { ...id, entries };
 }
 
-/** The tiles a tree of `size` has at `level` (tile level L holds hashes of Merkle level 8·L), the last possibly partial. */
+/**
+ * The tiles a tree of `size` has at `level` (tile level L holds hashes of Merkle level 8·L), the
+ * last possibly partial; tlog-tiles §"Partial Tiles": floor(size / 256^L) hashes at the level,
+ * so floor(size / 256^(L+1)) full tiles and a partial one of width floor(size / 256^L) mod 256.
+ */
 export function tilesAt(level: number, size: number): TileId[] {
-  void [level, size];
-  return todo();
+  checkTile(level, 0, TILE_WIDTH);
+  if (!Number.isSafeInteger(size) || size < 0) throw invalid(`tree size ${String(size)} is not a non-negative integer`);
+  const hashes = Math.floor(size / TILE_WIDTH ** level);
+  const full = Math.floor(hashes / TILE_WIDTH);
+  const tiles: TileId[] = Array.from({ length: full }, (_, index) => ({ level, index, width: TILE_WIDTH }));
+  if (hashes % TILE_WIDTH) tiles.push({ level, index: full, width: hashes % TILE_WIDTH });
+  return tiles;
 }
 
-/** An entry bundle: each entry as a big-endian uint16 length and its bytes. */
+/** An entry bundle (tlog-tiles §"Log entries"): each entry as a big-endian uint16 length and its bytes; at most 256 entries. */
 export function encodeEntryBundle(entries: Uint8Array[]): Buffer {
-  void entries;
-  return todo();
+  if (entries.length > TILE_WIDTH) throw invalid(`an entry bundle holds at most ${TILE_WIDTH} entries, not ${entries.length}`);
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    if (e.length > MAX_ENTRY) throw invalid(`an entry of ${e.length} bytes is above the ${MAX_ENTRY} a bundle can hold`);
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(e.length);
+    parts.push(len, Buffer.from(e));
+  }
+  return Buffer.concat(parts);
 }
 
-export function decodeEntryBundle(bundle: Uint8Array): Buffer[] {
-  void bundle;
-  return todo();
+/**
+ * The entries of a bundle (tlog-tiles §"Log entries"); TLOG_INVALID when truncated inside an entry,
+ * above 256 entries, or, given the `width` its path or the tree size says, not of that many entries
+ * (a bundle cut at an entry boundary is well-formed: only the width shows the cut).
+ */
+export function decodeEntryBundle(bundle: Uint8Array, width?: number): Buffer[] {
+  const b = Buffer.from(bundle.buffer, bundle.byteOffset, bundle.byteLength);
+  const entries: Buffer[] = [];
+  let at = 0;
+  while (at < b.length) {
+    if (entries.length === TILE_WIDTH) throw invalid(`an entry bundle holds more than ${TILE_WIDTH} entries`);
+    if (at + 2 > b.length) throw invalid(`the entry bundle is truncated in the length of entry ${entries.length}`);
+    const len = b.readUInt16BE(at);
+    if (at + 2 + len > b.length) throw invalid(`the entry bundle is truncated in entry ${entries.length} (${len} bytes)`);
+    entries.push(Buffer.from(b.subarray(at + 2, at + 2 + len)));
+    at += 2 + len;
+  }
+  if (width !== undefined && entries.length !== width) throw invalid(`the entry bundle holds ${entries.length} entries, not ${width}`);
+  return entries;
 }
