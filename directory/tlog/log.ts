@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { parseDomain } from '../domain.js';
 import { MailmeshError } from '../errors.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
 import type { Sealer } from '../seal.js';
@@ -35,6 +36,11 @@ export interface RecordTransparency {
   /** RFC 9162 §2.1.3.1 inclusion proof of the leaf in the checkpoint's tree, each hash base64. */
   inclusionProof: string[];
   checkpoint: string;
+}
+
+/** The checkpoint origin of a directory's log: `<federation zone>/log` (the zone canonical: lower case, no final dot). */
+export function logOrigin(zone: string): string {
+  return `${parseDomain(zone)}/log`;
 }
 
 type LogKey = { signer: NoteSigner; vkey: string };
