@@ -130,3 +130,22 @@ export async function domainLog(n: number): Promise<MemoryLog> {
   for (let i = 0; i < n; i++) await log.append(recordEntry(`d${i}.test`, i + 1));
   return log;
 }
+
+/** A directory in front of `base` that serves `served`'s transparency member in `asked`'s answer (a lie the proof must expose). */
+export async function lyingProxy(t: Test, base: string, asked: string, served: string): Promise<string> {
+  const server = createServer((req, res) => {
+    const forward = async () => {
+      const r = await fetch(base + req.url);
+      let body = Buffer.from(await r.arrayBuffer());
+      if (req.url === `/v1/domains/${asked}`) {
+        const other = (await (await fetch(`${base}/v1/domains/${served}`)).json()) as { transparency: unknown };
+        body = Buffer.from(JSON.stringify({ ...(JSON.parse(body.toString()) as object), transparency: other.transparency }));
+      }
+      res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream' }).end(body);
+    };
+    forward().catch((e: unknown) => res.writeHead(502).end(String(e)));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
