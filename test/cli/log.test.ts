@@ -4,9 +4,10 @@ import t from 'tap';
 import { logCheckpoint, logProof, logVerify } from '../../cli/logcommands.js';
 import { EXIT } from '../../cli/exit.js';
 import { TlogClient, verifyCheckpoint } from '../../federation/tlogclient.js';
-import { rejectsCode, tempDir } from '../helpers.js';
-import { domainLog, newSigner, serveLog } from '../directory/tlog/staticlog.js';
-import { cli, MAIN } from './helpers.js';
+import { memoryDirectory, rejectsCode, run, tempDir } from '../helpers.js';
+import { domainLog, lyingProxy, newSigner, serveLog } from '../directory/tlog/staticlog.js';
+import { startHttp } from '../directory/http/helpers.js';
+import { cli, MAIN, startServe } from './helpers.js';
 
 /**
  * `mailmesh log checkpoint|verify|proof` (cli/logcommands.ts) and its client
@@ -110,4 +111,45 @@ t.test('the built CLI: exit 0, and 2 with the reason on standard error', { skip:
   const bad = await cli(dir, ['log', 'proof', 'd1.test', '--directory', srv.url, '--vkey', newSigner().vkey]);
   t.equal(bad.code, EXIT.VIOLATION);
   t.match(bad.stderr, /VIOLATION TLOG_INVALID/);
+});
+
+t.test('against a real directory: a record proves into the log, a lying front is a violation', async (t) => {
+  const directory = await memoryDirectory(undefined, { log: { origin: 'dir.mailmesh.test/log' } });
+  const { base } = await startHttp(t, directory);
+  await directory.addDomain('a.mailmesh.test');
+  const dir = tempDir(t);
+  const file = join(dir, 'dir.json');
+  const first = await logCheckpoint({ directory: base, save: file });
+  t.equal(first.exitCode, EXIT.OK, first.text);
+  await directory.addDomain('b.mailmesh.test');
+  await directory.announceRoll('a.mailmesh.test');
+  for (let i = await directory.log!.size(); i < 260; i++) await directory.store.appendLogEntry(Buffer.from(`filler ${i}`));
+  await directory.finishRoll('a.mailmesh.test', { now: true });
+  const v = await logVerify({ directory: base, since: file, save: true });
+  t.equal(v.exitCode, EXIT.OK, v.text);
+  t.match(v.text, /the tree of 1 is a prefix of the tree of 261/);
+  const p = await logProof('a.mailmesh.test', { directory: base, since: file });
+  t.equal(p.exitCode, EXIT.OK, p.text);
+  t.match(p.text, /a\.mailmesh\.test: leaf 260 is included in the tree of 261/);
+  const liar = await lyingProxy(t, base, 'b.mailmesh.test', 'a.mailmesh.test');
+  const lie = await logProof('b.mailmesh.test', { directory: liar, since: file });
+  t.equal(lie.exitCode, EXIT.VIOLATION);
+  t.match(lie.text, /leaf 260 is a record of "a\.mailmesh\.test", not of b\.mailmesh\.test/);
+});
+
+t.test('the built CLI against `mailmesh serve`', { skip: !existsSync(MAIN) && 'the CLI is not built (npm run build)' }, async (t) => {
+  const cwd = tempDir(t);
+  const s = await startServe(t, cwd);
+  const url = `http://${s.addresses.http}`;
+  const c = await cli(cwd, ['log', 'checkpoint', '--directory', url, '--save', 'log.json']);
+  t.equal(c.code, EXIT.OK, c.stderr);
+  t.match(c.stdout.toString(), /first use: trusting the log key/);
+  const p = await cli(cwd, ['log', 'proof', 'demo.mailmesh.test', '--directory', url, '--since', 'log.json']);
+  t.equal(p.code, EXIT.OK, p.stderr);
+  t.match(p.stdout.toString(), /demo\.mailmesh\.test: leaf 0 is included/);
+  const v = await cli(cwd, ['log', 'verify', '--directory', url, '--since', 'log.json']);
+  t.equal(v.code, EXIT.OK, v.stderr);
+  const py = await run('python3', [new URL('../directory/tlog/verify.py', import.meta.url).pathname, '--url', url,
+    '--vkey', (JSON.parse(readFileSync(join(cwd, 'log.json'), 'utf8')) as { vkey: string }).vkey, '--domain', 'demo.mailmesh.test', '--since', join(cwd, 'log.json')], { allowFail: true });
+  t.equal(py.code, 0, `verify.py reads what the CLI saved: ${py.stderr}`);
 });
