@@ -103,7 +103,9 @@ export async function logProof(domain: string, o: { directory: string; vkey?: st
     const vkey = await vkeyFor(client, o, pinned?.saved.vkey, notes);
     const current = await client.checkpoint(vkey);
     const found = await client.inclusion(domain, vkey, current);
-    await client.consistency(found.checkpoint, current);
+    // The log may have grown between the two reads: the smaller tree must be a prefix of the larger.
+    const [older, newer] = found.checkpoint.checkpoint.size <= current.checkpoint.size ? [found.checkpoint, current] : [current, found.checkpoint];
+    await client.consistency(older, newer);
     if (pinned) await client.consistency(pinned.verified, current);
     return `${domain}: leaf ${found.leafIndex} is included in the tree of ${found.checkpoint.checkpoint.size} (root ${found.checkpoint.checkpoint.rootHash.toString('hex')}), consistent with the current tree of ${current.checkpoint.size}`;
   });

@@ -271,11 +271,14 @@ def check_domain(log, domain, vkey, current_size):
     size, root = read_checkpoint(t["checkpoint"], vkey)
     index = t["leafIndex"]
     proof = [base64.b64decode(p, validate=True) for p in t["inclusionProof"]]
-    if not isinstance(index, int) or index >= size or size > current_size:
+    if not isinstance(index, int) or not 0 <= index < size:
         raise Failure("INCLUSION", f"{domain}: leaf {index} is outside the proof's tree of {size}")
-    entry = log.bundle(index // TILE_WIDTH, current_size)[index % TILE_WIDTH]
+    log.size = max(log.size, size)  # the log may have grown since its checkpoint was read
+    entry = log.bundle(index // TILE_WIDTH, max(size, current_size))[index % TILE_WIDTH]
     if not verify_inclusion(index, size, leaf_hash(entry), proof, root):
         raise Failure("INCLUSION", f"{domain}: the inclusion proof of leaf {index} does not verify against the checkpoint of size {size}")
+    if size <= current_size and log.root(size) != root:
+        raise Failure("CONSISTENCY", f"{domain}: the proof's checkpoint of {size} is not a prefix of the current tree")
     if entry_domain(entry) != domain:
         raise Failure("DOMAIN_MISMATCH", f"leaf {index} is a record of {entry_domain(entry)!r}, not {domain!r}")
     return index, size
