@@ -131,3 +131,21 @@ t.test('the vkey is published in DNS at _mailmesh-log.<zone>', async (t) => {
   t.equal(dig.answers.length, 1);
   t.equal(rdataOf(dig.answers[0]!), `"v=mmlog1; vkey=${vkey}"`);
 });
+
+t.test('records held before the log existed are logged when a directory with a log first opens the store', async (t) => {
+  const [{ Directory }, { MemoryStore }, { randomBytes }] = await Promise.all([import('../../../directory/directory.js'), import('../../../directory/store/memory.js'), import('node:crypto')]);
+  const store = new MemoryStore();
+  const key = randomBytes(32);
+  const keys = { openpgp: 'curve25519' as const, validDays: 365 };
+  const before = await Directory.open(store, key, { keys });
+  const r = await before.addDomain('e.mailmesh.test');
+  t.equal(await store.logSize(), 0, 'no log, nothing logged');
+  const after = await Directory.open(store, key, { keys, log: { origin: ORIGIN } });
+  t.equal(await store.logSize(), 1, 'the held record is logged');
+  const tr = await after.log!.prove(r);
+  t.equal(tr?.leafIndex, 0);
+  const again = await Directory.open(store, key, { keys, log: { origin: 'other.test/log' } });
+  t.equal(await store.logSize(), 1, 'once: a second opening appends nothing');
+  t.equal(await again.log!.origin(), ORIGIN, 'the origin kept with the key wins over a later one');
+  t.equal(await again.log!.verifierKey(), await after.log!.verifierKey(), 'one key per store');
+});
