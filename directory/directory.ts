@@ -67,8 +67,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
   readonly clock: () => Date;
   /** Other nodes' writes, on a shared store. */
   #feed: ChangeFeed | undefined;
-  /** The transparency log (DirectoryOptions.log): the faces serve it, every published version is appended to it before it is written. */
-  log: TransparencyLog | undefined;
+  #log: TransparencyLog | undefined;
 
   private constructor(store: Store, sealer: Sealer, opts: DirectoryOptions) {
     super();
@@ -100,7 +99,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
   static async open(store: Store, masterKey: Buffer, opts: DirectoryOptions): Promise<Directory> {
     const sealer = await Directory.checkMasterKey(store, masterKey);
     const d = new Directory(store, sealer, opts);
-    if (opts.log) await (d.log = new TransparencyLog(store, sealer, opts.log.origin)).backfill(store);
+    if (opts.log) await (d.#log = new TransparencyLog(store, sealer, opts.log.origin)).backfill(store);
     d.#feed = await ChangeFeed.follow(store, (r) => d.emit('change', r));
     return d;
   }
@@ -120,9 +119,14 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     return this.store.kind;
   }
 
+  /** The transparency log (DirectoryOptions.log): the faces serve it, every published version is appended to it before it is written. */
+  get log(): TransparencyLog | undefined {
+    return this.#log;
+  }
+
   /** Every record write: logged first (a published version is never served unlogged), then written, then announced. */
   async #put(draft: RecordDraft, opts: PutOptions): Promise<DomainRecord> {
-    await this.log?.record(draft);
+    await this.#log?.record(draft);
     const record = await this.store.putRecord(draft, opts);
     this.#feed?.own(record.serial);
     this.emit('change', record);

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { leafHash, verifyConsistency, verifyInclusion } from '../../../directory/tlog/merkle.js';
 import { openNote, parseCheckpoint, parseVerifierKey, type Checkpoint } from '../../../directory/tlog/note.js';
 import { decodeEntryBundle } from '../../../directory/tlog/tiles.js';
@@ -18,7 +18,7 @@ const info = async () => (await get(`${base}/v1/log`)).json() as { origin: strin
 const b64 = (s: string) => Buffer.from(s, 'base64');
 
 /** The checkpoint served, its signature checked with the vkey. */
-async function checkpoint(vkey: string, note?: string): Promise<Checkpoint> {
+async function checkpoint(t: Test, vkey: string, note?: string): Promise<Checkpoint> {
   const text = note ?? (await get(`${base}/log/checkpoint`)).text;
   const opened = openNote(text, [parseVerifierKey(vkey)]);
   t.same(opened.verifiedBy, [ORIGIN], 'the checkpoint is signed by the log key');
@@ -26,7 +26,7 @@ async function checkpoint(vkey: string, note?: string): Promise<Checkpoint> {
 }
 
 /** Every entry of a tree of `size` (< 256 here), from the partial entry bundle. */
-async function entries(size: number): Promise<Buffer[]> {
+async function entries(t: Test, size: number): Promise<Buffer[]> {
   const r = await get(`${base}/log/tile/entries/000.p/${size}`);
   t.equal(r.status, 200);
   return decodeEntryBundle(r.body, size);
@@ -38,7 +38,7 @@ t.test('after joins and rolls the checkpoint is the tree of the served entries, 
   const { vkey, origin, size: first } = await info();
   t.equal(origin, ORIGIN);
   t.equal(first, 2, 'one entry per published version');
-  const before = await checkpoint(vkey);
+  const before = await checkpoint(t, vkey);
 
   await directory.announceRoll('a.mailmesh.test');
   await directory.finishRoll('a.mailmesh.test', { now: true });
@@ -46,10 +46,10 @@ t.test('after joins and rolls the checkpoint is the tree of the served entries, 
   await directory.addDomain('c.mailmesh.test');
   await directory.removeDomain('c.mailmesh.test');
   await directory.resign('a.mailmesh.test');
-  const cp = await checkpoint(vkey);
+  const cp = await checkpoint(t, vkey);
   t.equal(cp.origin, ORIGIN);
   t.equal(cp.size, 8, 'two joins, a roll (two versions), a revocation, a join and a removal, a re-signing');
-  const all = await entries(cp.size);
+  const all = await entries(t, cp.size);
   t.equal(referenceRoot(all).toString('hex'), cp.rootHash.toString('hex'), 'the root is the tree of the served entries');
   const tile = await get(`${base}/log/tile/0/000.p/${cp.size}`);
   t.same(tile.body, Buffer.concat(all.map((e) => leafHash(e))), 'the level-0 tile holds their leaf hashes');
@@ -61,7 +61,7 @@ t.test('after joins and rolls the checkpoint is the tree of the served entries, 
     const tr = r.transparency;
     const entry = all[tr.leafIndex]!;
     t.same(JSON.parse(entry.toString('utf8')), r.signed, `${d}: the entry at leafIndex is the signed record served`);
-    const inside = await checkpoint(vkey, tr.checkpoint);
+    const inside = await checkpoint(t, vkey, tr.checkpoint);
     t.ok(verifyInclusion(tr.leafIndex, inside.size, leafHash(entry), tr.inclusionProof.map(b64), inside.rootHash), `${d}: the inclusion proof verifies`);
     t.notOk(verifyInclusion(tr.leafIndex, inside.size, leafHash(Buffer.from('other')), tr.inclusionProof.map(b64), inside.rootHash), `${d}: not for another entry`);
   }
@@ -75,7 +75,7 @@ t.test('tiles: full ones are immutable and stay the same; partial ones are short
   const start = await directory.log!.size();
   for (let i = start; i < 300; i++) await directory.store.appendLogEntry(Buffer.from(`filler ${i}`));
   const { vkey } = await info();
-  const cp = await checkpoint(vkey);
+  const cp = await checkpoint(t, vkey);
   t.equal(cp.size, 300);
   const full = await get(`${base}/log/tile/0/000`);
   t.equal(full.status, 200);
@@ -130,4 +130,22 @@ t.test('the vkey is published in DNS at _mailmesh-log.<zone>', async (t) => {
   t.equal(dig.status, 'NOERROR');
   t.equal(dig.answers.length, 1);
   t.equal(rdataOf(dig.answers[0]!), `"v=mmlog1; vkey=${vkey}"`);
+});
+
+t.test('records held before the log existed are logged when a directory with a log first opens the store', async (t) => {
+  const [{ Directory }, { MemoryStore }, { randomBytes }] = await Promise.all([import('../../../directory/directory.js'), import('../../../directory/store/memory.js'), import('node:crypto')]);
+  const store = new MemoryStore();
+  const key = randomBytes(32);
+  const keys = { openpgp: 'curve25519' as const, validDays: 365 };
+  const before = await Directory.open(store, key, { keys });
+  const r = await before.addDomain('e.mailmesh.test');
+  t.equal(await store.logSize(), 0, 'no log, nothing logged');
+  const after = await Directory.open(store, key, { keys, log: { origin: ORIGIN } });
+  t.equal(await store.logSize(), 1, 'the held record is logged');
+  const tr = await after.log!.prove(r);
+  t.equal(tr?.leafIndex, 0);
+  const again = await Directory.open(store, key, { keys, log: { origin: 'other.test/log' } });
+  t.equal(await store.logSize(), 1, 'once: a second opening appends nothing');
+  t.equal(await again.log!.origin(), ORIGIN, 'the origin kept with the key wins over a later one');
+  t.equal(await again.log!.verifierKey(), await after.log!.verifierKey(), 'one key per store');
 });
