@@ -2,6 +2,7 @@ import { isIP, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Directory } from '../directory/directory.js';
+import { logOrigin } from '../directory/tlog/log.js';
 import { edgeLimits } from '../directory/edge.js';
 import { createHttpServer } from '../directory/http/http.js';
 import { packageVersion } from '../directory/http/openapi.js';
@@ -50,7 +51,8 @@ export async function openDirectory(c: Config, opts: { createKey: boolean; direc
   const base = opts.directoryUrl ?? (() => zoneOptions(c).directoryUrl);
   try {
     await upgradePlan(store); // a store newer than this code is refused (STORE_SCHEMA_NEWER) before anything is written
-    return await Directory.open(store, masterKey, { keys: c.keys, crlUrl: (d) => `${base()}/v1/domains/${d}/crl` });
+    // The transparency log's origin is the federation zone's (docs/transparency.md "Origin").
+    return await Directory.open(store, masterKey, { keys: c.keys, crlUrl: (d) => `${base()}/v1/domains/${d}/crl`, log: { origin: logOrigin(c.dns.zone) } });
   } catch (e) {
     await store.close();
     throw e;

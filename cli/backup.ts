@@ -57,6 +57,7 @@ const str = (v: unknown): v is string => typeof v === 'string';
 
 function validEntry(e: StoreEntry): boolean {
   if (e?.kind === 'meta') return str(e.name) && str(e.value);
+  if (e?.kind === 'log') return Number.isSafeInteger(e.index) && e.index >= 0 && isB64(e.entry);
   if (e?.kind === 'kv') return str(e.key) && str(e.value) && (e.expiresAt === undefined || (Number.isSafeInteger(e.expiresAt) && e.expiresAt > 0));
   if (e?.kind === 'record') {
     const r = e.record;

@@ -20,6 +20,7 @@ import { joinCommand, leaveCommand, lookupText, renderDoctor } from './commands.
 import { demo } from './demo/demo.js';
 import { recoverCommand, renewCommand, revokeCommand, rollAnnounce, rollFinish, rollStatus, vetoCommand, type KeyCommandContext } from './keycommands.js';
 import { registerStoreCommands } from './backup.js';
+import { registerLogCommands } from './logcommands.js';
 import { EXIT, exitCodeFor, failureText, usageError } from './exit.js';
 import { packageVersion } from '../directory/http/openapi.js';
 import { serveSupervised } from './serve.js';
@@ -354,6 +355,9 @@ cluster
 
 // Upgrades, backups and restores (docs/backup.md).
 registerStoreCommands(program, config);
+
+// The transparency log of a directory, checked from outside (docs/transparency.md).
+registerLogCommands(program);
 
 program
   .command('config')

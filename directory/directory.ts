@@ -23,7 +23,8 @@ import { canSign, type RevocationReason } from './openpgp.js';
 import { ownCapabilities, secretsContext, type DomainRecord, type DomainSecrets, type GatewayEndpoints, type RecordDraft, type TunnelFormat } from './record.js';
 import { payloadKeys, recordPayload, signPayload, type PayloadExtra } from './signed.js';
 import { MASTER_KEY_CHECK_CONTEXT, Sealer } from './seal.js';
-import type { MetaStore, Store } from './store/store.js';
+import type { MetaStore, PutOptions, Store } from './store/store.js';
+import { TransparencyLog } from './tlog/log.js';
 
 export interface DirectoryOptions {
   keys: KeyOptions;
@@ -34,6 +35,11 @@ export interface DirectoryOptions {
    * issued them, as their CRL distribution point (RFC 5280 §4.2.1.13).
    */
   crlUrl?: (domain: Domain) => string;
+  /**
+   * Keep a transparency log of every published record version (docs/transparency.md); `origin` is
+   * its checkpoint origin (cli/app.ts: `<dns.zone>/log`), kept with the log key when that is made.
+   */
+  log?: { origin: string };
 }
 
 export interface AddDomainOptions {
@@ -61,6 +67,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
   readonly clock: () => Date;
   /** Other nodes' writes, on a shared store. */
   #feed: ChangeFeed | undefined;
+  #log: TransparencyLog | undefined;
 
   private constructor(store: Store, sealer: Sealer, opts: DirectoryOptions) {
     super();
@@ -90,7 +97,9 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
    * a different key is refused (MASTER_KEY_MISMATCH) before anything is read or written.
    */
   static async open(store: Store, masterKey: Buffer, opts: DirectoryOptions): Promise<Directory> {
-    const d = new Directory(store, await Directory.checkMasterKey(store, masterKey), opts);
+    const sealer = await Directory.checkMasterKey(store, masterKey);
+    const d = new Directory(store, sealer, opts);
+    if (opts.log) await (d.#log = new TransparencyLog(store, sealer, opts.log.origin)).backfill(store);
     d.#feed = await ChangeFeed.follow(store, (r) => d.emit('change', r));
     return d;
   }
@@ -110,9 +119,18 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     return this.store.kind;
   }
 
-  #changed(record: DomainRecord): void {
+  /** The transparency log (DirectoryOptions.log): the faces serve it, every published version is appended to it before it is written. */
+  get log(): TransparencyLog | undefined {
+    return this.#log;
+  }
+
+  /** Every record write: logged first (a published version is never served unlogged), then written, then announced. */
+  async #put(draft: RecordDraft, opts: PutOptions): Promise<DomainRecord> {
+    await this.#log?.record(draft);
+    const record = await this.store.putRecord(draft, opts);
     this.#feed?.own(record.serial);
     this.emit('change', record);
+    return record;
   }
 
   /** Creates a member domain with freshly generated keys; refuses an existing one. */
@@ -134,7 +152,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     };
     // Every record this directory serves for its own domains is signed by the domain key (docs/federation.md).
     const signed = await signPayload(recordPayload(content, now, { crls }), [secrets.openpgp!.armored], now);
-    const record = await this.store.putRecord(
+    return this.#put(
       {
         ...content,
         signed,
@@ -144,8 +162,6 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
       },
       { ifSerial: existing ? existing.serial : null, secrets: this.#seal(domain, secrets) },
     );
-    this.#changed(record);
-    return record;
   }
 
   /**
@@ -216,9 +232,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     const current = await this.findRecord(input, { unpublished: true });
     if (!current) throw new MailmeshError('DOMAIN_NOT_FOUND', parseDomain(input));
     const now = this.clock().toISOString();
-    const record = await this.store.putRecord({ ...tombstone(current), updated: now }, { ifSerial: current.serial, secrets: null });
-    this.#changed(record);
-    return record;
+    return this.#put({ ...tombstone(current), updated: now }, { ifSerial: current.serial, secrets: null });
   }
 
   /**
@@ -226,9 +240,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
    * the domain's private keys if this directory has any; compare-and-set as RecordStore.putRecord.
    */
   async putRecord(draft: RecordDraft, ifSerial?: number | null): Promise<DomainRecord> {
-    const record = await this.store.putRecord(draft, { ifSerial });
-    this.#changed(record);
-    return record;
+    return this.#put(draft, { ifSerial });
   }
 
   /**
@@ -261,12 +273,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     for (const a of signing.slice(1)) if (await canSign(a, now)) usable.push(a);
     const full = { ...content, capabilities: ownCapabilities(content.keys), crls: extra.crls };
     const signed = await signPayload(recordPayload(full, now, extra), usable, now);
-    const record = await this.store.putRecord(
-      { ...full, signed, updated: now.toISOString() },
-      { ifSerial: current.serial, secrets: this.#seal(current.domain, secrets) },
-    );
-    this.#changed(record);
-    return record;
+    return this.#put({ ...full, signed, updated: now.toISOString() }, { ifSerial: current.serial, secrets: this.#seal(current.domain, secrets) });
   }
 
   /**
@@ -361,8 +368,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     if (erased === 0) return 0;
     // The record is written unchanged with the secrets: the store writes both in one transaction.
     const { serial: _serial, ...draft } = current;
-    const record = await this.store.putRecord(draft, { ifSerial: current.serial, secrets: this.#seal(current.domain, { ...secrets, retained: kept }) });
-    this.#changed(record);
+    await this.#put(draft, { ifSerial: current.serial, secrets: this.#seal(current.domain, { ...secrets, retained: kept }) });
     return erased;
   }
 

@@ -93,6 +93,13 @@ const DIRECTORY_CODES = {
   UNAUTHORIZED: { kind: 'forbidden', message: 'a valid bearer token is needed' },
   LISTEN_FAILED: { kind: 'unavailable', message: 'a face cannot listen on its address' },
   INTERNAL: { kind: 'internal', message: 'internal error' },
+  TLOG_INVALID: { kind: 'invalid', message: 'the transparency log data (note, checkpoint, tile or proof request) is malformed' },
+  TLOG_PROOF_FAILED: { kind: 'forbidden', message: 'the transparency log proof does not verify' },
+  // The transparency log (docs/transparency.md).
+  TLOG_ENTRY_TOO_LARGE: { kind: 'invalid', message: 'the record is too large for the transparency log (65,535 bytes at most)' },
+  TLOG_HASH_MISSING: { kind: 'internal', message: 'the transparency log lacks a hash it should hold' },
+  TLOG_SIZE_INVALID: { kind: 'invalid', message: 'the tree sizes are not those of this transparency log (0 < old <= new <= size)' },
+  TLOG_DISABLED: { kind: 'not_found', message: 'this directory keeps no transparency log' },
 } as const satisfies Record<string, ErrorEntry>;
 
 type DirectoryCodes = typeof DIRECTORY_CODES;

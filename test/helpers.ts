@@ -115,9 +115,9 @@ export function gpgHome(t: Asserts): { home: string; gpg: (args: string[], input
  * A directory on a MemoryStore with curve25519 keys (addDomain takes 1–2 s for the RSA-3072
  * certificates: create few); `clock` is the directory's (a test clock moves only when told).
  */
-export async function memoryDirectory(clock?: () => Date): Promise<import('../directory/directory.js').Directory> {
+export async function memoryDirectory(clock?: () => Date, more: Partial<import('../directory/directory.js').DirectoryOptions> = {}): Promise<import('../directory/directory.js').Directory> {
   const [{ Directory }, { MemoryStore }] = await Promise.all([import('../directory/directory.js'), import('../directory/store/memory.js')]);
-  return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 }, clock });
+  return Directory.open(new MemoryStore(), randomBytes(32), { keys: { openpgp: 'curve25519', validDays: 365 }, clock, ...more });
 }
 
 /** A port free for both UDP and TCP on 127.0.0.1 right now, for daemons (knotd, nsd, nginx) that cannot be told to pick one. */

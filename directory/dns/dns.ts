@@ -124,7 +124,9 @@ async function snapshot(d: Directory, opts: ZoneOptions, cache?: Map<string, { s
   const storeSerial = await d.serial();
   const records = await d.listDomains();
   const serial = records.reduce((max, r) => Math.max(max, r.serial), storeSerial);
-  return { ...(await buildZones(records, serial, opts, cache)), serial };
+  // The transparency log's key (docs/transparency.md), when the directory keeps a log.
+  const logVerifierKey = await d.log?.verifierKey();
+  return { ...(await buildZones(records, serial, { ...opts, ...(logVerifierKey && { logVerifierKey }) }, cache)), serial };
 }
 
 /** `mailmesh zone export`: one zone (default the federation zone) in RFC 1035 §5 master-file form. */

@@ -24,6 +24,16 @@ export interface ZoneOptions {
   directoryUrl: string;
   /** Addresses of the name servers that lie inside a zone we serve: their A/AAAA (glue, RFC 1034 §4.2.1). */
   nameserverAddresses?: string[];
+  /** The transparency log's signed-note verifier key, published at LOG_KEY_LABEL.<zone> (docs/transparency.md). */
+  logVerifierKey?: string;
+}
+
+/** Owner label of the TXT that publishes the log's verifier key in the federation zone. */
+export const LOG_KEY_LABEL = '_mailmesh-log';
+
+/** The TXT text at `_mailmesh-log.<zone>`: `v=mmlog1; vkey=<C2SP signed-note vkey>`. */
+export function logKeyText(vkey: string): string {
+  return `v=mmlog1; vkey=${vkey}`;
 }
 
 interface ZoneRecord {
@@ -179,6 +189,10 @@ export async function buildZones(
 ): Promise<BuiltZones> {
   const o = checkZoneOptions(opts);
   const fed: Zone = { apex: o.zone as Domain, records: apexRecords(o.zone as Domain, o, serial) };
+  if (o.logVerifierKey) {
+    const text = logKeyText(o.logVerifierKey);
+    fed.records.push({ owner: `${LOG_KEY_LABEL}.${o.zone}`, type: TYPE.TXT, ttl: o.ttl, rdata: txtRdata(text), text: txtPresentation(text) });
+  }
   const own = new Map<string, Zone>(o.authoritativeFor.map((d) => [d, { apex: d as Domain, records: apexRecords(d as Domain, o, serial) }]));
   const skipped: BuiltZones['skipped'] = [];
   const seen = new Set<string>();

@@ -20,6 +20,7 @@ import { loadOpenApi, operations, registerOperations, type OpenApiDocument } fro
 import { observeRequests, PROBES, statusHandlers } from './observe.js';
 import { tlsMaterial, type TlsConfig } from './tls.js';
 import { acmeHandlers, type AcmeResponder } from './acme.js';
+import { logHandlers, tileUrl, withTransparency } from './tlog.js';
 import type { TlsHolder } from '../tls.js';
 import type { Server as TlsServer } from 'node:tls';
 
@@ -148,6 +149,8 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     logController: new LogController({ disableRequestLogging: true }),
     // Malformed URLs (bad %-escapes) get the same JSON error as everything else.
     frameworkErrors: (err, req, reply) => sendError(req, reply, new MailmeshError('BAD_REQUEST', err.message)),
+    // A tlog-tiles index spans path segments: one route takes it (tlog.ts).
+    rewriteUrl: tileUrl,
     ...serverOptions(opts.config?.timeouts, opts.config?.trustProxy, tls && { ...tls, ...opts.acme?.tlsHooks }),
   }) as unknown as FastifyInstance;
   const metrics = opts.metrics ?? new Metrics();
@@ -186,6 +189,7 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     ...keyServerHandlers(directory, keys),
     ...federationHandlers(opts),
     ...acmeHandlers(opts.acme),
+    ...logHandlers(directory),
   });
   return app;
 }
@@ -204,7 +208,7 @@ function recordHandlers(directory: Directory, keys: PublishedKeys): Record<strin
     },
 
     async getDomain(req) {
-      return directory.getRecord(domainParam(req));
+      return withTransparency(directory, await directory.getRecord(domainParam(req)));
     },
 
     async getDomainOpenPgp(req, reply) {

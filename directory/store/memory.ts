@@ -1,9 +1,11 @@
 import type { Domain } from '../domain.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
+import type { HashReader, StoredHash } from '../tlog/merkle.js';
+import { appendEntry, hashKey, logDump, missingHash, restoreLogEntry, type LogBackend } from './log.js';
 import { assertSerial, decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store, type StoreEntry } from './store.js';
 
 /** For tests and throw-away runs: everything in this process, gone when it ends. */
-export class MemoryStore implements Store {
+export class MemoryStore implements Store, LogBackend {
   readonly kind = 'memory' as const;
   #records = new Map<Domain, { json: string; serial: number; status: string }>();
   #secrets = new Map<Domain, Buffer>();
@@ -11,6 +13,10 @@ export class MemoryStore implements Store {
   #kv = new Map<string, { value: string; expires: number }>();
   #serial = 0;
   #leases = new Map<string, { owner: string; expires: number }>();
+  /** The transparency log: entries by index, hashes by `<level>/<index>`, indexes by leaf hash (hex). */
+  #log: Buffer[] = [];
+  #logHashes = new Map<string, Buffer>();
+  #logLeaves = new Map<string, number>();
   readonly #now: () => number;
 
   /** `clock` (milliseconds) decides when leases and kv entries expire. */
@@ -105,10 +111,12 @@ export class MemoryStore implements Store {
     for (const [key, e] of this.#kv) {
       if (e.expires > this.#now()) yield { kind: 'kv', key, value: e.value, ...(e.expires !== Infinity && { expiresAt: e.expires }) };
     }
+    yield* logDump(this);
   }
 
   async restoreEntry(e: StoreEntry): Promise<void> {
-    if (e.kind === 'meta') this.#meta.set(e.name, e.value);
+    if (e.kind === 'log') await restoreLogEntry(this, e);
+    else if (e.kind === 'meta') this.#meta.set(e.name, e.value);
     else if (e.kind === 'kv') this.#kv.set(e.key, { value: e.value, expires: e.expiresAt ?? Infinity });
     else {
       const r = e.record;
@@ -120,8 +128,42 @@ export class MemoryStore implements Store {
   }
 
   async clear(): Promise<void> {
-    for (const m of [this.#records, this.#secrets, this.#meta, this.#kv, this.#leases]) m.clear();
+    for (const m of [this.#records, this.#secrets, this.#meta, this.#kv, this.#leases, this.#logHashes, this.#logLeaves]) m.clear();
     this.#serial = 0;
+    this.#log = [];
+  }
+
+  async logSize(): Promise<number> {
+    return this.#log.length;
+  }
+
+  appendLogEntry(entry: Uint8Array): Promise<number> {
+    return appendEntry(this, entry);
+  }
+
+  async logEntries(start: number, end: number): Promise<Buffer[]> {
+    return this.#log.slice(start, end).map((e) => Buffer.from(e));
+  }
+
+  logHashes: HashReader = async (wanted) =>
+    wanted.map((w) => {
+      const h = this.#logHashes.get(hashKey(w));
+      if (!h) throw missingHash(w);
+      return Buffer.from(h);
+    });
+
+  async logIndexOf(leaf: Buffer): Promise<number | undefined> {
+    return this.#logLeaves.get(leaf.toString('hex'));
+  }
+
+  async commitLogEntry(index: number, entry: Buffer, leaf: Buffer, hashes: StoredHash[]): Promise<number | undefined> {
+    const held = this.#logLeaves.get(leaf.toString('hex'));
+    if (held !== undefined) return held;
+    if (this.#log.length !== index) return undefined;
+    this.#log.push(Buffer.from(entry));
+    this.#logLeaves.set(leaf.toString('hex'), index);
+    for (const h of hashes) if (!this.#logHashes.has(hashKey(h))) this.#logHashes.set(hashKey(h), Buffer.from(h.hash));
+    return index;
   }
 
   async ping(): Promise<void> {}

@@ -2,6 +2,8 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import type { Domain } from '../domain.js';
 import { MailmeshError } from '../errors.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
+import { logDump, restoreLogEntry } from './log.js';
+import { RedisLog } from './redislog.js';
 import { decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store, type StoreEntry } from './store.js';
 
 /**
@@ -21,10 +23,7 @@ redis.call('PUBLISH', ARGV[8], n .. ' ' .. ARGV[7])
 return n
 `;
 
-/**
- * A record written back as a backup holds it (restoreEntry): its own serial, the index, the
- * store-wide serial raised to it, the secrets set or removed. KEYS as PUT's.
- */
+/** A record written back as a backup holds it (restoreEntry): its own serial, the index, the store-wide serial raised to it, the secrets set or removed. KEYS as PUT's. */
 const RESTORE = `
 redis.call('HSET', KEYS[1], 'json', ARGV[1], 'serial', ARGV[2], 'status', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
@@ -162,6 +161,7 @@ export class RedisStore implements Store {
   readonly #p: string;
   readonly #connectTimeoutMs: number;
   #sub: Redis | Cluster | undefined;
+  readonly #log: RedisLog; // the transparency log (log.ts, redislog.ts)
 
   constructor(url: string, opts: { prefix: string; connectTimeoutMs?: number }) {
     this.#p = opts.prefix;
@@ -179,7 +179,14 @@ export class RedisStore implements Store {
     this.#r.defineCommand('mmRelease', { numberOfKeys: 1, lua: RELEASE });
     this.#r.defineCommand('mmIncr', { numberOfKeys: 1, lua: INCR });
     this.#r.defineCommand('mmRestore', { numberOfKeys: 4, lua: RESTORE });
+    this.#log = new RedisLog(this.#r, (part) => this.#k(part), (f) => this.#run(f));
   }
+
+  logSize = () => this.#log.logSize();
+  appendLogEntry = (entry: Uint8Array) => this.#log.appendLogEntry(entry);
+  logEntries = (start: number, end: number) => this.#log.logEntries(start, end);
+  logHashes: RedisLog['logHashes'] = (wanted) => this.#log.logHashes(wanted);
+  logIndexOf = (leaf: Buffer) => this.#log.logIndexOf(leaf);
 
   /** Connects and pings; gives up with STORE_UNAVAILABLE after three connect timeouts (ioredis keeps retrying unreachable Sentinels). */
   async connect(): Promise<this> {
@@ -361,10 +368,12 @@ export class RedisStore implements Store {
         if (value !== null) yield { kind: 'kv', key: k.slice(this.#k('kv', '').length), value, ...(at > 0 && { expiresAt: at }) };
       }
     }
+    yield* logDump(this);
   }
 
   async restoreEntry(e: StoreEntry): Promise<void> {
-    if (e.kind === 'meta') await this.#run(() => this.#r.set(this.#k('meta', e.name), e.value));
+    if (e.kind === 'log') await restoreLogEntry(this, e);
+    else if (e.kind === 'meta') await this.#run(() => this.#r.set(this.#k('meta', e.name), e.value));
     else if (e.kind === 'kv') {
       const k = this.#k('kv', e.key);
       await this.#run(() => (e.expiresAt === undefined ? this.#r.set(k, e.value) : this.#r.set(k, e.value, 'PXAT', e.expiresAt)));

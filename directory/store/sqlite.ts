@@ -4,6 +4,8 @@ import Database from 'better-sqlite3';
 import type { Domain } from '../domain.js';
 import { MailmeshError } from '../errors.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
+import type { HashReader, StoredHash } from '../tlog/merkle.js';
+import { appendEntry, logDump, missingHash, restoreLogEntry, type LogBackend } from './log.js';
 import { assertSerial, decodeRecord, encodeDraft, type KvPutOptions, type PutOptions, type Store, type StoreEntry } from './store.js';
 
 const SCHEMA = `
@@ -17,6 +19,8 @@ CREATE TABLE IF NOT EXISTS secrets (domain TEXT PRIMARY KEY, blob BLOB NOT NULL)
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires INTEGER);
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS log_entries (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL UNIQUE, entry BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS log_hashes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID;
 `;
 
 /**
@@ -32,12 +36,13 @@ function privateFile(file: string): void {
 }
 
 /** The embedded default: one SQLite file, WAL journal, every write one transaction. */
-export class SqliteStore implements Store {
+export class SqliteStore implements Store, LogBackend {
   readonly kind = 'sqlite' as const;
   /** How often subscribe() looks for other connections' writes (a CLI write reaches serve within 2 s). */
   static readonly POLL_MS = 250;
   readonly #db: Database.Database;
   readonly #put: (draft: RecordDraft, opts: PutOptions) => DomainRecord;
+  readonly #commitLog: (index: number, entry: Buffer, leaf: Buffer, hashes: StoredHash[]) => number | undefined;
 
   readonly #now: () => number;
   /** The change feed's poll timers (subscribe), stopped by close(). */
@@ -77,6 +82,16 @@ export class SqliteStore implements Store {
       else if (opts.secrets === null) delSecret.run(draft.domain);
       return decodeRecord(json, serial);
     });
+    // One IMMEDIATE transaction (the write lock first): the compare-and-set on the log's size.
+    const commitLog = this.#db.transaction((index: number, entry: Buffer, leaf: Buffer, hashes: StoredHash[]) => {
+      const held = this.#sql<[Buffer], { idx: number }>('SELECT idx FROM log_entries WHERE leaf = ?').get(leaf);
+      if (held) return held.idx;
+      if (this.#logSize() !== index) return undefined;
+      this.#sql('INSERT INTO log_entries (idx, leaf, entry) VALUES (?, ?, ?)').run(index, leaf, entry);
+      for (const h of hashes) this.#sql('INSERT OR IGNORE INTO log_hashes (level, idx, hash) VALUES (?, ?, ?)').run(h.level, h.index, h.hash);
+      return index;
+    });
+    this.#commitLog = (...args) => commitLog.immediate(...args);
   }
 
   #sql<P extends unknown[] | object = unknown[], R = unknown>(text: string): Database.Statement<P, R> {
@@ -190,10 +205,12 @@ export class SqliteStore implements Store {
     for (const r of records) yield { kind: 'record', record: decodeRecord(r.json, r.serial), ...(r.blob && { secrets: r.blob.toString('base64') }) };
     for (const m of meta) yield { kind: 'meta', ...m };
     for (const e of kv) yield { kind: 'kv', key: e.key, value: e.value, ...(e.expires !== null && { expiresAt: e.expires }) };
+    yield* logDump(this);
   }
 
   async restoreEntry(e: StoreEntry): Promise<void> {
-    if (e.kind === 'meta') this.#sql('INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)').run(e.name, e.value);
+    if (e.kind === 'log') await restoreLogEntry(this, e);
+    else if (e.kind === 'meta') this.#sql('INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)').run(e.name, e.value);
     else if (e.kind === 'kv') this.#sql('INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)').run(e.key, e.value, e.expiresAt ?? null);
     else this.#restoreRecord(e.record, e.secrets);
   }
@@ -210,7 +227,40 @@ export class SqliteStore implements Store {
     })();
 
   async clear(): Promise<void> {
-    this.#db.exec('BEGIN; DELETE FROM records; DELETE FROM secrets; DELETE FROM meta; DELETE FROM kv; DELETE FROM leases; COMMIT;');
+    this.#db.exec('BEGIN; DELETE FROM records; DELETE FROM secrets; DELETE FROM meta; DELETE FROM kv; DELETE FROM leases; DELETE FROM log_entries; DELETE FROM log_hashes; COMMIT;');
+  }
+
+  #logSize(): number {
+    return this.#sql<[], { n: number }>('SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM log_entries').get()!.n;
+  }
+
+  async logSize(): Promise<number> {
+    return this.#logSize();
+  }
+
+  appendLogEntry(entry: Uint8Array): Promise<number> {
+    return appendEntry(this, entry);
+  }
+
+  async logEntries(start: number, end: number): Promise<Buffer[]> {
+    return this.#sql<[number, number], { entry: Buffer }>('SELECT entry FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx').all(start, end).map((r) => r.entry);
+  }
+
+  logHashes: HashReader = async (wanted) => {
+    const got = this.#sql<[number, number], { hash: Buffer }>('SELECT hash FROM log_hashes WHERE level = ? AND idx = ?');
+    return wanted.map((w) => {
+      const row = got.get(w.level, w.index);
+      if (!row) throw missingHash(w);
+      return row.hash;
+    });
+  };
+
+  async logIndexOf(leaf: Buffer): Promise<number | undefined> {
+    return this.#sql<[Buffer], { idx: number }>('SELECT idx FROM log_entries WHERE leaf = ?').get(leaf)?.idx;
+  }
+
+  async commitLogEntry(index: number, entry: Buffer, leaf: Buffer, hashes: StoredHash[]): Promise<number | undefined> {
+    return this.#commitLog(index, entry, leaf, hashes);
   }
 
   async ping(): Promise<void> {

@@ -1,6 +1,7 @@
 import type { Domain } from '../domain.js';
 import { MailmeshError } from '../errors.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
+import type { LogStore } from './log.js';
 
 export interface PutOptions {
   /**
@@ -88,12 +89,14 @@ export interface KvStore extends StoreConnection {
 /**
  * One piece of a store's state, as `entries()` yields it and `restoreEntry()` writes it back
  * (backups, docs/backup.md): a record with its serial and its sealed secrets (base64), a meta
- * value, a live kv entry with its expiry (milliseconds since the epoch; none for a lasting one).
+ * value, a live kv entry with its expiry (milliseconds since the epoch; none for a lasting one), a
+ * transparency log entry with its index (base64; the log's hashes follow from its entries).
  */
 export type StoreEntry =
   | { kind: 'record'; record: DomainRecord; secrets?: string }
   | { kind: 'meta'; name: string; value: string }
-  | { kind: 'kv'; key: string; value: string; expiresAt?: number };
+  | { kind: 'kv'; key: string; value: string; expiresAt?: number }
+  | { kind: 'log'; index: number; entry: string };
 
 /**
  * The whole state of a store, generically: whatever kinds of records, meta values and kv
@@ -101,21 +104,21 @@ export type StoreEntry =
  * passes test/directory/store/dump-contract.ts.
  */
 export interface StoreDump {
-  /** Every record (tombstones too), meta value and live kv entry; not leases (they belong to running processes). */
+  /** Every record (tombstones too), meta value, live kv entry and log entry (in index order); not leases (they belong to running processes). */
   entries(): AsyncIterable<StoreEntry>;
-  /** Writes an entry back as it was: a record keeps its serial (the store-wide serial rises to it); meta and kv values are replaced. */
+  /** Writes an entry back as it was: a record keeps its serial (the store-wide serial rises to it); meta and kv values are replaced; a log entry is appended (at its index, or STORE_NOT_EMPTY). */
   restoreEntry(e: StoreEntry): Promise<void>;
-  /** Removes everything: records, secrets, meta values, kv entries and leases. */
+  /** Removes everything: records, secrets, meta values, kv entries, leases and the log. */
   clear(): Promise<void>;
 }
 
 /**
- * What openStore returns and each implementation (memory, sqlite, redis) is: both sides in one
- * backend. The composition root hands each user the side it needs.
+ * What openStore returns and each implementation (memory, sqlite, redis) is: every side in one
+ * backend (the transparency log's too, directory/store/log.ts). The composition root hands each user the side it needs.
  */
-export interface Store extends RecordStore, KvStore, StoreDump {}
+export interface Store extends RecordStore, KvStore, StoreDump, LogStore {}
 
-/** Whether a store holds anything at all (a record, a meta value or a kv entry). */
+/** Whether a store holds anything at all (a record, a meta value, a kv entry or a log entry). */
 export async function storeIsEmpty(store: StoreDump): Promise<boolean> {
   for await (const _ of store.entries()) return false;
   return true;

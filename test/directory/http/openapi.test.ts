@@ -16,7 +16,8 @@ import { get, memoryDirectory, startHttp, type Got } from './helpers.js';
 // Every path and method of openapi.yaml is called on a real server with the documented example
 // parameters; the status must be documented and a JSON body must match the documented schema.
 const doc = loadOpenApi();
-const directory = await memoryDirectory();
+// With a transparency log: its routes (/log/…, /v1/log…) answer, and the record carries `transparency`.
+const directory = await memoryDirectory(undefined, { log: { origin: 'dir.mailmesh.test/log' } });
 const demo = await directory.addDomain('demo.mailmesh.test');
 // In a roll, with a CRL: the record carries next, rollover and crls, and /crl (and /crl/{caKeyId}) has something to serve.
 await announceForTest(directory, 'demo.mailmesh.test');

@@ -3,7 +3,7 @@ import type { Domain } from '../../../directory/domain.js';
 import { storeIsEmpty, type Store, type StoreEntry } from '../../../directory/store/store.js';
 import { draft } from './record-contract.js';
 
-const order = (e: StoreEntry) => `${e.kind}:${e.kind === 'record' ? e.record.domain : e.kind === 'meta' ? e.name : e.key}`;
+const order = (e: StoreEntry) => `${e.kind}:${e.kind === 'record' ? e.record.domain : e.kind === 'meta' ? e.name : e.kind === 'kv' ? e.key : e.index}`;
 
 async function all(s: Store): Promise<StoreEntry[]> {
   const out: StoreEntry[] = [];

@@ -6,6 +6,7 @@ import { SqliteStore } from '../../../directory/store/sqlite.js';
 import { tempDir, throwsCode } from '../../helpers.js';
 import { dumpContract } from './dump-contract.js';
 import { kvStoreContract } from './kv-contract.js';
+import { logStoreContract } from './log-contract.js';
 import { draft, recordStoreContract, subscribeContract } from './record-contract.js';
 
 const fresh = async () => {
@@ -23,12 +24,14 @@ kvStoreContract(t, fresh, async () => {
 });
 
 // Two connections to one file, as a CLI process beside a running serve (the poll of SqliteStore.subscribe).
-subscribeContract(t, async () => {
+const shared = async (): Promise<[SqliteStore, SqliteStore]> => {
   const file = join(tempDir(t), 'shared.db');
   const pair: [SqliteStore, SqliteStore] = [new SqliteStore(file), new SqliteStore(file)];
   t.teardown(() => Promise.all(pair.map((s) => s.close())));
   return pair;
-});
+};
+subscribeContract(t, shared);
+logStoreContract(t, fresh, shared);
 
 t.test('sqlite keeps records across reopen', async (t) => {
   const file = join(tempDir(t), 'persist.db');
