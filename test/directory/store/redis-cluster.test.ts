@@ -5,6 +5,7 @@ import { RedisStore } from '../../../directory/store/redis.js';
 import { run, throwsCode } from '../../helpers.js';
 import { dumpContract } from './dump-contract.js';
 import { kvStoreContract } from './kv-contract.js';
+import { logStoreContract } from './log-contract.js';
 import { draft, recordStoreContract, subscribeContract } from './record-contract.js';
 import { startCluster, startSentinel } from './redis-servers.js';
 
@@ -19,14 +20,19 @@ function maker(t: Test, url: string) {
   };
 }
 
-/** A second connection on the same prefix hears the first one's writes (RecordStore.subscribe). */
-function propagates(t: Test, url: string) {
-  subscribeContract(t, async () => {
+/** Two connections on one prefix, as two nodes of a cluster. */
+function pairMaker(t: Test, url: string) {
+  return async (): Promise<[RedisStore, RedisStore]> => {
     const p = prefix();
     const pair = await Promise.all([new RedisStore(url, { prefix: p }).connect(), new RedisStore(url, { prefix: p }).connect()]);
     t.teardown(() => Promise.all(pair.map((s) => s.close())));
     return pair;
-  });
+  };
+}
+
+/** A second connection on the same prefix hears the first one's writes (RecordStore.subscribe). */
+function propagates(t: Test, url: string) {
+  subscribeContract(t, pairMaker(t, url));
 }
 
 t.test('on a Redis Cluster of three masters', async (t) => {
@@ -35,6 +41,8 @@ t.test('on a Redis Cluster of three masters', async (t) => {
   dumpContract(t, maker(t, url));
   kvStoreContract(t, maker(t, url));
   propagates(t, url);
+  // The log's keys share the prefix's hash tag: its script runs in one slot.
+  logStoreContract(t, maker(t, url), pairMaker(t, url));
 
   t.test('one directory lives in one slot, and destroy() finds it on its master', async (t) => {
     const p = prefix();
