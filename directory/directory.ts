@@ -23,7 +23,7 @@ import { canSign, type RevocationReason } from './openpgp.js';
 import { ownCapabilities, secretsContext, type DomainRecord, type DomainSecrets, type GatewayEndpoints, type RecordDraft, type TunnelFormat } from './record.js';
 import { payloadKeys, recordPayload, signPayload, type PayloadExtra } from './signed.js';
 import { MASTER_KEY_CHECK_CONTEXT, Sealer } from './seal.js';
-import type { MetaStore, PutOptions, Store } from './store/store.js';
+import { assertSerial, type MetaStore, type PutOptions, type Store } from './store/store.js';
 import { TransparencyLog } from './tlog/log.js';
 
 export interface DirectoryOptions {
@@ -99,7 +99,7 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
   static async open(store: Store, masterKey: Buffer, opts: DirectoryOptions): Promise<Directory> {
     const sealer = await Directory.checkMasterKey(store, masterKey);
     const d = new Directory(store, sealer, opts);
-    if (opts.log) await (d.#log = new TransparencyLog(store, sealer, opts.log.origin)).backfill(store);
+    if (opts.log) d.logSkipped = await (d.#log = new TransparencyLog(store, sealer, opts.log.origin)).backfill(store);
     d.#feed = await ChangeFeed.follow(store, (r) => d.emit('change', r));
     return d;
   }
@@ -124,8 +124,12 @@ export class Directory extends EventEmitter<{ change: [DomainRecord] }> {
     return this.#log;
   }
 
-  /** Every record write: logged first (a published version is never served unlogged), then written, then announced. */
+  /** Domains whose record could not be logged when the directory opened (TLOG_ENTRY_TOO_LARGE): served without a proof. */
+  logSkipped: string[] = [];
+
+  /** Every record write: logged first (never served unlogged), then written, then announced; a lost compare-and-set is refused before the log. */
   async #put(draft: RecordDraft, opts: PutOptions): Promise<DomainRecord> {
+    if (this.#log && opts.ifSerial !== undefined) assertSerial(draft.domain, await this.store.getRecord(draft.domain), opts.ifSerial);
     await this.#log?.record(draft);
     const record = await this.store.putRecord(draft, opts);
     this.#feed?.own(record.serial);

@@ -3,6 +3,12 @@ import { leafHash, nodeHash, treeHash, verifyConsistency, verifyInclusion, type 
 import { openNote, parseCheckpoint, parseVerifierKey, type Checkpoint, type NoteVerifier } from '../directory/tlog/note.js';
 import { decodeEntryBundle, entryBundlePath, tilePath, TILE_WIDTH } from '../directory/tlog/tiles.js';
 import { getBytes, getJson, type Fetch } from './web.js';
+import { recordEntry } from '../directory/tlog/leaf.js';
+import type { RecordDraft } from '../directory/record.js';
+import { MAX_LOG_ENTRY } from '../directory/store/log.js';
+
+/** A checkpoint is a few lines; more is not one. */
+const MAX_CHECKPOINT = 64 * 1024;
 
 /**
  * A client of another directory's transparency log (docs/transparency.md): it reads the log the
@@ -104,7 +110,7 @@ export class TlogClient {
   }
 
   private async bytes(path: string): Promise<Buffer> {
-    const b = await getBytes(`${this.base}/${path}`, this.opts);
+    const b = await getBytes(`${this.base}/${path}`, { ...this.opts, maxBytes: MAX_CHECKPOINT });
     if (!b) throw new MailmeshError('LOOKUP_UNAVAILABLE', `${this.base}/${path}: not found`);
     return b;
   }
@@ -117,7 +123,10 @@ export class TlogClient {
   private async prefixOf(pathOf: (w: number) => string, width: number, widest: number): Promise<[Buffer, number]> {
     for (const w of new Set([width, TILE_WIDTH, widest])) {
       if (w < width) continue;
-      const b = await getBytes(`${this.base}/log/${pathOf(w)}`, this.opts);
+      const path = pathOf(w);
+      // tlog-tiles: a tile holds at most 256 hashes; an entry bundle 256 entries of at most 65,535 bytes each.
+      const maxBytes = path.startsWith('tile/entries/') ? TILE_WIDTH * (2 + MAX_LOG_ENTRY) : TILE_WIDTH * 32;
+      const b = await getBytes(`${this.base}/log/${path}`, { ...this.opts, maxBytes });
       if (b) return [b, w];
     }
     throw new MailmeshError('LOOKUP_UNAVAILABLE', `${this.base}/log/${pathOf(width)}: not found`);
@@ -246,10 +255,9 @@ export class TlogClient {
     }
     const about = entryDomain(entry);
     if (about !== domain) throw proofFailed(`leaf ${leafIndex} is a record of ${JSON.stringify(about ?? null)}, not of ${domain}`);
-    const signed = record.signed as { payload?: unknown } | undefined;
-    if (typeof signed?.payload === 'string' && !entry.toString('utf8').includes(JSON.stringify(signed.payload).slice(1, -1))) {
-      throw proofFailed(`${domain}: the record served is not the one logged at leaf ${leafIndex}`);
-    }
+    // The record served must be, byte for byte, the version logged (the entry the directory would log for it).
+    const expected = recordEntry(record as unknown as RecordDraft);
+    if (!expected?.equals(entry)) throw proofFailed(`${domain}: the record served is not the one logged at leaf ${leafIndex}`);
     return { domain, leafIndex, entry, checkpoint };
   }
 }

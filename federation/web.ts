@@ -50,8 +50,24 @@ export async function getJson(url: string, opts: { fetch?: Fetch; timeoutMs?: nu
   }
 }
 
-/** GET binary content (a WKD key); 404 is `undefined`, other failures LOOKUP_UNAVAILABLE. */
-export async function getBytes(url: string, opts: { fetch?: Fetch; timeoutMs?: number } = {}): Promise<Buffer | undefined> {
+/** Reads a body, stopping (and cancelling the rest) as soon as it passes `max` bytes. */
+async function readAtMost(res: Response, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const reader = res.body?.getReader();
+  for (let r = await reader?.read(); r && !r.done; r = await reader!.read()) {
+    total += r.value.length;
+    if (total > max) {
+      await reader!.cancel().catch(() => undefined);
+      throw new Error(`answer larger than ${max} bytes`);
+    }
+    chunks.push(Buffer.from(r.value));
+  }
+  return Buffer.concat(chunks);
+}
+
+/** GET binary content (a WKD key, a log tile); 404 is `undefined`, other failures LOOKUP_UNAVAILABLE; `maxBytes` (default 1 MiB) bounds what is read. */
+export async function getBytes(url: string, opts: { fetch?: Fetch; timeoutMs?: number; maxBytes?: number } = {}): Promise<Buffer | undefined> {
   const u = checkUrl(url);
   try {
     const res = await (opts.fetch ?? fetch)(u, { signal: AbortSignal.timeout(opts.timeoutMs ?? 5000), redirect: 'error' });
@@ -60,9 +76,7 @@ export async function getBytes(url: string, opts: { fetch?: Fetch; timeoutMs?: n
       return undefined;
     }
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const body = Buffer.from(await res.arrayBuffer());
-    if (body.length > MAX_BODY) throw new Error('answer too large');
-    return body;
+    return await readAtMost(res, opts.maxBytes ?? MAX_BODY);
   } catch (e) {
     if (isMailmeshError(e, 'ADDRESS_FORBIDDEN')) throw e;
     throw new MailmeshError('LOOKUP_UNAVAILABLE', `${u.origin}${u.pathname}: ${(e as Error).message}`);

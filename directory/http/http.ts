@@ -208,7 +208,7 @@ function recordHandlers(directory: Directory, keys: PublishedKeys): Record<strin
     },
 
     async getDomain(req) {
-      return withTransparency(directory, await directory.getRecord(domainParam(req)));
+      return withTransparency(directory, await directory.getRecord(domainParam(req)), req.log);
     },
 
     async getDomainOpenPgp(req, reply) {

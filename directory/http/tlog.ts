@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import type { Directory } from '../directory.js';
 import { MailmeshError } from '../errors.js';
@@ -69,7 +69,12 @@ export function logHandlers(directory: Directory): Record<string, RouteHandlerMe
 }
 
 /** GET /v1/domains/{domain}: the record with a `transparency` member when the directory keeps a log and the version served is in it. */
-export async function withTransparency(directory: Directory, record: DomainRecord): Promise<DomainRecord & { transparency?: unknown }> {
-  const transparency = await directory.log?.prove(record);
+export async function withTransparency(directory: Directory, record: DomainRecord, log?: FastifyBaseLogger): Promise<DomainRecord & { transparency?: unknown }> {
+  // The record is served with or without its proof: a log that cannot prove (a store that lost
+  // hashes, went back after a failover) never keeps a key from being found.
+  const transparency = await directory.log?.prove(record).catch((err: unknown) => {
+    log?.warn({ err, domain: record.domain }, 'transparency proof unavailable; record served without it');
+    return undefined;
+  });
   return transparency ? { ...record, transparency } : record;
 }

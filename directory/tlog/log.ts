@@ -1,10 +1,10 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { parseDomain } from '../domain.js';
-import { MailmeshError } from '../errors.js';
+import { isMailmeshError, MailmeshError } from '../errors.js';
 import type { DomainRecord, RecordDraft } from '../record.js';
 import type { Sealer } from '../seal.js';
 import type { LogStore } from '../store/log.js';
-import type { MetaStore, RecordStore } from '../store/store.js';
+import type { KvStore, MetaStore, RecordStore } from '../store/store.js';
 import { recordEntry } from './leaf.js';
 import { consistencyProof, inclusionProof, leafHash, treeHash } from './merkle.js';
 import { formatCheckpoint, signNote, verifierKey, type NoteSigner } from './note.js';
@@ -19,7 +19,8 @@ import { encodeEntryBundle, TILE_WIDTH, type TileId } from './tiles.js';
 /** Meta value (set once): the log's origin and Ed25519 private key (PKCS #8), sealed under the master key. */
 export const LOG_KEY_META = 'tlog-key';
 /** Meta value (set once): the records held before the log existed have been logged. */
-export const LOG_BACKFILL_META = 'tlog-backfill';
+/** kv: the serial up to which held records were backfilled into the log. */
+export const LOG_BACKFILL_KEY = 'tlog:backfilled';
 /** The seal context of the log key (directory/seal.ts: a sealed blob cannot move to another purpose). */
 export const LOG_KEY_CONTEXT = 'mailmesh transparency log key';
 
@@ -69,16 +70,30 @@ export class TransparencyLog {
     if (entry) await this.#store.appendLogEntry(entry);
   }
 
-  /** Once per store: logs the published records held before the log existed. */
-  async backfill(store: Pick<RecordStore, 'listSince'>): Promise<void> {
-    if (await this.#store.getMeta(LOG_BACKFILL_META)) return;
-    for (let since = 0; ; ) {
+  /**
+   * At every open: logs the published records written since the last backfill (before the log
+   * existed, or by an older node of a rolling upgrade that does not log), from the serial it
+   * reached (kv LOG_BACKFILL_KEY; records logged already are found, not logged again). A record
+   * that cannot be logged (TLOG_ENTRY_TOO_LARGE) is skipped — it is served without a proof —
+   * rather than keeping the directory from opening; the domains skipped are returned.
+   */
+  async backfill(store: Pick<RecordStore, 'listSince'> & Pick<KvStore, 'kvGet' | 'kvPut'>): Promise<string[]> {
+    const skipped: string[] = [];
+    let since = Number((await store.kvGet(LOG_BACKFILL_KEY)) ?? 0);
+    for (;;) {
       const page = await store.listSince(since, 500);
       if (page.length === 0) break;
-      for (const r of page) if (r.status !== 'deleted') await this.record(r);
+      for (const r of page) {
+        if (r.status === 'deleted') continue;
+        await this.record(r).catch((e: unknown) => {
+          if (!isMailmeshError(e, 'TLOG_ENTRY_TOO_LARGE')) throw e;
+          skipped.push(r.domain);
+        });
+      }
       since = page[page.length - 1]!.serial;
+      await store.kvPut(LOG_BACKFILL_KEY, String(since));
     }
-    await this.#store.setMetaIfAbsent(LOG_BACKFILL_META, new Date().toISOString());
+    return skipped;
   }
 
   /** The log key: made on first use and sealed into the store (set once: of nodes racing, the first one's key is everyone's). */
@@ -119,13 +134,15 @@ export class TransparencyLog {
   async checkpoint(): Promise<SignedCheckpoint> {
     const size = await this.#store.logSize();
     const latest = this.#latest;
-    if (latest && latest.size >= size) return latest;
+    // Only the very size: a store that went back (a failover to a replica that lagged, a restore)
+    // gets a checkpoint of what it holds — a rollback clients see — never one of a tree it lacks.
+    if (latest && latest.size === size) return latest;
     const rootHash = await treeHash(size, this.#store.logHashes);
     const { signer } = await this.#logKey();
     // C2SP tlog-checkpoint: origin, size, base64 root, as the body of a C2SP signed note.
     const note = signNote(formatCheckpoint({ origin: signer.name, size, rootHash, extensions: [] }), signer);
     const cp = { size, rootHash, note };
-    if (!this.#latest || this.#latest.size < size) this.#latest = cp;
+    this.#latest = cp;
     return cp;
   }
 

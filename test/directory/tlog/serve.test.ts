@@ -149,3 +149,27 @@ t.test('records held before the log existed are logged when a directory with a l
   t.equal(await again.log!.origin(), ORIGIN, 'the origin kept with the key wins over a later one');
   t.equal(await again.log!.verifierKey(), await after.log!.verifierKey(), 'one key per store');
 });
+
+t.test('a record written by a node without the log is logged at the next open; one too large is skipped, served without a proof, and the directory still opens', async (t) => {
+  const [{ Directory }, { MemoryStore }, { randomBytes }] = await Promise.all([import('../../../directory/directory.js'), import('../../../directory/store/memory.js'), import('node:crypto')]);
+  const store = new MemoryStore();
+  const key = randomBytes(32);
+  const keys = { openpgp: 'curve25519' as const, validDays: 365 };
+  const logged = await Directory.open(store, key, { keys, log: { origin: ORIGIN } });
+  await logged.addDomain('f.mailmesh.test');
+  t.equal(await store.logSize(), 1);
+  // An older node of a rolling upgrade (no log) writes after the log's first backfill.
+  const old = await Directory.open(store, key, { keys });
+  const late = await old.addDomain('g.mailmesh.test');
+  // A held record whose entry is over 65,535 bytes (written straight into the store).
+  const big = await old.addDomain('h.mailmesh.test');
+  const huge = { ...big, signed: { payload: JSON.stringify({ pad: 'x'.repeat(70_000) }), signature: 'sig' } };
+  await store.putRecord(huge, { ifSerial: big.serial });
+  const next = await Directory.open(store, key, { keys, log: { origin: ORIGIN } });
+  t.same(next.logSkipped, ['h.mailmesh.test'], 'the record too large to log is named, and the directory opened');
+  t.equal((await next.log!.prove(late))?.leafIndex, 1, 'the record the older node wrote is logged');
+  const { base: b2 } = await startHttp(t, next);
+  const served = (await get(`${b2}/v1/domains/h.mailmesh.test`)).json() as { domain: string; transparency?: unknown };
+  t.equal(served.domain, 'h.mailmesh.test', 'still served');
+  t.equal(served.transparency, undefined, 'without a proof');
+});
