@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { CaptureSink } from '../../cli/demo/loopback.js';
@@ -17,7 +17,22 @@ import { daemon, holders, inNs, makeLan, netnsSkip, type Daemon, type Lan } from
 // keepalived's check-mailmesh hands the address over. Every 250 must be in the sink, and DNS on
 // the shared address answers the same throughout.
 const DEPLOY = new URL('../../deploy/keepalived/', import.meta.url).pathname;
-const CHECK = join(DEPLOY, 'check-mailmesh');
+/**
+ * keepalived runs check-mailmesh as `nobody` (enable_script_security), so the script and every
+ * folder above it must be readable by nobody and writable by root only: a checkout in a 0700
+ * temporary folder (CI's fresh clone) is neither. The test runs a copy from a folder of its own
+ * under /run (root's, 0755), removed at the end.
+ */
+let CHECK = '';
+function installCheck(t: Test): string {
+  const dir = mkdtempSync('/run/mailmesh-vrrp-check-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  chmodSync(dir, 0o755);
+  const file = join(dir, 'check-mailmesh');
+  copyFileSync(join(DEPLOY, 'check-mailmesh'), file);
+  chmodSync(file, 0o755);
+  return file;
+}
 const TO = 'bob@ha.test';
 // The namespaces are new and this test's own: nothing else listens there, so the real ports.
 const SMTP_PORT = 25;
@@ -165,6 +180,7 @@ async function wildcardUdpSource(t: Test, lan: Lan): Promise<string> {
 }
 
 t.test('VRRP: the holder of the shared address is SIGKILLed, SMTP and DNS go on on the other node, no mail is lost', { skip: netnsSkip() }, async (t) => {
+  CHECK = installCheck(t);
   const lan = await makeLan(t, 2);
   const dir = tempDir(t, 'mailmesh-vrrp-');
   await daemon(t, lan.lan, 'redis-server', ['--bind', lan.store, '--port', '6379', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--dir', dir], /Ready to accept connections/);
